@@ -1,0 +1,175 @@
+"""The only home of rounding and requantization primitives (gemmlowp / TFLite / CMSIS-NN semantics).
+
+Two halves:
+- prepare side (plain Python, float math allowed): derive (multiplier, shift) pairs from real scales
+  exactly as TFLite's QuantizeMultiplier does. Convention: shift > 0 means left shift.
+- eval side (@njit, integer only): SRDHM, RDBP and requantize on int32 values with int64 products,
+  results wrapped to int32 as an MCU would.
+
+Rounding modes are named, never global: `DOUBLE_ROUNDING` (TFLite/CMSIS-NN default: SRDHM then RDBP)
+and `SINGLE_ROUNDING` (CMSIS_NN_USE_SINGLE_ROUNDING / TFLITE_SINGLE_ROUNDING: one rounding step).
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+# Named rounding modes. Kernels take the integer code; results and manifests record the name.
+DOUBLE_ROUNDING = 0
+SINGLE_ROUNDING = 1
+ROUNDING_NAMES = {"double": DOUBLE_ROUNDING, "single": SINGLE_ROUNDING}
+
+
+def rounding_code(name):
+    """Map a rounding name ('double' | 'single') to the integer code kernels take."""
+    try:
+        return ROUNDING_NAMES[name]
+    except KeyError:
+        raise ValueError(f"unknown rounding {name!r}; expected one of {sorted(ROUNDING_NAMES)}") from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# prepare side: float scale -> (int32 multiplier, shift)
+# ----------------------------------------------------------------------------------------------------
+
+def round_half_away(x):
+    """C's round()/std::round on a double: ties away from zero (Python's round() is half-even)."""
+    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+
+
+def quantize_multiplier(real_multiplier, single_rounding=False):
+    """TFLite QuantizeMultiplier: real = M * 2^(shift-31), M in [2^30, 2^31) (or 0). shift > 0 = left.
+
+    q, e = frexp(d); M = round_half_away(q * 2^31); if M == 2^31: M /= 2, e += 1; if e < -31: M = e = 0.
+    With single rounding TFLite also clamps shift > 30 to (2^31-1, 30).
+    """
+    d = float(real_multiplier)
+    if d == 0.0:
+        return 0, 0
+    if not math.isfinite(d):
+        raise ValueError(f"cannot quantize a non-finite multiplier {d!r}")
+    q, e = math.frexp(d)
+    m = round_half_away(q * (1 << 31))
+    if abs(m) == (1 << 31):
+        m //= 2
+        e += 1
+    if e < -31:
+        return 0, 0
+    if single_rounding and e > 30:
+        return INT32_MAX, 30
+    return int(m), int(e)
+
+
+def quantize_multiplier_greater_than_one(real_multiplier):
+    """TFLite QuantizeMultiplierGreaterThanOne: requires real > 1; returns (M, left_shift >= 0)."""
+    d = float(real_multiplier)
+    if not d > 1.0:
+        raise ValueError(f"multiplier must be > 1, got {d!r}")
+    m, shift = quantize_multiplier(d)
+    if shift < 0:
+        raise ValueError(f"multiplier {d!r} gave a negative shift {shift}")
+    return m, shift
+
+
+def quantize_multiplier_smaller_than_one(real_multiplier):
+    """TFLite QuantizeMultiplierSmallerThanOneExp: requires 0 < real < 1; returns (M, shift <= 0)."""
+    d = float(real_multiplier)
+    if not 0.0 < d < 1.0:
+        raise ValueError(f"multiplier must be in (0, 1), got {d!r}")
+    m, shift = quantize_multiplier(d)
+    if shift > 0:
+        raise ValueError(f"multiplier {d!r} gave a positive shift {shift}")
+    return m, shift
+
+
+def per_channel_multipliers(input_scale, weight_scales, output_scale, single_rounding=False):
+    """Conv/depthwise (TFLite PopulateConvolutionQuantizationParams): d = double(s_in)*double(s_w[c])/double(s_out).
+
+    Returns int32 arrays (multipliers, shifts).
+    """
+    ws = np.asarray(weight_scales, dtype=np.float32).reshape(-1)
+    s_in = float(np.float32(input_scale))
+    s_out = float(np.float32(output_scale))
+    mults = np.empty(ws.size, np.int32)
+    shifts = np.empty(ws.size, np.int32)
+    for c in range(ws.size):
+        mults[c], shifts[c] = quantize_multiplier(s_in * float(ws[c]) / s_out, single_rounding)
+    return mults, shifts
+
+
+def per_tensor_fc_multiplier(input_scale, weight_scale, output_scale, single_rounding=False):
+    """Per-tensor fully connected (TFLite GetQuantizedConvolutionMultipler): float32 product s_in*s_w, then /double(s_out)."""
+    product = float(np.float32(input_scale) * np.float32(weight_scale))
+    return quantize_multiplier(product / float(np.float32(output_scale)), single_rounding)
+
+
+# ----------------------------------------------------------------------------------------------------
+# eval side: integer-only, Numba
+# ----------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def wrap_int32(x):
+    """Two's-complement wrap of an int64 to int32 (what a 32-bit MCU register keeps)."""
+    return np.int32(((np.int64(x) + 2147483648) & 0xFFFFFFFF) - 2147483648)
+
+
+@njit(cache=True)
+def srdhm(a, b):
+    """gemmlowp SaturatingRoundingDoublingHighMul: int32 x int32 -> int32, (a*b + 2^30) >> 31 (ties to +inf),
+    saturating the single overflow case a == b == INT32_MIN to INT32_MAX."""
+    a64 = np.int64(a)
+    b64 = np.int64(b)
+    if a64 == -2147483648 and b64 == -2147483648:
+        return np.int32(2147483647)
+    return np.int32((a64 * b64 + np.int64(1073741824)) >> np.int64(31))
+
+
+@njit(cache=True)
+def rdbp(x, exponent):
+    """gemmlowp RoundingDivideByPOT: int32 x >> exponent (0..31), ties away from zero."""
+    x64 = np.int64(x)
+    e = np.int64(exponent)
+    mask = (np.int64(1) << e) - np.int64(1)
+    remainder = x64 & mask
+    threshold = (mask >> np.int64(1)) + (np.int64(1) if x64 < 0 else np.int64(0))
+    return np.int32((x64 >> e) + (np.int64(1) if remainder > threshold else np.int64(0)))
+
+
+@njit(cache=True)
+def requantize_double(acc, multiplier, shift):
+    """TFLite MultiplyByQuantizedMultiplier: RDBP(SRDHM(int32(acc << max(shift,0)), M), max(-shift,0)).
+    The left shift is an int32 multiply that wraps like the MCU."""
+    s = np.int64(shift)
+    left = s if s > 0 else np.int64(0)
+    right = -s if s < 0 else np.int64(0)
+    return rdbp(srdhm(wrap_int32(np.int64(acc) << left), multiplier), right)
+
+
+@njit(cache=True)
+def requantize_single(acc, multiplier, shift):
+    """Single rounding (TFLITE_SINGLE_ROUNDING / CMSIS_NN_USE_SINGLE_ROUNDING):
+    (int64(acc) * M + 2^(30-shift)) >> (31-shift), wrapped to int32."""
+    total = np.int64(31) - np.int64(shift)
+    prod = np.int64(acc) * np.int64(multiplier)
+    return wrap_int32((prod + (np.int64(1) << (total - np.int64(1)))) >> total)
+
+
+@njit(cache=True)
+def requantize(acc, multiplier, shift, rounding):
+    """Requantize an int32 accumulator with the named rounding code (DOUBLE_ROUNDING | SINGLE_ROUNDING)."""
+    if rounding == 1:
+        return requantize_single(acc, multiplier, shift)
+    return requantize_double(acc, multiplier, shift)
+
+
+@njit(cache=True)
+def saturate(x, lo, hi):
+    """Clamp an integer to [lo, hi] (the activation range)."""
+    if x < lo:
+        return lo
+    if x > hi:
+        return hi
+    return x

@@ -1,0 +1,14 @@
+"""Int8 network kernels (CMSIS-NN / TFLite Micro reference semantics), Numba, integer-only.
+
+Contract shared by the Numba kernels (emu/kernels/*.py), their C twins (csrc/kernels_s8.c, module
+emu._c_kernels, wrapped by emu/kernels/ctwin.py) and the obvious references (tests/naive.py):
+
+- Activations are NHWC int8 (C-contiguous). Conv weights OHWI `[Cout, KH, KW, Cin/groups]`,
+  depthwise `[1, KH, KW, Cin*ch_mult]`, fully connected `[Out, K]`. Bias int32 (zeros when absent).
+- Argument order for every kernel: data inputs, weights/bias, quantization (mult/shift arrays,
+  offsets), geometry (strides, paddings, dilations), activation range, rounding code, output.
+  `input_offset = -zp_in`, `output_offset = +zp_out`, `filter_offset = -zp_w`; shift > 0 means left.
+  `rounding` is emu.fixedpoint.DOUBLE_ROUNDING (0, default) or SINGLE_ROUNDING (1).
+- Kernels never allocate and return nothing: the caller owns and passes `out`.
+- Accumulators are int32 and wrap like the MCU (explicit casts; never a silent int64).
+"""
