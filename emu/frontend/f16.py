@@ -1,0 +1,121 @@
+"""IEEE binary16 ("f16", ARM `float16_t` / C `_Float16`) emulated in Numba, which has no float16 type.
+
+An f16 value is carried either as its uint16 bit pattern or as a float32 holding exactly that value.
+Contract:
+- f32 -> f16 rounds to nearest, ties to even (RNE); |x| >= 65520 -> +-inf; below 2^-24 the gradual
+  underflow of binary16 applies (2^-25 exactly is a tie and goes to +-0); the sign of zero is kept.
+- f16 -> f32 is exact (every binary16 value, subnormals included, is a float32).
+- NaN: the sign and the top 10 payload bits are kept and the quiet bit (0x0200) is forced, as x86 F16C
+  `vcvtps2ph` and Arm `VCVT` (FPSCR.DN = 0) do; hence f16 -> f32 -> f16 is the identity on every pattern
+  except signalling NaNs, which come back quiet. numpy's float16 may differ on NaN payloads only.
+- One correctly rounded f16 operation = the float32 operation rounded once more with `round_f16`
+  (float32 has 24 >= 2*11+2 bits, so double rounding is innocuous for + - * / sqrt).
+- `round_f16_from_f64` rounds a float64 to f16 in one step (round-to-odd into float32 first); it is the
+  helper for a fused multiply-add, computed exactly enough in float64.
+"""
+import numpy as np
+from numba import njit
+
+F16_INF_BITS = np.uint16(0x7C00)
+F16_QUIET_BIT = 0x0200
+F16_MAX = np.float32(65504.0)
+
+
+@njit(cache=True)
+def f32_to_f16_bits(x):
+    """float32 value -> binary16 bits, RNE (see module contract for inf/NaN/subnormals)."""
+    u = np.float32(x).view(np.uint32)
+    sign = np.uint32((u >> np.uint32(16)) & np.uint32(0x8000))
+    a = u & np.uint32(0x7FFFFFFF)
+    if a >= np.uint32(0x7F800000):
+        if a > np.uint32(0x7F800000):
+            return np.uint16(sign | np.uint32(0x7C00) | np.uint32(F16_QUIET_BIT) | ((a >> np.uint32(13)) & np.uint32(0x3FF)))
+        return np.uint16(sign | np.uint32(0x7C00))
+    if a >= np.uint32(0x477FF000):                     # >= 65520: rounds past 65504 to inf
+        return np.uint16(sign | np.uint32(0x7C00))
+    if a >= np.uint32(0x38800000):                     # normal binary16 range (>= 2^-14)
+        lsb = (a >> np.uint32(13)) & np.uint32(1)
+        h = (a - np.uint32(0x38000000) + np.uint32(0xFFF) + lsb) >> np.uint32(13)
+        return np.uint16(sign | h)
+    if a <= np.uint32(0x33000000):                     # <= 2^-25: zero (2^-25 is a tie to even 0)
+        return np.uint16(sign)
+    exp = a >> np.uint32(23)                           # 103..112
+    mant = (a & np.uint32(0x7FFFFF)) | np.uint32(0x800000)
+    shift = np.uint32(126) - exp                       # value / 2^-24 = mant >> shift, 14..23
+    q = mant >> shift
+    rem = mant - (q << shift)
+    half = np.uint32(1) << (shift - np.uint32(1))
+    if rem > half or (rem == half and (q & np.uint32(1)) == np.uint32(1)):
+        q += np.uint32(1)
+    return np.uint16(sign | q)
+
+
+@njit(cache=True)
+def f16_bits_to_f32(h):
+    """binary16 bits -> the exact float32 value (NaN payload shifted into the float32 payload)."""
+    hv = np.uint32(h)
+    sign = (hv & np.uint32(0x8000)) << np.uint32(16)
+    e = (hv >> np.uint32(10)) & np.uint32(0x1F)
+    m = hv & np.uint32(0x3FF)
+    if e == np.uint32(0x1F):
+        return np.uint32(sign | np.uint32(0x7F800000) | (m << np.uint32(13))).view(np.float32)
+    if e == np.uint32(0):
+        if m == np.uint32(0):
+            return np.uint32(sign).view(np.float32)
+        mag = np.float32(m) * np.float32(5.9604644775390625e-08)   # m * 2^-24, exact
+        return -mag if sign != np.uint32(0) else mag
+    return np.uint32(sign | ((e + np.uint32(112)) << np.uint32(23)) | (m << np.uint32(13))).view(np.float32)
+
+
+@njit(cache=True)
+def round_f16(x):
+    """float32 -> float32 holding the nearest binary16 value (RNE)."""
+    return f16_bits_to_f32(f32_to_f16_bits(x))
+
+
+@njit(cache=True)
+def round_f16_from_f64(d):
+    """float64 -> float32 holding the nearest binary16 value, rounded once (round-to-odd into f32)."""
+    f = np.float32(d)
+    if np.float64(f) != d and abs(f) < np.float32(np.inf):
+        bits = f.view(np.uint32)
+        if abs(np.float64(f)) > abs(d):                # truncate toward zero ...
+            bits = np.uint32(bits - np.uint32(1))
+        f = np.uint32(bits | np.uint32(1)).view(np.float32)     # ... and make the float32 odd (sticky bit)
+    return round_f16(f)
+
+
+@njit(cache=True)
+def _to_bits_kernel(src, out):
+    for i in range(src.size):
+        out[i] = f32_to_f16_bits(src[i])
+
+
+@njit(cache=True)
+def _from_bits_kernel(src, out):
+    for i in range(src.size):
+        out[i] = f16_bits_to_f32(src[i])
+
+
+def to_f16_bits(values):
+    """Array of float32-representable values -> uint16 binary16 bits (same shape), RNE."""
+    src = np.ascontiguousarray(values, dtype=np.float32)
+    out = np.empty(src.shape, dtype=np.uint16)
+    _to_bits_kernel(src.reshape(-1), out.reshape(-1))
+    return out
+
+
+def from_f16_bits(bits):
+    """uint16 binary16 bits -> float32 values (exact), same shape."""
+    src = np.asarray(bits)
+    if src.dtype != np.uint16:
+        raise ValueError(f"f16 bit patterns must be uint16, got {src.dtype}; pass array.view(np.uint16)")
+    src = np.ascontiguousarray(src)
+    out = np.empty(src.shape, dtype=np.float32)
+    _from_bits_kernel(src.reshape(-1), out.reshape(-1))
+    return out
+
+
+def round_to_f16(values):
+    """Array -> float32 array of the nearest binary16 values (RNE), same shape."""
+    return from_f16_bits(to_f16_bits(values))

@@ -1,0 +1,195 @@
+"""Front-end parameters: one frozen dataclass, the `[frontend]` table of the device TOML.
+
+TOML `[frontend]` fields (defaults = the bundled KWS device front end, DESIGN §5.1):
+
+    profile           "st-f16" | "st-f32" | "cmsis-q15"    device arithmetic (default "st-f16")
+    sample_rate       Hz, int                              16000
+    n_fft             FFT length, power of two             1024
+    win_length        window length <= n_fft, centred in the FFT buffer (pad_left = (n_fft-win)//2)   640
+    hop_length        samples between frame starts         320
+    n_mels            mel filters                          40
+    fmin, fmax        filter bank edges in Hz, fmax <= sample_rate/2 (None = sample_rate/2)   50, 7500
+    mel_scale         "slaney" | "htk"                     "slaney"
+    mel_norm          "slaney" | "none"                    "slaney" (area normalisation like librosa)
+    mel_source        "librosa" | "torchaudio" | path to a [n_mels, n_fft/2+1] .npy or a
+                      GenHeaders-style .c/.h table         "librosa"
+    spectrum          "power" (|X|^2) | "magnitude" (sqrt of the power, via float32 sqrtf)   "power"
+    log               "ln" (natural log) | "db" (10*log10, clamped at -top_db)   "ln"
+    top_db            dB floor magnitude for log = "db"    80.0
+    n_frames          frames per patch                     49
+    quant_scale       model input scale (float) or None when only float features are wanted   None
+    quant_zero_point  model input zero-point (int8)        0
+    inv_scale_dtype   "f16" | "f32": type of the stored 1/scale the app multiplies by   "f16"
+    quant_rounding    "half-away" (C roundf, the device) | "half-even" (np.round, typical training)
+                                                           "half-away"
+    neg_inf_cast      "zero" | "saturate": int8 feature when log gives -inf (C UB; x86 and Arm give
+                      INT32_MIN whose low 16 bits are 0 -> "zero")   "zero"
+    f16_intermediates "per-op" (every operation rounded to f16) | "f32" (statement-level float32
+                      expressions, rounded to f16 when stored)   "per-op"
+    accumulation      "scalar" | "lanes8" (8 Helium lanes, lane sums folded at the end) for the mel
+                      dot products   "scalar"
+    fma               fused multiply-add in the mel dot products (bool)   false
+    q15               profile section for "cmsis-q15" (a mapping owned by emu/frontend/cmsis_q15.py)   None
+
+The UNKNOWN device facts (f16_intermediates, accumulation, fma, neg_inf_cast) are switches with the
+documented defaults: scalar, per-operation IEEE binary16 RNE, no FMA, -inf -> 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from emu.errors import N6Error
+
+
+class FrontendError(N6Error, ValueError):
+    """Invalid front-end parameters or tables (one line: the problem and the fix)."""
+
+
+PROFILES = ("st-f16", "st-f32", "cmsis-q15")
+MEL_SCALES = ("slaney", "htk")
+MEL_NORMS = ("slaney", "none")
+SPECTRA = ("power", "magnitude")
+LOGS = ("ln", "db")
+INV_SCALE_DTYPES = ("f16", "f32")
+QUANT_ROUNDINGS = ("half-away", "half-even")
+NEG_INF_CASTS = ("zero", "saturate")
+F16_INTERMEDIATES = ("per-op", "f32")
+ACCUMULATIONS = ("scalar", "lanes8")
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise FrontendError(f"frontend.{name} = {value!r} is not supported; use one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class FrontendParams:
+    profile: str = "st-f16"
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    win_length: int = 640
+    hop_length: int = 320
+    n_mels: int = 40
+    fmin: float = 50.0
+    fmax: Optional[float] = 7500.0
+    mel_scale: str = "slaney"
+    mel_norm: str = "slaney"
+    mel_source: str = "librosa"
+    spectrum: str = "power"
+    log: str = "ln"
+    top_db: float = 80.0
+    n_frames: int = 49
+    quant_scale: Optional[float] = None
+    quant_zero_point: int = 0
+    inv_scale_dtype: str = "f16"
+    quant_rounding: str = "half-away"
+    neg_inf_cast: str = "zero"
+    f16_intermediates: str = "per-op"
+    accumulation: str = "scalar"
+    fma: bool = False
+    q15: Optional[Any] = field(default=None, compare=True)
+
+    def __post_init__(self):
+        _choice("profile", self.profile, PROFILES)
+        _choice("mel_scale", self.mel_scale, MEL_SCALES)
+        _choice("mel_norm", self.mel_norm, MEL_NORMS)
+        _choice("spectrum", self.spectrum, SPECTRA)
+        _choice("log", self.log, LOGS)
+        _choice("inv_scale_dtype", self.inv_scale_dtype, INV_SCALE_DTYPES)
+        _choice("quant_rounding", self.quant_rounding, QUANT_ROUNDINGS)
+        _choice("neg_inf_cast", self.neg_inf_cast, NEG_INF_CASTS)
+        _choice("f16_intermediates", self.f16_intermediates, F16_INTERMEDIATES)
+        _choice("accumulation", self.accumulation, ACCUMULATIONS)
+        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_frames"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise FrontendError(f"frontend.{name} = {v!r} must be a positive integer")
+        if self.n_fft & (self.n_fft - 1):
+            raise FrontendError(f"frontend.n_fft = {self.n_fft} is not a power of two; use e.g. 512 or 1024")
+        if self.n_fft < 32 or self.n_fft > 4096:
+            raise FrontendError(f"frontend.n_fft = {self.n_fft} is outside CMSIS-DSP's rfft_fast range; use 32..4096")
+        if self.win_length > self.n_fft:
+            raise FrontendError(f"frontend.win_length = {self.win_length} exceeds n_fft = {self.n_fft}; "
+                                f"shorten the window or raise n_fft")
+        if self.hop_length > self.win_length:
+            raise FrontendError(f"frontend.hop_length = {self.hop_length} exceeds win_length = "
+                                f"{self.win_length}; the app keeps win-hop samples between patches")
+        if not isinstance(self.fma, bool):
+            raise FrontendError(f"frontend.fma = {self.fma!r} must be true or false")
+        if not 0.0 <= float(self.fmin) < self.fmax_hz:
+            raise FrontendError(f"frontend.fmin = {self.fmin} must be >= 0 and below fmax = {self.fmax_hz}")
+        if self.fmax_hz > self.sample_rate / 2:
+            raise FrontendError(f"frontend.fmax = {self.fmax} exceeds sample_rate/2 = {self.sample_rate / 2}; "
+                                f"lower fmax")
+        if self.quant_scale is not None and not float(self.quant_scale) > 0.0:
+            raise FrontendError(f"frontend.quant_scale = {self.quant_scale!r} must be > 0")
+        if not -128 <= int(self.quant_zero_point) <= 127:
+            raise FrontendError(f"frontend.quant_zero_point = {self.quant_zero_point} is not an int8; use -128..127")
+        if not float(self.top_db) > 0.0:
+            raise FrontendError(f"frontend.top_db = {self.top_db} must be > 0")
+
+    @property
+    def fmax_hz(self) -> float:
+        """fmax in Hz, sample_rate/2 when not given."""
+        return float(self.sample_rate) / 2 if self.fmax is None else float(self.fmax)
+
+    @property
+    def n_bins(self) -> int:
+        """Non-redundant FFT bins n_fft/2 + 1 (DC .. Nyquist)."""
+        return self.n_fft // 2 + 1
+
+    @property
+    def patch_length(self) -> int:
+        """Samples in one patch buffer: (win - hop) kept + n_frames * hop new (DESIGN §6)."""
+        return self.win_length - self.hop_length + self.n_frames * self.hop_length
+
+    def to_dict(self) -> dict:
+        """Plain mapping for the TOML `[frontend]` table (None entries are omitted: TOML has no null)."""
+        d = dataclasses.asdict(self)
+        return {k: v for k, v in d.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FrontendParams":
+        """Build from a `[frontend]` mapping; unknown keys are an error naming the key."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise FrontendError(f"unknown [frontend] key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+        return cls(**d)
+
+    def replace(self, **changes) -> "FrontendParams":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def from_toml(text: str) -> FrontendParams:
+    """Parse a TOML document and return its `[frontend]` table as FrontendParams (defaults if absent)."""
+    import tomllib
+    return FrontendParams.from_dict(tomllib.loads(text).get("frontend", {}))
+
+
+def to_toml(params: FrontendParams) -> str:
+    """The `[frontend]` table as TOML text (scalars only; a nested q15 mapping becomes [frontend.q15])."""
+    lines = ["[frontend]"]
+    sub = None
+    for k, v in params.to_dict().items():
+        if isinstance(v, dict):
+            sub = (k, v)
+            continue
+        lines.append(f"{k} = {_toml_value(v)}")
+    if sub is not None:
+        lines.append(f"\n[frontend.{sub[0]}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in sub[1].items())
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise FrontendError(f"cannot write {v!r} to TOML; use scalars or a mapping")

@@ -1,0 +1,361 @@
+"""Front-end tables: periodic Hann window, mel filter banks (librosa / torchaudio numerics), the
+GenHeaders-style sparse form and C source import/export, and C-compiler-exact rounding of constants.
+
+Contracts:
+- `hann_periodic(win)` is float64 `0.5 - 0.5*cos(2*pi*n/win)`, n = 0..win-1.
+- `mel_filterbank(...)` returns float32 `[n_mels, n_fft//2 + 1]` (mel-major), computed like
+  librosa.filters.mel (float64 math, float32 rows, slaney area norm applied in float64 then stored
+  float32) or like torchaudio.functional.melscale_fbanks (float32 tensor math), transposed.
+- Sparse form (DESIGN §5.4): per mel row `start` = first and `stop` = last non-zero bin (inclusive) and
+  the row-major concatenation of the coefficients start..stop of every row (zeros inside a run kept).
+- `round_like_c(texts, dtype)` gives the value a C compiler stores for each printed decimal constant:
+  the literal is parsed exactly and rounded (RNE) to its literal type (no suffix: double, `f`: float,
+  `f16`: _Float16), then converted (RNE) to the destination type `dtype`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from emu.frontend.params import FrontendError
+
+# ----------------------------------------------------------------------------------------------------
+# window
+# ----------------------------------------------------------------------------------------------------
+
+
+def hann_periodic(win_length):
+    """Periodic Hann window, float64: 0.5 - 0.5*cos(2*pi*n/win_length)."""
+    if win_length <= 0:
+        raise FrontendError(f"window length {win_length} must be positive")
+    n = np.arange(win_length, dtype=np.float64)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / win_length)
+
+
+# ----------------------------------------------------------------------------------------------------
+# mel filter banks
+# ----------------------------------------------------------------------------------------------------
+
+_F_SP = 200.0 / 3
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+
+
+def _hz_to_mel(f, scale):
+    """librosa.hz_to_mel on float64 (scalars or arrays)."""
+    f = np.asanyarray(f, dtype=np.float64)
+    if scale == "htk":
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+    logstep = np.log(6.4) / 27.0
+    mels = f / _F_SP
+    return np.where(f >= _MIN_LOG_HZ, _MIN_LOG_MEL + np.log(np.maximum(f, 1e-300) / _MIN_LOG_HZ) / logstep, mels)
+
+
+def _mel_to_hz(m, scale):
+    """librosa.mel_to_hz on float64 arrays."""
+    m = np.asanyarray(m, dtype=np.float64)
+    if scale == "htk":
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    logstep = np.log(6.4) / 27.0
+    return np.where(m >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(logstep * (m - _MIN_LOG_MEL)), _F_SP * m)
+
+
+def _check_bank_args(sample_rate, n_fft, n_mels, fmin, fmax, scale, norm, flavor):
+    if scale not in ("slaney", "htk"):
+        raise FrontendError(f"mel scale {scale!r} is not supported; use 'slaney' or 'htk'")
+    if norm not in ("slaney", None):
+        raise FrontendError(f"mel norm {norm!r} is not supported; use 'slaney' or None")
+    if flavor not in ("librosa", "torchaudio"):
+        raise FrontendError(f"mel flavor {flavor!r} is not supported; use 'librosa' or 'torchaudio'")
+    if n_fft <= 0 or n_mels <= 0:
+        raise FrontendError(f"n_fft = {n_fft} and n_mels = {n_mels} must be positive")
+    if fmax > sample_rate / 2:
+        raise FrontendError(f"fmax = {fmax} exceeds sample_rate/2 = {sample_rate / 2}; lower fmax")
+    if not 0 <= fmin < fmax:
+        raise FrontendError(f"fmin = {fmin} must be >= 0 and below fmax = {fmax}")
+
+
+def mel_filterbank(sample_rate, n_fft, n_mels, fmin=0.0, fmax=None, scale="slaney", norm="slaney",
+                   flavor="librosa"):
+    """Mel filter bank float32 [n_mels, n_fft//2+1] with librosa (default) or torchaudio numerics."""
+    fmax = float(sample_rate) / 2 if fmax is None else float(fmax)
+    _check_bank_args(sample_rate, n_fft, n_mels, fmin, fmax, scale, norm, flavor)
+    if flavor == "torchaudio":
+        return _mel_torchaudio(sample_rate, n_fft, n_mels, float(fmin), fmax, scale, norm)
+    n_bins = 1 + n_fft // 2
+    weights = np.zeros((n_mels, n_bins), dtype=np.float32)
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
+    mel_pts = np.linspace(_hz_to_mel(float(fmin), scale), _hz_to_mel(fmax, scale), n_mels + 2)
+    mel_f = _mel_to_hz(mel_pts, scale)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    if norm == "slaney":
+        enorm = 2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels])
+        weights *= enorm[:, np.newaxis]          # float32 * float64 -> float64 product stored float32
+    return weights
+
+
+def _linspace_f32(start, end, steps):
+    """torch.linspace in float32: start + i*step for the first half, end - (steps-1-i)*step after."""
+    start32, end32 = np.float32(start), np.float32(end)
+    if steps == 1:
+        return np.array([start32], dtype=np.float32)
+    step = np.float32((end32 - start32) / np.float32(steps - 1))
+    i = np.arange(steps)
+    half = steps // 2
+    lo = start32 + step * i.astype(np.float32)
+    hi = end32 - step * (steps - 1 - i).astype(np.float32)
+    return np.where(i < half, lo, hi).astype(np.float32)
+
+
+def _mel_torchaudio(sample_rate, n_fft, n_mels, fmin, fmax, scale, norm):
+    """torchaudio.functional.melscale_fbanks semantics (float32 tensors), returned [n_mels, n_bins]."""
+    n_bins = 1 + n_fft // 2
+    all_freqs = _linspace_f32(0, sample_rate // 2, n_bins)
+    if scale == "htk":
+        m_min, m_max = 2595.0 * math.log10(1.0 + fmin / 700.0), 2595.0 * math.log10(1.0 + fmax / 700.0)
+    else:
+        m_min, m_max = float(_hz_to_mel(fmin, "slaney")), float(_hz_to_mel(fmax, "slaney"))
+    m_pts = _linspace_f32(m_min, m_max, n_mels + 2)
+    if scale == "htk":
+        f_pts = (np.float32(700.0) * (np.float32(10.0) ** (m_pts / np.float32(2595.0)) - np.float32(1.0)))
+    else:
+        logstep = np.float32(math.log(6.4) / 27.0)
+        f_pts = np.float32(_F_SP) * m_pts
+        log_t = m_pts >= np.float32(_MIN_LOG_MEL)
+        f_pts[log_t] = np.float32(_MIN_LOG_HZ) * np.exp(logstep * (m_pts[log_t] - np.float32(_MIN_LOG_MEL)))
+    f_pts = f_pts.astype(np.float32)
+    f_diff = f_pts[1:] - f_pts[:-1]
+    slopes = f_pts[np.newaxis, :] - all_freqs[:, np.newaxis]
+    down = (np.float32(-1.0) * slopes[:, :-2]) / f_diff[:-1]
+    up = slopes[:, 2:] / f_diff[1:]
+    fb = np.maximum(np.float32(0.0), np.minimum(down, up)).astype(np.float32)
+    if norm == "slaney":
+        enorm = np.float32(2.0) / (f_pts[2:n_mels + 2] - f_pts[:n_mels])
+        fb = (fb * enorm[np.newaxis, :]).astype(np.float32)
+    return np.ascontiguousarray(fb.T)
+
+
+def load_mel_npy(path, n_mels, n_bins):
+    """A [n_mels, n_bins] filter bank from .npy (e.g. the training filter bank) as float32."""
+    m = np.load(path, allow_pickle=False)
+    if m.ndim != 2 or m.shape != (n_mels, n_bins):
+        hint = "; it looks transposed, save matrix.T" if m.shape == (n_bins, n_mels) else ""
+        raise FrontendError(f"mel table {path} has shape {m.shape}, expected ({n_mels}, {n_bins}){hint}")
+    if not np.all(np.isfinite(m)):
+        raise FrontendError(f"mel table {path} holds non-finite values; regenerate it")
+    return np.ascontiguousarray(m, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# sparse form
+# ----------------------------------------------------------------------------------------------------
+
+
+def sparse_mel(matrix):
+    """(start int32[n_mels], stop int32[n_mels] inclusive, coefs 1-D, same dtype as matrix)."""
+    m = np.asarray(matrix)
+    if m.ndim != 2:
+        raise FrontendError(f"mel matrix must be 2-D [n_mels, n_bins], got shape {m.shape}")
+    starts, stops, runs = [], [], []
+    for i, row in enumerate(m):
+        nz = np.flatnonzero(row)
+        if nz.size == 0:
+            raise FrontendError(f"mel filter {i} has no non-zero bin; lower n_mels, raise n_fft or widen fmin..fmax")
+        starts.append(nz[0])
+        stops.append(nz[-1])
+        runs.append(row[nz[0]:nz[-1] + 1])
+    return (np.array(starts, dtype=np.int32), np.array(stops, dtype=np.int32),
+            np.ascontiguousarray(np.concatenate(runs)))
+
+
+def dense_mel(start, stop, coefs, n_bins):
+    """Inverse of sparse_mel: float matrix [n_mels, n_bins] (coefs dtype)."""
+    start, stop = np.asarray(start, dtype=np.int64), np.asarray(stop, dtype=np.int64)
+    if start.shape != stop.shape or np.any(stop < start) or np.any(start < 0) or (stop.size and stop.max() >= n_bins):
+        raise FrontendError(f"sparse mel indices are inconsistent with {n_bins} bins; check start/stop tables")
+    total = int(np.sum(stop - start + 1))
+    if total != len(coefs):
+        raise FrontendError(f"sparse mel table has {len(coefs)} coefficients but start/stop need {total}")
+    out = np.zeros((start.size, n_bins), dtype=np.asarray(coefs).dtype)
+    pos = 0
+    for i, (a, b) in enumerate(zip(start, stop)):
+        out[i, a:b + 1] = coefs[pos:pos + b - a + 1]
+        pos += b - a + 1
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# C-exact constant rounding
+# ----------------------------------------------------------------------------------------------------
+
+# (precision bits incl. hidden, minimum normal exponent, maximum exponent)
+_FORMATS = {"f16": (11, -14, 15), "f32": (24, -126, 127), "f64": (53, -1022, 1023)}
+_DTYPE_FORMAT = {np.dtype(np.float16): "f16", np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+_LITERAL = re.compile(r"^\s*([+-]?)\s*((?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|0[xX][0-9a-fA-F.]+[pP][+-]?\d+)"
+                      r"\s*(f16|F16|[fFlL])?\s*$")
+
+
+def _round_exact(value: Fraction, fmt: str):
+    """Exact rational -> nearest value of binary format fmt (RNE), as a Python float, or +-inf."""
+    p, emin, emax = _FORMATS[fmt]
+    if value == 0:
+        return 0.0
+    sign = -1.0 if value < 0 else 1.0
+    a = abs(value)
+    e = a.numerator.bit_length() - a.denominator.bit_length()
+    if Fraction(2) ** e > a:
+        e -= 1
+    e = max(e, emin)                                    # subnormals share the minimum quantum
+    quantum = Fraction(2) ** (e - p + 1)
+    n, rem = divmod(a, quantum)
+    n = int(n)
+    if rem * 2 > quantum or (rem * 2 == quantum and n % 2 == 1):
+        n += 1
+    r = Fraction(n) * quantum
+    if r >= Fraction(2) ** (emax + 1):
+        return sign * math.inf
+    return sign * float(r)
+
+
+def _parse_literal(text):
+    m = _LITERAL.match(str(text))
+    if m is None:
+        raise FrontendError(f"{text!r} is not a C floating constant; expected e.g. 0.25f or -1.5e-3")
+    sign, body, suffix = m.groups()
+    if body[:2].lower() == "0x":
+        mant, exp = re.split("[pP]", body[2:])
+        whole, _, frac = mant.partition(".")
+        digits = int((whole or "0") + frac, 16)
+        val = Fraction(digits, 16 ** len(frac)) * Fraction(2) ** int(exp)
+    else:
+        val = Fraction(body)
+    literal_fmt = {"f": "f32", "F": "f32", "f16": "f16", "F16": "f16"}.get(suffix, "f64")
+    return (-1 if sign == "-" else 1), val, literal_fmt
+
+
+def round_like_c(values, dtype):
+    """Printed C constants (strings, or Python floats = double literals) -> numpy array of `dtype`
+    (float16/float32/float64) holding exactly what a C compiler stores for `dtype x = <literal>;`."""
+    dt = np.dtype(dtype)
+    if dt not in _DTYPE_FORMAT:
+        raise FrontendError(f"round_like_c supports float16/float32/float64, not {dt}")
+    target = _DTYPE_FORMAT[dt]
+    scalar = isinstance(values, (str, float, int))
+    items = [values] if scalar else list(values)
+    out = np.empty(len(items), dtype=dt)
+    for i, v in enumerate(items):
+        if isinstance(v, str):
+            sgn, exact, lit_fmt = _parse_literal(v)
+        else:
+            fv = float(v)
+            if not math.isfinite(fv):
+                out[i] = fv
+                continue
+            sgn, exact, lit_fmt = (-1 if math.copysign(1.0, fv) < 0 else 1), Fraction(abs(fv)), "f64"
+        lit = _round_exact(exact, lit_fmt)             # value of the literal in its own type
+        val = lit if math.isinf(lit) else _round_exact(Fraction(lit), target)
+        out[i] = sgn * val if val != 0 else math.copysign(0.0, sgn)
+    return out[0] if scalar else out
+
+
+def format_c_constant(value, dtype):
+    """Shortest-safe C text of a float16/float32 value: %.5g for f16 (no suffix), %.9g + 'f' for f32."""
+    dt = np.dtype(dtype)
+    if dt == np.float16:
+        return "%.5g" % float(value)
+    if dt == np.float32:
+        text = "%.9g" % float(value)
+        return text + ("f" if any(c in text for c in ".e") else ".0f")
+    raise FrontendError(f"C constants are written as float16 or float32, not {dt}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# GenHeaders-style C tables
+# ----------------------------------------------------------------------------------------------------
+
+_C_ARRAY = re.compile(r"(?:const\s+)?(\w+)\s+(\w+)\s*\[\s*(\d*)\s*\]\s*=\s*\{([^}]*)\}\s*;", re.S)
+_C_TYPES = {"float32_t": np.float32, "float": np.float32, "float16_t": np.float16, "_Float16": np.float16,
+            "double": np.float64, "float64_t": np.float64}
+_INT_TYPES = ("uint32_t", "int32_t", "uint16_t", "int16_t", "int", "unsigned", "uint8_t", "size_t")
+
+
+def read_c_arrays(path):
+    """All `[const] type name[n] = {...};` arrays of a C file -> {name: numpy array}, floats rounded
+    exactly as the compiler would for the declared element type."""
+    text = Path(path).read_text()
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    arrays = {}
+    for ctype, name, size, body in _C_ARRAY.findall(text):
+        items = [t.strip() for t in body.split(",") if t.strip()]
+        items = [re.sub(r"^\(\s*\w+\s*\)\s*", "", t) for t in items]   # drop casts like (float16_t)
+        if ctype in _C_TYPES:
+            arr = round_like_c(items, _C_TYPES[ctype])
+        elif ctype in _INT_TYPES:
+            arr = np.array([int(t.rstrip("uUlL"), 0) for t in items], dtype=np.int64)
+        else:
+            continue
+        if size and int(size) != len(items):
+            raise FrontendError(f"C array {name} in {path} declares {size} items but lists {len(items)}; fix the table")
+        arrays[name] = arr
+    return arrays
+
+
+def _pick(arrays, path, *keys, exclude=()):
+    hits = [n for n in arrays if any(k in n.lower() for k in keys) and not any(x in n.lower() for x in exclude)]
+    if len(hits) != 1:
+        raise FrontendError(f"{path}: expected one array whose name contains {'/'.join(keys)}, found {hits or 'none'}")
+    return arrays[hits[0]]
+
+
+def load_mel_c(path, n_bins=None):
+    """GenHeaders-style C mel table (start/stop index arrays + coefficient LUT) -> dense float32 matrix
+    [n_mels, n_bins] (n_bins defaults to max(stop)+1); coefficients rounded as the compiler stores them."""
+    arrays = read_c_arrays(path)
+    start = _pick(arrays, path, "start")
+    stop = _pick(arrays, path, "stop")
+    coefs = _pick(arrays, path, "lut", "coef", exclude=("start", "stop", "win"))
+    if n_bins is None:
+        n_bins = int(np.max(stop)) + 1
+    return dense_mel(start, stop, coefs, n_bins).astype(np.float32)
+
+
+def load_window_c(path):
+    """The window array (name containing 'win') of a GenHeaders-style C table file, as stored."""
+    return _pick(read_c_arrays(path), path, "win")
+
+
+def write_c_tables(path, start, stop, coefs, window=None, dtype=np.float32, prefix="user"):
+    """Write a GenHeaders-style C source: `<prefix>_melFiltersStartIndices`, `..StopIndices` (uint32,
+    stop inclusive), `<prefix>_melFilterLut` and optionally `<prefix>_win` in float32_t or float16_t."""
+    dt = np.dtype(dtype)
+    ctype = {np.dtype(np.float32): "float32_t", np.dtype(np.float16): "float16_t"}.get(dt)
+    if ctype is None:
+        raise FrontendError(f"C tables are float32 or float16, not {dt}")
+
+    def floats(name, vals):
+        vals = np.asarray(vals).astype(dt)
+        body = ",\n  ".join(", ".join(format_c_constant(v, dt) for v in vals[i:i + 8]) for i in range(0, len(vals), 8))
+        return f"const {ctype} {prefix}_{name}[{len(vals)}] = {{\n  {body}\n}};\n"
+
+    def ints(name, vals):
+        body = ", ".join(str(int(v)) for v in vals)
+        return f"const uint32_t {prefix}_{name}[{len(vals)}] = {{{body}}};\n"
+
+    parts = ["/* Mel filter bank and window tables (GenHeaders style), written by n6emu. */\n",
+             "#include <stdint.h>\n#include \"arm_math_types.h\"\n",
+             ints("melFiltersStartIndices", start), ints("melFiltersStopIndices", stop),
+             floats("melFilterLut", coefs)]
+    if window is not None:
+        parts.append(floats("win", window))
+    Path(path).write_text("\n".join(parts))
+    return Path(path)
