@@ -1,0 +1,771 @@
+"""`cmsis-q15` front end: CMSIS-DSP q15 primitives (pure-C build semantics) and the log-mel / MFCC chain.
+
+Written from CMSIS-DSP facts (Source/TransformFunctions, ComplexMathFunctions, FastMathFunctions, v1.10+):
+
+- `mult_q15`: sat16((a*b) >> 15).
+- `rfft_q15`: arm_rfft_q15 forward, bit-reversed-corrected output, 2*N int16 values (full spectrum incl.
+  conjugates), value = DFT(x)/N, i.e. (log2N+1).(15-log2N) format. The cfft of length L=N/2 is the
+  radix-4 butterfly (L = 4^k) or radix-4-by-2 (L = 2*4^k), each stage halving, then the split stage.
+  The input buffer is overwritten as the C code does (the wrapper works on a copy unless told not to).
+- `cmplx_mag_q15` (2.14): sqrt_q31((re*re + im*im) >> 1) >> 16 (Newton 1/sqrt with a 32-entry LUT).
+- `cmplx_mag_squared_q15` (3.13): (re*re + im*im) >> 17 in 64 bits.
+- `vlog_q31` (q31 -> q5.26) and `vlog_q15` (q15 -> q4.11): Clay Turner log2, times 1/log2(e).
+- mel: q63 dot products (arm_dot_prod_q15), + bias, >> shift, sat31.
+- `mfcc_q15`: arm_mfcc_q15 end to end (peak normalisation, window, rfft, magnitude, mel, +MICRO_Q15,
+  >>10, undo normalisation, vlog_q31 + (log2N+2+10)*ln2, >>19 to q8.7, q15 DCT).
+
+FFT variants (a named switch, never a global): `"pure-c"` (default; what the cmsisdsp PyPI build and any
+build without ARM_MATH_DSP computes) and `"dsp-ext"` (Cortex-M4/M7 ARM_MATH_DSP paths: halving adds
+__SHADD16/__SHSUB16/__SHASX/__SHSAX in the radix-4 butterflies, i.e. (a+b)>>1 instead of (a>>1)+(b>>1), and
+single-truncation __SMUAD/__SMUSDX multiply-adds in the radix-4-by-2 stage). The split stage and the
+other primitives are identical in both builds. `dsp-ext` has no oracle here: it is checked against an
+independent naive transcription in the tests, not against a device.
+
+Layout: complex values are interleaved [re0, im0, re1, im1, ...]. All kernels are integer only; every
+C integer width is reproduced with explicit wraps (`_wrap16`, `_wrap32`) or saturations (`_sat16`, `_sat32`).
+"""
+from dataclasses import dataclass, field, fields
+import functools
+import math
+
+import numpy as np
+from numba import njit
+
+from emu import fixedpoint
+
+try:  # the one home of user-facing errors (N6Error) when present
+    from emu.errors import N6Error as _Error
+except ImportError:  # pragma: no cover
+    _Error = ValueError
+
+FFT_VARIANTS = {"pure-c": 0, "dsp-ext": 1}
+SUPPORTED_RFFT = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+TABLE_ROUNDINGS = ("truncate", "half-away", "half-even")
+
+MICRO_Q15 = 0x219                 # arm_mfcc_q15: bias added to every mel dot product (q63 units)
+SHIFT_MELFILTER_SATURATION_Q15 = 10
+LOG2TOLOG_Q15 = 0x02C5C860         # ln(2) in q5.26
+REAL_COEF_LEN = 8192              # realCoefAQ15/BQ15 serve every N with modifier 8192/N
+
+
+# ----------------------------------------------------------------------------------------------------
+# prepare side: tables (float math allowed, done once)
+# ----------------------------------------------------------------------------------------------------
+
+def fft_variant_code(name):
+    """Map an FFT variant name ('pure-c' | 'dsp-ext') to the integer code the kernels take."""
+    try:
+        return FFT_VARIANTS[name]
+    except KeyError:
+        raise _Error(f"unknown q15 FFT variant {name!r}; use one of {sorted(FFT_VARIANTS)}") from None
+
+
+def float_to_q15(values, rounding="truncate"):
+    """Float table -> q15 int16 with saturation.
+
+    rounding: 'truncate' = arm_float_to_q15 default build ((q31)(x*32768.0f), toward zero, float32),
+    'half-away' = arm_float_to_q15 with ARM_MATH_ROUNDING, 'half-even' = cmsisdsp.datatype.convert
+    (numpy round of the float64 value; what CMSIS-DSP's Python mfcc helpers emit).
+    """
+    if rounding == "half-even":
+        scaled = np.round(np.asarray(values, dtype=np.float64) * 32768.0)
+    elif rounding in ("truncate", "half-away"):
+        scaled32 = np.asarray(values, dtype=np.float32) * np.float32(32768.0)
+        if rounding == "half-away":
+            scaled32 = scaled32 + np.where(scaled32 > 0, np.float32(0.5), np.float32(-0.5)).astype(np.float32)
+        scaled = np.trunc(scaled32.astype(np.float64))
+    else:
+        raise _Error(f"unknown q15 table rounding {rounding!r}; use one of {list(TABLE_ROUNDINGS)}")
+    return np.clip(scaled, -32768, 32767).astype(np.int16)
+
+
+def _floor_q15_table(values):
+    """CMSIS-DSP FFT tables: floor(x * 2^15) saturated (e.g. cos(3pi/4) -> 0xA57D, cos(0) -> 0x7FFF)."""
+    scaled = np.floor(np.asarray(values, dtype=np.float64) * 32768.0)
+    return np.clip(scaled, -32768, 32767).astype(np.int16)
+
+
+def _round_q15_table(values):
+    """CMSIS-DSP split-stage tables (realCoefAQ15/BQ15): round(x * 2^15), ties away, saturated."""
+    scaled = np.asarray(values, dtype=np.float64) * 32768.0
+    rounded = np.where(scaled >= 0, np.floor(scaled + 0.5), -np.floor(-scaled + 0.5))
+    return np.clip(rounded, -32768, 32767).astype(np.int16)
+
+
+@functools.lru_cache(maxsize=None)
+def twiddle_q15(cfft_len):
+    """twiddleCoef_<L>_q15: 3L/4 interleaved (cos, sin)(2*pi*i/L), q15 by floor (see _floor_q15_table)."""
+    i = np.arange(3 * cfft_len // 4, dtype=np.float64)
+    ang = 2.0 * np.pi * i / cfft_len
+    tw = np.empty(2 * i.size, np.float64)
+    tw[0::2] = np.cos(ang)
+    tw[1::2] = np.sin(ang)
+    out = _floor_q15_table(tw)
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def bitrev_permutation(cfft_len):
+    """Complex-index bit reversal of length L (what armBitRevIndexTable_fixed_<L> swaps)."""
+    bits = int(cfft_len).bit_length() - 1
+    idx = np.arange(cfft_len)
+    rev = np.zeros(cfft_len, np.int64)
+    for b in range(bits):
+        rev |= ((idx >> b) & 1) << (bits - 1 - b)
+    rev = rev.astype(np.int32)
+    rev.setflags(write=False)
+    return rev
+
+
+@functools.lru_cache(maxsize=None)
+def real_coef_q15():
+    """realCoefAQ15 / realCoefBQ15 (split-stage twiddles for an 8192-point RFFT), q15 interleaved.
+
+    A[2i] = 0.5*(1 - sin(2 pi i/8192)), A[2i+1] = -0.5*cos(...); B[2i] = 0.5*(1 + sin), B[2i+1] = 0.5*cos.
+    """
+    i = np.arange(REAL_COEF_LEN // 2, dtype=np.float64)
+    ang = 2.0 * np.pi * i / REAL_COEF_LEN
+    a = np.empty(REAL_COEF_LEN, np.float64)
+    b = np.empty(REAL_COEF_LEN, np.float64)
+    a[0::2] = 0.5 * (1.0 - np.sin(ang))
+    a[1::2] = 0.5 * (-1.0 * np.cos(ang))
+    b[0::2] = 0.5 * (1.0 + np.sin(ang))
+    b[1::2] = 0.5 * (1.0 * np.cos(ang))
+    qa, qb = _round_q15_table(a), _round_q15_table(b)
+    qa.setflags(write=False)
+    qb.setflags(write=False)
+    return qa, qb
+
+
+@functools.lru_cache(maxsize=None)
+def sqrt_lut_q31():
+    """sqrt_initial_lut_q31: round(2^28 / sqrt(0.25 + k/32)), k = 0..31 (1/sqrt start values, q28)."""
+    lut = np.array([round(2.0 ** 28 / math.sqrt(0.25 + k / 32.0)) for k in range(32)], dtype=np.int32)
+    lut.setflags(write=False)
+    return lut
+
+
+@dataclass(frozen=True)
+class RfftQ15:
+    """arm_rfft_instance_q15 equivalent (forward, bit reversal on): tables for one real length N."""
+    n_fft: int
+    twiddle: np.ndarray        # int16 [3L/2], L = N/2
+    bitrev: np.ndarray         # int32 [L]
+    coef_a: np.ndarray         # int16 [8192]
+    coef_b: np.ndarray         # int16 [8192]
+    modifier: int              # 8192 / N
+
+
+@functools.lru_cache(maxsize=None)
+def rfft_init_q15(n_fft):
+    """arm_rfft_init_q15(N, ifft=0, bitReverse=1) for N in 32..8192 (power of two)."""
+    n = int(n_fft)
+    if n not in SUPPORTED_RFFT:
+        raise _Error(f"q15 RFFT length {n_fft} is not supported; use one of {SUPPORTED_RFFT}")
+    a, b = real_coef_q15()
+    return RfftQ15(n, twiddle_q15(n // 2), bitrev_permutation(n // 2), a, b, REAL_COEF_LEN // n)
+
+
+# ----------------------------------------------------------------------------------------------------
+# eval side: integer-only Numba kernels (C semantics reproduced with explicit wraps)
+# ----------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _wrap16(x):
+    """int64 -> int16 two's-complement wrap (a C store into q15_t)."""
+    return ((np.int64(x) + 32768) & 0xFFFF) - 32768
+
+
+@njit(cache=True)
+def _wrap32(x):
+    """int64 -> int32 two's-complement wrap (a 32-bit register)."""
+    return ((np.int64(x) + 2147483648) & 0xFFFFFFFF) - 2147483648
+
+
+@njit(cache=True)
+def _sat16(x):
+    """__SSAT(x, 16)."""
+    if x > 32767:
+        return np.int64(32767)
+    if x < -32768:
+        return np.int64(-32768)
+    return np.int64(x)
+
+
+@njit(cache=True)
+def _sat32(x):
+    """__SSAT(x, 32) / clip_q63_to_q31."""
+    if x > 2147483647:
+        return np.int64(2147483647)
+    if x < -2147483648:
+        return np.int64(-2147483648)
+    return np.int64(x)
+
+
+@njit(cache=True)
+def _clz32(x):
+    """__CLZ on the low 32 bits (clz(0) = 32)."""
+    v = np.int64(x) & 0xFFFFFFFF
+    if v == 0:
+        return np.int64(32)
+    n = np.int64(0)
+    while (v & 0x80000000) == 0:
+        v = v << 1
+        n += 1
+    return n
+
+
+@njit(cache=True)
+def _mul16(a, b):
+    """(q15 * q15) >> 16 truncated to q15 (the 32-bit product stored in q15_t)."""
+    return _wrap16((np.int64(a) * np.int64(b)) >> 16)
+
+
+@njit(cache=True)
+def _mult_q15_kernel(a, b, out, n):
+    """arm_mult_q15: out[i] = sat16((a[i]*b[i]) >> 15). out may alias a."""
+    for i in range(n):
+        out[i] = _sat16((np.int64(a[i]) * np.int64(b[i])) >> 15)
+
+
+@njit(cache=True)
+def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
+    """arm_radix4_butterfly_q15 on x[off : off+2*fft_len] in place (fft_len = 4^k >= 16).
+
+    Pure C: inputs >>2 in stage 1, every later stage halves as (a>>1)+(b>>1); dsp != 0: halving adds (a+b)>>1.
+    Twiddle products: (c*a + s*b) >> 16 as one 32-bit sum, stored to q15.
+    """
+    n2 = fft_len >> 2
+    ic = 0
+    # first stage: inputs down-scaled by 4
+    for i0 in range(n2):
+        i1 = i0 + n2
+        i2 = i1 + n2
+        i3 = i2 + n2
+        p0 = off + 2 * i0
+        p1 = off + 2 * i1
+        p2 = off + 2 * i2
+        p3 = off + 2 * i3
+        t0 = np.int64(x[p0]) >> 2
+        t1 = np.int64(x[p0 + 1]) >> 2
+        s0 = np.int64(x[p2]) >> 2
+        s1 = np.int64(x[p2 + 1]) >> 2
+        r0 = _sat16(t0 + s0)
+        r1 = _sat16(t1 + s1)
+        s0 = _sat16(t0 - s0)
+        s1 = _sat16(t1 - s1)
+        t0 = np.int64(x[p1]) >> 2
+        t1 = np.int64(x[p1 + 1]) >> 2
+        u0 = np.int64(x[p3]) >> 2
+        u1 = np.int64(x[p3 + 1]) >> 2
+        t0 = _sat16(t0 + u0)
+        t1 = _sat16(t1 + u1)
+        if dsp:
+            x[p0] = _wrap16((r0 + t0) >> 1)
+            x[p0 + 1] = _wrap16((r1 + t1) >> 1)
+        else:
+            x[p0] = _wrap16((r0 >> 1) + (t0 >> 1))
+            x[p0 + 1] = _wrap16((r1 >> 1) + (t1 >> 1))
+        r0 = _sat16(r0 - t0)
+        r1 = _sat16(r1 - t1)
+        co2 = np.int64(coef[4 * ic])
+        si2 = np.int64(coef[4 * ic + 1])
+        out1 = _wrap16(_wrap32(co2 * r0 + si2 * r1) >> 16)
+        out2 = _wrap16(_wrap32(-si2 * r0 + co2 * r1) >> 16)
+        t0 = np.int64(x[p1]) >> 2
+        t1 = np.int64(x[p1 + 1]) >> 2
+        x[p1] = out1
+        x[p1 + 1] = out2
+        u0 = np.int64(x[p3]) >> 2
+        u1 = np.int64(x[p3 + 1]) >> 2
+        t0 = _sat16(t0 - u0)
+        t1 = _sat16(t1 - u1)
+        r0 = _sat16(s0 - t1)
+        r1 = _sat16(s1 + t0)
+        s0 = _sat16(s0 + t1)
+        s1 = _sat16(s1 - t0)
+        co1 = np.int64(coef[2 * ic])
+        si1 = np.int64(coef[2 * ic + 1])
+        x[p2] = _wrap16(_wrap32(si1 * s1 + co1 * s0) >> 16)
+        x[p2 + 1] = _wrap16(_wrap32(-si1 * s0 + co1 * s1) >> 16)
+        co3 = np.int64(coef[6 * ic])
+        si3 = np.int64(coef[6 * ic + 1])
+        x[p3] = _wrap16(_wrap32(si3 * r1 + co3 * r0) >> 16)
+        x[p3 + 1] = _wrap16(_wrap32(-si3 * r0 + co3 * r1) >> 16)
+        ic += tw_mod
+    # middle stages
+    tw_mod = tw_mod << 2
+    k = fft_len >> 2
+    while k > 4:
+        n1 = n2
+        n2 = n2 >> 2
+        ic = 0
+        for j in range(n2):
+            co1 = np.int64(coef[2 * ic])
+            si1 = np.int64(coef[2 * ic + 1])
+            co2 = np.int64(coef[4 * ic])
+            si2 = np.int64(coef[4 * ic + 1])
+            co3 = np.int64(coef[6 * ic])
+            si3 = np.int64(coef[6 * ic + 1])
+            ic += tw_mod
+            for i0 in range(j, fft_len, n1):
+                p0 = off + 2 * i0
+                p1 = p0 + 2 * n2
+                p2 = p1 + 2 * n2
+                p3 = p2 + 2 * n2
+                t0 = np.int64(x[p0])
+                t1 = np.int64(x[p0 + 1])
+                s0 = np.int64(x[p2])
+                s1 = np.int64(x[p2 + 1])
+                r0 = _sat16(t0 + s0)
+                r1 = _sat16(t1 + s1)
+                s0 = _sat16(t0 - s0)
+                s1 = _sat16(t1 - s1)
+                t0 = np.int64(x[p1])
+                t1 = np.int64(x[p1 + 1])
+                u0 = np.int64(x[p3])
+                u1 = np.int64(x[p3 + 1])
+                t0 = _sat16(t0 + u0)
+                t1 = _sat16(t1 + u1)
+                if dsp:
+                    x[p0] = _wrap16(((r0 + t0) >> 1) >> 1)
+                    x[p0 + 1] = _wrap16(((r1 + t1) >> 1) >> 1)
+                    r0 = (r0 - t0) >> 1
+                    r1 = (r1 - t1) >> 1
+                else:
+                    x[p0] = _wrap16(((r0 >> 1) + (t0 >> 1)) >> 1)
+                    x[p0 + 1] = _wrap16(((r1 >> 1) + (t1 >> 1)) >> 1)
+                    r0 = _wrap16((r0 >> 1) - (t0 >> 1))
+                    r1 = _wrap16((r1 >> 1) - (t1 >> 1))
+                out1 = _wrap16(_wrap32(co2 * r0 + si2 * r1) >> 16)
+                out2 = _wrap16(_wrap32(-si2 * r0 + co2 * r1) >> 16)
+                t0 = np.int64(x[p1])
+                t1 = np.int64(x[p1 + 1])
+                x[p1] = out1
+                x[p1 + 1] = out2
+                u0 = np.int64(x[p3])
+                u1 = np.int64(x[p3 + 1])
+                t0 = _sat16(t0 - u0)
+                t1 = _sat16(t1 - u1)
+                if dsp:
+                    r0 = (s0 - t1) >> 1
+                    r1 = (s1 + t0) >> 1
+                    s0n = (s0 + t1) >> 1
+                    s1n = (s1 - t0) >> 1
+                else:
+                    r0 = _wrap16((s0 >> 1) - (t1 >> 1))
+                    r1 = _wrap16((s1 >> 1) + (t0 >> 1))
+                    s0n = _wrap16((s0 >> 1) + (t1 >> 1))
+                    s1n = _wrap16((s1 >> 1) - (t0 >> 1))
+                x[p2] = _wrap16(_wrap32(co1 * s0n + si1 * s1n) >> 16)
+                x[p2 + 1] = _wrap16(_wrap32(-si1 * s0n + co1 * s1n) >> 16)
+                x[p3] = _wrap16(_wrap32(si3 * r1 + co3 * r0) >> 16)
+                x[p3 + 1] = _wrap16(_wrap32(-si3 * r0 + co3 * r1) >> 16)
+        tw_mod = tw_mod << 2
+        k = k >> 2
+    # last stage: twiddles are all 1
+    n1 = n2
+    n2 = n2 >> 2
+    for i0 in range(0, fft_len - n1 + 1, n1):
+        p0 = off + 2 * i0
+        p1 = p0 + 2 * n2
+        p2 = p1 + 2 * n2
+        p3 = p2 + 2 * n2
+        a0 = np.int64(x[p0])
+        a1 = np.int64(x[p0 + 1])
+        b0 = np.int64(x[p1])
+        b1 = np.int64(x[p1 + 1])
+        c0 = np.int64(x[p2])
+        c1 = np.int64(x[p2 + 1])
+        d0 = np.int64(x[p3])
+        d1 = np.int64(x[p3 + 1])
+        r0 = _sat16(a0 + c0)
+        r1 = _sat16(a1 + c1)
+        s0 = _sat16(a0 - c0)
+        s1 = _sat16(a1 - c1)
+        t0 = _sat16(b0 + d0)
+        t1 = _sat16(b1 + d1)
+        u0 = _sat16(b0 - d0)
+        u1 = _sat16(b1 - d1)
+        if dsp:
+            x[p0] = _wrap16((r0 + t0) >> 1)
+            x[p0 + 1] = _wrap16((r1 + t1) >> 1)
+            x[p1] = _wrap16((r0 - t0) >> 1)
+            x[p1 + 1] = _wrap16((r1 - t1) >> 1)
+            x[p2] = _wrap16((s0 + u1) >> 1)
+            x[p2 + 1] = _wrap16((s1 - u0) >> 1)
+            x[p3] = _wrap16((s0 - u1) >> 1)
+            x[p3 + 1] = _wrap16((s1 + u0) >> 1)
+        else:
+            x[p0] = _wrap16((r0 >> 1) + (t0 >> 1))
+            x[p0 + 1] = _wrap16((r1 >> 1) + (t1 >> 1))
+            x[p1] = _wrap16((r0 >> 1) - (t0 >> 1))
+            x[p1 + 1] = _wrap16((r1 >> 1) - (t1 >> 1))
+            x[p2] = _wrap16((s0 >> 1) + (u1 >> 1))
+            x[p2 + 1] = _wrap16((s1 >> 1) - (u0 >> 1))
+            x[p3] = _wrap16((s0 >> 1) - (u1 >> 1))
+            x[p3 + 1] = _wrap16((s1 >> 1) + (u0 >> 1))
+
+
+@njit(cache=True)
+def _radix4by2_q15(x, fft_len, coef, dsp):
+    """arm_cfft_radix4by2_q15: one radix-2 stage (inputs >>1, sums >>1), two radix-4 halves, then <<1.
+
+    Pure C twiddle product: int16((xt*c)>>16) + int16((yt*s)>>16) (two truncations); dsp != 0:
+    __SMUAD/__SMUSDX, one truncation of the 32-bit sum.
+    """
+    n2 = fft_len >> 1
+    for i in range(n2):
+        cos_v = np.int64(coef[2 * i])
+        sin_v = np.int64(coef[2 * i + 1])
+        l = i + n2
+        a0 = np.int64(x[2 * i]) >> 1
+        a1 = np.int64(x[2 * i + 1]) >> 1
+        b0 = np.int64(x[2 * l]) >> 1
+        b1 = np.int64(x[2 * l + 1]) >> 1
+        xt = _wrap16(a0 - b0)
+        yt = _wrap16(a1 - b1)
+        x[2 * i] = _wrap16((a0 + b0) >> 1)
+        x[2 * i + 1] = _wrap16((b1 + a1) >> 1)
+        if dsp:
+            x[2 * l] = _wrap16(_wrap32(cos_v * xt + sin_v * yt) >> 16)
+            x[2 * l + 1] = _wrap16(_wrap32(cos_v * yt - sin_v * xt) >> 16)
+        else:
+            x[2 * l] = _wrap16(_mul16(xt, cos_v) + _mul16(yt, sin_v))
+            x[2 * l + 1] = _wrap16(_mul16(yt, cos_v) - _mul16(xt, sin_v))
+    _radix4_butterfly_q15(x, 0, n2, coef, 2, dsp)
+    _radix4_butterfly_q15(x, fft_len, n2, coef, 2, dsp)
+    for i in range(2 * fft_len):
+        x[i] = _wrap16(np.int64(x[i]) << 1)
+
+
+@njit(cache=True)
+def _cfft_q15(x, fft_len, coef, bitrev, dsp):
+    """arm_cfft_q15 forward with bit reversal, in place on x[0 : 2*fft_len]."""
+    if fft_len in (16, 64, 256, 1024, 4096):
+        _radix4_butterfly_q15(x, 0, fft_len, coef, 1, dsp)
+    else:
+        _radix4by2_q15(x, fft_len, coef, dsp)
+    for i in range(fft_len):
+        j = bitrev[i]
+        if i < j:
+            re = x[2 * i]
+            im = x[2 * i + 1]
+            x[2 * i] = x[2 * j]
+            x[2 * i + 1] = x[2 * j + 1]
+            x[2 * j] = re
+            x[2 * j + 1] = im
+
+
+@njit(cache=True)
+def _split_rfft_q15(src, half_len, coef_a, coef_b, dst, modifier):
+    """arm_split_rfft_q15: cfft of the packed real signal -> full 2N-value spectrum (conjugates mirrored).
+
+    outR = (s1r*Ar - s1i*Ai + s2r*Br + s2i*Bi) >> 16, outI = (s2r*Bi - s2i*Br + s1i*Ar + s1r*Ai) >> 16,
+    32-bit sums (wrapping), results stored to q15.
+    """
+    for i in range(1, half_len):
+        s1r = np.int64(src[2 * i])
+        s1i = np.int64(src[2 * i + 1])
+        s2r = np.int64(src[2 * half_len - 2 * i])
+        s2i = np.int64(src[2 * half_len - 2 * i + 1])
+        ar = np.int64(coef_a[2 * i * modifier])
+        ai = np.int64(coef_a[2 * i * modifier + 1])
+        br = np.int64(coef_b[2 * i * modifier])
+        bi = np.int64(coef_b[2 * i * modifier + 1])
+        out_r = _wrap32(s1r * ar)
+        out_r = _wrap32(out_r - s1i * ai)
+        out_r = _wrap32(out_r + s2r * br)
+        out_r = _wrap32(out_r + s2i * bi) >> 16
+        out_i = _wrap32(s2r * bi)
+        out_i = _wrap32(out_i - s2i * br)
+        out_i = _wrap32(out_i + s1i * ar)
+        out_i = _wrap32(out_i + s1r * ai)
+        dst[2 * i] = _wrap16(out_r)
+        dst[2 * i + 1] = _wrap16(out_i >> 16)
+        dst[4 * half_len - 2 * i] = _wrap16(out_r)
+        dst[4 * half_len - 2 * i + 1] = _wrap16(-(out_i >> 16))
+    s0 = np.int64(src[0])
+    s1 = np.int64(src[1])
+    dst[2 * half_len] = _wrap16((s0 - s1) >> 1)
+    dst[2 * half_len + 1] = 0
+    dst[0] = _wrap16((s0 + s1) >> 1)
+    dst[1] = 0
+
+
+@njit(cache=True)
+def _rfft_q15_kernel(src, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dsp, dst):
+    """arm_rfft_q15 forward: src (int16[n_fft], overwritten) -> dst (int16[2*n_fft])."""
+    half = n_fft >> 1
+    _cfft_q15(src, half, twiddle, bitrev, dsp)
+    _split_rfft_q15(src, half, coef_a, coef_b, dst, modifier)
+
+
+@njit(cache=True)
+def _sqrt_q31(value, lut):
+    """arm_sqrt_q31: Newton iterations on 1/sqrt from a 32-entry q28 LUT; 0 for value <= 0."""
+    number = np.int64(value)
+    if number <= 0:
+        return np.int64(0)
+    sign_bits = _clz32(number) - 1
+    if sign_bits % 2 == 0:
+        number = _wrap32(number << sign_bits)
+    else:
+        number = _wrap32(number << (sign_bits - 1))
+    var1 = np.int64(lut[(number >> 26) - 8])
+    for _ in range(3):
+        temp = _wrap32((var1 * var1) >> 28)
+        temp = _wrap32((number * temp) >> 31)
+        temp = _wrap32(0x30000000 - temp)
+        var1 = _wrap32((var1 * temp) >> 29)
+    var1 = _wrap32((number * var1) >> 28)
+    if sign_bits % 2 == 0:
+        var1 = var1 >> (sign_bits // 2)
+    else:
+        var1 = var1 >> ((sign_bits - 1) // 2)
+    return var1
+
+
+@njit(cache=True)
+def _cmplx_mag_q15_kernel(src, dst, n, lut):
+    """arm_cmplx_mag_q15 (pure C): sqrt_q31(((u32)re*re + (u32)im*im) >> 1) >> 16, 2.14."""
+    for i in range(n):
+        re = np.int64(src[2 * i])
+        im = np.int64(src[2 * i + 1])
+        acc = ((re * re) + (im * im)) & 0xFFFFFFFF
+        dst[i] = _wrap16(_sqrt_q31(acc >> 1, lut) >> 16)
+
+
+@njit(cache=True)
+def _cmplx_mag_squared_q15_kernel(src, dst, n):
+    """arm_cmplx_mag_squared_q15 (pure C): (q63(re*re) + im*im) >> 17 stored to q15, 3.13."""
+    for i in range(n):
+        re = np.int64(src[2 * i])
+        im = np.int64(src[2 * i + 1])
+        dst[i] = _wrap16((re * re + im * im) >> 17)
+
+
+@njit(cache=True)
+def _log_q31_scalar(value):
+    """arm_vlog_q31 element: q31 -> q5.26 natural log (Clay Turner log2, 31 iterations)."""
+    src = np.int64(value) & 0xFFFFFFFF
+    c = _clz32(src)
+    if c - 1 < 0:
+        x = src >> (1 - c)
+    else:
+        x = (src << (c - 1)) & 0xFFFFFFFF
+    y = np.int64(0)
+    inc = np.int64(1) << 25
+    for _ in range(31):
+        x = ((x * x) >> 30) & 0xFFFFFFFF
+        if x >= 0x80000000:
+            y += inc
+            x = x >> 1
+        inc = inc >> 1
+    tmp = _wrap32(_wrap32(y) - _wrap32(c << 26))
+    return _wrap32((tmp * 0x58B90BFB) >> 31)
+
+
+@njit(cache=True)
+def _log_q15_scalar(value):
+    """arm_vlog_q15 element: q15 -> q4.11 natural log (Clay Turner log2, 15 iterations)."""
+    src = np.int64(value) & 0xFFFF
+    c = _clz32(src) - 16
+    if c - 1 < 0:
+        x = src >> (1 - c)
+    else:
+        x = (src << (c - 1)) & 0xFFFF
+    y = np.int64(0)
+    inc = np.int64(1024)
+    for _ in range(15):
+        x = ((x * x) >> 14) & 0xFFFF
+        if x >= 0x8000:
+            y += inc
+            x = x >> 1
+        inc = inc >> 1
+    tmp = _wrap16(_wrap16(y) - (c << 11))
+    return _wrap16((tmp * 0x58B9) >> 15)
+
+
+@njit(cache=True)
+def _vlog_q31_kernel(src, dst, n):
+    for i in range(n):
+        dst[i] = _log_q31_scalar(src[i])
+
+
+@njit(cache=True)
+def _vlog_q15_kernel(src, dst, n):
+    for i in range(n):
+        dst[i] = _log_q15_scalar(src[i])
+
+
+@njit(cache=True)
+def _dot_prod_q15(a, a_off, b, b_off, n):
+    """arm_dot_prod_q15: exact q63 sum of q15 products (q34.30)."""
+    acc = np.int64(0)
+    for k in range(n):
+        acc += np.int64(a[a_off + k]) * np.int64(b[b_off + k])
+    return acc
+
+
+@njit(cache=True)
+def _mel_q31(spec, mel_start, mel_len, mel_coefs, bias, shift, out):
+    """out[m] = sat31((dot_q63(spec[start_m:], coefs_m) + bias) >> shift), coefficient runs concatenated."""
+    pos = 0
+    for m in range(mel_start.size):
+        acc = _dot_prod_q15(spec, mel_start[m], mel_coefs, pos, mel_len[m])
+        pos += mel_len[m]
+        out[m] = _sat32((acc + bias) >> shift)
+
+
+@njit(cache=True)
+def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dsp, lut,
+                     mel_start, mel_len, mel_coefs, dct, n_dct, tmp_spec, tmp_mel, out):
+    """arm_mfcc_q15 on src (int16[n_fft], overwritten); out int16[n_dct] in q8.7.
+
+    tmp_spec int16[2*n_fft] (the rfft output), tmp_mel int32[n_mels]; dct int16[n_dct*n_mels] row-major.
+    """
+    n_mels = mel_start.size
+    # arm_absmax_q15 (|-32768| saturates to 32767)
+    m = np.int64(0)
+    for i in range(n_fft):
+        v = np.int64(src[i])
+        a = v if v > 0 else (32767 if v == -32768 else -v)
+        if a > m:
+            m = a
+    normalised = m != 0 and m != 32767
+    if normalised:
+        # arm_divide_q15(0x7FFF, m) then arm_scale_q15(src, quotient, shift)
+        temp = (np.int64(32767) << 15) // m
+        shift = 17 - _clz32(temp)
+        if shift > 0:
+            temp = temp >> shift
+        else:
+            shift = 0
+        k_shift = 15 - shift
+        for i in range(n_fft):
+            src[i] = _sat16((np.int64(src[i]) * temp) >> k_shift)
+    _mult_q15_kernel(src, window, src, n_fft)
+    _rfft_q15_kernel(src, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dsp, tmp_spec)
+    n_bins = 1 + (n_fft >> 1)
+    _cmplx_mag_q15_kernel(tmp_spec, src, n_bins, lut)
+    _mel_q31(src, mel_start, mel_len, mel_coefs, MICRO_Q15, SHIFT_MELFILTER_SATURATION_Q15, tmp_mel)
+    if normalised:
+        # arm_scale_q31(tmp, m << 16, 0): ((q63)in * scale) >> 32, then << 1 with saturation
+        scale = m << 16
+        for i in range(n_mels):
+            v = (np.int64(tmp_mel[i]) * scale) >> 32
+            o = _wrap32(v << 1)
+            if v != (o >> 1):
+                o = 0x7FFFFFFF ^ (v >> 31)
+            tmp_mel[i] = _wrap32(o)
+    fft_shift = 31 - _clz32(n_fft)
+    log_exponent = _wrap32((fft_shift + 2 + SHIFT_MELFILTER_SATURATION_Q15) * LOG2TOLOG_Q15)
+    for i in range(n_mels):
+        v = _log_q31_scalar(tmp_mel[i])
+        v = _sat32(v + log_exponent)        # arm_offset_q31
+        v = v >> 19                         # arm_shift_q31(-19)
+        src[i] = _wrap16(v)                 # __SSAT((q15_t)v, 16): the cast wraps first
+    # arm_mat_vec_mult_q15: q63 row sums, sat16(sum >> 15)
+    for r in range(n_dct):
+        acc = np.int64(0)
+        for c in range(n_mels):
+            acc += np.int64(dct[r * n_mels + c]) * np.int64(src[c])
+        out[r] = _sat16(acc >> 15)
+
+
+# ----------------------------------------------------------------------------------------------------
+# public primitive wrappers: validate, convert, allocate; the kernels loop
+# ----------------------------------------------------------------------------------------------------
+
+def _as_int(values, dtype, name):
+    arr = np.asarray(values)
+    if arr.dtype != dtype:
+        if arr.dtype.kind not in "iu":
+            raise _Error(f"{name} must be an integer array ({np.dtype(dtype).name}), got {arr.dtype}; convert it first")
+        info = np.iinfo(dtype)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise _Error(f"{name} has values outside {np.dtype(dtype).name}; saturate or rescale it first")
+    return np.ascontiguousarray(arr.reshape(-1), dtype=dtype)
+
+
+def mult_q15(a, b):
+    """arm_mult_q15: element-wise sat16((a*b) >> 15) of two equal-length q15 vectors."""
+    a16 = _as_int(a, np.int16, "a")
+    b16 = _as_int(b, np.int16, "b")
+    if a16.size != b16.size:
+        raise _Error(f"mult_q15 operands differ in length ({a16.size} vs {b16.size}); pass equal lengths")
+    out = np.empty_like(a16)
+    _mult_q15_kernel(a16, b16, out, a16.size)
+    return out
+
+
+def rfft_q15(x, fft_variant="pure-c", overwrite_input=False):
+    """arm_rfft_q15 forward (bit reversal on): int16[N] -> int16[2N] = DFT/N, (log2N+1).(15-log2N).
+
+    With overwrite_input=True and a contiguous int16 input, `x` is overwritten as the C function does.
+    """
+    dsp = fft_variant_code(fft_variant)
+    if overwrite_input:
+        if not (isinstance(x, np.ndarray) and x.dtype == np.int16 and x.ndim == 1 and x.flags.c_contiguous):
+            raise _Error("rfft_q15(overwrite_input=True) needs a contiguous 1-D int16 array; pass one or copy")
+        src = x
+    else:
+        src = _as_int(x, np.int16, "x").copy()
+    tab = rfft_init_q15(src.size)
+    dst = np.empty(2 * tab.n_fft, np.int16)
+    _rfft_q15_kernel(src, tab.n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, dsp, dst)
+    return dst
+
+
+def cmplx_mag_q15(x):
+    """arm_cmplx_mag_q15: interleaved q15 complex [2n] -> magnitudes int16[n] in 2.14."""
+    src = _as_int(x, np.int16, "x")
+    if src.size % 2:
+        raise _Error("cmplx_mag_q15 needs interleaved (re, im) pairs: the length must be even")
+    dst = np.empty(src.size // 2, np.int16)
+    _cmplx_mag_q15_kernel(src, dst, dst.size, sqrt_lut_q31())
+    return dst
+
+
+def cmplx_mag_squared_q15(x):
+    """arm_cmplx_mag_squared_q15: interleaved q15 complex [2n] -> int16[n] in 3.13."""
+    src = _as_int(x, np.int16, "x")
+    if src.size % 2:
+        raise _Error("cmplx_mag_squared_q15 needs interleaved (re, im) pairs: the length must be even")
+    dst = np.empty(src.size // 2, np.int16)
+    _cmplx_mag_squared_q15_kernel(src, dst, dst.size)
+    return dst
+
+
+def sqrt_q31(values):
+    """arm_sqrt_q31 element-wise (0 for inputs <= 0)."""
+    src = _as_int(values, np.int32, "values")
+    lut = sqrt_lut_q31()
+    return np.array([_sqrt_q31(v, lut) for v in src], dtype=np.int32)
+
+
+def vlog_q31(x):
+    """arm_vlog_q31: q31 -> natural log in q5.26 (int32)."""
+    src = _as_int(x, np.int32, "x")
+    dst = np.empty_like(src)
+    _vlog_q31_kernel(src, dst, src.size)
+    return dst
+
+
+def vlog_q15(x):
+    """arm_vlog_q15: q15 -> natural log in q4.11 (int16)."""
+    src = _as_int(x, np.int16, "x")
+    dst = np.empty_like(src)
+    _vlog_q15_kernel(src, dst, src.size)
+    return dst
+
+
+def dot_prod_q15(a, b):
+    """arm_dot_prod_q15: exact q63 (Python int) dot product of two q15 vectors."""
+    a16 = _as_int(a, np.int16, "a")
+    b16 = _as_int(b, np.int16, "b")
+    if a16.size != b16.size:
+        raise _Error(f"dot_prod_q15 operands differ in length ({a16.size} vs {b16.size}); pass equal lengths")
+    return int(_dot_prod_q15(a16, 0, b16, 0, a16.size))
