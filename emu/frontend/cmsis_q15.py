@@ -621,10 +621,14 @@ def _mel_q31(spec, mel_start, mel_len, mel_coefs, bias, shift, out):
 
 @njit(cache=True)
 def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dsp, lut,
-                     mel_start, mel_len, mel_coefs, dct, n_dct, tmp_spec, tmp_mel, out):
+                     mel_start, mel_len, mel_coefs, dct, n_dct, tmp_spec, tmp_mel,
+                     rec_frame, rec_bins, rec_log, out):
     """arm_mfcc_q15 on src (int16[n_fft], overwritten); out int16[n_dct] in q8.7.
 
-    tmp_spec int16[2*n_fft] (the rfft output), tmp_mel int32[n_mels]; dct int16[n_dct*n_mels] row-major.
+    tmp_spec int16[2*n_fft] (the rfft output), tmp_mel int32[n_mels] (mel after the undo of the
+    normalisation); dct int16[n_dct*n_mels] row-major. Stage records: rec_frame int16[n_fft] (normalised,
+    windowed input), rec_bins int16[n_fft/2+1] (2.14 magnitudes), rec_log int32[n_mels] (ln in q5.26
+    after the exponent offset, before >>19).
     """
     n_mels = mel_start.size
     # arm_absmax_q15 (|-32768| saturates to 32767)
@@ -647,9 +651,13 @@ def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifi
         for i in range(n_fft):
             src[i] = _sat16((np.int64(src[i]) * temp) >> k_shift)
     _mult_q15_kernel(src, window, src, n_fft)
+    for i in range(n_fft):
+        rec_frame[i] = src[i]
     _rfft_q15_kernel(src, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dsp, tmp_spec)
     n_bins = 1 + (n_fft >> 1)
     _cmplx_mag_q15_kernel(tmp_spec, src, n_bins, lut)
+    for i in range(n_bins):
+        rec_bins[i] = src[i]
     _mel_q31(src, mel_start, mel_len, mel_coefs, MICRO_Q15, SHIFT_MELFILTER_SATURATION_Q15, tmp_mel)
     if normalised:
         # arm_scale_q31(tmp, m << 16, 0): ((q63)in * scale) >> 32, then << 1 with saturation
@@ -665,6 +673,7 @@ def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifi
     for i in range(n_mels):
         v = _log_q31_scalar(tmp_mel[i])
         v = _sat32(v + log_exponent)        # arm_offset_q31
+        rec_log[i] = v
         v = v >> 19                         # arm_shift_q31(-19)
         src[i] = _wrap16(v)                 # __SSAT((q15_t)v, 16): the cast wraps first
     # arm_mat_vec_mult_q15: q63 row sums, sat16(sum >> 15)
@@ -769,3 +778,339 @@ def dot_prod_q15(a, b):
     if a16.size != b16.size:
         raise _Error(f"dot_prod_q15 operands differ in length ({a16.size} vs {b16.size}); pass equal lengths")
     return int(_dot_prod_q15(a16, 0, b16, 0, a16.size))
+
+
+@njit(cache=True)
+def _quantize_s8(value, multiplier, shift, zero_point, rounding):
+    """int8 feature: clamp(requantize(value, M, shift) + zp, -128, 127) (emu.fixedpoint rounding)."""
+    q = np.int64(fixedpoint.requantize(np.int32(value), np.int32(multiplier), np.int32(shift), rounding))
+    return fixedpoint.saturate(q + zero_point, -128, 127)
+
+
+@njit(cache=True)
+def _logmel_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twiddle, bitrev, coef_a,
+                         coef_b, modifier, dsp, lut, power, mel_start, mel_len, mel_coefs, mel_bias,
+                         mel_shift, log_offset, q_mult, q_shift, q_zp, q_rounding,
+                         buf, rec_frames, rec_spec, rec_bins, rec_mel, rec_log, features):
+    """Log-mel patch: per frame t, buf = zeros(n_fft) with pcm[hop*t : hop*t+win] at pad_left, then
+    mult_q15 window, rfft_q15, mag (2.14) or mag^2 (3.13), mel sat31((q63 dot + bias) >> shift),
+    vlog_q31 + log_offset (sat, q5.26, natural log of the float-convention energy), int8 mel-major
+    features[m, t]. rec_* [n_frames, ...] record every stage."""
+    n_mels = mel_start.size
+    n_bins = 1 + (n_fft >> 1)
+    for t in range(n_frames):
+        for i in range(n_fft):
+            buf[i] = 0
+        base = hop * t
+        for i in range(win_len):
+            buf[pad_left + i] = pcm[base + i]
+        _mult_q15_kernel(buf, window, buf, n_fft)
+        for i in range(n_fft):
+            rec_frames[t, i] = buf[i]
+        _rfft_q15_kernel(buf, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dsp, rec_spec[t])
+        if power:
+            _cmplx_mag_squared_q15_kernel(rec_spec[t], rec_bins[t], n_bins)
+        else:
+            _cmplx_mag_q15_kernel(rec_spec[t], rec_bins[t], n_bins, lut)
+        _mel_q31(rec_bins[t], mel_start, mel_len, mel_coefs, mel_bias, mel_shift, rec_mel[t])
+        for m in range(n_mels):
+            v = _sat32(_log_q31_scalar(rec_mel[t, m]) + log_offset)
+            rec_log[t, m] = v
+            features[m, t] = _quantize_s8(v, q_mult, q_shift, q_zp, q_rounding)
+
+
+@njit(cache=True)
+def _mfcc_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twiddle, bitrev, coef_a,
+                       coef_b, modifier, dsp, lut, mel_start, mel_len, mel_coefs, dct, n_dct,
+                       q_mult, q_shift, q_zp, q_rounding, buf, tmp_mel,
+                       rec_frames, rec_spec, rec_bins, rec_log, rec_mfcc, features):
+    """MFCC patch: arm_mfcc_q15 on each framed buffer (as in _logmel_patch_kernel), q8.7 rec_mfcc[t, k],
+    int8 features[t, k] (frame-major, the MLPerf KWS [1, n_frames, n_mfcc, 1] layout)."""
+    for t in range(n_frames):
+        for i in range(n_fft):
+            buf[i] = 0
+        base = hop * t
+        for i in range(win_len):
+            buf[pad_left + i] = pcm[base + i]
+        _mfcc_q15_kernel(buf, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dsp, lut,
+                         mel_start, mel_len, mel_coefs, dct, n_dct, rec_spec[t], tmp_mel,
+                         rec_frames[t], rec_bins[t], rec_log[t], rec_mfcc[t])
+        for k in range(n_dct):
+            features[t, k] = _quantize_s8(rec_mfcc[t, k], q_mult, q_shift, q_zp, q_rounding)
+
+
+# ----------------------------------------------------------------------------------------------------
+# arm_mfcc_q15 (single frame) and the front-end API (prepare -> state -> compute_patch / compute_stages)
+# ----------------------------------------------------------------------------------------------------
+
+MODES = ("logmel", "mfcc")
+QUANT_ROUNDINGS = tuple(fixedpoint.ROUNDING_NAMES)
+
+
+@dataclass(frozen=True)
+class MfccQ15Tables:
+    """arm_mfcc_instance_q15 tables: window int16[n_fft], mel runs (start int32, length int32, q15 coefs
+    concatenated), DCT int16[n_dct * n_mels] row-major."""
+    n_fft: int
+    window: np.ndarray
+    mel_start: np.ndarray
+    mel_len: np.ndarray
+    mel_coefs: np.ndarray
+    dct: np.ndarray
+    n_dct: int
+
+
+def mfcc_tables(n_fft, window, mel_start, mel_len, mel_coefs, dct, n_dct):
+    """Validate and freeze q15 MFCC tables (the arguments of arm_mfcc_init_q15)."""
+    win = _as_int(window, np.int16, "window")
+    start = _as_int(mel_start, np.int32, "mel_start")
+    length = _as_int(mel_len, np.int32, "mel_len")
+    coefs = _as_int(mel_coefs, np.int16, "mel_coefs")
+    dct16 = _as_int(dct, np.int16, "dct")
+    rfft_init_q15(n_fft)
+    if win.size != n_fft:
+        raise _Error(f"MFCC window has {win.size} values for n_fft = {n_fft}; pass an n_fft-long q15 window")
+    if start.size != length.size or np.any(length < 0) or int(length.sum()) != coefs.size:
+        raise _Error("MFCC mel tables are inconsistent (start/length/coefs sizes); rebuild them with sparse_q15_mel")
+    if start.size and (start.min() < 0 or int((start + length).max()) > n_fft // 2 + 1):
+        raise _Error(f"MFCC mel runs exceed the {n_fft // 2 + 1} spectrum bins; rebuild the filter bank for n_fft={n_fft}")
+    if dct16.size != int(n_dct) * start.size:
+        raise _Error(f"DCT table has {dct16.size} values, expected n_dct*n_mels = {int(n_dct) * start.size}")
+    return MfccQ15Tables(int(n_fft), win, start, length, coefs, dct16, int(n_dct))
+
+
+def mfcc_q15(x, tables, fft_variant="pure-c"):
+    """arm_mfcc_q15 on one frame int16[n_fft] -> int16[n_dct] MFCCs in q8.7 (x is not modified)."""
+    src = _as_int(x, np.int16, "x").copy()
+    if src.size != tables.n_fft:
+        raise _Error(f"mfcc_q15 frame has {src.size} samples, the tables are for n_fft = {tables.n_fft}")
+    tab = rfft_init_q15(tables.n_fft)
+    n_mels = tables.mel_start.size
+    out = np.empty(tables.n_dct, np.int16)
+    _mfcc_q15_kernel(src, tables.window, tab.n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b,
+                     tab.modifier, fft_variant_code(fft_variant), sqrt_lut_q31(), tables.mel_start,
+                     tables.mel_len, tables.mel_coefs, tables.dct, tables.n_dct,
+                     np.empty(2 * tab.n_fft, np.int16), np.empty(n_mels, np.int32),
+                     np.empty(tab.n_fft, np.int16), np.empty(tab.n_fft // 2 + 1, np.int16),
+                     np.empty(n_mels, np.int32), out)
+    return out
+
+
+def sparse_q15_mel(matrix, rounding="truncate"):
+    """Dense float mel matrix [n_mels, n_bins] -> (start int32, length int32, coefs q15) runs from the first
+    to the last bin whose *q15* coefficient is non-zero (CMSIS-DSP filterPos/filterLengths/filterCoefs)."""
+    q = float_to_q15(np.asarray(matrix, dtype=np.float64), rounding).reshape(np.shape(matrix))
+    starts, lengths, runs = [], [], []
+    for i, row in enumerate(q):
+        nz = np.flatnonzero(row)
+        if nz.size == 0:
+            raise _Error(f"mel filter {i} is all zero in q15; lower n_mels, raise n_fft or use 'half-even' table rounding")
+        starts.append(nz[0])
+        lengths.append(nz[-1] - nz[0] + 1)
+        runs.append(row[nz[0]:nz[-1] + 1])
+    return (np.array(starts, np.int32), np.array(lengths, np.int32),
+            np.ascontiguousarray(np.concatenate(runs), dtype=np.int16))
+
+
+def dct_matrix(n_dct, n_mels):
+    """Orthonormal DCT-II rows as CMSIS-DSP's mfcc helper builds them: cos(i*pi*(j+0.5)/n) * sqrt(2/n), float64."""
+    s = (np.arange(1, n_mels + 1, dtype=np.float64) - 0.5) / n_mels
+    return np.stack([np.cos(i * np.pi * s) * np.sqrt(2.0 / n_mels) for i in range(n_dct)])
+
+
+@dataclass(frozen=True)
+class Q15Params:
+    """Profile section `[frontend.q15]` of the cmsis-q15 front end (every arithmetic choice named).
+
+    mode            "logmel" (mel-major int8 [n_mels, n_frames]) | "mfcc" (arm_mfcc_q15 per frame, frame-major
+                    int8 [n_frames, n_mfcc], the MLPerf Tiny KWS input layout)          "logmel"
+    fft_variant     "pure-c" (cmsisdsp / no ARM_MATH_DSP) | "dsp-ext" (Cortex-M4/M7 ARM_MATH_DSP butterflies)
+                                                                                         "pure-c"
+    table_rounding  float -> q15 of window, mel and DCT tables: "truncate" (arm_float_to_q15 default build) |
+                    "half-away" (ARM_MATH_ROUNDING) | "half-even" (cmsisdsp.datatype.convert / numpy)
+                                                                                         "truncate"
+    mel_bias        added to each q63 mel dot product before the shift (arm_mfcc_q15: MICRO_Q15 = 537)   537
+    mel_shift       right shift of the q63 mel sums before sat31 (arm_mfcc_q15: 10)     10
+    n_mfcc          DCT outputs in mfcc mode                                             10
+    quant_rounding  int8 quantization of the fixed-point log/MFCC: emu.fixedpoint rounding "double"
+                    (TFLite SRDHM + RDBP) | "single"                                     "double"
+    """
+    mode: str = "logmel"
+    fft_variant: str = "pure-c"
+    table_rounding: str = "truncate"
+    mel_bias: int = MICRO_Q15
+    mel_shift: int = SHIFT_MELFILTER_SATURATION_Q15
+    n_mfcc: int = 10
+    quant_rounding: str = "double"
+
+    def __post_init__(self):
+        for name, allowed in (("mode", MODES), ("fft_variant", tuple(FFT_VARIANTS)),
+                              ("table_rounding", TABLE_ROUNDINGS), ("quant_rounding", QUANT_ROUNDINGS)):
+            if getattr(self, name) not in allowed:
+                raise _Error(f"frontend.q15.{name} = {getattr(self, name)!r} is not supported; use one of {', '.join(allowed)}")
+        if not 0 <= int(self.mel_shift) <= 62:
+            raise _Error(f"frontend.q15.mel_shift = {self.mel_shift} must be in 0..62")
+        if not 1 <= int(self.n_mfcc):
+            raise _Error(f"frontend.q15.n_mfcc = {self.n_mfcc} must be >= 1")
+
+    @classmethod
+    def from_dict(cls, d):
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise _Error(f"unknown [frontend.q15] key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+        return cls(**d)
+
+    def to_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Q15State:
+    """Prepared cmsis-q15 front end: the integer tables the MCU holds plus the derived constants."""
+    params: object
+    q15: Q15Params
+    rfft: RfftQ15
+    window: np.ndarray          # int16[n_fft], q15 window at pad_left, zeros elsewhere
+    pad_left: int
+    mel_start: np.ndarray       # int32[n_mels]
+    mel_len: np.ndarray         # int32[n_mels]
+    mel_coefs: np.ndarray       # int16[sum(len)], q15
+    dct: np.ndarray             # int16[n_mfcc * n_mels] (empty in logmel mode)
+    log_offset: int             # q5.26 added after vlog_q31 (logmel mode)
+    quant_multiplier: int
+    quant_shift: int
+    quant_zero_point: int
+    lut: np.ndarray = field(repr=False, default_factory=sqrt_lut_q31)
+
+
+def _float_mel(params):
+    """The float mel filter bank [n_mels, n_bins] named by params.mel_source (tables.py owns the math)."""
+    from emu.frontend import tables
+    src = params.mel_source
+    norm = None if params.mel_norm == "none" else params.mel_norm
+    if src in ("librosa", "torchaudio"):
+        return tables.mel_filterbank(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax,
+                                     scale=params.mel_scale, norm=norm, flavor=src)
+    if str(src).endswith(".npy"):
+        return tables.load_mel_npy(src, params.n_mels, params.n_fft // 2 + 1)
+    return tables.load_mel_c(src, params.n_fft // 2 + 1)
+
+
+def _q15_section(params, q15):
+    if q15 is None:
+        q15 = getattr(params, "q15", None)
+    if q15 is None:
+        return Q15Params()
+    if isinstance(q15, Q15Params):
+        return q15
+    return Q15Params.from_dict(dict(q15))
+
+
+def prepare(params, q15=None, mel_matrix=None, window=None, dct=None):
+    """FrontendParams (profile cmsis-q15) -> Q15State. Float math happens here only.
+
+    mel_matrix (float [n_mels, n_fft/2+1]), window (float [win_length]) and dct (float [n_mfcc, n_mels])
+    override the tables derived from params (defaults: params.mel_source, periodic Hann, dct_matrix);
+    all are converted to q15 with q15.table_rounding. quant_scale None means scale 1.0, zero-point 0.
+    """
+    q = _q15_section(params, q15)
+    n_fft, win_len = int(params.n_fft), int(params.win_length)
+    tab = rfft_init_q15(n_fft)
+    pad_left = (n_fft - win_len) // 2
+    if window is None:
+        from emu.frontend import tables
+        window = tables.hann_periodic(win_len)
+    window = np.asarray(window, dtype=np.float64).reshape(-1)
+    if window.size != win_len:
+        raise _Error(f"window has {window.size} values but win_length = {win_len}; pass a win_length-long window")
+    full_window = np.zeros(n_fft, np.int16)
+    full_window[pad_left:pad_left + win_len] = float_to_q15(window, q.table_rounding)
+    if mel_matrix is None:
+        mel_matrix = _float_mel(params)
+    mel_matrix = np.asarray(mel_matrix, dtype=np.float64)
+    if mel_matrix.shape != (int(params.n_mels), n_fft // 2 + 1):
+        raise _Error(f"mel matrix shape {mel_matrix.shape} != (n_mels, n_fft/2+1) = ({params.n_mels}, {n_fft // 2 + 1})")
+    start, length, coefs = sparse_q15_mel(mel_matrix, q.table_rounding)
+    if q.mode == "mfcc":
+        if dct is None:
+            dct = dct_matrix(q.n_mfcc, int(params.n_mels))
+        dct = np.asarray(dct, dtype=np.float64)
+        if dct.shape != (q.n_mfcc, int(params.n_mels)):
+            raise _Error(f"DCT matrix shape {dct.shape} != (n_mfcc, n_mels) = ({q.n_mfcc}, {params.n_mels})")
+        dct16 = float_to_q15(dct.reshape(-1), q.table_rounding)
+        frac_bits = 7                                      # MFCC q8.7
+        power = False
+    else:
+        if params.log != "ln":
+            raise _Error(f"cmsis-q15 log-mel supports log = 'ln' only (got {params.log!r}); set frontend.log = 'ln'")
+        dct16 = np.zeros(0, np.int16)
+        frac_bits = 26                                     # vlog_q31 q5.26
+        power = params.spectrum == "power"
+    log2n = n_fft.bit_length() - 1
+    # spectrum value (float convention: DFT of pcm/32768, unnormalised) = bin_int * 2^spec_exp
+    spec_exp = (2 * log2n - 13) if power else (log2n + 1 - 15)
+    k = 16 + int(q.mel_shift) + spec_exp
+    log_offset = int(np.clip(k * LOG2TOLOG_Q15, -(1 << 31), (1 << 31) - 1))
+    scale = 1.0 if params.quant_scale is None else float(params.quant_scale)
+    zp = 0 if params.quant_scale is None else int(params.quant_zero_point)
+    mult, shift = fixedpoint.quantize_multiplier(1.0 / (scale * float(1 << frac_bits)),
+                                                 single_rounding=q.quant_rounding == "single")
+    return Q15State(params, q, tab, full_window, pad_left, start, length, coefs, dct16, log_offset,
+                    int(mult), int(shift), zp)
+
+
+def _patch_pcm(state, pcm):
+    p = state.params
+    need = (int(p.n_frames) - 1) * int(p.hop_length) + int(p.win_length)
+    x = _as_int(pcm, np.int16, "pcm")
+    if x.size != need:
+        raise _Error(f"patch has {x.size} samples, expected (n_frames-1)*hop + win = {need}; frame the PCM like the app")
+    return x
+
+
+def compute_stages(state, pcm):
+    """Every stage of one patch (int16 pcm of (n_frames-1)*hop + win samples) as a dict of arrays.
+
+    logmel: frames int16[T, n_fft] (windowed buffers), spectrum int16[T, 2*n_fft] (rfft_q15),
+    bins int16[T, n_fft/2+1] (2.14 magnitude or 3.13 power), mel int32[T, n_mels] (sat31 sums),
+    log int32[T, n_mels] (ln in q5.26), features int8[n_mels, T] (mel-major).
+    mfcc: frames, spectrum, bins, log (per arm_mfcc_q15 stage), mfcc int16[T, n_mfcc] (q8.7),
+    features int8[T, n_mfcc] (frame-major).
+    """
+    x = _patch_pcm(state, pcm)
+    p, q, tab = state.params, state.q15, state.rfft
+    t_frames, n_fft, n_mels = int(p.n_frames), tab.n_fft, state.mel_start.size
+    dsp = fft_variant_code(q.fft_variant)
+    rounding = fixedpoint.rounding_code(q.quant_rounding)
+    out = {
+        "frames": np.empty((t_frames, n_fft), np.int16),
+        "spectrum": np.empty((t_frames, 2 * n_fft), np.int16),
+        "bins": np.empty((t_frames, n_fft // 2 + 1), np.int16),
+        "log": np.empty((t_frames, n_mels), np.int32),
+    }
+    buf = np.empty(n_fft, np.int16)
+    if q.mode == "mfcc":
+        out["mfcc"] = np.empty((t_frames, q.n_mfcc), np.int16)
+        out["features"] = np.empty((t_frames, q.n_mfcc), np.int8)
+        _mfcc_patch_kernel(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
+                           n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, dsp, state.lut,
+                           state.mel_start, state.mel_len, state.mel_coefs, state.dct, q.n_mfcc,
+                           state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding,
+                           buf, np.empty(n_mels, np.int32), out["frames"], out["spectrum"], out["bins"],
+                           out["log"], out["mfcc"], out["features"])
+    else:
+        out["mel"] = np.empty((t_frames, n_mels), np.int32)
+        out["features"] = np.empty((n_mels, t_frames), np.int8)
+        _logmel_patch_kernel(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
+                             n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, dsp, state.lut,
+                             p.spectrum == "power", state.mel_start, state.mel_len, state.mel_coefs,
+                             int(q.mel_bias), int(q.mel_shift), state.log_offset, state.quant_multiplier,
+                             state.quant_shift, state.quant_zero_point, rounding, buf, out["frames"],
+                             out["spectrum"], out["bins"], out["mel"], out["log"], out["features"])
+    return out
+
+
+def compute_patch(state, pcm):
+    """int8 features of one patch: logmel [n_mels, n_frames] mel-major, mfcc [n_frames, n_mfcc]."""
+    return compute_stages(state, pcm)["features"]
