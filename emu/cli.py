@@ -1,0 +1,186 @@
+"""`n6emu` command line: the only module that prints or exits.
+
+Every user mistake is an N6Error: one line on stderr naming the problem and the fix, exit status 2,
+no traceback, and no partial output (all files are written atomically by emu.outputs).
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from emu import __version__
+from emu.errors import N6Error
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line + exit 2, like every other user mistake."""
+
+    def error(self, message):
+        raise N6Error(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def _load_npy(path, what):
+    if not os.path.isfile(path):
+        raise N6Error(f"{path}: no such {what} file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises ValueError/OSError/EOFError... for a corrupt file
+        raise N6Error(f"{path}: not a readable .npy file ({exc.__class__.__name__}); save it with numpy.save") from None
+
+
+def _fmt_shape(shape):
+    return "x".join(str(int(d)) for d in shape) if len(shape) else "scalar"
+
+
+def _fmt_quant(t):
+    if t is None or t["scale"] is None:
+        return ""
+    if len(t["scale"]) == 1:
+        return f"s={t['scale'][0]:.6g} zp={t['zero_point'][0]}"
+    return f"per-channel({len(t['scale'])}) axis={t['quant_axis']}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# subcommands
+# ---------------------------------------------------------------------------------------------------
+
+def cmd_inspect(args, out):
+    from emu.graph.ir import inspect_graph
+    from emu.models import load_model
+
+    graph = load_model(args.model)
+    layers = inspect_graph(graph)
+    print(f"model {args.model} ({graph.source})", file=out)
+    for kind, names in (("input ", graph.inputs), ("output", graph.outputs)):
+        for name in names:
+            t = graph.tensors[name]
+            quant = dict(scale=None if t.scale is None else list(t.scale),
+                         zero_point=None if t.zero_point is None else list(t.zero_point), quant_axis=t.quant_axis)
+            print(f"  {kind} {name}: {_fmt_shape(t.shape)} {np.dtype(t.dtype).name} {_fmt_quant(quant)}", file=out)
+    header = f"{'#':>3} {'layer':<34} {'op':<17} {'input':<14} {'output':<14} {'dtype':<6} {'output quant':<26} {'weights':<30} {'MACs':>10}"
+    print(header, file=out)
+    total = 0
+    for i, layer in enumerate(layers):
+        first = next((t for t in layer["inputs"] if t is not None and not t["constant"]), None)
+        weights = next((t for t in layer["inputs"][1:] if t is not None and t["constant"]), None)
+        o = layer["outputs"][0]
+        wdesc = f"{_fmt_shape(weights['shape'])} {_fmt_quant(weights)}" if weights else ""
+        total += layer["macs"]
+        print(f"{i:>3} {layer['name'][:34]:<34} {layer['op']:<17} {_fmt_shape(first['shape']) if first else '':<14} "
+              f"{_fmt_shape(o['shape']):<14} {o['dtype']:<6} {_fmt_quant(o):<26} {wdesc[:30]:<30} {layer['macs']:>10,}",
+              file=out)
+    print(f"{len(layers)} layers, {total:,} MACs per inference", file=out)
+    return EXIT_OK
+
+
+def cmd_run(args, out):
+    from emu.graph.runtime import Runtime
+    from emu.models import load_model
+    from emu.outputs import save_npy, save_npz
+
+    x = _load_npy(args.input, "input")
+    graph = load_model(args.model)
+    options = {}
+    if args.input_boundary is not None:
+        options["input_boundary"] = args.input_boundary
+    if args.float_output:
+        options["float_output"] = True
+    rt = Runtime(graph, profile=args.profile, backend=args.backend, rounding=args.rounding, **options)
+    if args.dump:
+        tensors = rt.run_all(x)
+        y = tensors[graph.outputs[0]] if len(graph.outputs) == 1 else None
+        if y is None:
+            raise N6Error("--output with a multi-output model is not supported; use --dump to get every tensor")
+    else:
+        y = rt.run(x)
+        tensors = None
+    meta = dict(rt.metadata, model=os.path.abspath(args.model), input=os.path.abspath(args.input), n6emu=__version__)
+    save_npy(args.output, y)
+    if tensors is not None:
+        dump = dict(tensors)
+        dump["__meta__"] = np.array(json.dumps(meta))
+        save_npz(args.dump, dump)
+    shape = _fmt_shape(y.shape)
+    print(f"wrote {args.output}: {shape} {y.dtype} (profile {meta['profile']}, rounding {meta['rounding']}, "
+          f"backend {meta['backend']})" + (f"; {len(tensors)} tensors in {args.dump}" if tensors is not None else ""),
+          file=out)
+    return EXIT_OK
+
+
+def cmd_conformance(args, out):
+    from emu.conformance import run_all
+
+    if not os.path.isdir(args.dir):
+        raise N6Error(f"{args.dir}: no such folder; give a folder of CMSIS-NN test-data cases")
+    results = run_all(args.dir, backend=args.backend)
+    if not results:
+        raise N6Error(f"{args.dir}: no CMSIS-NN test-data case found (folders with config_data.h)")
+    passed = failed = unknown = 0
+    for r in results:
+        if r.status == "PASS":
+            passed += 1
+            line = f"PASS {r.name} ({r.op}, {r.n_total} values)"
+        elif r.status == "FAIL":
+            failed += 1
+            pos = "" if r.first_mismatch is None else f", first at NHWC {tuple(int(v) for v in r.first_mismatch)}"
+            line = f"FAIL {r.name} ({r.op}): {r.n_mismatch}/{r.n_total} values differ{pos}" + (f"; {r.detail}" if r.detail else "")
+        else:
+            unknown += 1
+            line = f"UNKNOWN {r.name}: {r.detail}"
+        print(line, file=out)
+    print(f"{passed} passed, {failed} failed" + (f", {unknown} unknown" if unknown else ""), file=out)
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------------
+
+def build_parser():
+    p = _Parser(prog="n6emu", description="Bit-exact host emulator of an STM32N6 keyword-spotting device chain.")
+    p.add_argument("--version", action="version", version=f"n6emu {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("run", help="run an int8 model on int8 inputs (.npy), optionally dumping every tensor")
+    s.add_argument("model", help=".tflite (int8) or .onnx (QDQ int8) model")
+    s.add_argument("--input", required=True, help="IN.npy: int8 inputs in the model's input layout, optional leading batch axis")
+    s.add_argument("--output", required=True, help="OUT.npy: the model output (N outputs for N inputs)")
+    s.add_argument("--profile", default="cmsis-nn", help="arithmetic profile: cmsis-nn (default) or onnxruntime (ONNX models)")
+    s.add_argument("--rounding", default=None, choices=("double", "single"), help="requantization rounding (profile default: double)")
+    s.add_argument("--backend", default="numba", choices=("numba", "c"), help="kernel implementation (default numba)")
+    s.add_argument("--input-boundary", default=None, choices=("int8", "float32"),
+                   help="int8 input buffer (ST default) or float32 input quantized by the model's QuantizeLinear")
+    s.add_argument("--float-output", action="store_true", help="dequantized float output (graphs ending in DequantizeLinear[+Softmax])")
+    s.add_argument("--dump", default=None, help="TENSORS.npz: every tensor by name (+ __meta__ JSON)")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("inspect", help="layers, shapes, dtypes, scales/zero-points and MACs of a model")
+    s.add_argument("model")
+    s.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("conformance", help="run CMSIS-NN test-data folders through the emulator's kernels")
+    s.add_argument("dir", help="folder holding CMSIS-NN-format cases (config_data.h + array headers + output_ref_data.h)")
+    s.add_argument("--backend", default="numba", choices=("numba", "c"))
+    s.set_defaults(func=cmd_conformance)
+    return p
+
+
+def main(argv=None, out=None, err=None):
+    """Entry point of the `n6emu` console script; returns the exit status (also when called in-process)."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args, out)
+    except N6Error as exc:
+        print(f"n6emu: error: {exc}", file=err)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("n6emu: interrupted", file=err)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
