@@ -1,0 +1,133 @@
+"""Tests' own writer of small int8 TFLite models, built on emu.graph.tflite_fb's flatbuffer writer.
+
+ModelBuilder: add tensors (activations or constants, per-tensor or per-channel quantization) and
+builtin operators with their options, then build() the .tflite bytes that both tflite-micro and
+emu.graph.tflite.load_tflite read. Helpers at the bottom make random, realistic layers.
+"""
+import numpy as np
+
+from emu.graph import tflite_fb as fb
+
+
+class ModelBuilder:
+    def __init__(self):
+        self.tensors = []      # TableW per tensor
+        self.buffers = [fb.TableW()]   # buffer 0: the empty buffer (schema convention)
+        self.opcodes = []      # builtin op names in opcode order
+        self.operators = []
+
+    def tensor(self, name, shape, dtype=np.int8, scale=None, zero_point=None, quant_axis=0, data=None):
+        """Add a tensor; returns its index. `scale`/`zero_point`: scalars or per-channel sequences."""
+        t = fb.TableW()
+        t.ref(fb.TENSOR["shape"], fb.VectorW(list(shape), np.int32))
+        t.scalar(fb.TENSOR["type"], "b", fb.TENSOR_TYPE_CODE[np.dtype(dtype)])
+        t.ref(fb.TENSOR["name"], fb.StringW(name))
+        if data is not None:
+            data = np.ascontiguousarray(data, dtype=dtype).reshape(shape)
+            buf = fb.TableW().ref(fb.BUFFER["data"], fb.VectorW(np.frombuffer(data.tobytes(), np.uint8),
+                                                                   np.uint8, align=16))
+            t.scalar(fb.TENSOR["buffer"], "I", len(self.buffers))
+            self.buffers.append(buf)
+        else:
+            t.scalar(fb.TENSOR["buffer"], "I", 0)
+        if scale is not None:
+            scale = np.atleast_1d(np.asarray(scale, np.float32))
+            zp = np.zeros(scale.size, np.int64) if zero_point is None else np.atleast_1d(
+                np.asarray(zero_point, np.int64))
+            q = fb.TableW()
+            q.ref(fb.QUANTIZATION["scale"], fb.VectorW(scale, np.float32))
+            q.ref(fb.QUANTIZATION["zero_point"], fb.VectorW(zp, np.int64))
+            q.scalar(fb.QUANTIZATION["quantized_dimension"], "i", int(quant_axis))
+            t.ref(fb.TENSOR["quantization"], q)
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def op(self, opname, inputs, outputs, **options):
+        """Add a builtin operator (inputs may contain -1 for an absent optional input)."""
+        if opname not in self.opcodes:
+            self.opcodes.append(opname)
+        o = fb.TableW()
+        o.scalar(fb.OPERATOR["opcode_index"], "I", self.opcodes.index(opname))
+        o.ref(fb.OPERATOR["inputs"], fb.VectorW(list(inputs), np.int32))
+        o.ref(fb.OPERATOR["outputs"], fb.VectorW(list(outputs), np.int32))
+        opt_name = fb.OPERATOR_OPTIONS.get(opname)
+        if opt_name is not None:
+            o.scalar(fb.OPERATOR["builtin_options_type"], "B", fb.OPTIONS_TYPE[opt_name])
+            o.ref(fb.OPERATOR["builtin_options"], fb.options_table(opt_name, options))
+        elif options:
+            raise ValueError(f"{opname} takes no options")
+        self.operators.append(o)
+
+    def build(self, inputs, outputs):
+        codes = []
+        for name in self.opcodes:
+            c = fb.TableW()
+            code = fb.BUILTIN_OPERATOR[name]
+            c.scalar(fb.OPERATOR_CODE["deprecated_builtin_code"], "b", min(code, 127))
+            c.scalar(fb.OPERATOR_CODE["builtin_code"], "i", code)
+            c.scalar(fb.OPERATOR_CODE["version"], "i", 1)
+            codes.append(c)
+        sg = fb.TableW()
+        sg.ref(fb.SUBGRAPH["tensors"], fb.TablesW(self.tensors))
+        sg.ref(fb.SUBGRAPH["inputs"], fb.VectorW(list(inputs), np.int32))
+        sg.ref(fb.SUBGRAPH["outputs"], fb.VectorW(list(outputs), np.int32))
+        sg.ref(fb.SUBGRAPH["operators"], fb.TablesW(self.operators))
+        sg.ref(fb.SUBGRAPH["name"], fb.StringW("main"))
+        model = fb.TableW()
+        model.scalar(fb.MODEL["version"], "I", 3)
+        model.ref(fb.MODEL["operator_codes"], fb.TablesW(codes))
+        model.ref(fb.MODEL["subgraphs"], fb.TablesW([sg]))
+        model.ref(fb.MODEL["description"], fb.StringW("n6emu test model"))
+        model.ref(fb.MODEL["buffers"], fb.TablesW(self.buffers))
+        return fb.serialize(model)
+
+
+# ---- random layer helpers ---------------------------------------------------------------------------
+
+ACT = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
+PAD = {"SAME": 0, "VALID": 1}
+
+
+def out_size(n, k, stride, dilation, padding):
+    eff = (k - 1) * dilation + 1
+    return (n + stride - 1) // stride if padding == "SAME" else (n - eff + stride) // stride
+
+
+def act_tensor(b, rng, name, shape, scale=None, zp=None):
+    """An int8 activation tensor with a random (or given) scale and zero-point."""
+    scale = np.float32(rng.uniform(0.005, 0.2)) if scale is None else scale
+    zp = int(rng.integers(-128, 128)) if zp is None else zp
+    return b.tensor(name, shape, np.int8, scale, zp)
+
+
+def conv_weights(b, rng, name, shape, n_out, per_channel, axis, in_scale):
+    w = rng.integers(-127, 128, size=shape, dtype=np.int64).astype(np.int8)
+    s = rng.uniform(0.001, 0.02, size=n_out if per_channel else 1).astype(np.float32)
+    wt = b.tensor(name, shape, np.int8, s, np.zeros(s.size, np.int64), quant_axis=axis, data=w)
+    bias_scale = (np.float32(in_scale) * s).astype(np.float32)
+    bias = rng.integers(-20000, 20000, size=n_out).astype(np.int32)
+    bt = b.tensor(name + "_bias", (n_out,), np.int32, bias_scale if per_channel else bias_scale[:1],
+                  np.zeros(bias_scale.size if per_channel else 1, np.int64), quant_axis=0, data=bias)
+    return wt, bt
+
+
+# ---- kernel backends under test -----------------------------------------------------------------------
+
+BACKEND_NAMES = ("naive", "numba", "c")
+
+
+def load_backend(name):
+    """Kernel namespace for `name`, or None when it is not available in this checkout/build."""
+    if name == "naive":
+        try:
+            import naive
+        except ImportError:
+            return None
+        needed = ("conv_s8", "depthwise_conv_s8", "fully_connected_s8", "avgpool_s8", "maxpool_s8",
+                  "softmax_s8", "add_s8", "mul_s8", "pad_s8", "transpose_s8")
+        return naive if all(hasattr(naive, f) for f in needed) else None
+    try:
+        from emu.kernels.backends import get_backend
+        return get_backend(name)
+    except Exception:
+        return None
