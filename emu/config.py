@@ -1,0 +1,198 @@
+"""Device description: one validated TOML document describing the whole chain (DESIGN §1, §4, §6).
+
+    [frontend]   emu.frontend.params.FrontendParams (profile, FFT/mel/log parameters, the int8 feature
+                 quantization and the UNKNOWN f16 switches); quant_scale / quant_zero_point may be
+                 omitted: they are then read from the model's input buffer, as the app does.
+    [model]
+    path         model file (.onnx QDQ or .tflite int8), relative to the config file's folder;
+                 "bundled:<name>" names a file in the package's data folder      "bundled:kws/model_qdq.onnx"
+    profile      network arithmetic: "cmsis-nn" | "onnxruntime"                     "cmsis-nn"
+    rounding     requantization rounding of cmsis-nn: "double" | "single"          "double"
+    backend      kernel implementation: "numba" | "c"                              "numba"
+    [input]      the network's input buffer as the app fills it
+    layout       "mel-major" (buf[mel * n_frames + frame], the ST app) | "frame-major"
+                 (buf[frame * n_mels + mel])                                       "mel-major"
+    boundary     "int8" (the app quantizes the features; ST default) | "float32" (the app hands float
+                 log-mel and the model's own QuantizeLinear quantizes, under the profile)   "int8"
+    [app]        the application around the network (ST audio getting-started)
+    silence_gate        suppress the decision of a patch whose silence sum is below the threshold   true
+    silence_threshold   running f16 sum of all magnitude bins of a patch (st-* front ends)        3000.0
+    output              "softmax": dequantize + float softmax (model tail); "int8": argmax of int8 "softmax"
+    threshold           report a class only if its probability exceeds this                        0.5
+    unknown_label       label reported below the threshold or when the gate suppresses             "unknown"
+    classes             class names in output order; empty = the labels.txt beside the model       []
+
+Unknown keys and tables are rejected with the key's name; every value is type- and range-checked.
+"""
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+from emu.errors import N6Error
+from emu.frontend.params import FrontendParams
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+BUNDLED_CONFIG = os.path.join(DATA_DIR, "device_default.toml")
+BUNDLED_PREFIX = "bundled:"
+
+
+class ConfigError(N6Error, ValueError):
+    """An invalid or inconsistent device description (one line: the key, the problem, the fix)."""
+
+
+def _check_keys(table, allowed, section):
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown key [{section}].{unknown[0]}; valid keys: {', '.join(sorted(allowed))}")
+
+
+def _choice(section, name, value, allowed):
+    if value not in allowed:
+        raise ConfigError(f"[{section}].{name} = {value!r} is not supported; use one of {', '.join(map(repr, allowed))}")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    path: str = BUNDLED_PREFIX + "kws/model_qdq.onnx"
+    profile: str = "cmsis-nn"
+    rounding: str = "double"
+    backend: str = "numba"
+
+    def __post_init__(self):
+        if not isinstance(self.path, str) or not self.path:
+            raise ConfigError("[model].path must be a model file path (.onnx or .tflite)")
+        _choice("model", "profile", self.profile, ("cmsis-nn", "onnxruntime"))
+        _choice("model", "rounding", self.rounding, ("double", "single"))
+        _choice("model", "backend", self.backend, ("numba", "c"))
+
+
+@dataclass(frozen=True)
+class InputSection:
+    layout: str = "mel-major"
+    boundary: str = "int8"
+
+    def __post_init__(self):
+        _choice("input", "layout", self.layout, ("mel-major", "frame-major"))
+        _choice("input", "boundary", self.boundary, ("int8", "float32"))
+
+
+@dataclass(frozen=True)
+class AppSection:
+    silence_gate: bool = True
+    silence_threshold: float = 3000.0
+    output: str = "softmax"
+    threshold: float = 0.5
+    unknown_label: str = "unknown"
+    classes: tuple = ()
+
+    def __post_init__(self):
+        if not isinstance(self.silence_gate, bool):
+            raise ConfigError(f"[app].silence_gate = {self.silence_gate!r} must be true or false")
+        if isinstance(self.silence_threshold, bool) or not isinstance(self.silence_threshold, (int, float)) \
+                or self.silence_threshold < 0:
+            raise ConfigError(f"[app].silence_threshold = {self.silence_threshold!r} must be a number >= 0")
+        _choice("app", "output", self.output, ("softmax", "int8"))
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not 0 <= self.threshold < 1:
+            raise ConfigError(f"[app].threshold = {self.threshold!r} must be a probability in [0, 1)")
+        if not isinstance(self.unknown_label, str):
+            raise ConfigError("[app].unknown_label must be a string")
+        if not all(isinstance(c, str) for c in self.classes):
+            raise ConfigError("[app].classes must be a list of strings")
+        object.__setattr__(self, "classes", tuple(self.classes))
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    frontend: FrontendParams = field(default_factory=FrontendParams)
+    model: ModelSection = field(default_factory=ModelSection)
+    input: InputSection = field(default_factory=InputSection)
+    app: AppSection = field(default_factory=AppSection)
+    base_dir: str = DATA_DIR          # folder the relative paths are resolved against
+    source: str = "<defaults>"        # where the description came from
+
+    def model_path(self):
+        """The model file named by [model].path, resolved against the config's folder or the package data."""
+        p = self.model.path
+        if p.startswith(BUNDLED_PREFIX):
+            return os.path.join(DATA_DIR, p[len(BUNDLED_PREFIX):])
+        return p if os.path.isabs(p) else os.path.normpath(os.path.join(self.base_dir, p))
+
+    def to_dict(self):
+        """Plain mapping (TOML tables) of every setting: recorded in results and vector manifests."""
+        return dict(frontend=self.frontend.to_dict(), model=dataclasses.asdict(self.model),
+                    input=dataclasses.asdict(self.input),
+                    app={**dataclasses.asdict(self.app), "classes": list(self.app.classes)})
+
+    def replace(self, section=None, **changes):
+        """A copy with fields of one section changed (validated again), e.g. replace("input", layout="frame-major")."""
+        if section is None:
+            return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+_SECTIONS = {"model": ModelSection, "input": InputSection, "app": AppSection}
+
+
+def from_dict(doc, base_dir=DATA_DIR, source="<dict>"):
+    """Validate a parsed TOML document into a DeviceConfig; unknown tables/keys are errors naming them."""
+    _check_keys(doc, ("frontend",) + tuple(_SECTIONS), "top level")
+    parts = {}
+    for name, cls in _SECTIONS.items():
+        table = doc.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        _check_keys(table, [f.name for f in dataclasses.fields(cls)], name)
+        try:
+            parts[name] = cls(**table)
+        except TypeError as exc:  # wrong value types caught by the dataclass constructor
+            raise ConfigError(f"[{name}]: {exc}") from None
+    fe = doc.get("frontend", {})
+    if not isinstance(fe, dict):
+        raise ConfigError("[frontend] must be a table")
+    frontend = FrontendParams.from_dict(fe)
+    return DeviceConfig(frontend=frontend, base_dir=base_dir, source=source, **parts)
+
+
+def load_config(path=None):
+    """Read and validate a device TOML file; None gives the bundled default device."""
+    path = BUNDLED_CONFIG if path is None else os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file; give a TOML device description") from None
+    try:
+        return from_dict(doc, base_dir=os.path.dirname(os.path.abspath(path)), source=path)
+    except N6Error as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def to_toml(cfg):
+    """The description as TOML text (round-trips through load_config)."""
+    lines = []
+    for section, table in cfg.to_dict().items():
+        nested = {k: v for k, v in table.items() if isinstance(v, dict)}
+        lines.append(f"[{section}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items() if k not in nested and v is not None)
+        for k, v in nested.items():
+            lines.append(f"\n[{section}.{k}]")
+            lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items() if vv is not None)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise ConfigError(f"cannot write {v!r} to TOML")
