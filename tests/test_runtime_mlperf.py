@@ -85,3 +85,22 @@ def test_mlperf_single_rounding_profile_is_recorded_and_differs(kernels, mlperf)
     # single rounding changes some first-layer outputs (ties / double-rounding cases), not most of them
     diff = np.mean(double[first] != single[first])
     assert 0 < diff < 0.05
+
+
+def test_mlperf_float_output_dequantizes_softmax(kernels, mlperf):
+    graph, ref = mlperf
+    x = mlperf_inputs(3, seed=11)
+    rt = Runtime(graph, backend=kernels, float_output=True)
+    p = rt.run(x)
+    assert p.dtype == np.float32 and p.shape == (7, 1, 12)
+    for i in range(len(x)):
+        q = ref.run(x[i]).astype(np.int32)
+        assert np.array_equal(p[i], ((q + 128) / 256).astype(np.float32))   # output scale 1/256, zp -128
+    assert rt.metadata["float_output"] is True
+
+
+def test_float_input_boundary_is_refused_for_int8_io(mlperf):
+    graph, _ = mlperf
+    from emu.errors import N6Error
+    with pytest.raises(N6Error, match="inputs are int8 buffers; pass int8 input"):
+        Runtime(graph, backend=object(), input_boundary="float32")

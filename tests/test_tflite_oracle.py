@@ -65,10 +65,12 @@ def conv_case(draw, depthwise=False):
     padding = draw(st.sampled_from(["SAME", "VALID"]))
     h = draw(st.integers((kh - 1) * dh + 1, (kh - 1) * dh + 8))
     w = draw(st.integers((kw - 1) * dw + 1, (kw - 1) * dw + 8))
-    cin = draw(st.integers(1, 6))
+    groups = 1 if depthwise else draw(st.sampled_from([1, 1, 1, 2, 3]))
+    cin = groups * draw(st.integers(1, 6 // groups))
     mult = draw(st.integers(1, 3)) if depthwise else None
-    cout = cin * mult if depthwise else draw(st.integers(1, 8))
+    cout = cin * mult if depthwise else groups * draw(st.integers(1, 8 // groups))
     return dict(kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw, padding=padding, h=h, w=w, cin=cin, cout=cout,
+                groups=groups,
                 mult=mult, act=draw(st.sampled_from(list(ACT))), per_channel=draw(st.booleans()),
                 seed=draw(st.integers(0, 2**31)))
 
@@ -83,8 +85,8 @@ def build_conv(c, depthwise):
     if depthwise:
         wt, bt = conv_weights(b, rng, "w", (1, c["kh"], c["kw"], c["cout"]), c["cout"], c["per_channel"], 3, s_in)
     else:
-        wt, bt = conv_weights(b, rng, "w", (c["cout"], c["kh"], c["kw"], c["cin"]), c["cout"], c["per_channel"],
-                              0, s_in)
+        wt, bt = conv_weights(b, rng, "w", (c["cout"], c["kh"], c["kw"], c["cin"] // c["groups"]), c["cout"],
+                              c["per_channel"], 0, s_in)
     y = act_tensor(b, rng, "y", (1, oh, ow, c["cout"]), scale=np.float32(rng.uniform(0.02, 0.5)))
     common = dict(padding=PAD[c["padding"]], stride_w=c["sw"], stride_h=c["sh"], dilation_w_factor=c["dw"],
                   dilation_h_factor=c["dh"], fused_activation_function=ACT[c["act"]])
@@ -111,13 +113,13 @@ def test_depthwise_conv2d_matches_tflm(kernels, c):
 
 @SETTINGS
 @given(k=st.integers(1, 80), n_out=st.integers(1, 16), rows=st.integers(1, 3), act=st.sampled_from(list(ACT)),
-       seed=st.integers(0, 2**31))
-def test_fully_connected_matches_tflm(kernels, k, n_out, rows, act, seed):
+       per_channel=st.booleans(), seed=st.integers(0, 2**31))
+def test_fully_connected_matches_tflm(kernels, k, n_out, rows, act, per_channel, seed):
     rng = np.random.default_rng(seed)
     b = ModelBuilder()
     s_in = np.float32(rng.uniform(0.005, 0.1))
     x = act_tensor(b, rng, "x", (rows, k), scale=s_in)
-    wt, bt = conv_weights(b, rng, "w", (n_out, k), n_out, False, 0, s_in)
+    wt, bt = conv_weights(b, rng, "w", (n_out, k), n_out, per_channel, 0, s_in)
     y = act_tensor(b, rng, "y", (rows, n_out), scale=np.float32(rng.uniform(0.05, 1.0)))
     b.op("FULLY_CONNECTED", [x, wt, bt], [y], fused_activation_function=ACT[act])
     graph_input_rows = rows
@@ -173,9 +175,9 @@ def test_add_mul_match_tflm(kernels, op, act, broadcast, h, w, c, seed):
 
 
 @SETTINGS
-@given(shape=st.lists(st.integers(1, 5), min_size=4, max_size=4), seed=st.integers(0, 2**31),
+@given(shape=st.lists(st.integers(1, 5), min_size=4, max_size=4), padv2=st.booleans(), seed=st.integers(0, 2**31),
        data=st.data())
-def test_pad_transpose_reshape_match_tflm(kernels, shape, seed, data):
+def test_pad_transpose_reshape_match_tflm(kernels, shape, padv2, seed, data):
     rng = np.random.default_rng(seed)
     pads = [[0, 0]] + [[data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))] for _ in range(3)]
     perm = [0] + list(rng.permutation(3) + 1)
@@ -185,7 +187,11 @@ def test_pad_transpose_reshape_match_tflm(kernels, shape, seed, data):
     padded = tuple(d + p0 + p1 for d, (p0, p1) in zip(shape, pads))
     pt = b.tensor("pads", (4, 2), np.int32, data=np.array(pads, np.int32))
     y = act_tensor(b, rng, "padded", padded, scale=s, zp=zp)
-    b.op("PAD", [x, pt], [y])
+    if padv2:   # explicit constant pad value instead of the zero-point
+        value = b.tensor("value", (1,), np.int8, s, zp, data=np.array([rng.integers(-128, 128)], np.int8))
+        b.op("PADV2", [x, pt, value], [y])
+    else:
+        b.op("PAD", [x, pt], [y])
     tshape = tuple(padded[p] for p in perm)
     perm_t = b.tensor("perm", (4,), np.int32, data=np.array(perm, np.int32))
     z = act_tensor(b, rng, "transposed", tshape, scale=s, zp=zp)

@@ -1,11 +1,13 @@
 """Runtime: executes a prepared int8 graph with a kernel backend, keeping every tensor by name.
 
-Runtime(graph, profile="cmsis-nn", backend="numba", rounding=None)
+Runtime(graph, profile="cmsis-nn", backend="numba", rounding=None, input_boundary=None, float_output=False)
   .run(inputs)      -> output array (one graph output) or tuple of arrays; a leading batch axis N in
                        the input gives N outputs (shape (N,) + output shape)
   .run_all(inputs)  -> dict tensor name -> int8 array for every activation (inputs, intermediates,
                        outputs), batched the same way
-  .metadata         -> dict(profile, rounding, backend, source): recorded with every result
+  .metadata         -> dict(profile, rounding, backend, source, input_boundary, float_output): recorded
+                       with every result
+  float_output=True -> run() returns float32(q - zp) * scale of each output (run_all stays int8)
 
 Planning: every activation buffer is allocated once per batch size (a plan); kernels write into them
 (they never allocate). A batch of N runs as one kernel call per layer when every activation has a
@@ -40,7 +42,8 @@ def _pad4(shape):
 class Runtime:
     """Executes one graph under one arithmetic profile with one kernel backend (see module doc)."""
 
-    def __init__(self, graph, profile="cmsis-nn", backend="numba", rounding=None):
+    def __init__(self, graph, profile="cmsis-nn", backend="numba", rounding=None, input_boundary=None,
+                 float_output=False):
         if isinstance(graph, Prepared):
             if rounding is not None and rounding != graph.rounding or profile != graph.profile:
                 raise N6Error("the prepared graph was made for another profile/rounding; pass the Graph instead")
@@ -53,10 +56,28 @@ class Runtime:
         self.rounding = self.prepared.rounding
         self._plans = {}
         self.batch_folds = self._batch_folds()
+        # I/O boundary (ST AI buffers): int8 input buffer; output int8, or dequantized to float32 when
+        # float_output: float32(q - zp) * float32(scale) per tensor (what the app does before its softmax).
+        if input_boundary not in (None, "int8"):
+            raise N6Error(f"input boundary {input_boundary!r} is not available for {self.graph.source}: its "
+                          f"inputs are int8 buffers; pass int8 input (quantize it with the input's scale/zero-point)")
+        self.input_boundary = "int8"
+        self.float_output = bool(float_output)
+        if self.float_output:
+            for name in self.graph.outputs:
+                if self.graph.tensors[name].per_channel:
+                    raise N6Error(f"output {name!r} is per-channel quantized; float output needs per-tensor "
+                                  f"quantization")
 
     @property
     def metadata(self):
-        return dict(profile=self.profile, rounding=self.rounding, backend=self.backend, source=self.graph.source)
+        return dict(profile=self.profile, rounding=self.rounding, backend=self.backend, source=self.graph.source,
+                    input_boundary=self.input_boundary, float_output=self.float_output)
+
+    def dequantize_output(self, name, q):
+        """float32(q - zero_point) * float32(scale) of graph output `name` (per-tensor quantization)."""
+        t = self.graph.tensors[name]
+        return (q.astype(np.int32) - np.int32(t.zero_point[0])).astype(np.float32) * np.float32(t.scale[0])
 
     # ---- input handling ---------------------------------------------------------------------------
 
@@ -251,6 +272,8 @@ class Runtime:
         """Model output(s) for int8 input(s); a leading batch axis N gives N outputs."""
         arrays, n, batched = self._normalise_inputs(inputs)
         res = self._collect(self.graph.outputs, arrays, n, batched)
+        if self.float_output:
+            res = {name: self.dequantize_output(name, q) for name, q in res.items()}
         outs = tuple(res[name] for name in self.graph.outputs)
         return outs[0] if len(outs) == 1 else outs
 
