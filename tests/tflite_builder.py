@@ -128,6 +128,11 @@ def load_backend(name):
         return naive if all(hasattr(naive, f) for f in needed) else None
     try:
         from emu.kernels.backends import get_backend
-        return get_backend(name)
-    except Exception:
-        return None
+    except ImportError:
+        return None            # kernel backends not written yet in this checkout
+    if name == "c":
+        try:
+            return get_backend(name)
+        except Exception:      # the C extension is not built
+            return None
+    return get_backend(name)   # numba must load: its errors are test failures, not skips
