@@ -1,0 +1,823 @@
+"""ST column front end (DESIGN §5.1 `st-f16`, §5.2 `st-f32`): PCM int16 patch -> int8 [n_mels, n_frames].
+
+Per frame t (frame start = hop*t in the patch buffer), one column:
+  x  = T(q15 * 2^-15) at offset pad_left = (n_fft-win)//2 of an n_fft zero buffer, xw = T(x * W)
+  X  = CMSIS-DSP arm_rfft_fast_{f16,f32}(xw), reproduced operation by operation (non-Helium C path):
+       f16: arm_cfft_f16 = radix-4 DIF (cfft length a power of 4) or one radix-2 split + two radix-4
+            (`arm_cfft_radix4by2_f16`); f32: arm_cfft_f32 = radix-8 DIF stages (`arm_radix8_butterfly_f32`,
+            cfft lengths 64/512/4096), then bit reversal, then the real split `stage_rfft_*`.
+       Packed output [X0.re, X(N/2).re, X1.re, X1.im, ...]; unnormalised.
+  P  = |X|^2 (DC and Nyquist: square of the real value); magnitude mode M = T(sqrtf(P)) (f16) or
+       arm_cmplx_mag_f32 = sqrtf(re*re + im*im) (f32).
+  mel[m] = dot(spectrum[start..stop], coefs of filter m); st-f16: 0 if <= 0; st-f32: max(mel, FLT_MIN)
+  L  = T(logf(mel)) (ln) or T(10*log10f(mel)) clamped at -top_db (db)
+  q  = sat8(cast16(round(L * inv_scale + zp))), inv_scale = T(1.0f/scale), cast16 per neg_inf_cast
+T() rounds to the device type (binary16 RNE for st-f16, identity for st-f32).
+
+Precision codes (one named switch, `FrontendParams.f16_intermediates`, mapped here):
+  PREC_F32 (st-f32), PREC_F16_PER_OP (every f16 operation rounded: native Armv8.1-M f16 arithmetic, gcc
+  -fexcess-precision=16), PREC_F16_STATEMENT (each C statement of the CMSIS-DSP source evaluated in
+  float32 and rounded to f16 when stored: gcc -fexcess-precision=standard on x86).
+The `accumulation` switch ("scalar" | "lanes8") and `fma` apply to the mel dot products only; the FFT is
+always the scalar CMSIS-DSP C path (the Helium FFT is a different algorithm, not emulated).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from numba import njit
+
+from emu.frontend.f16 import round_f16, round_f16_from_f64, to_f16_bits
+from emu.frontend.params import FrontendError, FrontendParams
+from emu.frontend import tables
+
+PREC_F32 = 0
+PREC_F16_PER_OP = 1
+PREC_F16_STATEMENT = 2
+
+ACC_SCALAR = 0
+ACC_LANES8 = 1
+
+CAST_ZERO = 0       # Arm VCVT to int32 (saturating, NaN -> 0), keep the low 16 bits, then sat8
+CAST_SATURATE = 1   # clamp to int8 directly (-inf -> -128, +inf -> 127)
+
+ROUND_HALF_AWAY = 0
+ROUND_HALF_EVEN = 1
+
+SPEC_POWER = 0
+SPEC_MAGNITUDE = 1
+LOG_LN = 0
+LOG_DB = 1
+
+_HALF = np.float32(0.5)
+_ZERO = np.float32(0.0)
+_FLT_MIN = np.float32(np.finfo(np.float32).tiny)
+_TEN = np.float32(10.0)
+# CMSIS-DSP's radix-8 constant, the float literal 0.70710678118f as the compiler stores it.
+_C81 = np.float32(tables.round_like_c("0.70710678118f", np.float32))
+
+
+# ----------------------------------------------------------------------------------------------------
+# rounding helpers: R after one operation, S when a statement stores its value
+# ----------------------------------------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _r(x, prec):
+    if prec == PREC_F16_PER_OP:
+        return round_f16(x)
+    return x
+
+
+@njit(cache=True, inline="always")
+def _s(x, prec):
+    if prec != PREC_F32:
+        return round_f16(x)
+    return x
+
+
+@njit(cache=True)
+def _fma_rounded(a, b, c, prec):
+    """a*b + c rounded once to the device type (f32 or f16): exact product in float64, TwoSum, round-to-odd."""
+    p = np.float64(a) * np.float64(b)
+    cc = np.float64(c)
+    hi = p + cc
+    bb = hi - p
+    err = (p - (hi - bb)) + (cc - bb)
+    if err != 0.0 and abs(hi) < np.inf:
+        bits = np.float64(hi).view(np.uint64)
+        step = np.uint64(1) if (err > 0.0) == (hi > 0.0) else np.uint64(0xFFFFFFFFFFFFFFFF)
+        if (bits & np.uint64(1)) == np.uint64(0):          # round to odd: move one ulp toward the error
+            hi = np.uint64(bits + step).view(np.float64)
+    if prec == PREC_F32:
+        return np.float32(hi)
+    return round_f16_from_f64(hi)
+
+
+# ----------------------------------------------------------------------------------------------------
+# CMSIS-DSP complex FFT, f16 flavour (radix-4 / radix-4-by-2), in place on interleaved float32 values
+# ----------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _radix4_butterfly(b, fft_len, coef, tw_mod, prec):
+    """arm_radix4_butterfly_f16 (portable C path): DIF radix-4 over fft_len complex values at b[0:]."""
+    n2 = fft_len
+    k = fft_len
+    while k > 1:
+        n1 = n2
+        n2 >>= 2
+        ia1 = 0
+        j = 0
+        while True:
+            ia2 = ia1 + ia1
+            ia3 = ia2 + ia1
+            co1 = coef[ia1 * 2]
+            si1 = coef[ia1 * 2 + 1]
+            co2 = coef[ia2 * 2]
+            si2 = coef[ia2 * 2 + 1]
+            co3 = coef[ia3 * 2]
+            si3 = coef[ia3 * 2 + 1]
+            ia1 = ia1 + tw_mod
+            i0 = j
+            while True:
+                i1 = i0 + n2
+                i2 = i1 + n2
+                i3 = i2 + n2
+                r1 = _s(b[2 * i0] + b[2 * i2], prec)
+                r2 = _s(b[2 * i0] - b[2 * i2], prec)
+                s1 = _s(b[2 * i0 + 1] + b[2 * i2 + 1], prec)
+                s2 = _s(b[2 * i0 + 1] - b[2 * i2 + 1], prec)
+                t1 = _s(b[2 * i1] + b[2 * i3], prec)
+                b[2 * i0] = _s(r1 + t1, prec)
+                r1 = _s(r1 - t1, prec)
+                t2 = _s(b[2 * i1 + 1] + b[2 * i3 + 1], prec)
+                b[2 * i0 + 1] = _s(s1 + t2, prec)
+                s1 = _s(s1 - t2, prec)
+                t1 = _s(b[2 * i1 + 1] - b[2 * i3 + 1], prec)
+                t2 = _s(b[2 * i1] - b[2 * i3], prec)
+                b[2 * i1] = _s(_r(r1 * co2, prec) + _r(s1 * si2, prec), prec)
+                b[2 * i1 + 1] = _s(_r(s1 * co2, prec) - _r(r1 * si2, prec), prec)
+                r1 = _s(r2 + t1, prec)
+                r2 = _s(r2 - t1, prec)
+                s1 = _s(s2 - t2, prec)
+                s2 = _s(s2 + t2, prec)
+                b[2 * i2] = _s(_r(r1 * co1, prec) + _r(s1 * si1, prec), prec)
+                b[2 * i2 + 1] = _s(_r(s1 * co1, prec) - _r(r1 * si1, prec), prec)
+                b[2 * i3] = _s(_r(r2 * co3, prec) + _r(s2 * si3, prec), prec)
+                b[2 * i3 + 1] = _s(_r(s2 * co3, prec) - _r(r2 * si3, prec), prec)
+                i0 += n1
+                if i0 >= fft_len:
+                    break
+            j += 1
+            if j > n2 - 1:
+                break
+        tw_mod <<= 2
+        k >>= 2
+
+
+@njit(cache=True)
+def _radix4by2(b, fft_len, coef, prec):
+    """arm_cfft_radix4by2_f16: one radix-2 DIF split, then radix-4 on both halves (twiddle stride 2)."""
+    n2 = fft_len >> 1
+    for i in range(n2):
+        cos_v = coef[2 * i]
+        sin_v = coef[2 * i + 1]
+        l = i + n2
+        a0 = _s(b[2 * i] + b[2 * l], prec)
+        xt = _s(b[2 * i] - b[2 * l], prec)
+        yt = _s(b[2 * i + 1] - b[2 * l + 1], prec)
+        a1 = _s(b[2 * l + 1] + b[2 * i + 1], prec)
+        p0 = _s(xt * cos_v, prec)
+        p1 = _s(yt * sin_v, prec)
+        p2 = _s(yt * cos_v, prec)
+        p3 = _s(xt * sin_v, prec)
+        b[2 * i] = a0
+        b[2 * i + 1] = a1
+        b[2 * l] = _s(p0 + p1, prec)
+        b[2 * l + 1] = _s(p2 - p3, prec)
+    _radix4_butterfly(b[:fft_len], n2, coef, 2, prec)
+    _radix4_butterfly(b[fft_len:], n2, coef, 2, prec)
+
+
+# ----------------------------------------------------------------------------------------------------
+# CMSIS-DSP complex FFT, f32 flavour (radix-8), plain float32
+# ----------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _radix8_butterfly(b, fft_len, coef, tw_mod):
+    """arm_radix8_butterfly_f32: DIF radix-8 stages over fft_len (a power of 8) complex values."""
+    c81 = _C81
+    n2 = fft_len
+    while True:
+        n1 = n2
+        n2 = n2 >> 3
+        i1 = 0
+        while True:
+            i2 = i1 + n2
+            i3 = i2 + n2
+            i4 = i3 + n2
+            i5 = i4 + n2
+            i6 = i5 + n2
+            i7 = i6 + n2
+            i8 = i7 + n2
+            r1 = b[2 * i1] + b[2 * i5]
+            r5 = b[2 * i1] - b[2 * i5]
+            r2 = b[2 * i2] + b[2 * i6]
+            r6 = b[2 * i2] - b[2 * i6]
+            r3 = b[2 * i3] + b[2 * i7]
+            r7 = b[2 * i3] - b[2 * i7]
+            r4 = b[2 * i4] + b[2 * i8]
+            r8 = b[2 * i4] - b[2 * i8]
+            t1 = r1 - r3
+            r1 = r1 + r3
+            r3 = r2 - r4
+            r2 = r2 + r4
+            b[2 * i1] = r1 + r2
+            b[2 * i5] = r1 - r2
+            r1 = b[2 * i1 + 1] + b[2 * i5 + 1]
+            s5 = b[2 * i1 + 1] - b[2 * i5 + 1]
+            r2 = b[2 * i2 + 1] + b[2 * i6 + 1]
+            s6 = b[2 * i2 + 1] - b[2 * i6 + 1]
+            s3 = b[2 * i3 + 1] + b[2 * i7 + 1]
+            s7 = b[2 * i3 + 1] - b[2 * i7 + 1]
+            r4 = b[2 * i4 + 1] + b[2 * i8 + 1]
+            s8 = b[2 * i4 + 1] - b[2 * i8 + 1]
+            t2 = r1 - s3
+            r1 = r1 + s3
+            s3 = r2 - r4
+            r2 = r2 + r4
+            b[2 * i1 + 1] = r1 + r2
+            b[2 * i5 + 1] = r1 - r2
+            b[2 * i3] = t1 + s3
+            b[2 * i7] = t1 - s3
+            b[2 * i3 + 1] = t2 - r3
+            b[2 * i7 + 1] = t2 + r3
+            r1 = (r6 - r8) * c81
+            r6 = (r6 + r8) * c81
+            r2 = (s6 - s8) * c81
+            s6 = (s6 + s8) * c81
+            t1 = r5 - r1
+            r5 = r5 + r1
+            r8 = r7 - r6
+            r7 = r7 + r6
+            t2 = s5 - r2
+            s5 = s5 + r2
+            s8 = s7 - s6
+            s7 = s7 + s6
+            b[2 * i2] = r5 + s7
+            b[2 * i8] = r5 - s7
+            b[2 * i6] = t1 + s8
+            b[2 * i4] = t1 - s8
+            b[2 * i2 + 1] = s5 - r7
+            b[2 * i8 + 1] = s5 + r7
+            b[2 * i6 + 1] = t2 - r8
+            b[2 * i4 + 1] = t2 + r8
+            i1 += n1
+            if i1 >= fft_len:
+                break
+        if n2 < 8:
+            break
+        ia1 = 0
+        j = 1
+        while True:
+            idd = ia1 + tw_mod
+            ia1 = idd
+            ia2 = ia1 + idd
+            ia3 = ia2 + idd
+            ia4 = ia3 + idd
+            ia5 = ia4 + idd
+            ia6 = ia5 + idd
+            ia7 = ia6 + idd
+            co2 = coef[2 * ia1]
+            co3 = coef[2 * ia2]
+            co4 = coef[2 * ia3]
+            co5 = coef[2 * ia4]
+            co6 = coef[2 * ia5]
+            co7 = coef[2 * ia6]
+            co8 = coef[2 * ia7]
+            si2 = coef[2 * ia1 + 1]
+            si3 = coef[2 * ia2 + 1]
+            si4 = coef[2 * ia3 + 1]
+            si5 = coef[2 * ia4 + 1]
+            si6 = coef[2 * ia5 + 1]
+            si7 = coef[2 * ia6 + 1]
+            si8 = coef[2 * ia7 + 1]
+            i1 = j
+            while True:
+                i2 = i1 + n2
+                i3 = i2 + n2
+                i4 = i3 + n2
+                i5 = i4 + n2
+                i6 = i5 + n2
+                i7 = i6 + n2
+                i8 = i7 + n2
+                r1 = b[2 * i1] + b[2 * i5]
+                r5 = b[2 * i1] - b[2 * i5]
+                r2 = b[2 * i2] + b[2 * i6]
+                r6 = b[2 * i2] - b[2 * i6]
+                r3 = b[2 * i3] + b[2 * i7]
+                r7 = b[2 * i3] - b[2 * i7]
+                r4 = b[2 * i4] + b[2 * i8]
+                r8 = b[2 * i4] - b[2 * i8]
+                t1 = r1 - r3
+                r1 = r1 + r3
+                r3 = r2 - r4
+                r2 = r2 + r4
+                b[2 * i1] = r1 + r2
+                r2 = r1 - r2
+                s1 = b[2 * i1 + 1] + b[2 * i5 + 1]
+                s5 = b[2 * i1 + 1] - b[2 * i5 + 1]
+                s2 = b[2 * i2 + 1] + b[2 * i6 + 1]
+                s6 = b[2 * i2 + 1] - b[2 * i6 + 1]
+                s3 = b[2 * i3 + 1] + b[2 * i7 + 1]
+                s7 = b[2 * i3 + 1] - b[2 * i7 + 1]
+                s4 = b[2 * i4 + 1] + b[2 * i8 + 1]
+                s8 = b[2 * i4 + 1] - b[2 * i8 + 1]
+                t2 = s1 - s3
+                s1 = s1 + s3
+                s3 = s2 - s4
+                s2 = s2 + s4
+                r1 = t1 + s3
+                t1 = t1 - s3
+                b[2 * i1 + 1] = s1 + s2
+                s2 = s1 - s2
+                s1 = t2 - r3
+                t2 = t2 + r3
+                b[2 * i5] = co5 * r2 + si5 * s2
+                b[2 * i5 + 1] = co5 * s2 - si5 * r2
+                b[2 * i3] = co3 * r1 + si3 * s1
+                b[2 * i3 + 1] = co3 * s1 - si3 * r1
+                b[2 * i7] = co7 * t1 + si7 * t2
+                b[2 * i7 + 1] = co7 * t2 - si7 * t1
+                r1 = (r6 - r8) * c81
+                r6 = (r6 + r8) * c81
+                s1 = (s6 - s8) * c81
+                s6 = (s6 + s8) * c81
+                t1 = r5 - r1
+                r5 = r5 + r1
+                r8 = r7 - r6
+                r7 = r7 + r6
+                t2 = s5 - s1
+                s5 = s5 + s1
+                s8 = s7 - s6
+                s7 = s7 + s6
+                r1 = r5 + s7
+                r5 = r5 - s7
+                r6 = t1 + s8
+                t1 = t1 - s8
+                s1 = s5 - r7
+                s5 = s5 + r7
+                s6 = t2 - r8
+                t2 = t2 + r8
+                b[2 * i2] = co2 * r1 + si2 * s1
+                b[2 * i2 + 1] = co2 * s1 - si2 * r1
+                b[2 * i8] = co8 * r5 + si8 * s5
+                b[2 * i8 + 1] = co8 * s5 - si8 * r5
+                b[2 * i6] = co6 * r6 + si6 * s6
+                b[2 * i6 + 1] = co6 * s6 - si6 * r6
+                b[2 * i4] = co4 * t1 + si4 * t2
+                b[2 * i4 + 1] = co4 * t2 - si4 * t1
+                i1 += n1
+                if i1 >= fft_len:
+                    break
+            j += 1
+            if j >= n2:
+                break
+        tw_mod <<= 3
+        if n2 <= 7:
+            break
+
+
+@njit(cache=True)
+def _radix8by2(b, fft_len, coef):
+    """arm_cfft_radix8by2_f32: radix-2 split with twiddles (vertical symmetry), then radix-8 per half."""
+    half = fft_len            # floats in one half (fft_len/2 complex values)
+    quarter = fft_len >> 1    # floats in one quarter
+    tw = 0
+    p1 = 0
+    p2 = half
+    m1 = quarter
+    m2 = half + quarter
+    for _ in range(fft_len >> 3):
+        t1_0 = b[p1]; t1_1 = b[p1 + 1]; t1_2 = b[p1 + 2]; t1_3 = b[p1 + 3]
+        t2_0 = b[p2]; t2_1 = b[p2 + 1]; t2_2 = b[p2 + 2]; t2_3 = b[p2 + 3]
+        t3_0 = b[m1]; t3_1 = b[m1 + 1]; t3_2 = b[m1 + 2]; t3_3 = b[m1 + 3]
+        t4_0 = b[m2]; t4_1 = b[m2 + 1]; t4_2 = b[m2 + 2]; t4_3 = b[m2 + 3]
+        b[p1] = t1_0 + t2_0; b[p1 + 1] = t1_1 + t2_1; b[p1 + 2] = t1_2 + t2_2; b[p1 + 3] = t1_3 + t2_3
+        t2_0 = t1_0 - t2_0; t2_1 = t1_1 - t2_1; t2_2 = t1_2 - t2_2; t2_3 = t1_3 - t2_3
+        b[m1] = t3_0 + t4_0; b[m1 + 1] = t3_1 + t4_1; b[m1 + 2] = t3_2 + t4_2; b[m1 + 3] = t3_3 + t4_3
+        t4_0 = t4_0 - t3_0; t4_1 = t4_1 - t3_1; t4_2 = t4_2 - t3_2; t4_3 = t4_3 - t3_3
+        twr = coef[tw]; twi = coef[tw + 1]; tw += 2
+        b[p2] = t2_0 * twr + t2_1 * twi
+        b[p2 + 1] = t2_1 * twr - t2_0 * twi
+        b[m2] = t4_0 * twi - t4_1 * twr
+        b[m2 + 1] = t4_1 * twi + t4_0 * twr
+        twr = coef[tw]; twi = coef[tw + 1]; tw += 2
+        b[p2 + 2] = t2_2 * twr + t2_3 * twi
+        b[p2 + 3] = t2_3 * twr - t2_2 * twi
+        b[m2 + 2] = t4_2 * twi - t4_3 * twr
+        b[m2 + 3] = t4_3 * twi + t4_2 * twr
+        p1 += 4; p2 += 4; m1 += 4; m2 += 4
+    _radix8_butterfly(b[:fft_len], fft_len >> 1, coef, 2)
+    _radix8_butterfly(b[fft_len:], fft_len >> 1, coef, 2)
+
+
+@njit(cache=True)
+def _bit_reverse(b, src, tmp):
+    """arm_bitreversal: reorder the complex values to natural frequency order, b[k] <- b[src[k]]."""
+    for k in range(src.size):
+        tmp[2 * k] = b[2 * src[k]]
+        tmp[2 * k + 1] = b[2 * src[k] + 1]
+    for i in range(2 * src.size):
+        b[i] = tmp[i]
+
+
+@njit(cache=True)
+def _stage_rfft(p, out, rtw, prec):
+    """stage_rfft_f16/_f32: split the N/2-point complex FFT of the even/odd samples into the real FFT."""
+    n = p.size >> 1
+    xbr = p[0]
+    xbi = p[1]
+    xar = p[0]
+    xai = p[1]
+    t1a = _s(xbr + xar, prec)
+    t1b = _s(xbi + xai, prec)
+    out[0] = _s(_HALF * _r(t1a + t1b, prec), prec)
+    out[1] = _s(_HALF * _r(t1a - t1b, prec), prec)
+    for i in range(1, n):
+        jb = 2 * (n - i)
+        xbi = p[jb + 1]
+        xbr = p[jb]
+        xar = p[2 * i]
+        xai = p[2 * i + 1]
+        twr = rtw[2 * i]
+        twi = rtw[2 * i + 1]
+        t1a = _s(xbr - xar, prec)
+        t1b = _s(xbi + xai, prec)
+        p0 = _s(twr * t1a, prec)
+        p1 = _s(twi * t1a, prec)
+        p2 = _s(twr * t1b, prec)
+        p3 = _s(twi * t1b, prec)
+        out[2 * i] = _s(_HALF * _r(_r(_r(xar + xbr, prec) + p0, prec) + p3, prec), prec)
+        out[2 * i + 1] = _s(_HALF * _r(_r(_r(xai - xbi, prec) + p1, prec) - p2, prec), prec)
+
+
+@njit(cache=True)
+def _cfft_butterflies(buf, twiddle, algo, prec):
+    """The butterfly stages of arm_cfft_{f16,f32} (no bit reversal) on buf.size/2 complex values."""
+    half_len = buf.size >> 1
+    if algo == 0:
+        _radix4_butterfly(buf, half_len, twiddle, 1, prec)
+    elif algo == 1:
+        _radix4by2(buf, half_len, twiddle, prec)
+    elif algo == 2:
+        _radix8_butterfly(buf, half_len, twiddle, 1)
+    else:
+        _radix8by2(buf, half_len, twiddle)
+
+
+@njit(cache=True)
+def _rfft_fast(buf, out, twiddle, rtwiddle, order, algo, prec, tmp):
+    """arm_rfft_fast_{f16,f32} forward: cfft in place on buf (n_fft floats = n_fft/2 complex), packed
+    result in out; tmp is n_fft floats of scratch for the reordering."""
+    _cfft_butterflies(buf, twiddle, algo, prec)
+    _bit_reverse(buf, order, tmp)
+    _stage_rfft(buf, out, rtwiddle, prec)
+
+
+# ----------------------------------------------------------------------------------------------------
+# column stages after the FFT
+# ----------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _dot(spec, a, coefs, base, length, acc_mode, fma, prec, lanes):
+    """Mel dot product of spec[a:a+length] with coefs[base:base+length] in the device type.
+    scalar: s = s + x*c in order; lanes8: lane j sums elements j, j+8, ... then the Helium fold
+    ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)). fma: each step x*c + s rounded once."""
+    if acc_mode == ACC_SCALAR:
+        s = _ZERO
+        for j in range(length):
+            x = spec[a + j]
+            c = coefs[base + j]
+            if fma:
+                s = _fma_rounded(x, c, s, prec)
+            else:
+                s = _s(s + _r(x * c, prec), prec)
+        return s
+    for k in range(8):
+        lanes[k] = _ZERO
+    for j in range(length):
+        k = j & 7
+        x = spec[a + j]
+        c = coefs[base + j]
+        if fma:
+            lanes[k] = _fma_rounded(x, c, lanes[k], prec)
+        else:
+            lanes[k] = _s(lanes[k] + _r(x * c, prec), prec)
+    q0 = _s(lanes[0] + lanes[1], prec)
+    q1 = _s(lanes[2] + lanes[3], prec)
+    q2 = _s(lanes[4] + lanes[5], prec)
+    q3 = _s(lanes[6] + lanes[7], prec)
+    return _s(_s(q0 + q1, prec) + _s(q2 + q3, prec), prec)
+
+
+@njit(cache=True)
+def _quantize(v, inv_scale, zp, rounding, cast_mode):
+    """int8 feature from a log value: round(v*inv_scale + zp) (roundf or half-even), int cast, sat8."""
+    y = v * inv_scale + zp
+    if rounding == ROUND_HALF_AWAY:
+        r = np.float32(np.trunc(y))                   # C roundf: exact halves go away from zero
+        frac = y - r
+        if frac >= _HALF:
+            r = r + np.float32(1.0)
+        elif frac <= -_HALF:
+            r = r - np.float32(1.0)
+    else:
+        r = np.float32(np.rint(y))
+    if cast_mode == CAST_SATURATE:
+        if r != r:
+            return np.int8(0)
+        if r >= np.float32(127.0):
+            return np.int8(127)
+        if r <= np.float32(-128.0):
+            return np.int8(-128)
+        return np.int8(np.int32(r))
+    # Arm VCVT.S32.F32: NaN -> 0, saturate to int32; then (int16) keeps the low 16 bits; then sat8
+    if r != r:
+        i32 = np.int64(0)
+    elif r >= np.float32(2147483648.0):
+        i32 = np.int64(2147483647)
+    elif r < np.float32(-2147483648.0):
+        i32 = np.int64(-2147483648)
+    else:
+        i32 = np.int64(r)
+    low = i32 & np.int64(0xFFFF)
+    i16 = low - np.int64(0x10000) if low >= np.int64(0x8000) else low
+    if i16 > 127:
+        return np.int8(127)
+    if i16 < -128:
+        return np.int8(-128)
+    return np.int8(i16)
+
+
+@njit(cache=True)
+def _column_kernel(pcm, n_frames, hop, win, pad_left, window, twiddle, rtwiddle, order, algo,
+                   start, stop, offs, coefs, inv_scale, zp, prec, spectrum_mode, log_mode, neg_top_db,
+                   acc_mode, fma, rounding, cast_mode,
+                   framed, windowed, fft_out, power, spec, mel, logmel, q, scratch, tmp, lanes):
+    """All columns of one patch. Caller owns every output: framed/windowed/fft_out [n_frames, n_fft],
+    power/spec [n_frames, n_bins], mel/logmel [n_mels, n_frames] float32, q [n_mels, n_frames] int8,
+    scratch, tmp [n_fft] float32, lanes [8] float32. Returns the running device-type sum of all spec bins."""
+    n_fft = scratch.size
+    n_bins = n_fft // 2 + 1
+    n_mels = start.size
+    silence = _ZERO
+    inv = np.float32(1.0 / 32768.0)
+    for t in range(n_frames):
+        for n in range(n_fft):
+            framed[t, n] = _ZERO
+            windowed[t, n] = _ZERO
+            scratch[n] = _ZERO
+        base = t * hop
+        for n in range(win):
+            x = _s(np.float32(pcm[base + n]) * inv, prec)
+            framed[t, pad_left + n] = x
+            xw = _s(x * window[n], prec)
+            windowed[t, pad_left + n] = xw
+            scratch[pad_left + n] = xw
+        _rfft_fast(scratch, fft_out[t], twiddle, rtwiddle, order, algo, prec, tmp)
+        X = fft_out[t]
+        # power |X|^2 ; packed DC at X[0], Nyquist at X[1]
+        power[t, 0] = _s(X[0] * X[0], prec)
+        power[t, n_bins - 1] = _s(X[1] * X[1], prec)
+        for k in range(1, n_bins - 1):
+            re = X[2 * k]
+            im = X[2 * k + 1]
+            power[t, k] = _s(_r(re * re, prec) + _r(im * im, prec), prec)
+        for k in range(n_bins):
+            if spectrum_mode == SPEC_POWER:
+                spec[t, k] = power[t, k]
+            elif prec == PREC_F32:
+                spec[t, k] = np.float32(math.sqrt(power[t, k]))            # sqrtf(re*re + im*im)
+            else:
+                spec[t, k] = _s(np.float32(math.sqrt(power[t, k])), prec)  # f16(sqrtf(float(P)))
+            silence = _s(silence + spec[t, k], prec)
+        for m in range(n_mels):
+            a = start[m]
+            v = _dot(spec[t], a, coefs, offs[m], stop[m] - a + 1, acc_mode, fma, prec, lanes)
+            if prec == PREC_F32:
+                if v < _FLT_MIN:
+                    v = _FLT_MIN
+            elif v <= _ZERO:
+                v = _ZERO
+            mel[m, t] = v
+            if log_mode == LOG_LN:
+                lv = _s(np.float32(math.log(v)) if v > _ZERO else np.float32(-np.inf), prec)
+            else:
+                lv = _s(_TEN * np.float32(math.log10(v)) if v > _ZERO else np.float32(-np.inf), prec)
+                if lv < neg_top_db:
+                    lv = neg_top_db
+            logmel[m, t] = lv
+            q[m, t] = _quantize(lv, inv_scale, zp, rounding, cast_mode)
+    return silence
+
+
+# ----------------------------------------------------------------------------------------------------
+# prepare: the MCU's State (device-typed tables)
+# ----------------------------------------------------------------------------------------------------
+
+def _c_table_value(x, dtype):
+    """A CMSIS-DSP table entry: printed %.9f with an `f` suffix, stored as float32 or (float16_t)."""
+    return tables.round_like_c(["%.9ff" % v for v in x], np.float32).astype(dtype)
+
+
+def _device(values, profile):
+    """float64 table values -> float32 array of the device type (f16 via the float literal, like C)."""
+    v32 = np.asarray(values, dtype=np.float64).astype(np.float32)
+    if profile == "st-f16":
+        return v32.astype(np.float16).astype(np.float32)
+    return v32
+
+
+def _fft_output_order(twiddle, algo, cfft_len):
+    """Where each frequency lands after the butterflies (the permutation CMSIS-DSP's bit-reversal table
+    undoes): digit reversal in base 4 or 8 with the stage structure of `algo`. Found from the transform
+    of a unit impulse at sample 1, whose bin k has the distinct phase -2*pi*k/N."""
+    buf = np.zeros(2 * cfft_len, dtype=np.float32)
+    buf[2] = np.float32(1.0)
+    _cfft_butterflies(buf, twiddle, algo, PREC_F32)
+    phase = np.angle(buf[0::2].astype(np.float64) + 1j * buf[1::2].astype(np.float64))
+    freq = np.rint(-phase * cfft_len / (2 * np.pi)).astype(np.int64) % cfft_len
+    if not np.array_equal(np.sort(freq), np.arange(cfft_len)):
+        raise FrontendError(f"internal: FFT output order for length {cfft_len} is not a permutation")
+    src = np.empty(cfft_len, dtype=np.int32)
+    src[freq] = np.arange(cfft_len, dtype=np.int32)
+    return src
+
+
+def cfft_algorithm(profile, cfft_len):
+    """Which CMSIS-DSP complex FFT runs: 0 radix-4, 1 radix-4-by-2 (f16); 2 radix-8, 3 radix-8-by-2 (f32)."""
+    log2 = cfft_len.bit_length() - 1
+    if profile == "st-f16":
+        return 0 if log2 % 2 == 0 else 1
+    if log2 % 3 == 0:
+        return 2
+    if log2 % 3 == 1:
+        return 3
+    raise FrontendError(f"st-f32 with n_fft = {2 * cfft_len} needs CMSIS-DSP's radix-8-by-4 FFT, not emulated; "
+                        f"use n_fft 128, 256, 1024, 2048 or 4096... (cfft length 2^(3k) or 2^(3k+1))")
+
+
+@dataclasses.dataclass(frozen=True)
+class STState:
+    """Device-typed tables of the ST column front end (float32 arrays holding f16 values for st-f16)."""
+    params: FrontendParams
+    window: np.ndarray        # [win_length]
+    twiddle: np.ndarray       # cfft twiddles [cos0, sin0, cos1, sin1, ...] for n_fft/2 points
+    rtwiddle: np.ndarray      # rfft split twiddles [sin, cos] pairs, n_fft/2 pairs
+    order: np.ndarray         # int32 [n_fft/2]: frequency k is read from butterfly output order[k]
+    algo: int
+    mel_start: np.ndarray     # int32 [n_mels], first non-zero bin
+    mel_stop: np.ndarray      # int32 [n_mels], last non-zero bin (inclusive)
+    mel_offset: np.ndarray    # int32 [n_mels], offset of each run in mel_coefs
+    mel_coefs: np.ndarray     # float32 concatenated runs
+    inv_scale: np.float32     # f16(1.0f/scale) or 1.0f/scale (NaN when no quantization scale was given)
+    prec: int
+
+    def f16_bits(self, name):
+        """A table as the uint16 binary16 bit patterns the MCU stores (st-f16 only)."""
+        if self.params.profile != "st-f16":
+            raise FrontendError(f"{self.params.profile} tables are float32; f16 bits exist for st-f16 only")
+        return to_f16_bits(getattr(self, name))
+
+
+def _mel_matrix(p):
+    if p.mel_source in ("librosa", "torchaudio"):
+        return tables.mel_filterbank(p.sample_rate, p.n_fft, p.n_mels, p.fmin, p.fmax_hz, scale=p.mel_scale,
+                                     norm=None if p.mel_norm == "none" else "slaney", flavor=p.mel_source)
+    if str(p.mel_source).endswith(".npy"):
+        return tables.load_mel_npy(p.mel_source, p.n_mels, p.n_bins)
+    if str(p.mel_source).endswith((".h", ".c")):
+        m = tables.load_mel_c(p.mel_source, p.n_bins)
+        if m.shape != (p.n_mels, p.n_bins):
+            raise FrontendError(f"mel table {p.mel_source} has shape {m.shape}, expected ({p.n_mels}, {p.n_bins})")
+        return m
+    raise FrontendError(f"mel_source {p.mel_source!r} is neither librosa, torchaudio nor a .npy/.h/.c path")
+
+
+def prepare(params: FrontendParams, mel_matrix=None, window=None) -> STState:
+    """All float table math once: window, twiddles, bit reversal, sparse mel, inverse scale, rounded to
+    the device type. `mel_matrix` [n_mels, n_bins] / `window` [win_length] override the generated tables
+    (values are rounded to the device type as stored; pass tables.load_mel_c/load_window_c output)."""
+    p = params
+    if p.profile not in ("st-f16", "st-f32"):
+        raise FrontendError(f"profile {p.profile!r} is not an ST column profile; use st-f16 or st-f32")
+    dev = np.float16 if p.profile == "st-f16" else np.float32
+    cfft_len = p.n_fft // 2
+    algo = cfft_algorithm(p.profile, cfft_len)
+    i = np.arange(cfft_len, dtype=np.float64)
+    tw = np.empty(2 * cfft_len)
+    tw[0::2] = np.cos(2 * np.pi * i / cfft_len)
+    tw[1::2] = np.sin(2 * np.pi * i / cfft_len)
+    rtw = np.empty(2 * cfft_len)
+    rtw[0::2] = np.sin(2 * np.pi * i / p.n_fft)
+    rtw[1::2] = np.cos(2 * np.pi * i / p.n_fft)
+    twiddle = np.ascontiguousarray(_c_table_value(tw, dev).astype(np.float32))
+    rtwiddle = np.ascontiguousarray(_c_table_value(rtw, dev).astype(np.float32))
+
+    if window is None:
+        win = _device(tables.hann_periodic(p.win_length), p.profile)
+    else:
+        win = np.asarray(window)
+        if win.shape != (p.win_length,):
+            raise FrontendError(f"window table has shape {win.shape}, expected ({p.win_length},); regenerate it")
+        win = win.astype(np.float32).astype(dev).astype(np.float32)
+
+    m = _mel_matrix(p) if mel_matrix is None else np.asarray(mel_matrix)
+    if m.shape != (p.n_mels, p.n_bins):
+        raise FrontendError(f"mel matrix has shape {m.shape}, expected ({p.n_mels}, {p.n_bins}); "
+                            f"match n_mels and n_fft//2+1")
+    m_dev = m.astype(np.float32).astype(dev).astype(np.float32)
+    start, stop, coefs = tables.sparse_mel(m_dev)
+    lengths = stop - start + 1
+    offs = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32)
+
+    if p.quant_scale is None:
+        inv = np.float32(np.nan)
+    else:
+        inv = np.float32(1.0) / np.float32(p.quant_scale)
+        if p.inv_scale_dtype == "f16":
+            inv = np.float32(np.float16(inv))
+    if p.profile == "st-f32":
+        prec = PREC_F32
+    else:
+        prec = PREC_F16_PER_OP if p.f16_intermediates == "per-op" else PREC_F16_STATEMENT
+    return STState(params=p, window=np.ascontiguousarray(win, dtype=np.float32), twiddle=twiddle,
+                   rtwiddle=rtwiddle, order=_fft_output_order(twiddle, algo, cfft_len), algo=algo,
+                   mel_start=start.astype(np.int32), mel_stop=stop.astype(np.int32), mel_offset=offs,
+                   mel_coefs=np.ascontiguousarray(coefs, dtype=np.float32), inv_scale=np.float32(inv), prec=prec)
+
+
+def _switch_codes(state, params):
+    p = params
+    return dict(
+        spectrum_mode=SPEC_POWER if p.spectrum == "power" else SPEC_MAGNITUDE,
+        log_mode=LOG_LN if p.log == "ln" else LOG_DB,
+        neg_top_db=np.float32(-float(p.top_db)) if p.profile == "st-f32" else np.float32(np.float16(-float(p.top_db))),
+        acc_mode=ACC_SCALAR if p.accumulation == "scalar" else ACC_LANES8,
+        fma=bool(p.fma),
+        rounding=ROUND_HALF_AWAY if p.quant_rounding == "half-away" else ROUND_HALF_EVEN,
+        cast_mode=CAST_ZERO if p.neg_inf_cast == "zero" else CAST_SATURATE,
+    )
+
+
+def check_patch(pcm_patch, params):
+    """Validate a PCM patch: int16, 1-D, exactly params.patch_length samples. Returns a contiguous view."""
+    a = np.asarray(pcm_patch)
+    if a.dtype != np.int16:
+        raise FrontendError(f"PCM patch must be int16 (q15), got {a.dtype}; convert with np.int16 after scaling")
+    if a.ndim != 1 or a.size != params.patch_length:
+        raise FrontendError(f"PCM patch has shape {a.shape}, expected ({params.patch_length},) = "
+                            f"(win-hop) + n_frames*hop samples")
+    return np.ascontiguousarray(a)
+
+
+def compute_stages(pcm_patch_int16, state: STState, params: FrontendParams = None) -> dict:
+    """Every stage of one patch. Frame-major float32 [n_frames, n_fft]: 'framed', 'windowed', 'fft'
+    (packed CMSIS layout); [n_frames, n_bins]: 'power', 'spectrum' (power or magnitude); mel-major
+    [n_mels, n_frames]: 'mel' (after the floor), 'log', 'int8'; 'silence_sum' (float32, running
+    device-type sum of every spectrum bin of the patch, frames then bins)."""
+    p = state.params if params is None else params
+    if params is not None and params != state.params:
+        raise FrontendError("params differ from the ones the state was prepared with; call prepare(params) again")
+    pcm = check_patch(pcm_patch_int16, p)
+    n_fft, n_bins, n_frames, n_mels = p.n_fft, p.n_bins, p.n_frames, p.n_mels
+    out = {name: np.empty((n_frames, n_fft), np.float32) for name in ("framed", "windowed", "fft")}
+    out["power"] = np.empty((n_frames, n_bins), np.float32)
+    out["spectrum"] = np.empty((n_frames, n_bins), np.float32)
+    out["mel"] = np.empty((n_mels, n_frames), np.float32)
+    out["log"] = np.empty((n_mels, n_frames), np.float32)
+    out["int8"] = np.empty((n_mels, n_frames), np.int8)
+    sw = _switch_codes(state, p)
+    zp = np.float32(p.quant_zero_point)
+    silence = _column_kernel(
+        pcm, n_frames, p.hop_length, p.win_length, (n_fft - p.win_length) // 2, state.window, state.twiddle,
+        state.rtwiddle, state.order, state.algo, state.mel_start, state.mel_stop, state.mel_offset,
+        state.mel_coefs, state.inv_scale, zp, state.prec, sw["spectrum_mode"], sw["log_mode"],
+        sw["neg_top_db"], sw["acc_mode"], sw["fma"], sw["rounding"], sw["cast_mode"],
+        out["framed"], out["windowed"], out["fft"], out["power"], out["spectrum"], out["mel"], out["log"],
+        out["int8"], np.empty(n_fft, np.float32), np.empty(n_fft, np.float32), np.empty(8, np.float32))
+    out["silence_sum"] = np.float32(silence)
+    return out
+
+
+def compute_patch(pcm_patch_int16, state: STState, params: FrontendParams = None) -> np.ndarray:
+    """int8 features [n_mels, n_frames] (mel-major, the device input buffer order) of one PCM patch."""
+    p = state.params if params is None else params
+    if p.quant_scale is None:
+        raise FrontendError("frontend.quant_scale is not set; give the model's input scale to get int8 features")
+    return compute_stages(pcm_patch_int16, state, params)["int8"]
+
+
+def rfft_packed(frame, state: STState) -> np.ndarray:
+    """arm_rfft_fast of one n_fft float32 buffer (values already in the device type), packed output."""
+    buf = np.array(frame, dtype=np.float32, copy=True).reshape(-1)
+    if buf.size != state.params.n_fft:
+        raise FrontendError(f"frame has {buf.size} samples, expected n_fft = {state.params.n_fft}")
+    out = np.empty_like(buf)
+    _rfft_fast(buf, out, state.twiddle, state.rtwiddle, state.order, state.algo, state.prec, np.empty_like(buf))
+    return out
+
+
+def mel_dot(spectrum_column, state: STState) -> np.ndarray:
+    """The mel dot products of one spectrum column [n_bins] (device type, before the floor)."""
+    p = state.params
+    col = np.ascontiguousarray(spectrum_column, dtype=np.float32)
+    if col.shape != (p.n_bins,):
+        raise FrontendError(f"spectrum column has shape {col.shape}, expected ({p.n_bins},)")
+    sw = _switch_codes(state, p)
+    lanes = np.empty(8, np.float32)
+    return np.array([_dot(col, state.mel_start[m], state.mel_coefs, state.mel_offset[m],
+                          state.mel_stop[m] - state.mel_start[m] + 1, sw["acc_mode"], sw["fma"], state.prec, lanes)
+                     for m in range(p.n_mels)], dtype=np.float32)
