@@ -1,0 +1,780 @@
+"""C twins of the int8 network kernels (emu.kernels.ctwin -> emu._c_kernels) are bit-exact.
+
+Oracles, each compared with np.array_equal (no tolerance):
+- `reference`: a vectorised numpy-int64 reference written in this file from DESIGN.md §3.1 (always present);
+- `numba`: the Numba kernels emu/kernels/*.py (skipped while a module does not exist yet);
+- `naive`: tests/naive.py (skipped while absent);
+- the CMSIS-NN conformance vectors in ../shared/conformance/cmsis-nn (skipped when absent).
+Hypothesis draws random shapes and parameters including extreme zero points, saturation, full-range
+biases (int32 wrap-around), large shifts and both roundings.
+"""
+import importlib
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+ctwin = pytest.importorskip("emu.kernels.ctwin")
+if not ctwin.available():
+    pytest.skip("emu._c_kernels is not built (pip install -e . or python csrc/build_kernels.py)",
+                allow_module_level=True)
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+ORACLES = ["reference", "numba", "naive"]
+# op name -> Numba module under emu.kernels (layout suggested by DESIGN.md §2)
+NUMBA_MODULES = {
+    "conv_s8": "conv", "depthwise_conv_s8": "depthwise", "fully_connected_s8": "fully_connected",
+    "avgpool_s8": "pooling", "maxpool_s8": "pooling", "softmax_s8": "softmax",
+    "add_s8": "elementwise", "mul_s8": "elementwise", "pad_s8": "layout", "transpose_s8": "layout",
+}
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ----------------------------------------------------------------------------------------------------
+# independent numpy-int64 reference (DESIGN.md §3.1)
+# ----------------------------------------------------------------------------------------------------
+
+def wrap32(x):
+    x = np.asarray(x, np.int64)
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def ref_srdhm(a, b):
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    r = (a * b + (1 << 30)) >> 31                      # numpy >> on int64 floors
+    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, r)
+
+
+def ref_rdbp(x, e):
+    x = np.asarray(x, np.int64)
+    e = np.asarray(e, np.int64)
+    mask = (np.int64(1) << e) - 1
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> e) + ((x & mask) > threshold)
+
+
+def ref_requant(acc, mult, shift, rounding):
+    acc = np.asarray(acc, np.int64)
+    mult = np.asarray(mult, np.int64)
+    shift = np.asarray(shift, np.int64)
+    if rounding == 1:
+        total = 31 - shift
+        return wrap32((acc * mult + (np.int64(1) << (total - 1))) >> total)
+    left = np.maximum(shift, 0)
+    return ref_rdbp(ref_srdhm(wrap32(acc << left), mult), np.maximum(-shift, 0))
+
+
+def ref_activate(v, out_offset, lo, hi):
+    return np.clip(np.asarray(v, np.int64) + out_offset, lo, hi).astype(np.int8)
+
+
+def ref_conv(inp, filt, bias, mult, shift, input_offset, output_offset, sh, sw, pt, pl, dh, dw, lo, hi,
+             rounding, out):
+    n, h, w, cin = inp.shape
+    cout, kh, kw, cin_g = filt.shape
+    _, oh, ow, _ = out.shape
+    groups = cin // cin_g
+    per_group = cout // groups
+    acc = np.zeros((n, oh, ow, cout), np.int64) + bias.astype(np.int64)
+    x = inp.astype(np.int64) + input_offset
+    for fy in range(kh):
+        for fx in range(kw):
+            for oy in range(oh):
+                iy = oy * sh - pt + fy * dh
+                if not 0 <= iy < h:
+                    continue
+                for ox in range(ow):
+                    ix = ox * sw - pl + fx * dw
+                    if not 0 <= ix < w:
+                        continue
+                    for g in range(groups):
+                        xs = x[:, iy, ix, g * cin_g:(g + 1) * cin_g]                    # [n, cin_g]
+                        ws = filt[g * per_group:(g + 1) * per_group, fy, fx, :].astype(np.int64)
+                        acc[:, oy, ox, g * per_group:(g + 1) * per_group] += xs @ ws.T
+    out[...] = ref_activate(ref_requant(wrap32(acc), mult, shift, rounding), output_offset, lo, hi)
+
+
+def ref_depthwise(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, sh, sw, pt, pl, dh, dw,
+                  lo, hi, rounding, out):
+    n, h, w, cin = inp.shape
+    x = np.repeat(inp.astype(np.int64) + input_offset, ch_mult, axis=3)   # channel oc = ic*ch_mult + m
+    _, kh, kw, cout = filt.shape
+    _, oh, ow, _ = out.shape
+    acc = np.zeros((n, oh, ow, cout), np.int64) + bias.astype(np.int64)
+    for fy in range(kh):
+        for fx in range(kw):
+            for oy in range(oh):
+                iy = oy * sh - pt + fy * dh
+                if not 0 <= iy < h:
+                    continue
+                for ox in range(ow):
+                    ix = ox * sw - pl + fx * dw
+                    if 0 <= ix < w:
+                        acc[:, oy, ox, :] += x[:, iy, ix, :] * filt[0, fy, fx, :].astype(np.int64)
+    out[...] = ref_activate(ref_requant(wrap32(acc), mult, shift, rounding), output_offset, lo, hi)
+
+
+def ref_fc(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset, lo, hi, rounding, out):
+    acc = (inp.astype(np.int64) + input_offset) @ (filt.astype(np.int64) + filter_offset).T + bias
+    out[...] = ref_activate(ref_requant(wrap32(acc), mult, shift, rounding), output_offset, lo, hi)
+
+
+def _pool_windows(inp, kh, kw, sh, sw, pt, pl, out):
+    n, h, w, c = inp.shape
+    _, oh, ow, _ = out.shape
+    for oy in range(oh):
+        for ox in range(ow):
+            y0, x0 = oy * sh - pt, ox * sw - pl
+            ys = slice(max(y0, 0), min(y0 + kh, h))
+            xs = slice(max(x0, 0), min(x0 + kw, w))
+            yield oy, ox, inp[:, ys, xs, :].astype(np.int64).reshape(n, -1, c)
+
+
+def ref_avgpool(inp, kh, kw, sh, sw, pt, pl, lo, hi, out):
+    for oy, ox, win in _pool_windows(inp, kh, kw, sh, sw, pt, pl, out):
+        s = win.sum(axis=1)
+        cnt = win.shape[1]
+        num = np.where(s > 0, s + cnt // 2, s - cnt // 2)
+        avg = np.sign(num) * (np.abs(num) // cnt)            # C truncating division
+        out[:, oy, ox, :] = np.clip(avg, lo, hi)
+
+
+def ref_maxpool(inp, kh, kw, sh, sw, pt, pl, lo, hi, out):
+    for oy, ox, win in _pool_windows(inp, kh, kw, sh, sw, pt, pl, out):
+        mx = win.max(axis=1) if win.shape[1] else np.full(win.shape[::2], -128)
+        out[:, oy, ox, :] = np.clip(mx, lo, hi)
+
+
+def ref_add(in1, in2, o1, m1, s1, o2, m2, s2, left_shift, om, osh, ooff, lo, hi, out):
+    a = ref_requant(wrap32((in1.astype(np.int64) + o1) << left_shift), m1, s1, 0)
+    b = ref_requant(wrap32((in2.astype(np.int64) + o2) << left_shift), m2, s2, 0)
+    out[...] = ref_activate(ref_requant(wrap32(a + b), om, osh, 0), ooff, lo, hi)
+
+
+def ref_mul(in1, in2, o1, o2, om, osh, ooff, lo, hi, rounding, out):
+    acc = wrap32((in1.astype(np.int64) + o1) * (in2.astype(np.int64) + o2))
+    out[...] = ref_activate(ref_requant(acc, om, osh, rounding), ooff, lo, hi)
+
+
+def ref_pad(inp, pad_before, pad_value, out):
+    out[...] = pad_value
+    idx = tuple(slice(int(b), int(b) + s) for b, s in zip(pad_before, inp.shape))
+    out[idx] = inp
+
+
+def ref_transpose(inp, perm, out):
+    out[...] = np.transpose(inp, [int(p) for p in perm])
+
+
+# gemmlowp fixed point on Python ints (scalar), for the softmax reference
+def _s(a, b):
+    return int(ref_srdhm(a, b))
+
+
+def _r(x, e):
+    return int(ref_rdbp(x, e))
+
+
+def _w(x):
+    return int(wrap32(x))
+
+
+def _sat_shl(x, e):
+    if x >= 1 << (31 - e):
+        return INT32_MAX
+    if x < -(1 << (31 - e)):
+        return INT32_MIN
+    return x << e
+
+
+def ref_exp_on_negative_values(a):
+    q = 1 << 24
+    amq = _w((a & (q - 1)) - q)
+    x = _w(_sat_shl(amq, 5) + (1 << 28))
+    x2 = _s(x, x)
+    x3 = _s(x2, x)
+    x4 = _s(x2, x2)
+    poly = _r(_w(_s(_w(_r(x4, 2) + x3), 715827883) + x2), 1)
+    result = _w(1895147668 + _s(1895147668, _w(x + poly)))
+    remainder = _w(amq - a)
+    for i, m in enumerate((1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242)):
+        if remainder & (1 << (24 + i)):
+            result = _s(result, m)
+    return INT32_MAX if a == 0 else result
+
+
+def ref_one_over_one_plus_x(a):
+    total = a + INT32_MAX
+    half = (total + 1) // 2 if total >= 0 else -((-total + 1) // 2)
+    x = _w(1515870810 + _s(half, -1010580540))
+    for _ in range(3):
+        x = _w(x + _sat_shl(_s(x, _w((1 << 29) - _s(half, x))), 2))
+    return _sat_shl(x, 1)
+
+
+def ref_softmax(inp, mult, shift, diff_min, out):
+    for r, row in enumerate(inp.astype(np.int64)):
+        mx = int(row.max())
+        exps = [ref_exp_on_negative_values(_s(_w((int(v) - mx) << shift), mult)) if int(v) - mx >= diff_min else None
+                for v in row]
+        total = _w(sum(_r(e, 12) for e in exps if e is not None))
+        headroom = 32 - (total & 0xFFFFFFFF).bit_length()
+        scale = ref_one_over_one_plus_x(_w(((total << headroom) & 0xFFFFFFFF) - (1 << 31)))
+        for c, e in enumerate(exps):
+            out[r, c] = -128 if e is None else max(-128, min(127, _r(_s(scale, e), 35 - headroom) - 128))
+
+
+REFERENCES = {
+    "conv_s8": ref_conv, "depthwise_conv_s8": ref_depthwise, "fully_connected_s8": ref_fc,
+    "avgpool_s8": ref_avgpool, "maxpool_s8": ref_maxpool, "softmax_s8": ref_softmax, "add_s8": ref_add,
+    "mul_s8": ref_mul, "pad_s8": ref_pad, "transpose_s8": ref_transpose,
+}
+
+
+def oracle(op, which):
+    """The implementation of `op` from oracle `which`; skips when that implementation does not exist yet."""
+    if which == "reference":
+        return REFERENCES[op]
+    if which == "numba":
+        mod = pytest.importorskip(f"emu.kernels.{NUMBA_MODULES[op]}")
+    else:
+        mod = pytest.importorskip("naive")
+    fn = getattr(mod, op, None)
+    if fn is None:
+        pytest.skip(f"{mod.__name__}.{op} does not exist yet")
+    return fn
+
+
+def assert_same(got, want, what):
+    """Exact equality; the message names the count and the first mismatching coordinates."""
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    bad = np.argwhere(got != want)
+    if bad.size:
+        first = [tuple(int(i) for i in b) for b in bad[:5]]
+        vals = [(int(got[b]), int(want[b])) for b in first]
+        pytest.fail(f"{what}: {len(bad)}/{got.size} differ; first at {first} (c, oracle) = {vals}")
+
+
+def run_both(op, which, args, out_shape):
+    """Run the C twin and the oracle on the same arguments (fresh outputs), compare exactly."""
+    ref = oracle(op, which)
+    got = np.full(out_shape, 77, np.int8)
+    want = np.full(out_shape, -77, np.int8)
+    getattr(ctwin, op)(*args, got)
+    ref(*args, want)
+    assert_same(got, want, f"{op} C vs {which}")
+    return got
+
+
+# ----------------------------------------------------------------------------------------------------
+# hypothesis strategies
+# ----------------------------------------------------------------------------------------------------
+
+zero_point_offsets = st.one_of(st.sampled_from([-128, -127, 0, 127, 128]), st.integers(-128, 128))
+multipliers = st.one_of(st.sampled_from([0, 1 << 30, INT32_MAX]), st.integers(1 << 30, INT32_MAX),
+                        st.integers(0, INT32_MAX))
+roundings = st.sampled_from([0, 1])
+
+
+@st.composite
+def activation(draw):
+    lo = draw(st.one_of(st.just(-128), st.integers(-128, 127)))
+    hi = draw(st.one_of(st.just(127), st.integers(lo, 127)))
+    return lo, hi
+
+
+@st.composite
+def int8_array(draw, shape, extreme=True):
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["uniform", "extremes", "constant"])) if extreme else "uniform"
+    if kind == "uniform":
+        return rng.integers(-128, 128, shape, dtype=np.int8)
+    if kind == "extremes":
+        return rng.choice(np.array([-128, -127, 0, 127], np.int8), shape)
+    return np.full(shape, draw(st.sampled_from([-128, 0, 127])), np.int8)
+
+
+@st.composite
+def quant_per_channel(draw, cout, rounding):
+    """bias (full int32 range sometimes: wrap-around), mult, shift arrays for `cout` channels."""
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    bias_span = draw(st.sampled_from([0, 1 << 10, 1 << 20, 1 << 31]))
+    bias = rng.integers(-bias_span, bias_span, cout, dtype=np.int64).astype(np.int32) if bias_span else \
+        np.zeros(cout, np.int32)
+    mult = np.array([draw(multipliers) for _ in range(cout)], np.int32)
+    lo, hi = (-31, 31) if rounding == 0 else (-31, 30)
+    shift_lo = draw(st.integers(lo, hi))
+    shift = rng.integers(shift_lo, min(shift_lo + 12, hi) + 1, cout).astype(np.int32)
+    return bias, mult, shift
+
+
+@st.composite
+def conv_geometry(draw, max_k=4):
+    kh, kw = draw(st.integers(1, max_k)), draw(st.integers(1, max_k))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    pt, pl = draw(st.integers(0, (kh - 1) * dh)), draw(st.integers(0, (kw - 1) * dw))
+    pb, pr = draw(st.integers(0, (kh - 1) * dh)), draw(st.integers(0, (kw - 1) * dw))
+    oh = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
+    ow = (w + pl + pr - (kw - 1) * dw - 1) // sw + 1
+    assume(oh >= 1 and ow >= 1)
+    return dict(kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw, h=h, w=w, pt=pt, pl=pl, oh=oh, ow=ow)
+
+
+# ----------------------------------------------------------------------------------------------------
+# fixed-point primitives: C == Python-int definition == emu.fixedpoint (Numba)
+# ----------------------------------------------------------------------------------------------------
+
+int32s = st.one_of(st.sampled_from([INT32_MIN, INT32_MIN + 1, -1, 0, 1, INT32_MAX - 1, INT32_MAX]),
+                   st.integers(INT32_MIN, INT32_MAX))
+
+
+@SETTINGS
+@given(a=int32s, b=int32s, e=st.integers(0, 31))
+def test_srdhm_rdbp_match_definition_and_fixedpoint(a, b, e):
+    fp = importlib.import_module("emu.fixedpoint")
+    assert ctwin.srdhm(a, b) == int(ref_srdhm(a, b)) == int(fp.srdhm(a, b))
+    assert ctwin.rdbp(a, e) == int(ref_rdbp(a, e)) == int(fp.rdbp(a, e))
+
+
+def test_rdbp_ties_and_srdhm_saturation_edges():
+    # ties away from zero, not half-even: 5/2 -> 3, -5/2 -> -3, 3/2 -> 2, -3/2 -> -2
+    assert [ctwin.rdbp(v, 1) for v in (5, -5, 3, -3, 1, -1)] == [3, -3, 2, -2, 1, -1]
+    assert ctwin.srdhm(INT32_MIN, INT32_MIN) == INT32_MAX
+    # acc * 0.5 for -5..5 (DESIGN: TFLM gives -2,-1,0,1,2,3 with ties toward +inf in SRDHM)
+    assert [ctwin.requantize(v, 1 << 30, 0, 0) for v in range(-5, 6)] == [-2, -2, -1, -1, 0, 0, 1, 1, 2, 2, 3]
+
+
+@SETTINGS
+@given(acc=int32s, mult=st.one_of(int32s, multipliers), shift=st.integers(-31, 31), rounding=roundings)
+def test_requantize_matches_definition_and_fixedpoint(acc, mult, shift, rounding):
+    assume(rounding == 0 or shift <= 30)
+    fp = importlib.import_module("emu.fixedpoint")
+    want = int(ref_requant(acc, mult, shift, rounding))
+    assert ctwin.requantize(acc, mult, shift, rounding) == want == int(fp.requantize(acc, mult, shift, rounding))
+
+
+@SETTINGS
+@given(a=st.one_of(st.sampled_from([INT32_MIN, -(1 << 24), -1, 0]), st.integers(INT32_MIN, 0)))
+def test_exp_on_negative_values(a):
+    got = ctwin.exp_on_negative_values(a)
+    assert got == ref_exp_on_negative_values(a)
+    assert abs(got / 2 ** 31 - np.exp(a / 2 ** 26)) < 1e-6           # sanity: it is exp in Q0.31
+    fp = importlib.import_module("emu.fixedpoint")
+    if hasattr(fp, "exp_on_negative_values"):
+        assert got == int(fp.exp_on_negative_values(a))
+
+
+@SETTINGS
+@given(a=st.one_of(st.sampled_from([0, 1, INT32_MAX]), st.integers(0, INT32_MAX)))
+def test_one_over_one_plus_x(a):
+    got = ctwin.one_over_one_plus_x_for_x_in_0_1(a)
+    assert got == ref_one_over_one_plus_x(a)
+    assert abs(got / 2 ** 31 - 1.0 / (1.0 + a / 2 ** 31)) < 1e-6
+    fp = importlib.import_module("emu.fixedpoint")
+    if hasattr(fp, "one_over_one_plus_x_for_x_in_0_1"):
+        assert got == int(fp.one_over_one_plus_x_for_x_in_0_1(a))
+
+
+# ----------------------------------------------------------------------------------------------------
+# kernels: C == oracle on random cases
+# ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ORACLES)
+@SETTINGS
+@given(data=st.data())
+def test_conv_s8(which, data):
+    g = data.draw(conv_geometry())
+    n = data.draw(st.integers(1, 2))
+    groups = data.draw(st.sampled_from([1, 1, 2, 3]))
+    cin_g = data.draw(st.integers(1, 4))
+    cout = groups * data.draw(st.integers(1, 3))
+    rounding = data.draw(roundings)
+    inp = data.draw(int8_array((n, g["h"], g["w"], groups * cin_g)))
+    filt = data.draw(int8_array((cout, g["kh"], g["kw"], cin_g)))
+    bias, mult, shift = data.draw(quant_per_channel(cout, rounding))
+    lo, hi = data.draw(activation())
+    args = (inp, filt, bias, mult, shift, data.draw(zero_point_offsets), data.draw(zero_point_offsets),
+            g["sh"], g["sw"], g["pt"], g["pl"], g["dh"], g["dw"], lo, hi, rounding)
+    run_both("conv_s8", which, args, (n, g["oh"], g["ow"], cout))
+
+
+@pytest.mark.parametrize("which", ORACLES)
+@SETTINGS
+@given(data=st.data())
+def test_depthwise_conv_s8(which, data):
+    g = data.draw(conv_geometry())
+    n = data.draw(st.integers(1, 2))
+    cin = data.draw(st.integers(1, 5))
+    ch_mult = data.draw(st.integers(1, 3))
+    rounding = data.draw(roundings)
+    inp = data.draw(int8_array((n, g["h"], g["w"], cin)))
+    filt = data.draw(int8_array((1, g["kh"], g["kw"], cin * ch_mult)))
+    bias, mult, shift = data.draw(quant_per_channel(cin * ch_mult, rounding))
+    lo, hi = data.draw(activation())
+    args = (inp, filt, bias, mult, shift, ch_mult, data.draw(zero_point_offsets), data.draw(zero_point_offsets),
+            g["sh"], g["sw"], g["pt"], g["pl"], g["dh"], g["dw"], lo, hi, rounding)
+    run_both("depthwise_conv_s8", which, args, (n, g["oh"], g["ow"], cin * ch_mult))
+
+
+@pytest.mark.parametrize("which", ORACLES)
+@SETTINGS
+@given(data=st.data())
+def test_fully_connected_s8(which, data):
+    n, k, out_ch = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 40)), data.draw(st.integers(1, 12))
+    rounding = data.draw(roundings)
+    inp = data.draw(int8_array((n, k)))
+    filt = data.draw(int8_array((out_ch, k)))
+    bias, mult, shift = data.draw(quant_per_channel(out_ch, rounding))
+    if data.draw(st.booleans()):                  # per-tensor: one value everywhere
+        mult[:] = mult[0]
+        shift[:] = shift[0]
+    lo, hi = data.draw(activation())
+    args = (inp, filt, bias, mult, shift, data.draw(zero_point_offsets), data.draw(zero_point_offsets),
+            data.draw(zero_point_offsets), lo, hi, rounding)
+    run_both("fully_connected_s8", which, args, (n, out_ch))
+
+
+@st.composite
+def pool_case(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    pt, pl = draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))
+    pb, pr = draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1))
+    oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    assume(oh >= 1 and ow >= 1)
+    # every window must hold at least one real tap (TFLM divides by the tap count)
+    assume(all(oy * sh - pt + kh > 0 and oy * sh - pt < h for oy in range(oh)))
+    assume(all(ox * sw - pl + kw > 0 and ox * sw - pl < w for ox in range(ow)))
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 5))
+    inp = draw(int8_array((n, h, w, c)))
+    lo, hi = draw(activation())
+    return (inp, kh, kw, sh, sw, pt, pl, lo, hi), (n, oh, ow, c)
+
+
+@pytest.mark.parametrize("op", ["avgpool_s8", "maxpool_s8"])
+@pytest.mark.parametrize("which", ORACLES)
+@SETTINGS
+@given(case=pool_case())
+def test_pool_s8(op, which, case):
+    args, out_shape = case
+    run_both(op, which, args, out_shape)
+
+
+def test_avgpool_rounds_half_away_from_zero():
+    # windows of 2 taps: sums 3 -> 2, -3 -> -2, 1 -> 1, -1 -> -1 (C truncating division, not floor)
+    inp = np.array([1, 2, -1, -2, 0, 1, 0, -1], np.int8).reshape(1, 1, 8, 1)
+    out = np.zeros((1, 1, 4, 1), np.int8)
+    ctwin.avgpool_s8(inp, 1, 2, 1, 2, 0, 0, -128, 127, out)
+    assert out.ravel().tolist() == [2, -2, 1, -1]
+
+
+@st.composite
+def softmax_case(draw):
+    rows, row_size = draw(st.integers(1, 4)), draw(st.integers(1, 40))
+    inp = draw(int8_array((rows, row_size)))
+    # TFLM prepare: real = min(beta*s_in*2^26, 2^31-1) -> (mult, shift >= 0); diff_min = -floor(31*2^26/2^shift)
+    real = draw(st.floats(1.01, float(2 ** 31 - 1)))
+    fp = importlib.import_module("emu.fixedpoint")
+    mult, shift = fp.quantize_multiplier_greater_than_one(real)
+    assume(shift <= 31)
+    diff_min = -((31 * (1 << 26)) >> shift) if draw(st.booleans()) else draw(st.integers(-256, 0))
+    return (inp, mult, shift, diff_min), inp.shape
+
+
+@pytest.mark.parametrize("which", ORACLES)
+@SETTINGS
+@given(case=softmax_case())
+def test_softmax_s8(which, case):
+    args, out_shape = case
+    run_both("softmax_s8", which, args, out_shape)
+
+
+@pytest.mark.parametrize("which", ORACLES)
+@SETTINGS
+@given(data=st.data())
+def test_add_s8(which, data):
+    size = data.draw(st.integers(1, 64))
+    in1, in2 = data.draw(int8_array((size,))), data.draw(int8_array((size,)))
+    mults = st.one_of(st.integers(1 << 30, INT32_MAX), st.sampled_from([1 << 30, INT32_MAX]))
+    lo, hi = data.draw(activation())
+    args = (in1, in2, data.draw(zero_point_offsets), data.draw(mults), data.draw(st.integers(-31, 0)),
+            data.draw(zero_point_offsets), data.draw(mults), data.draw(st.integers(-31, 0)),
+            data.draw(st.sampled_from([20, 0, 7, 22])), data.draw(mults), data.draw(st.integers(-31, 4)),
+            data.draw(zero_point_offsets), lo, hi)
+    run_both("add_s8", which, args, (size,))
+
+
+@pytest.mark.parametrize("which", ORACLES)
+@SETTINGS
+@given(data=st.data())
+def test_mul_s8(which, data):
+    size = data.draw(st.integers(1, 64))
+    in1, in2 = data.draw(int8_array((size,))), data.draw(int8_array((size,)))
+    rounding = data.draw(roundings)
+    lo, hi = data.draw(activation())
+    args = (in1, in2, data.draw(zero_point_offsets), data.draw(zero_point_offsets), data.draw(multipliers),
+            data.draw(st.integers(-31, 30)), data.draw(zero_point_offsets), lo, hi, rounding)
+    run_both("mul_s8", which, args, (size,))
+
+
+@pytest.mark.parametrize("which", ORACLES)
+@SETTINGS
+@given(data=st.data())
+def test_pad_s8(which, data):
+    shape = tuple(data.draw(st.integers(1, 4)) for _ in range(4))
+    before = np.array([data.draw(st.integers(0, 3)) for _ in range(4)], np.int32)
+    after = [data.draw(st.integers(0, 3)) for _ in range(4)]
+    inp = data.draw(int8_array(shape, extreme=False))
+    out_shape = tuple(s + int(b) + a for s, b, a in zip(shape, before, after))
+    run_both("pad_s8", which, (inp, before, data.draw(st.integers(-128, 127))), out_shape)
+
+
+@pytest.mark.parametrize("which", ORACLES)
+@SETTINGS
+@given(data=st.data())
+def test_transpose_s8(which, data):
+    shape = tuple(data.draw(st.integers(1, 5)) for _ in range(4))
+    perm = np.array(data.draw(st.permutations([0, 1, 2, 3])), np.int32)
+    inp = data.draw(int8_array(shape, extreme=False))
+    run_both("transpose_s8", which, (inp, perm), tuple(shape[p] for p in perm))
+
+
+# ----------------------------------------------------------------------------------------------------
+# argument checking: every call into C is guarded
+# ----------------------------------------------------------------------------------------------------
+
+def _fc_args():
+    return [np.zeros((2, 3), np.int8), np.zeros((4, 3), np.int8), np.zeros(4, np.int32), np.zeros(4, np.int32),
+            np.zeros(4, np.int32), 0, 0, 0, -128, 127, 0, np.zeros((2, 4), np.int8)]
+
+
+@pytest.mark.parametrize("index, bad, message", [
+    (0, np.zeros((2, 3), np.int16), "dtype int8"),
+    (0, np.zeros((3, 2), np.int8).T, "C-contiguous"),
+    (1, np.zeros((4, 2), np.int8), "filt has shape"),
+    (2, np.zeros(5, np.int32), "bias has shape"),
+    (3, np.zeros(4, np.int64), "dtype int32"),
+    (4, np.full(4, 63, np.int32), "shift must lie"),
+    (8, -129, "act_min"),
+    (10, 2, "rounding"),
+    (11, np.zeros((2, 5), np.int8), "out has shape"),
+    (11, np.zeros((2, 4), np.int8)[::-1], "C-contiguous"),
+])
+def test_fully_connected_rejects_bad_arguments(index, bad, message):
+    args = _fc_args()
+    args[index] = bad
+    with pytest.raises(ValueError, match=message):
+        ctwin.fully_connected_s8(*args)
+
+
+def test_conv_and_transpose_reject_inconsistent_shapes():
+    inp = np.zeros((1, 4, 4, 6), np.int8)
+    out = np.zeros((1, 4, 4, 4), np.int8)
+    q = np.zeros(4, np.int32)
+    with pytest.raises(ValueError, match="not a multiple"):
+        ctwin.conv_s8(inp, np.zeros((4, 1, 1, 4), np.int8), q, q, q, 0, 0, 1, 1, 0, 0, 1, 1, -128, 127, 0, out)
+    with pytest.raises(ValueError, match="not divisible"):
+        ctwin.conv_s8(inp, np.zeros((4, 1, 1, 2), np.int8), q, q, q, 0, 0, 1, 1, 0, 0, 1, 1, -128, 127, 0, out)
+    with pytest.raises(ValueError, match="stride_h"):
+        ctwin.conv_s8(inp, np.zeros((4, 1, 1, 3), np.int8), q, q, q, 0, 0, 0, 1, 0, 0, 1, 1, -128, 127, 0, out)
+    with pytest.raises(ValueError, match="overlaps"):
+        ctwin.transpose_s8(inp, np.arange(4, dtype=np.int32), inp)
+    with pytest.raises(ValueError, match="permutation"):
+        ctwin.transpose_s8(inp, np.array([0, 1, 1, 3], np.int32), np.zeros_like(inp))
+    with pytest.raises(ValueError, match="entirely in the padding"):
+        ctwin.avgpool_s8(inp, 2, 2, 1, 1, 0, 0, -128, 127, np.zeros((1, 6, 6, 6), np.int8))
+
+
+# ----------------------------------------------------------------------------------------------------
+# CMSIS-NN conformance vectors (generated by TFLite reference kernels)
+# ----------------------------------------------------------------------------------------------------
+
+_DEFINE = re.compile(r"^#define[ \t]+(\w+)[ \t]+((?:[^\n\\]|\\\n)*)", re.M)
+_ARRAY = re.compile(r"const\s+(u?int(?:8|16|32|64)_t)\s+(\w+)\s*\[\s*\d*\s*\]\s*=\s*\{([^}]*)\}")
+
+
+class Case:
+    """One conformance folder: #defines (prefix stripped) and typed arrays per header file."""
+
+    def __init__(self, folder):
+        self.name = folder.name
+        self.defines, self.arrays = {}, {}
+        prefix, aprefix = folder.name.upper() + "_", folder.name + "_"
+        for f in sorted(folder.glob("*.h")):
+            text = f.read_text()
+            for key, value in _DEFINE.findall(text):
+                self.defines[key[len(prefix):] if key.startswith(prefix) else key] = value.replace("\\\n", " ").strip()
+            for ctype, name, body in _ARRAY.findall(text):
+                values = [int(v) for v in body.replace("\n", " ").split(",") if v.strip()]
+                key = name[len(aprefix):] if name.startswith(aprefix) else name
+                self.arrays[(f.name, key)] = np.array(values, np.dtype(ctype[:-2]))
+
+    def d(self, key, default=None):
+        if key not in self.defines:
+            if default is None:
+                raise KeyError(f"{self.name}: #define {key} missing")
+            return default
+        value = self.defines[key]
+        if value.startswith("{"):
+            return [int(v) for v in value.strip("{} ").split(",") if v.strip()]
+        return int(value) if re.fullmatch(r"-?\d+", value) else value
+
+    def a(self, filename, key):
+        return self.arrays[(filename, key)]
+
+
+def _case(conformance_dir, name):
+    folder = conformance_dir / name
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    return Case(folder)
+
+
+CONV_CASES = ["basic", "conv_1_x_n_1", "conv_1_x_n_2", "conv_1_x_n_3", "conv_1_x_n_4", "conv_1_x_n_5",
+              "conv_1_x_n_6_generic", "conv_1_x_n_7", "conv_2", "conv_2x2_dilation", "conv_2x2_dilation_5x5_input",
+              "conv_3", "conv_3x2_dilation", "conv_3x3_dilation_5x5_input", "conv_dilation_golden",
+              "conv_out_activation", "kernel1x1", "kernel1x1_stride_x", "kernel1x1_stride_x_y",
+              "kernel1x1_stride_x_y_1"]
+DEPTHWISE_CASES = ["depthwise_2", "depthwise_dilation", "depthwise_eq_in_out_ch", "depthwise_kernel_3x3",
+                   "depthwise_kernel_3x3_null_bias", "depthwise_mult_batches", "depthwise_null_bias_0",
+                   "depthwise_null_bias_1", "depthwise_out_activation"]
+FC_CASES = ["fully_connected", "fully_connected_mve_0", "fully_connected_null_bias_0",
+            "fully_connected_out_activation", "fc_per_ch"]
+POOL_CASES = [f"avgpooling{s}" for s in ["", "_1", "_2", "_3", "_4"]] + \
+             [f"maxpooling{s}" for s in ["", "_1", "_2", "_3", "_4", "_5", "_6"]]
+TRANSPOSE_CASES = ["transpose_3dim", "transpose_3dim2", "transpose_chwn", "transpose_default", "transpose_matrix",
+                   "transpose_nchw", "transpose_ncwh", "transpose_nwhc", "transpose_wchn"]
+
+
+@pytest.mark.parametrize("name", CONV_CASES)
+def test_conformance_conv(conformance_dir, name):
+    c = _case(conformance_dir, name)
+    n, h, w, cin = c.d("INPUT_BATCHES"), c.d("INPUT_H"), c.d("INPUT_W"), c.d("IN_CH")
+    cout, kh, kw = c.d("OUT_CH"), c.d("FILTER_Y"), c.d("FILTER_X")
+    weights = c.a("weights_data.h", "weights")
+    cin_g = weights.size // (cout * kh * kw)
+    want = c.a("output_ref_data.h", "output_ref").reshape(n, c.d("OUTPUT_H"), c.d("OUTPUT_W"), cout)
+    got = np.zeros_like(want)
+    ctwin.conv_s8(c.a("input_data.h", "input").reshape(n, h, w, cin), weights.reshape(cout, kh, kw, cin_g),
+                  c.a("biases_data.h", "biases"), c.a("output_mult_data.h", "output_mult"),
+                  c.a("output_shift_data.h", "output_shift"), c.d("INPUT_OFFSET"), c.d("OUTPUT_OFFSET"),
+                  c.d("STRIDE_Y"), c.d("STRIDE_X"), c.d("PAD_Y"), c.d("PAD_X"), c.d("DILATION_Y"), c.d("DILATION_X"),
+                  c.d("OUT_ACTIVATION_MIN"), c.d("OUT_ACTIVATION_MAX"), 0, got)
+    assert_same(got, want, f"{name} (NHWC)")
+
+
+@pytest.mark.parametrize("name", DEPTHWISE_CASES)
+def test_conformance_depthwise(conformance_dir, name):
+    c = _case(conformance_dir, name)
+    n, h, w, cin = c.d("INPUT_BATCHES"), c.d("INPUT_H"), c.d("INPUT_W"), c.d("IN_CH")
+    cout, kh, kw = c.d("OUT_CH"), c.d("FILTER_Y"), c.d("FILTER_X")
+    want = c.a("output_ref_data.h", "output_ref").reshape(n, c.d("OUTPUT_H"), c.d("OUTPUT_W"), cout)
+    got = np.zeros_like(want)
+    ctwin.depthwise_conv_s8(c.a("input_data.h", "input").reshape(n, h, w, cin),
+                            c.a("weights_data.h", "weights").reshape(1, kh, kw, cout),
+                            c.a("biases_data.h", "biases"), c.a("output_mult_data.h", "output_mult"),
+                            c.a("output_shift_data.h", "output_shift"), c.d("CH_MULT"), c.d("INPUT_OFFSET"),
+                            c.d("OUTPUT_OFFSET"), c.d("STRIDE_Y"), c.d("STRIDE_X"), c.d("PAD_Y"), c.d("PAD_X"),
+                            c.d("DILATION_Y"), c.d("DILATION_X"), c.d("OUT_ACTIVATION_MIN"),
+                            c.d("OUT_ACTIVATION_MAX"), 0, got)
+    assert_same(got, want, f"{name} (NHWC)")
+
+
+@pytest.mark.parametrize("name", FC_CASES)
+def test_conformance_fully_connected(conformance_dir, name):
+    c = _case(conformance_dir, name)
+    n, k, out_ch = c.d("INPUT_BATCHES"), c.d("ACCUMULATION_DEPTH"), c.d("OUT_CH")
+    if c.d("PER_CHANNEL_QUANT", "false") == "true":      # fc_per_ch: newer file names, per-channel arrays
+        files = dict(inp=("input.h", "input"), w=("weights.h", "weights"), b=("bias.h", "bias"),
+                     out=("output.h", "output"))
+        mult, shift = c.a("output_multiplier.h", "output_multiplier"), c.a("output_shift.h", "output_shift")
+    else:                                                  # per-tensor: the *_data.h files match config_data.h
+        files = dict(inp=("input_data.h", "input"), w=("weights_data.h", "weights"),
+                     b=("biases_data.h", "biases"), out=("output_ref_data.h", "output_ref"))
+        mult = np.full(out_ch, c.d("OUTPUT_MULTIPLIER"), np.int32)
+        shift = np.full(out_ch, c.d("OUTPUT_SHIFT"), np.int32)
+    want = c.a(*files["out"]).reshape(n, out_ch)
+    got = np.zeros_like(want)
+    ctwin.fully_connected_s8(c.a(*files["inp"]).reshape(n, k), c.a(*files["w"]).reshape(out_ch, k),
+                             c.a(*files["b"]), mult, shift, c.d("INPUT_OFFSET"), c.d("FILTER_OFFSET", 0),
+                             c.d("OUTPUT_OFFSET"), c.d("OUT_ACTIVATION_MIN"), c.d("OUT_ACTIVATION_MAX"), 0, got)
+    assert_same(got, want, f"{name} (batch, out)")
+
+
+@pytest.mark.parametrize("name", POOL_CASES)
+def test_conformance_pooling(conformance_dir, name):
+    c = _case(conformance_dir, name)
+    n, h, w, ch = c.d("BATCH_SIZE"), c.d("INPUT_H"), c.d("INPUT_W"), c.d("INPUT_C")
+    want = c.a("output.h", "output").reshape(n, c.d("OUTPUT_H"), c.d("OUTPUT_W"), c.d("OUTPUT_C"))
+    got = np.zeros_like(want)
+    op = ctwin.avgpool_s8 if name.startswith("avg") else ctwin.maxpool_s8
+    op(c.a("input_tensor.h", "input_tensor").reshape(n, h, w, ch), c.d("FILTER_H"), c.d("FILTER_W"),
+       c.d("STRIDE_H"), c.d("STRIDE_W"), c.d("PADDING_H"), c.d("PADDING_W"), c.d("ACTIVATION_MIN"),
+       c.d("ACTIVATION_MAX"), got)
+    assert_same(got, want, f"{name} (NHWC)")
+
+
+def test_conformance_softmax(conformance_dir):
+    c = _case(conformance_dir, "softmax")
+    rows, row_size = c.d("NUM_ROWS"), c.d("ROW_SIZE")
+    want = c.a("output_ref_data.h", "output_ref").reshape(rows, row_size)
+    got = np.zeros_like(want)
+    ctwin.softmax_s8(c.a("input_data.h", "input").reshape(rows, row_size), c.d("INPUT_MULT"),
+                     c.d("INPUT_LEFT_SHIFT"), c.d("DIFF_MIN"), got)
+    assert_same(got, want, "softmax (row, col)")
+
+
+def test_conformance_add(conformance_dir):
+    c = _case(conformance_dir, "add")
+    want = c.a("output_ref_data.h", "output_ref")
+    got = np.zeros_like(want)
+    ctwin.add_s8(c.a("input1_data.h", "input1"), c.a("input2_data.h", "input2"), c.d("INPUT1_OFFSET"),
+                 c.d("INPUT1_MULT"), c.d("INPUT1_SHIFT"), c.d("INPUT2_OFFSET"), c.d("INPUT2_MULT"),
+                 c.d("INPUT2_SHIFT"), c.d("LEFT_SHIFT"), c.d("OUTPUT_MULT"), c.d("OUTPUT_SHIFT"),
+                 c.d("OUTPUT_OFFSET"), c.d("OUT_ACTIVATION_MIN"), c.d("OUT_ACTIVATION_MAX"), got)
+    assert_same(got, want, "add (index)")
+
+
+def test_conformance_mul(conformance_dir):
+    c = _case(conformance_dir, "mul")
+    want = c.a("output_ref_data.h", "output_ref")
+    got = np.zeros_like(want)
+    ctwin.mul_s8(c.a("input1_data.h", "input1"), c.a("input2_data.h", "input2"), c.d("INPUT1_OFFSET"),
+                 c.d("INPUT2_OFFSET"), c.d("OUTPUT_MULT"), c.d("OUTPUT_SHIFT"), c.d("OUTPUT_OFFSET"),
+                 c.d("OUT_ACTIVATION_MIN"), c.d("OUT_ACTIVATION_MAX"), 0, got)
+    assert_same(got, want, "mul (index)")
+
+
+@pytest.mark.parametrize("name", ["pad_int8_1", "pad_int8_2"])
+def test_conformance_pad(conformance_dir, name):
+    c = _case(conformance_dir, name)
+    axes = "NHWC"
+    shape = tuple(c.d(f"INPUT_{a}") for a in axes)
+    before = np.array([c.d(f"PRE_PAD_{a}") for a in axes], np.int32)
+    out_shape = tuple(s + int(b) + c.d(f"POST_PAD_{a}") for s, b, a in zip(shape, before, axes))
+    want = c.a("output.h", "output").reshape(out_shape)
+    got = np.zeros_like(want)
+    ctwin.pad_s8(c.a("input_tensor.h", "input_tensor").reshape(shape), before, c.d("PAD_VALUE"), got)
+    assert_same(got, want, f"{name} (NHWC)")
+
+
+@pytest.mark.parametrize("name", TRANSPOSE_CASES)
+def test_conformance_transpose(conformance_dir, name):
+    c = _case(conformance_dir, name)
+    rank = c.d("PERM_SIZE")
+    lead = 4 - rank
+    in_shape = (1,) * lead + tuple(c.d("IN_DIM")[:rank])
+    perm = np.array(list(range(lead)) + [p + lead for p in c.d("PERM")[:rank]], np.int32)
+    out_shape = (1,) * lead + tuple(c.d("OUT_DIM")[:rank])
+    want = c.a("output.h", "output").reshape(out_shape)
+    got = np.zeros_like(want)
+    ctwin.transpose_s8(c.a("input_tensor.h", "input_tensor").reshape(in_shape), perm, got)
+    assert_same(got, want, f"{name} (4-D index)")
