@@ -147,6 +147,8 @@ class Runtime:
             buffers[name] = np.zeros(shape, np.int8)
         steps = [self._step(node, buffers) for node in g.nodes]
         plan = (buffers, steps)
+        if len(self._plans) >= 4:     # keep a few batch sizes, not one plan per size ever seen
+            self._plans.pop(next(iter(self._plans)))
         self._plans[nb] = plan
         return plan
 
