@@ -932,8 +932,10 @@ class Q15Params:
     mel_bias        added to each q63 mel dot product before the shift (arm_mfcc_q15: MICRO_Q15 = 537)   537
     mel_shift       right shift of the q63 mel sums before sat31 (arm_mfcc_q15: 10)     10
     n_mfcc          DCT outputs in mfcc mode                                             10
-    quant_rounding  int8 quantization of the fixed-point log/MFCC: emu.fixedpoint rounding "double"
-                    (TFLite SRDHM + RDBP) | "single"                                     "double"
+    quant_rounding  int8 quantization of the fixed-point log/MFCC value v (q5.26 or q8.7):
+                    clamp(requantize(v, M, shift) + zp) with (M, shift) = quantize_multiplier(1/(scale*2^frac))
+                    and emu.fixedpoint rounding "single" (one rounding of the exact 64-bit product, ties
+                    toward +inf) | "double" (TFLite SRDHM then RDBP; coarse on small q8.7 values)   "single"
     """
     mode: str = "logmel"
     fft_variant: str = "pure-c"
@@ -941,7 +943,7 @@ class Q15Params:
     mel_bias: int = MICRO_Q15
     mel_shift: int = SHIFT_MELFILTER_SATURATION_Q15
     n_mfcc: int = 10
-    quant_rounding: str = "double"
+    quant_rounding: str = "single"
 
     def __post_init__(self):
         for name, allowed in (("mode", MODES), ("fft_variant", tuple(FFT_VARIANTS)),
