@@ -222,3 +222,10 @@ def test_inspect_records_and_macs(mlperf_model):
     assert layers[9]["macs"] == 64 * 125 and layers[11]["macs"] == 12 * 64 and layers[10]["macs"] == 0
     w = layers[0]["inputs"][1]
     assert w["constant"] and w["quant_axis"] == 0 and len(w["scale"]) == 64
+
+
+def test_out_of_range_scales_name_the_layer():
+    # add: twice_max / (2^20 * s_out) must be < 1 (TFLite's QuantizeMultiplierSmallerThanOneExp)
+    g = _two_input_model("ADD", 0.5, 0.25, 1e-7)
+    with pytest.raises(N6Error, match=r"layer 'y' \(add\): multiplier must be in \(0, 1\).*re-quantize"):
+        prepare(g)

@@ -121,7 +121,8 @@ def test_fully_connected_matches_tflm(kernels, k, n_out, rows, act, per_channel,
     x = act_tensor(b, rng, "x", (rows, k), scale=s_in)
     wt, bt = conv_weights(b, rng, "w", (n_out, k), n_out, per_channel, 0, s_in)
     y = act_tensor(b, rng, "y", (rows, n_out), scale=np.float32(rng.uniform(0.05, 1.0)))
-    b.op("FULLY_CONNECTED", [x, wt, bt], [y], fused_activation_function=ACT[act])
+    with_bias = bool(rng.integers(0, 2))   # bias is optional in TFLite FC (-1 = absent)
+    b.op("FULLY_CONNECTED", [x, wt, bt if with_bias else -1], [y], fused_activation_function=ACT[act])
     graph_input_rows = rows
     model = b.build([x], [y])
     if graph_input_rows != 1:

@@ -200,7 +200,11 @@ def prepare(graph, profile="cmsis-nn", rounding=None):
         fn = spec["ops"].get(node.op)
         if fn is None:
             raise N6Error(f"profile {profile!r} does not implement op {node.op} (layer {node.name!r})")
-        params = fn(graph, node, single)
+        try:
+            params = fn(graph, node, single)
+        except ValueError as e:   # a multiplier outside what the profile's quantizer accepts
+            raise N6Error(f"layer {node.name!r} ({node.op}): {e}; its scales are outside the range {profile} "
+                          f"supports, re-quantize the model") from None
         if node.op in ("conv2d", "depthwise_conv2d", "fully_connected", "mul"):
             params["rounding"] = code
         out.params[node.name] = params

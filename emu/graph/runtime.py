@@ -144,7 +144,7 @@ class Runtime:
             if t.is_constant:
                 continue
             shape = (t.shape[0] * nb,) + tuple(t.shape[1:])
-            buffers[name] = np.zeros(shape, np.int8)
+            buffers[name] = np.zeros(shape, t.dtype)
         steps = [self._step(node, buffers) for node in g.nodes]
         plan = (buffers, steps)
         if len(self._plans) >= 4:     # keep a few batch sizes, not one plan per size ever seen
@@ -262,7 +262,7 @@ class Runtime:
 
     def _collect(self, names, arrays, n, batched):
         g = self.graph
-        result = {name: np.empty((n,) + tuple(g.tensors[name].shape), np.int8) for name in names}
+        result = {name: np.empty((n,) + tuple(g.tensors[name].shape), g.tensors[name].dtype) for name in names}
         for start, chunk, buffers in self._execute(arrays, n):
             for name in names:
                 result[name][start:start + chunk] = buffers[name].reshape((chunk,) + tuple(g.tensors[name].shape))
