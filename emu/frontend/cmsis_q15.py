@@ -210,8 +210,19 @@ def _clz32(x):
     if v == 0:
         return np.int64(32)
     n = np.int64(0)
-    while (v & 0x80000000) == 0:
-        v = v << 1
+    if v <= 0x0000FFFF:
+        n += 16
+        v = v << 16
+    if v <= 0x00FFFFFF:
+        n += 8
+        v = v << 8
+    if v <= 0x0FFFFFFF:
+        n += 4
+        v = v << 4
+    if v <= 0x3FFFFFFF:
+        n += 2
+        v = v << 2
+    if v <= 0x7FFFFFFF:
         n += 1
     return n
 

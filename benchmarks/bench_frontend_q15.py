@@ -1,0 +1,119 @@
+"""Benchmark: cmsis-q15 front end on one second of 16 kHz audio (one 49-frame patch) — n6emu (Numba and
+C twin, whole patch per call) vs calling the cmsisdsp Python package frame by frame (the same primitives).
+
+Usage: python benchmarks/bench_frontend_q15.py [--repeats 30] [--out benchmarks/results/bench_frontend_q15.json]
+Reports the median wall time per second of audio over the repeats; describes the machine.
+Both sides compute the same integers: the script checks equality before timing.
+"""
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import describe, median_time  # noqa: E402  (benchmarks/machine.py: the shared helpers)
+
+from emu.frontend import cmsis_q15 as q15  # noqa: E402
+from emu.frontend.params import FrontendParams  # noqa: E402
+
+
+def machine():
+    info = describe()
+    info["loadavg_at_start"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    info["note"] = "shared machine (several engineers on 2 cores); single-threaded, median of repeats"
+    return info
+
+
+def timeit(fn, repeats):
+    return {"median_s": median_time(fn, repeats), "repeats": repeats}
+
+
+def cmsisdsp_logmel(dsp, state, pcm):
+    """Frame by frame with cmsisdsp: mult, rfft, cmplx_mag, 40 dot products, vlog_q31; int8 in numpy."""
+    p = state.params
+    inst = dsp.arm_rfft_instance_q15()
+    dsp.arm_rfft_init_q15(inst, p.n_fft, 0, 1)
+    runs = np.split(state.mel_coefs, np.cumsum(state.mel_len)[:-1])
+    starts = state.mel_start.tolist()
+    lens = state.mel_len.tolist()
+    bias, shift = int(state.q15.mel_bias), int(state.q15.mel_shift)
+    logs = np.empty((p.n_frames, p.n_mels), np.int32)
+    buf = np.zeros(p.n_fft, np.int16)
+    for t in range(p.n_frames):
+        buf[state.pad_left:state.pad_left + p.win_length] = pcm[t * p.hop_length: t * p.hop_length + p.win_length]
+        w = dsp.arm_mult_q15(buf, state.window)
+        spec = dsp.arm_rfft_q15(inst, w)
+        mag = dsp.arm_cmplx_mag_q15(spec[: p.n_fft + 2])
+        mel = np.array([min((int(dsp.arm_dot_prod_q15(mag[s:s + n], r)) + bias) >> shift, 2**31 - 1)
+                        for s, n, r in zip(starts, lens, runs)], np.int32)
+        logs[t] = dsp.arm_vlog_q31(mel)
+    return logs
+
+
+def cmsisdsp_mfcc(dsp, state, pcm):
+    """Frame by frame arm_mfcc_q15 (one call per frame)."""
+    p = state.params
+    inst = dsp.arm_mfcc_instance_q15()
+    dsp.arm_mfcc_init_q15(inst, p.n_fft, p.n_mels, state.q15.n_mfcc, state.dct, state.mel_start, state.mel_len,
+                          state.mel_coefs, state.window)
+    tmp = np.zeros(2 * p.n_fft + 2, np.int32)
+    out = np.empty((p.n_frames, state.q15.n_mfcc), np.int16)
+    buf = np.zeros(p.n_fft, np.int16)
+    for t in range(p.n_frames):
+        buf[state.pad_left:state.pad_left + p.win_length] = pcm[t * p.hop_length: t * p.hop_length + p.win_length]
+        out[t] = dsp.arm_mfcc_q15(inst, buf.copy(), tmp)[1]
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "bench_frontend_q15.json"))
+    args = ap.parse_args(argv)
+    import cmsisdsp as dsp
+    from emu.frontend import ctwin_q15
+
+    rng = np.random.default_rng(0)
+    results = {"machine": machine(), "audio": "1 s of 16 kHz int16 PCM = one patch (49 frames x hop 320, "
+               "win 640, n_fft 1024, 40 mels)", "cases": {}}
+    for mode in ("logmel", "mfcc"):
+        extra = dict(fmin=20.0, fmax=4000.0, mel_scale="htk", mel_norm="none") if mode == "mfcc" else {}
+        p = FrontendParams(profile="cmsis-q15", spectrum="magnitude", quant_scale=0.0305305, quant_zero_point=42,
+                           q15={"mode": mode}, **extra)
+        state = q15.prepare(p)
+        t = np.arange(p.patch_length)
+        pcm = np.clip(9000 * np.sin(2 * np.pi * 440 * t / 16000) + rng.normal(0, 500, t.size),
+                      -32768, 32767).astype(np.int16)
+        stages = q15.compute_stages(state, pcm)
+        if mode == "logmel":
+            ref = cmsisdsp_logmel(dsp, state, pcm)
+            assert np.array_equal(ref + 0, stages["log"] - state.log_offset), "cmsisdsp and n6emu disagree"
+            base = lambda: cmsisdsp_logmel(dsp, state, pcm)  # noqa: E731
+        else:
+            assert np.array_equal(cmsisdsp_mfcc(dsp, state, pcm), stages["mfcc"]), "cmsisdsp and n6emu disagree"
+            base = lambda: cmsisdsp_mfcc(dsp, state, pcm)  # noqa: E731
+        case = {"n6emu_numba": timeit(lambda: q15.compute_patch(state, pcm), args.repeats),
+                "cmsisdsp_python_frame_by_frame": timeit(base, args.repeats)}
+        if ctwin_q15.available():
+            assert all(np.array_equal(v, ctwin_q15.compute_stages(state, pcm)[k]) for k, v in stages.items())
+            case["n6emu_c_twin"] = timeit(lambda: ctwin_q15.compute_patch(state, pcm), args.repeats)
+        base_med = case["cmsisdsp_python_frame_by_frame"]["median_s"]
+        for k, v in case.items():
+            v["speedup_vs_cmsisdsp"] = base_med / v["median_s"]
+            v["realtime_factor"] = 1.0 / v["median_s"]
+        results["cases"][mode] = case
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    for mode, case in results["cases"].items():
+        for k, v in case.items():
+            print(f"{mode:7s} {k:32s} median {v['median_s'] * 1e3:8.3f} ms/s-audio  x{v['speedup_vs_cmsisdsp']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
