@@ -86,7 +86,8 @@ def test_unsupported_op_names_op_and_layer():
 
 def test_wrong_input_dtype_and_shape_are_one_line_errors():
     rt = Runtime(load_tflite(_fc_model()), backend=NO_KERNELS)
-    with pytest.raises(N6Error, match=r"input 'x' must be int8 \(quantized with scale 0.1, zero-point 3\), got float32"):
+    with pytest.raises(N6Error, match=r"input 'x' must be int8 \(quantized with scale 0.1, zero-point 3\), "
+                                      r"got float32"):
         rt.run(np.zeros((1, 4), np.float32))
     with pytest.raises(N6Error, match=r"input 'x' must have shape \(1, 4\).*got \(1, 5\)"):
         rt.run(np.zeros((1, 5), np.int8))

@@ -123,11 +123,9 @@ def test_fully_connected_matches_tflm(kernels, k, n_out, rows, act, per_channel,
     y = act_tensor(b, rng, "y", (rows, n_out), scale=np.float32(rng.uniform(0.05, 1.0)))
     with_bias = bool(rng.integers(0, 2))   # bias is optional in TFLite FC (-1 = absent)
     b.op("FULLY_CONNECTED", [x, wt, bt if with_bias else -1], [y], fused_activation_function=ACT[act])
-    graph_input_rows = rows
     model = b.build([x], [y])
-    if graph_input_rows != 1:
-        # a batch axis of the model itself: run sample by sample (no batch folding)
-        assert not Runtime(load_tflite(model), backend=kernels).batch_folds
+    # rows > 1 is a batch axis of the model itself: the runtime then runs sample by sample
+    assert Runtime(load_tflite(model), backend=kernels).batch_folds == (rows == 1)
     check_against_tflm(model, kernels, rng)
 
 
