@@ -280,6 +280,14 @@ def test_vlog_q31_matches_cmsisdsp():
     assert np.array_equal(dsp.arm_vlog_q31(x), q15.vlog_q31(x))
 
 
+def test_sqrt_q31_matches_cmsisdsp():
+    rng = np.random.default_rng(RNG_SEED)
+    x = np.concatenate([[0, 1, 2, 3, -1, -2**31, 2**31 - 1, 1 << 30], rng.integers(0, 2**31, 3000),
+                        1 << rng.integers(0, 31, 300), rng.integers(0, 1 << 16, 1000)]).astype(np.int32)
+    ref = np.array([dsp.arm_sqrt_q31(int(v))[1] for v in x], np.int32)
+    assert np.array_equal(ref, q15.sqrt_q31(x))
+
+
 def test_mult_and_dot_q15_match_cmsisdsp():
     rng = np.random.default_rng(RNG_SEED)
     a = np.concatenate([[-32768, -32768, 32767], rng.integers(-32768, 32768, 5000)]).astype(np.int16)
@@ -530,3 +538,16 @@ def test_c_twin_checks_buffers():
         ctwin._buf(np.zeros(8, np.int16)[::2], np.int16, 4, "x")
     with pytest.raises(N6Error):
         ctwin._buf(np.zeros(5, np.int16), np.int16, 4, "x")
+
+
+def test_mfcc_patch_feeds_the_mlperf_kws_model(mlperf_model):
+    """The MFCC patch mode produces the MLPerf Tiny KWS input ([1,49,10,1] int8, scale 0.5847029, zp 83)."""
+    pytest.importorskip("tflite_micro")
+    from emu.reference import TflmReference
+    p = _params(n_fft=1024, win_length=640, hop_length=320, n_mels=40, fmin=20.0, fmax=4000.0, mel_scale="htk",
+                mel_norm="none", quant_scale=0.5847029, quant_zero_point=83, q15={"mode": "mfcc", "n_mfcc": 10})
+    state = q15.prepare(p)
+    ref = TflmReference(mlperf_model)
+    feats = q15.compute_patch(state, _patch_pcm(p.patch_length, np.random.default_rng(RNG_SEED), "speechlike"))
+    out = np.asarray(ref.run(feats.reshape(1, 49, 10, 1)))
+    assert out.dtype == np.int8 and out.size == 12

@@ -539,6 +539,12 @@ def _sqrt_q31(value, lut):
 
 
 @njit(cache=True)
+def _sqrt_q31_kernel(src, dst, n, lut):
+    for i in range(n):
+        dst[i] = _sqrt_q31(src[i], lut)
+
+
+@njit(cache=True)
 def _cmplx_mag_q15_kernel(src, dst, n, lut):
     """arm_cmplx_mag_q15 (pure C): sqrt_q31(((u32)re*re + (u32)im*im) >> 1) >> 16, 2.14."""
     for i in range(n):
@@ -762,8 +768,9 @@ def cmplx_mag_squared_q15(x):
 def sqrt_q31(values):
     """arm_sqrt_q31 element-wise (0 for inputs <= 0)."""
     src = _as_int(values, np.int32, "values")
-    lut = sqrt_lut_q31()
-    return np.array([_sqrt_q31(v, lut) for v in src], dtype=np.int32)
+    dst = np.empty_like(src)
+    _sqrt_q31_kernel(src, dst, src.size, sqrt_lut_q31())
+    return dst
 
 
 def vlog_q31(x):
