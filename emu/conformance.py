@@ -1,0 +1,659 @@
+"""CMSIS-NN conformance runner: replays CMSIS-NN unit-test folders through the emulator's int8 kernels.
+
+A case folder holds C headers written by CMSIS-NN's test-data generator (TFLite reference kernels):
+`config_data.h` (`#define <CASE>_<NAME> value`), typed arrays (`const int8_t <case>_<name>[N] = {...};`,
+`const int32_t *const <case>_biases = NULL;` for a missing bias) and the reference output. A whole network
+(ds_cnn_s) stores one set of headers per layer (`layer_<k>_<op>_<what>_data.h`) plus input and output.
+When the folder has a `test_data.h`, only the headers it includes are read (some folders also hold stale
+headers of older generator versions under other file names).
+
+Public API (no printing here; emu/cli.py reports):
+  parse_defines(text) -> dict NAME -> int | tuple[int, ...] | str
+  parse_arrays(text)  -> dict name -> np.ndarray (declared C type) | None (NULL pointer)
+  discover(root)      -> sorted list of case folders under root (recursively, root included)
+  run_case(path, backend="numba") -> CaseResult
+  run_all(root, backend="numba")  -> list[CaseResult], one per discovered folder
+
+Kernels are called through `emu.kernels.backends.get_backend(backend)` (a name) or any object that provides
+the kernels under their spec names (e.g. tests/naive.py). Multipliers, shifts and offsets are taken from the
+headers as given: the kernels must reproduce the reference output from the same integer parameters.
+A folder whose layout is not recognised gives status "UNKNOWN" with the reason; never an exception.
+"""
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import N6Error
+
+PASS, FAIL, UNKNOWN = "PASS", "FAIL", "UNKNOWN"
+DOUBLE_ROUNDING = 0  # CMSIS-NN reference data is generated with double rounding (see emu.fixedpoint)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """Outcome of one case. first_mismatch is the (N, H, W, C) position of the first differing output value
+    (outputs of lower rank are viewed as NHWC, e.g. fully connected [N, Out] as [N, 1, 1, Out])."""
+    name: str
+    op: str
+    status: str
+    n_mismatch: int
+    n_total: int
+    first_mismatch: tuple = None
+    detail: str = ""
+
+
+class _Unrecognised(Exception):
+    """The folder's content does not match a known case layout (reported as UNKNOWN, with the message)."""
+
+
+# ---- header parsing ---------------------------------------------------------------------------------
+
+_C_TYPES = {
+    "int8_t": np.int8, "q7_t": np.int8, "uint8_t": np.uint8,
+    "int16_t": np.int16, "q15_t": np.int16, "uint16_t": np.uint16,
+    "int32_t": np.int32, "q31_t": np.int32, "uint32_t": np.uint32,
+    "int64_t": np.int64, "q63_t": np.int64,
+}
+_TYPE_RE = "|".join(_C_TYPES)
+_ARRAY_RE = re.compile(
+    r"(?:static\s+)?const\s+(" + _TYPE_RE + r")\s+(\w+)\s*\[\s*(\w*)\s*\]\s*=\s*\{(.*?)\}\s*;", re.S)
+_POINTER_RE = re.compile(
+    r"(?:static\s+)?const\s+(" + _TYPE_RE + r")\s*\*\s*(?:const\s+)?(\w+)\s*=\s*([A-Za-z_]\w*)\s*;")
+_INT_RE = re.compile(r"^([+-]?)\s*(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*$")
+
+
+def _strip_comments(text):
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    return re.sub(r"//[^\n]*", "", text)
+
+
+def _parse_int(token):
+    m = _INT_RE.match(token.strip())
+    if m is None:
+        raise ValueError(f"{token.strip()!r} is not an integer literal")
+    value = int(m.group(2), 0)
+    return -value if m.group(1) == "-" else value
+
+
+def parse_defines(text):
+    """`#define NAME value` lines (with backslash continuations) -> dict. Values: int (decimal or hex, signed),
+    tuple of ints for brace lists `{5, 4, 20, 0,}`, otherwise the value text (e.g. 'SAME', 'true')."""
+    text = _strip_comments(text).replace("\\\n", " ")
+    defines = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*#\s*define\s+(\w+)(?:\s+(.*))?$", line)
+        if m is None:
+            continue
+        raw = (m.group(2) or "").strip()
+        value = raw
+        while value.startswith("(") and value.endswith(")"):
+            value = value[1:-1].strip()
+        try:
+            if value.startswith("{") and value.endswith("}"):
+                value = tuple(_parse_int(t) for t in value[1:-1].split(",") if t.strip())
+            else:
+                value = _parse_int(value)
+        except ValueError:
+            value = raw
+        defines[m.group(1)] = value
+    return defines
+
+
+def parse_arrays(text):
+    """Typed C array definitions -> dict name -> np.ndarray of the declared type (values checked to fit and
+    counted against the declared length). `const T *const name = NULL;` gives None; `= other;` aliases other."""
+    text = _strip_comments(text)
+    arrays = {}
+    for ctype, name, length, body in _ARRAY_RE.findall(text):
+        tokens = [t for t in body.split(",") if t.strip()]
+        try:
+            values = [_parse_int(t) for t in tokens]
+        except ValueError as e:
+            raise ValueError(f"array {name}: {e}") from None
+        info = np.iinfo(_C_TYPES[ctype])
+        if any(v < info.min or v > info.max for v in values):
+            raise ValueError(f"array {name}: a value does not fit {ctype}")
+        if length and length.isdigit() and int(length) != len(values):
+            raise ValueError(f"array {name}: declared length {length}, {len(values)} values given")
+        arrays[name] = np.array(values, dtype=_C_TYPES[ctype])
+    for _ctype, name, target in _POINTER_RE.findall(text):
+        if target in ("NULL", "nullptr", "0"):
+            arrays[name] = None
+        elif target in arrays:
+            arrays[name] = arrays[target]
+        else:
+            raise ValueError(f"pointer {name} refers to {target}, which is not defined before it")
+    return arrays
+
+
+def _case_headers(folder):
+    """Headers that make up the case: those test_data.h includes (when present), else every *.h."""
+    index = folder / "test_data.h"
+    if index.is_file():
+        names = re.findall(r'#\s*include\s+"([^"]+)"', index.read_text(errors="replace"))
+        return [folder / n for n in names if (folder / n).is_file()]
+    return sorted(p for p in folder.glob("*.h"))
+
+
+def _common_prefix(names):
+    """Longest common prefix of names, cut after its last underscore ('' when none)."""
+    if not names:
+        return ""
+    lo, hi = min(names), max(names)
+    n = 0
+    while n < min(len(lo), len(hi)) and lo[n] == hi[n]:
+        n += 1
+    return lo[:lo[:n].rfind("_") + 1]
+
+
+def _strip_prefix(mapping, prefix):
+    return {k[len(prefix):] if prefix and k.startswith(prefix) else k: v for k, v in mapping.items()}
+
+
+def _case_prefix(folder_name, define_names, array_names):
+    """The `<CASE>_` prefix of the names (folder name when every name starts with it, else their common prefix)."""
+    upper = folder_name.upper() + "_"
+    if all(n.startswith(upper) for n in define_names) and all(n.startswith(upper.lower()) for n in array_names):
+        return upper.lower()
+    names = [n.lower() for n in define_names] + list(array_names)
+    return _common_prefix(names)
+
+
+# ---- discovery ----------------------------------------------------------------------------------------
+
+_LAYER_FILE_RE = re.compile(r"^layer_(\d+)_(.+?)_config_data\.h$")
+
+
+def _is_case_folder(folder):
+    if (folder / "config_data.h").is_file():
+        return True
+    return any(_LAYER_FILE_RE.match(p.name) for p in folder.glob("layer_*_config_data.h"))
+
+
+def discover(root):
+    """Every folder under root (root included, recursively) that holds config_data.h or per-layer
+    `layer_<k>_<op>_config_data.h` headers, sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise N6Error(f"{root}: no such folder; give a folder of CMSIS-NN test-data cases")
+    folders = [root] + sorted(p for p in root.rglob("*") if p.is_dir())
+    return [f for f in folders if _is_case_folder(f)]
+
+
+# ---- backends ---------------------------------------------------------------------------------------
+
+def _resolve_backend(backend):
+    """Kernel namespace for a backend name ('numba' | 'c') or an object already providing the kernels."""
+    if not isinstance(backend, str):
+        return backend
+    try:
+        from .kernels.backends import get_backend
+        return get_backend(backend)
+    except ImportError as e:
+        raise N6Error(f"the {backend!r} kernel backend cannot be loaded ({e}); reinstall n6emu or "
+                      f"choose another backend") from None
+
+
+def _kernel(kernels, name):
+    fn = getattr(kernels, name, None)
+    if fn is None:
+        raise _Unrecognised(f"the kernel backend has no {name}")
+    return fn
+
+
+# ---- case helpers -----------------------------------------------------------------------------------
+
+class _Case:
+    """Parsed headers of one folder: defines and arrays with the case prefix removed."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.name = folder.name
+        defines, arrays = {}, {}
+        for header in _case_headers(folder):
+            text = header.read_text(errors="replace")
+            try:
+                defines.update(parse_defines(text))
+                arrays.update(parse_arrays(text))
+            except ValueError as e:
+                raise _Unrecognised(f"{header.name}: {e}") from None
+        self.raw_defines, self.raw_arrays = defines, arrays
+        self.prefix = _case_prefix(self.name, list(defines), list(arrays))
+        self.defines = _strip_prefix(defines, self.prefix.upper())
+        self.arrays = _strip_prefix(arrays, self.prefix)
+
+    def has(self, *keys):
+        return all(k in self.defines for k in keys)
+
+    def int(self, key, default=None):
+        if key not in self.defines:
+            if default is not None:
+                return default
+            raise _Unrecognised(f"config_data.h has no {self.prefix.upper()}{key}")
+        v = self.defines[key]
+        if not isinstance(v, int):
+            raise _Unrecognised(f"{self.prefix.upper()}{key} is {v!r}, expected an integer")
+        return v
+
+    def array(self, *names, dtype, size=None, required=True):
+        """The first present array among names (aliases), as a contiguous array of dtype; None when absent
+        and not required (a NULL pointer counts as absent)."""
+        for n in names:
+            if n in self.arrays and self.arrays[n] is not None:
+                a = self.arrays[n]
+                if a.dtype != dtype:
+                    raise _Unrecognised(f"array {self.prefix}{n} is {a.dtype}, expected {np.dtype(dtype).name}")
+                if size is not None and a.size != size:
+                    raise _Unrecognised(f"array {self.prefix}{n} has {a.size} values, expected {size}")
+                return np.ascontiguousarray(a)
+        if required:
+            raise _Unrecognised(f"no array {self.prefix}{names[0]} in the case headers")
+        return None
+
+
+def _bias(case, n):
+    """Bias array (bias/biases) or zeros when absent or NULL."""
+    b = case.array("biases", "bias", dtype=np.int32, size=n, required=False)
+    return np.zeros(n, np.int32) if b is None else b
+
+
+def _expected(case, size):
+    return case.array("output_ref", "output", dtype=np.int8, size=size)
+
+
+def _as_nhwc(shape):
+    shape = tuple(int(s) for s in shape)
+    return (1,) * (4 - len(shape)) + shape
+
+
+def _compare(name, op, got, ref, view_shape, detail=""):
+    """Exact comparison; positions are reported in view_shape (4-D NHWC)."""
+    got = got.reshape(-1)
+    ref = ref.reshape(-1)
+    bad = np.flatnonzero(got != ref)
+    if bad.size == 0:
+        return CaseResult(name, op, PASS, 0, int(ref.size), None, detail)
+    first = tuple(int(i) for i in np.unravel_index(int(bad[0]), view_shape))
+    msg = f"first differing value: got {int(got[bad[0]])}, reference {int(ref[bad[0]])}"
+    return CaseResult(name, op, FAIL, int(bad.size), int(ref.size), first, msg + (f"; {detail}" if detail else ""))
+
+
+# ---- per-op runners (each returns (op, got, ref, view_shape)) -----------------------------------------
+
+def _conv_geometry(case):
+    n = case.int("INPUT_BATCHES")
+    h, w, cin = case.int("INPUT_H"), case.int("INPUT_W"), case.int("IN_CH")
+    return n, h, w, cin
+
+
+def _run_conv(case, k, depthwise):
+    n, h, w, cin = _conv_geometry(case)
+    cout = case.int("OUT_CH")
+    kh, kw = case.int("FILTER_Y"), case.int("FILTER_X")
+    oh, ow = case.int("OUTPUT_H"), case.int("OUTPUT_W")
+    inp = case.array("input", dtype=np.int8, size=n * h * w * cin).reshape(n, h, w, cin)
+    filt = case.array("weights", dtype=np.int8)
+    mult = case.array("output_mult", "output_multiplier", dtype=np.int32, size=cout)
+    shift = case.array("output_shift", dtype=np.int32, size=cout)
+    bias = _bias(case, cout)
+    ref = _expected(case, n * oh * ow * cout)
+    out = np.zeros((n, oh, ow, cout), np.int8)
+    common = (case.int("INPUT_OFFSET"), case.int("OUTPUT_OFFSET"), case.int("STRIDE_Y"), case.int("STRIDE_X"),
+              case.int("PAD_Y"), case.int("PAD_X"), case.int("DILATION_Y", 1), case.int("DILATION_X", 1),
+              case.int("OUT_ACTIVATION_MIN"), case.int("OUT_ACTIVATION_MAX"), DOUBLE_ROUNDING, out)
+    if depthwise:
+        ch_mult = case.int("CH_MULT", cout // cin if cin and cout % cin == 0 else None)
+        if cin * ch_mult != cout or filt.size != kh * kw * cout:
+            raise _Unrecognised(f"depthwise geometry: IN_CH {cin} x CH_MULT {ch_mult} != OUT_CH {cout} "
+                                f"or {filt.size} weights != {kh}x{kw}x{cout}")
+        _kernel(k, "depthwise_conv_s8")(inp, filt.reshape(1, kh, kw, cout), bias, mult, shift, ch_mult, *common)
+        return "depthwise_conv_s8", out, ref, out.shape
+    per_group = kh * kw * cout
+    if filt.size % per_group or filt.size == 0 or cin % (filt.size // per_group):
+        raise _Unrecognised(f"conv weights: {filt.size} values do not fit OUT_CH {cout} x {kh}x{kw} x (IN_CH/groups)")
+    cin_g = filt.size // per_group
+    if cout % (cin // cin_g):
+        raise _Unrecognised(f"conv groups: OUT_CH {cout} is not divisible by {cin // cin_g} groups")
+    _kernel(k, "conv_s8")(inp, filt.reshape(cout, kh, kw, cin_g), bias, mult, shift, *common)
+    return "conv_s8", out, ref, out.shape
+
+
+def _run_fully_connected(case, k):
+    n = case.int("INPUT_BATCHES")
+    depth, cout = case.int("ACCUMULATION_DEPTH"), case.int("OUT_CH")
+    inp = case.array("input", dtype=np.int8, size=n * depth).reshape(n, depth)
+    filt = case.array("weights", dtype=np.int8, size=cout * depth).reshape(cout, depth)
+    bias = _bias(case, cout)
+    mult = case.array("output_mult", "output_multiplier", dtype=np.int32, size=cout, required=False)
+    shift = case.array("output_shift", dtype=np.int32, size=cout, required=False)
+    if mult is None or shift is None:  # per-tensor quantization: one multiplier/shift in the config
+        mult = np.full(cout, case.int("OUTPUT_MULTIPLIER"), np.int32)
+        shift = np.full(cout, case.int("OUTPUT_SHIFT"), np.int32)
+        op = "fully_connected_s8"
+    else:
+        op = "fully_connected_s8 (per-channel)"
+    ref = _expected(case, n * cout)
+    out = np.zeros((n, cout), np.int8)
+    _kernel(k, "fully_connected_s8")(inp, filt, bias, mult, shift, case.int("INPUT_OFFSET"),
+                                     case.int("FILTER_OFFSET", 0), case.int("OUTPUT_OFFSET"),
+                                     case.int("OUT_ACTIVATION_MIN"), case.int("OUT_ACTIVATION_MAX"),
+                                     DOUBLE_ROUNDING, out)
+    return op, out, ref, (n, 1, 1, cout)
+
+
+def _run_pool(case, k, kind):
+    h, w, c = case.int("INPUT_H"), case.int("INPUT_W"), case.int("INPUT_C")
+    oh, ow = case.int("OUTPUT_H"), case.int("OUTPUT_W")
+    if case.int("OUTPUT_C", c) != c:
+        raise _Unrecognised("pooling with OUTPUT_C != INPUT_C")
+    inp = case.array("input_tensor", "input", dtype=np.int8)
+    if inp.size % (h * w * c):
+        raise _Unrecognised(f"pooling input of {inp.size} values is not a whole number of {h}x{w}x{c} images")
+    n = inp.size // (h * w * c)
+    if n != case.int("BATCH_SIZE", n):
+        raise _Unrecognised(f"pooling input holds {n} images, BATCH_SIZE says {case.int('BATCH_SIZE')}")
+    ref = _expected(case, n * oh * ow * c)
+    out = np.zeros((n, oh, ow, c), np.int8)
+    name = "avgpool_s8" if kind == "avg" else "maxpool_s8"
+    _kernel(k, name)(inp.reshape(n, h, w, c), case.int("FILTER_H"), case.int("FILTER_W"), case.int("STRIDE_H"),
+                     case.int("STRIDE_W"), case.int("PADDING_H"), case.int("PADDING_W"),
+                     case.int("ACTIVATION_MIN"), case.int("ACTIVATION_MAX"), out)
+    return name, out, ref, out.shape
+
+
+def _run_softmax(case, k):
+    rows, size = case.int("NUM_ROWS"), case.int("ROW_SIZE")
+    mult = case.int("INPUT_MULT") if case.has("INPUT_MULT") else case.int("MULT")
+    shift = case.int("INPUT_LEFT_SHIFT") if case.has("INPUT_LEFT_SHIFT") else case.int("SHIFT")
+    inp = case.array("input", dtype=np.int8, size=rows * size).reshape(rows, size)
+    ref = _expected(case, rows * size)
+    out = np.zeros((rows, size), np.int8)
+    _kernel(k, "softmax_s8")(inp, mult, shift, case.int("DIFF_MIN"), out)
+    return "softmax_s8", out, ref, (rows, 1, 1, size)
+
+
+def _run_add(case, k):
+    size = case.int("DST_SIZE")
+    in1 = case.array("input1", dtype=np.int8, size=size)
+    in2 = case.array("input2", dtype=np.int8, size=size)
+    ref = _expected(case, size)
+    out = np.zeros(size, np.int8)
+    _kernel(k, "add_s8")(in1, in2, case.int("INPUT1_OFFSET"), case.int("INPUT1_MULT"), case.int("INPUT1_SHIFT"),
+                         case.int("INPUT2_OFFSET"), case.int("INPUT2_MULT"), case.int("INPUT2_SHIFT"),
+                         case.int("LEFT_SHIFT"), case.int("OUTPUT_MULT"), case.int("OUTPUT_SHIFT"),
+                         case.int("OUTPUT_OFFSET"), case.int("OUT_ACTIVATION_MIN"), case.int("OUT_ACTIVATION_MAX"),
+                         out)
+    return "add_s8", out, ref, (1, 1, 1, size)
+
+
+def _run_mul(case, k):
+    size = case.int("DST_SIZE")
+    in1 = case.array("input1", dtype=np.int8, size=size)
+    in2 = case.array("input2", dtype=np.int8, size=size)
+    ref = _expected(case, size)
+    out = np.zeros(size, np.int8)
+    _kernel(k, "mul_s8")(in1, in2, case.int("INPUT1_OFFSET"), case.int("INPUT2_OFFSET"), case.int("OUTPUT_MULT"),
+                         case.int("OUTPUT_SHIFT"), case.int("OUTPUT_OFFSET"), case.int("OUT_ACTIVATION_MIN"),
+                         case.int("OUT_ACTIVATION_MAX"), DOUBLE_ROUNDING, out)
+    return "mul_s8", out, ref, (1, 1, 1, size)
+
+
+def _run_pad(case, k):
+    axes = "NHWC"
+    shape = tuple(case.int(f"INPUT_{a}") for a in axes)
+    before = np.array([case.int(f"PRE_PAD_{a}") for a in axes], np.int32)
+    after = [case.int(f"POST_PAD_{a}") for a in axes]
+    if min(before.tolist() + after) < 0:
+        raise _Unrecognised("negative padding")
+    out_shape = tuple(s + int(b) + a for s, b, a in zip(shape, before, after))
+    inp = case.array("input_tensor", "input", dtype=np.int8, size=int(np.prod(shape))).reshape(shape)
+    ref = _expected(case, int(np.prod(out_shape)))
+    out = np.zeros(out_shape, np.int8)
+    _kernel(k, "pad_s8")(inp, before, case.int("PAD_VALUE"), out)
+    return "pad_s8", out, ref, out_shape
+
+
+def _run_transpose(case, k):
+    perm = case.defines.get("PERM")
+    in_dim = case.defines.get("IN_DIM")
+    if not isinstance(perm, tuple) or not isinstance(in_dim, tuple):
+        raise _Unrecognised("transpose: PERM and IN_DIM must be brace lists")
+    rank = case.int("PERM_SIZE", len(perm))
+    perm = perm[:rank]
+    if not 1 <= rank <= 4 or sorted(perm) != list(range(rank)) or len(in_dim) < rank:
+        raise _Unrecognised(f"transpose: PERM {perm} is not a permutation of {rank} axes")
+    shape = tuple(in_dim[:rank])  # dims in memory order (outermost first); unused trailing entries are 0
+    out_shape = tuple(shape[p] for p in perm)
+    if "OUT_DIM" in case.defines and tuple(case.defines["OUT_DIM"][:rank]) != out_shape:
+        raise _Unrecognised(f"transpose: OUT_DIM {case.defines['OUT_DIM'][:rank]} != IN_DIM permuted {out_shape}")
+    size = int(np.prod(shape))
+    inp = case.array("input_tensor", "input", dtype=np.int8, size=size)
+    ref = _expected(case, size)
+    lead = 4 - rank
+    perm4 = np.array(list(range(lead)) + [p + lead for p in perm], np.int32)
+    out4 = np.zeros(_as_nhwc(out_shape), np.int8)
+    _kernel(k, "transpose_s8")(inp.reshape(_as_nhwc(shape)), perm4, out4)
+    return "transpose_s8", out4, ref, out4.shape
+
+
+# ---- whole network (ds_cnn_s style: one set of headers per layer) -------------------------------------
+
+_LAYER_OPS = {"conv_2d": "conv", "depthwise_conv_2d": "depthwise", "average_pool_2d": "avgpool",
+              "max_pool_2d": "maxpool", "fully_connected": "fc", "softmax": "softmax"}
+
+
+class _Layer:
+    """One layer's headers: defines (prefix stripped) and arrays (named <case>_layer_<k>_<op>_<what>)."""
+
+    def __init__(self, folder, case_prefix, index, op_name, arrays):
+        self.index, self.op_name = index, op_name
+        text = (folder / f"layer_{index}_{op_name}_config_data.h").read_text(errors="replace")
+        defines = parse_defines(text)
+        prefix = _common_prefix(list(defines)) if len(defines) > 1 else ""
+        self.defines = _strip_prefix(defines, prefix)
+        self.prefix = prefix
+        stem = f"{case_prefix}layer_{index}_{op_name}_"
+        self.arrays = {n[len(stem):]: a for n, a in arrays.items() if n.startswith(stem)}
+
+    int = _Case.int
+    has = _Case.has
+    array = _Case.array
+
+
+def _run_network(folder, k):
+    """Chains the layers in index order (missing indices are reshapes); checks the final output and every
+    per-layer reference present (arrays named ..._layer_<k>_<op>_output_ref)."""
+    headers = _case_headers(folder)
+    arrays = {}
+    for h in headers:
+        try:
+            arrays.update(parse_arrays(h.read_text(errors="replace")))
+        except ValueError as e:
+            raise _Unrecognised(f"{h.name}: {e}") from None
+    layer_files = sorted((int(m.group(1)), m.group(2)) for m in
+                         (_LAYER_FILE_RE.match(p.name) for p in folder.glob("layer_*_config_data.h")) if m)
+    inputs = [n for n in arrays if n.endswith("_input") and "_layer_" not in n]
+    if len(inputs) != 1:
+        raise _Unrecognised(f"network: expected one <case>_input array, found {inputs}")
+    case_prefix = inputs[0][:-len("input")]
+    x = arrays[inputs[0]]
+    if x is None:
+        raise _Unrecognised("network: the input array is NULL")
+    ref = arrays.get(case_prefix + "output_ref")
+    if ref is None:
+        raise _Unrecognised(f"network: no {case_prefix}output_ref array")
+    checks = []  # (label, got, ref, view_shape)
+    shape = None
+    for index, op_name in layer_files:
+        if op_name not in _LAYER_OPS:
+            raise _Unrecognised(f"network layer {index}: unknown op {op_name!r}")
+        layer = _Layer(folder, case_prefix, index, op_name, arrays)
+        kind = _LAYER_OPS[op_name]
+        if shape is None:  # the first layer's config gives the network input geometry
+            shape = (layer.int("INPUT_BATCHES", 1), layer.int("INPUT_H"), layer.int("INPUT_W"), layer.int("IN_CH"))
+            if int(np.prod(shape)) != x.size:
+                raise _Unrecognised(f"network input has {x.size} values, layer {index} expects {shape}")
+        x = np.ascontiguousarray(x, dtype=np.int8)
+        if kind in ("conv", "depthwise", "avgpool", "maxpool"):
+            n, h, w, c = x.shape if x.ndim == 4 else (0, 0, 0, 0)
+            want = (layer.int("INPUT_H"), layer.int("INPUT_W"), layer.int("IN_CH"))
+            if x.ndim != 4 or (h, w, c) != want:
+                if x.size % int(np.prod(want)):
+                    raise _Unrecognised(f"network layer {index} ({op_name}) expects HWC {want}, "
+                                        f"gets {x.size} values")
+                x = x.reshape(-1, *want)
+            x, label = _network_spatial(layer, kind, x, k)
+        elif kind == "fc":
+            bias = layer.array("bias", "biases", dtype=np.int32, required=False)
+            filt = layer.array("weights", dtype=np.int8)
+            cout = bias.size if bias is not None else layer.int("OUT_CH")
+            if filt.size % cout:
+                raise _Unrecognised(f"network layer {index}: {filt.size} FC weights are not a multiple of {cout}")
+            depth = filt.size // cout
+            if x.size % depth:
+                raise _Unrecognised(f"network layer {index}: input of {x.size} values, FC depth {depth}")
+            out = np.zeros((x.size // depth, cout), np.int8)
+            mult = np.full(cout, layer.int("OUTPUT_MULTIPLIER"), np.int32)
+            shift = np.full(cout, layer.int("OUTPUT_SHIFT"), np.int32)
+            _kernel(k, "fully_connected_s8")(x.reshape(-1, depth), filt.reshape(cout, depth),
+                                             np.zeros(cout, np.int32) if bias is None else bias, mult, shift,
+                                             layer.int("INPUT_OFFSET"), layer.int("FILTER_OFFSET", 0),
+                                             layer.int("OUTPUT_OFFSET"), layer.int("OUT_ACTIVATION_MIN"),
+                                             layer.int("OUT_ACTIVATION_MAX"), DOUBLE_ROUNDING, out)
+            x, label = out.reshape(out.shape[0], 1, 1, cout), "fully_connected_s8"
+        else:  # softmax over the last axis
+            size = layer.int("ROW_SIZE", x.shape[-1])
+            if x.size % size:
+                raise _Unrecognised(f"network layer {index}: {x.size} values are not rows of {size}")
+            out = np.zeros((x.size // size, size), np.int8)
+            _kernel(k, "softmax_s8")(x.reshape(-1, size), layer.int("MULT"), layer.int("SHIFT"),
+                                     layer.int("DIFF_MIN"), out)
+            x, label = out.reshape(out.shape[0], 1, 1, size), "softmax_s8"
+        layer_ref = layer.arrays.get("output_ref")
+        if layer_ref is not None:
+            if layer_ref.size != x.size:
+                raise _Unrecognised(f"network layer {index}: reference of {layer_ref.size} values, output {x.size}")
+            checks.append((f"layer {index} {op_name} ({label})", x, layer_ref, _as_nhwc(x.shape)))
+    if ref.size != x.size:
+        raise _Unrecognised(f"network output has {x.size} values, reference {ref.size}")
+    return checks, x, ref
+
+
+def _network_spatial(layer, kind, x, k):
+    n = x.shape[0]
+    oh, ow = layer.int("OUTPUT_H"), layer.int("OUTPUT_W")
+    kh = layer.int("FILTER_Y") if layer.has("FILTER_Y") else layer.int("FILTER_H")
+    kw = layer.int("FILTER_X") if layer.has("FILTER_X") else layer.int("FILTER_W")
+    geometry = (layer.int("STRIDE_Y"), layer.int("STRIDE_X"), layer.int("PAD_Y"), layer.int("PAD_X"))
+    act = (layer.int("OUT_ACTIVATION_MIN"), layer.int("OUT_ACTIVATION_MAX"))
+    if kind in ("avgpool", "maxpool"):
+        c = x.shape[3]
+        out = np.zeros((n, oh, ow, c), np.int8)
+        name = "avgpool_s8" if kind == "avgpool" else "maxpool_s8"
+        _kernel(k, name)(x, kh, kw, *geometry, *act, out)
+        return out, name
+    cin, cout = x.shape[3], layer.int("OUT_CH")
+    filt = layer.array("weights", dtype=np.int8)
+    bias = layer.array("bias", "biases", dtype=np.int32, size=cout, required=False)
+    bias = np.zeros(cout, np.int32) if bias is None else bias
+    mult = layer.array("output_mult", "output_multiplier", dtype=np.int32, size=cout)
+    shift = layer.array("output_shift", dtype=np.int32, size=cout)
+    out = np.zeros((n, oh, ow, cout), np.int8)
+    tail = (layer.int("INPUT_OFFSET"), layer.int("OUTPUT_OFFSET"), *geometry, layer.int("DILATION_Y", 1),
+            layer.int("DILATION_X", 1), *act, DOUBLE_ROUNDING, out)
+    if kind == "depthwise":
+        if cout % cin or filt.size != kh * kw * cout:
+            raise _Unrecognised(f"network layer {layer.index}: depthwise {cin}->{cout} with {filt.size} weights")
+        _kernel(k, "depthwise_conv_s8")(x, filt.reshape(1, kh, kw, cout), bias, mult, shift, cout // cin, *tail)
+        return out, "depthwise_conv_s8"
+    if filt.size % (cout * kh * kw) or cin % max(filt.size // (cout * kh * kw), 1):
+        raise _Unrecognised(f"network layer {layer.index}: {filt.size} conv weights for {cin}->{cout} {kh}x{kw}")
+    _kernel(k, "conv_s8")(x, filt.reshape(cout, kh, kw, filt.size // (cout * kh * kw)), bias, mult, shift, *tail)
+    return out, "conv_s8"
+
+
+# ---- classification and entry points -----------------------------------------------------------------
+
+def _classify(case):
+    """Op of a single-op case from its config defines (None when no known layout matches); the runners
+    then require the arrays that op needs."""
+    d = case.defines
+    if "PERM" in d and "IN_DIM" in d:
+        return "transpose"
+    if any(key.startswith("PRE_PAD_") for key in d) and "PAD_VALUE" in d:
+        return "pad"
+    if "DIFF_MIN" in d and "ROW_SIZE" in d:
+        return "softmax"
+    if "LEFT_SHIFT" in d and "INPUT1_MULT" in d:
+        return "add"
+    if "INPUT1_OFFSET" in d and "OUTPUT_MULT" in d:
+        return "mul"
+    if "FILTER_H" in d and "PADDING_H" in d and "INPUT_C" in d:
+        p = case.prefix.lower()
+        if "avg" in p:
+            return "avgpool"
+        if "max" in p:
+            return "maxpool"
+        return None
+    if "ACCUMULATION_DEPTH" in d and "OUT_CH" in d:
+        return "fc"
+    if "FILTER_X" in d and "OUT_CH" in d and "IN_CH" in d:
+        return "depthwise" if "CH_MULT" in d else "conv"
+    return None
+
+
+def _run_single(case, k):
+    op = _classify(case)
+    if op is None:
+        raise _Unrecognised("config_data.h and arrays match no known case layout "
+                            f"(defines: {', '.join(sorted(case.defines)[:6]) or 'none'})")
+    if op in ("conv", "depthwise"):
+        return _run_conv(case, k, op == "depthwise")
+    if op == "fc":
+        return _run_fully_connected(case, k)
+    if op in ("avgpool", "maxpool"):
+        return _run_pool(case, k, op[:3])
+    return {"softmax": _run_softmax, "add": _run_add, "mul": _run_mul, "pad": _run_pad,
+            "transpose": _run_transpose}[op](case, k)
+
+
+def run_case(path, backend="numba"):
+    """Runs one case folder through the backend's kernels and compares exactly with its reference output.
+    Raises N6Error only when the backend itself is unavailable; any folder problem is an UNKNOWN result."""
+    folder = Path(path)
+    kernels = _resolve_backend(backend)
+    return _run_folder(folder, kernels)
+
+
+def _run_folder(folder, kernels):
+    name = folder.name
+    is_network = not (folder / "config_data.h").is_file() and _is_case_folder(folder)
+    op = "network" if is_network else "unknown"
+    try:
+        if is_network:
+            checks, got, ref = _run_network(folder, kernels)
+            for label, g, r, view in checks:
+                res = _compare(name, "network", g, r, view, detail=label)
+                if res.status != PASS:
+                    return res
+            n_layers = len(checks)
+            detail = f"final output; {n_layers} intermediate reference(s) also match" if n_layers else "final output"
+            return _compare(name, "network", got, ref, _as_nhwc(got.shape), detail=detail)
+        case = _Case(folder)
+        op = _classify(case) or "unknown"
+        op, got, ref, view = _run_single(case, kernels)
+        return _compare(name, op, got, ref, view)
+    except _Unrecognised as e:
+        return CaseResult(name, op, UNKNOWN, 0, 0, None, str(e))
+    except (OSError, UnicodeDecodeError) as e:
+        return CaseResult(name, op, UNKNOWN, 0, 0, None, f"cannot read the case: {e}")
+    except (N6Error, ValueError, TypeError) as e:  # a kernel refused the case's arguments
+        return CaseResult(name, op, FAIL, 0, 0, None, f"the kernel raised {type(e).__name__}: {e}")
+
+
+def run_all(root, backend="numba"):
+    """run_case for every folder discover(root) finds, in path order."""
+    kernels = _resolve_backend(backend)
+    return [_run_folder(f, kernels) for f in discover(root)]
