@@ -1,0 +1,132 @@
+"""C twin of the ST column front end (module emu._c_frontend_st, built from csrc/frontend_st.c).
+
+Same contract, tables (an STState from emu.frontend.st.prepare) and outputs as emu.frontend.st; every call
+into C checks dtype, contiguity and length first. `available()` tells whether the extension is built.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from emu.frontend import st
+from emu.frontend.params import FrontendError
+
+try:
+    from emu._c_frontend_st import ffi as _ffi, lib as _lib
+except ImportError:  # not built: `pip install -e .` or the in-place build of csrc/build_frontend_st.py
+    _ffi = _lib = None
+
+
+def available() -> bool:
+    return _lib is not None
+
+
+def _need():
+    if _lib is None:
+        raise FrontendError("the C twin emu._c_frontend_st is not built; run `pip install -e .` in the repo")
+
+
+def _ptr(a, dtype, n, ctype, name):
+    if not isinstance(a, np.ndarray) or a.dtype != np.dtype(dtype):
+        raise FrontendError(f"C twin argument {name} must be a {np.dtype(dtype)} ndarray, got "
+                            f"{getattr(a, 'dtype', type(a))}")
+    if not a.flags.c_contiguous:
+        raise FrontendError(f"C twin argument {name} must be C-contiguous; pass np.ascontiguousarray(...)")
+    if a.size != n:
+        raise FrontendError(f"C twin argument {name} has {a.size} elements, expected {n}")
+    return _ffi.cast(ctype + " *", a.ctypes.data)
+
+
+def _config(state: st.STState):
+    p = state.params
+    sw = st._switch_codes(state, p)
+    cfg = _ffi.new("st_config *")
+    cfg.n_fft, cfg.win, cfg.hop = p.n_fft, p.win_length, p.hop_length
+    cfg.n_frames, cfg.n_mels, cfg.pad_left = p.n_frames, p.n_mels, (p.n_fft - p.win_length) // 2
+    cfg.algo, cfg.prec = state.algo, state.prec
+    cfg.spectrum_mode, cfg.log_mode = sw["spectrum_mode"], sw["log_mode"]
+    cfg.acc_mode, cfg.fma = sw["acc_mode"], int(sw["fma"])
+    cfg.rounding, cfg.cast_mode = sw["rounding"], sw["cast_mode"]
+    cfg.inv_scale, cfg.zp, cfg.neg_top_db = float(state.inv_scale), float(p.quant_zero_point), float(sw["neg_top_db"])
+    return cfg
+
+
+def _tables(state):
+    p = state.params
+    half = p.n_fft // 2
+    return (_ptr(state.window, np.float32, p.win_length, "float", "window"),
+            _ptr(state.twiddle, np.float32, 2 * half, "float", "twiddle"),
+            _ptr(state.rtwiddle, np.float32, 2 * half, "float", "rtwiddle"),
+            _ptr(state.order, np.int32, half, "int32_t", "order"))
+
+
+def compute_stages_c(pcm_patch_int16, state: st.STState) -> dict:
+    """emu.frontend.st.compute_stages computed by the C twin (same keys, shapes and dtypes)."""
+    _need()
+    p = state.params
+    pcm = st.check_patch(pcm_patch_int16, p)
+    n_fft, n_bins, nf, nm = p.n_fft, p.n_bins, p.n_frames, p.n_mels
+    out = {name: np.empty((nf, n_fft), np.float32) for name in ("framed", "windowed", "fft")}
+    out["power"] = np.empty((nf, n_bins), np.float32)
+    out["spectrum"] = np.empty((nf, n_bins), np.float32)
+    out["mel"] = np.empty((nm, nf), np.float32)
+    out["log"] = np.empty((nm, nf), np.float32)
+    out["int8"] = np.empty((nm, nf), np.int8)
+    scratch = np.empty(n_fft, np.float32)
+    tmp = np.empty(n_fft, np.float32)
+    f = lambda k: _ptr(out[k], out[k].dtype, out[k].size, "int8_t" if k == "int8" else "float", k)  # noqa: E731
+    silence = _lib.st_patch(
+        _config(state), _ptr(pcm, np.int16, p.patch_length, "int16_t", "pcm"), *_tables(state),
+        _ptr(state.mel_start, np.int32, nm, "int32_t", "mel_start"),
+        _ptr(state.mel_stop, np.int32, nm, "int32_t", "mel_stop"),
+        _ptr(state.mel_offset, np.int32, nm, "int32_t", "mel_offset"),
+        _ptr(state.mel_coefs, np.float32, state.mel_coefs.size, "float", "mel_coefs"),
+        f("framed"), f("windowed"), f("fft"), f("power"), f("spectrum"), f("mel"), f("log"), f("int8"),
+        _ptr(scratch, np.float32, n_fft, "float", "scratch"), _ptr(tmp, np.float32, n_fft, "float", "tmp"))
+    out["silence_sum"] = np.float32(silence)
+    return out
+
+
+def compute_patch_c(pcm_patch_int16, state: st.STState) -> np.ndarray:
+    """int8 features [n_mels, n_frames] from the C twin."""
+    if state.params.quant_scale is None:
+        raise FrontendError("frontend.quant_scale is not set; give the model's input scale to get int8 features")
+    return compute_stages_c(pcm_patch_int16, state)["int8"]
+
+
+def rfft_packed_c(frame, state: st.STState) -> np.ndarray:
+    """arm_rfft_fast of one n_fft frame (device-type values) by the C twin, packed output."""
+    _need()
+    n = state.params.n_fft
+    buf = np.array(frame, dtype=np.float32, copy=True).reshape(-1)
+    out = np.empty(n, np.float32)
+    tmp = np.empty(n, np.float32)
+    _lib.st_rfft(_config(state), _ptr(buf, np.float32, n, "float", "frame"), _ptr(out, np.float32, n, "float", "out"),
+                 *_tables(state)[1:], _ptr(tmp, np.float32, n, "float", "tmp"))
+    return out
+
+
+def mel_dot_c(spectrum_column, state: st.STState) -> np.ndarray:
+    """Mel dot products of one spectrum column [n_bins] by the C twin (before the floor)."""
+    _need()
+    p = state.params
+    col = np.ascontiguousarray(spectrum_column, dtype=np.float32)
+    _ptr(col, np.float32, p.n_bins, "float", "spectrum_column")
+    _ptr(state.mel_coefs, np.float32, state.mel_coefs.size, "float", "mel_coefs")
+    cfg = _config(state)
+    base_s = _ffi.cast("float *", col.ctypes.data)
+    base_c = _ffi.cast("float *", state.mel_coefs.ctypes.data)
+    out = np.empty(p.n_mels, np.float32)
+    for m in range(p.n_mels):
+        a, b, o = int(state.mel_start[m]), int(state.mel_stop[m]), int(state.mel_offset[m])
+        if not (0 <= a <= b < p.n_bins and o + b - a + 1 <= state.mel_coefs.size):
+            raise FrontendError(f"mel filter {m} indices {a}..{b} do not fit the tables; prepare the state again")
+        out[m] = _lib.st_dot(cfg, base_s + a, base_c + o, b - a + 1)
+    return out
+
+
+def quantize_c(values, state: st.STState) -> np.ndarray:
+    """int8 quantization of float32 log values by the C twin (rounding/cast switches of the state)."""
+    _need()
+    v = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+    cfg = _config(state)
+    return np.array([_lib.st_quantize(cfg, float(x)) for x in v], dtype=np.int8)
