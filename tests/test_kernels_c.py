@@ -651,6 +651,13 @@ class Case:
     def a(self, filename, key):
         return self.arrays[(filename, key)]
 
+    def only(self, key):
+        """The array named `key` when exactly one header defines it."""
+        found = [v for (_, k), v in self.arrays.items() if k == key]
+        if len(found) != 1:
+            raise KeyError(f"{self.name}: {len(found)} arrays named {key}")
+        return found[0]
+
 
 def _case(conformance_dir, name):
     folder = conformance_dir / name
@@ -799,3 +806,46 @@ def test_conformance_transpose(conformance_dir, name):
     got = np.zeros_like(want)
     ctwin.transpose_s8(c.a("input_tensor.h", "input_tensor").reshape(in_shape), perm, got)
     assert_same(got, want, f"{name} (4-D index)")
+
+
+def test_conformance_ds_cnn_s_network(conformance_dir):
+    """The whole CMSIS-NN ds_cnn_s network (conv, 4x dw+pw, avgpool, FC, softmax) chained on the C twins."""
+    c = _case(conformance_dir, "ds_cnn_s")
+    d = c.d
+
+    def conv_like(x, i, depthwise):
+        p = f"{'DEPTHWISE_' if depthwise else ''}CONV_2D_{i}_"
+        a = f"layer_{i}_{'depthwise_' if depthwise else ''}conv_2d_"
+        cin, cout, kh, kw = d(p + "IN_CH"), d(p + "OUT_CH"), d(p + "FILTER_Y"), d(p + "FILTER_X")
+        out = np.zeros((1, d(p + "OUTPUT_H"), d(p + "OUTPUT_W"), cout), np.int8)
+        q = (c.only(a + "bias"), c.only(a + "output_mult"), c.only(a + "output_shift"))
+        geo = (d(p + "INPUT_OFFSET"), d(p + "OUTPUT_OFFSET"), d(p + "STRIDE_Y"), d(p + "STRIDE_X"), d(p + "PAD_Y"),
+               d(p + "PAD_X"), d(p + "DILATION_Y"), d(p + "DILATION_X"), d(p + "OUT_ACTIVATION_MIN"),
+               d(p + "OUT_ACTIVATION_MAX"), 0)
+        if depthwise:
+            ctwin.depthwise_conv_s8(x, c.only(a + "weights").reshape(1, kh, kw, cout), *q, cout // cin, *geo, out)
+        else:
+            ctwin.conv_s8(x, c.only(a + "weights").reshape(cout, kh, kw, cin), *q, *geo, out)
+        return out
+
+    x = c.only("input").reshape(1, d("CONV_2D_1_INPUT_H"), d("CONV_2D_1_INPUT_W"), d("CONV_2D_1_IN_CH"))
+    x = conv_like(x, 1, False)
+    for i in (2, 4, 6, 8):
+        x = conv_like(conv_like(x, i, True), i + 1, False)
+    pooled = np.zeros((1, 1, 1, x.shape[3]), np.int8)
+    ctwin.avgpool_s8(x, d("AVERAGE_POOL_2D_10_FILTER_Y"), d("AVERAGE_POOL_2D_10_FILTER_X"),
+                     d("AVERAGE_POOL_2D_10_STRIDE_Y"), d("AVERAGE_POOL_2D_10_STRIDE_X"), d("AVERAGE_POOL_2D_10_PAD_Y"),
+                     d("AVERAGE_POOL_2D_10_PAD_X"), d("AVERAGE_POOL_2D_10_OUT_ACTIVATION_MIN"),
+                     d("AVERAGE_POOL_2D_10_OUT_ACTIVATION_MAX"), pooled)
+    k, n_out = pooled.size, d("FULLY_CONNECTED_12_OUTPUT_W")
+    logits = np.zeros((1, n_out), np.int8)
+    ctwin.fully_connected_s8(pooled.reshape(1, k), c.only("layer_12_fully_connected_weights").reshape(n_out, k),
+                             c.only("layer_12_fully_connected_bias"),
+                             np.full(n_out, d("FULLY_CONNECTED_12_OUTPUT_MULTIPLIER"), np.int32),
+                             np.full(n_out, d("FULLY_CONNECTED_12_OUTPUT_SHIFT"), np.int32),
+                             d("FULLY_CONNECTED_12_INPUT_OFFSET"), 0, d("FULLY_CONNECTED_12_OUTPUT_OFFSET"),
+                             d("FULLY_CONNECTED_12_OUT_ACTIVATION_MIN"), d("FULLY_CONNECTED_12_OUT_ACTIVATION_MAX"),
+                             0, logits)
+    probs = np.zeros_like(logits)
+    ctwin.softmax_s8(logits, d("SOFTMAX_13_MULT"), d("SOFTMAX_13_SHIFT"), d("SOFTMAX_13_DIFF_MIN"), probs)
+    assert_same(probs.reshape(-1), c.only("output_ref"), "ds_cnn_s softmax output (class)")
