@@ -1,0 +1,273 @@
+"""Numba kernels of the "onnxruntime" profile (ONNX Runtime / MLAS QDQ semantics), where they differ from
+the cmsis-nn kernels: float32 requantization with round-half-even, and ORT's float average pools.
+
+Requantization (MlasRequantizeOutput, x86/SSE order): v = float32(int32 acc) * float32 scale[c]; clamp v to
+[float(act_min - zp), float(act_max - zp)]; q = round_half_even(v) + zp. Scale per output channel is
+float32(float32(s_in * s_w[c]) / s_out), computed once by the importer (see onnx_qdq.ort_conv_scales).
+Layouts and offsets follow emu.kernels (NHWC int8, OHWI / [1,KH,KW,C*M] / [Out,K] weights,
+input_offset = -zp_in, filter_offset = -zp_w, output_offset = +zp_out). uint8 models are run as int8 after a
+zero-point shift of -128 (exact: every op here is invariant under x - zp). Kernels never allocate.
+"""
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _requant_f32(acc, scale, output_offset, act_min, act_max):
+    """int32 acc -> int8: round_half_even(clamp(float32(acc) * scale)) + zp (MLAS requantize order)."""
+    v = np.float32(acc) * scale
+    lo = np.float32(act_min - output_offset)
+    hi = np.float32(act_max - output_offset)
+    if v < lo:
+        v = lo
+    if v > hi:
+        v = hi
+    return np.int8(np.int32(np.rint(v)) + output_offset)
+
+
+@njit(cache=True)
+def _conv(inp, filt, bias, scale, input_offset, filter_offset, output_offset, stride_h, stride_w, pad_top,
+          pad_left, dilation_h, dilation_w, act_min, act_max, out):
+    n_b, in_h, in_w, in_c = inp.shape
+    c_out, k_h, k_w, cin_g = filt.shape
+    _, out_h, out_w, _ = out.shape
+    groups = in_c // cin_g
+    cout_g = c_out // groups
+    for b in range(n_b):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                for oc in range(c_out):
+                    g0 = (oc // cout_g) * cin_g
+                    acc = np.int32(bias[oc])
+                    for ky in range(k_h):
+                        iy = oy * stride_h - pad_top + ky * dilation_h
+                        if iy < 0 or iy >= in_h:
+                            continue
+                        for kx in range(k_w):
+                            ix = ox * stride_w - pad_left + kx * dilation_w
+                            if ix < 0 or ix >= in_w:
+                                continue
+                            for ic in range(cin_g):
+                                x = np.int32(inp[b, iy, ix, g0 + ic]) + np.int32(input_offset)
+                                w = np.int32(filt[oc, ky, kx, ic]) + np.int32(filter_offset)
+                                acc = np.int32(acc + np.int32(x * w))
+                    out[b, oy, ox, oc] = _requant_f32(acc, scale[oc], output_offset, act_min, act_max)
+
+
+@njit(cache=True)
+def _depthwise(inp, filt, bias, scale, ch_mult, input_offset, filter_offset, output_offset, stride_h, stride_w,
+               pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, out):
+    n_b, in_h, in_w, in_c = inp.shape
+    _, k_h, k_w, c_out = filt.shape
+    _, out_h, out_w, _ = out.shape
+    for b in range(n_b):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                for oc in range(c_out):
+                    ic = oc // ch_mult
+                    acc = np.int32(bias[oc])
+                    for ky in range(k_h):
+                        iy = oy * stride_h - pad_top + ky * dilation_h
+                        if iy < 0 or iy >= in_h:
+                            continue
+                        for kx in range(k_w):
+                            ix = ox * stride_w - pad_left + kx * dilation_w
+                            if ix < 0 or ix >= in_w:
+                                continue
+                            x = np.int32(inp[b, iy, ix, ic]) + np.int32(input_offset)
+                            w = np.int32(filt[0, ky, kx, oc]) + np.int32(filter_offset)
+                            acc = np.int32(acc + np.int32(x * w))
+                    out[b, oy, ox, oc] = _requant_f32(acc, scale[oc], output_offset, act_min, act_max)
+
+
+@njit(cache=True)
+def _fully_connected(inp, filt, bias, scale, input_offset, filter_offset, output_offset, act_min, act_max, out):
+    n_b, depth = inp.shape
+    n_out = filt.shape[0]
+    for b in range(n_b):
+        for o in range(n_out):
+            acc = np.int32(bias[o])
+            for k in range(depth):
+                x = np.int32(inp[b, k]) + np.int32(input_offset)
+                w = np.int32(filt[o, k]) + np.int32(filter_offset)
+                acc = np.int32(acc + np.int32(x * w))
+            out[b, o] = _requant_f32(acc, scale[o], output_offset, act_min, act_max)
+
+
+@njit(cache=True)
+def _global_avgpool(inp, scale, input_offset, output_offset, act_min, act_max, out):
+    """MLAS QLinearGlobalAveragePool: acc = sum(x) + input_offset*H*W (int32), requantized with
+    scale = s_in / (s_out * float32(H*W))."""
+    n_b, in_h, in_w, n_c = inp.shape
+    count = np.int32(in_h * in_w)
+    for b in range(n_b):
+        for c in range(n_c):
+            acc = np.int32(np.int32(input_offset) * count)
+            for y in range(in_h):
+                for x in range(in_w):
+                    acc = np.int32(acc + np.int32(inp[b, y, x, c]))
+            out[b, 0, 0, c] = _requant_f32(acc, scale, output_offset, act_min, act_max)
+
+
+@njit(cache=True)
+def _avgpool(inp, in_scale, in_zero_point, out_scale, out_zero_point, float_zero_point, kernel_h, kernel_w, stride_h, stride_w,
+             pad_top, pad_left, count_include_pad, act_min, act_max, out):
+    """ORT QLinearAveragePool (float): y = sum_taps float32(s_in * (x - zp_in)) in row-major tap order;
+    y /= float32(count); q = clamp(round_half_even(float32(y / s_out) + float32(zp_f)) - zp_f + zp_out), where
+    zp_f (float_zero_point) is the zero point ORT adds in float (uint8 domain on x86: zp_out + 128)."""
+    n_b, in_h, in_w, n_c = inp.shape
+    _, out_h, out_w, _ = out.shape
+    zp_f = np.float32(float_zero_point)
+    zp_shift = np.int32(float_zero_point - out_zero_point)
+    for b in range(n_b):
+        for oy in range(out_h):
+            h0 = oy * stride_h - pad_top
+            h1 = min(h0 + kernel_h, in_h)
+            h0 = max(h0, 0)
+            for ox in range(out_w):
+                w0 = ox * stride_w - pad_left
+                w1 = min(w0 + kernel_w, in_w)
+                w0 = max(w0, 0)
+                count = kernel_h * kernel_w if count_include_pad else (h1 - h0) * (w1 - w0)
+                for c in range(n_c):
+                    s = np.float32(0)
+                    for y in range(h0, h1):
+                        for x in range(w0, w1):
+                            s = np.float32(s + in_scale * np.float32(np.int32(inp[b, y, x, c]) - in_zero_point))
+                    s = np.float32(s / np.float32(count))
+                    q = np.int32(np.rint(np.float32(np.float32(s / out_scale) + zp_f))) - zp_shift
+                    out[b, oy, ox, c] = np.int8(min(max(q, act_min), act_max))
+
+
+@njit(cache=True)
+def _maxpool(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out):
+    n_b, in_h, in_w, n_c = inp.shape
+    _, out_h, out_w, _ = out.shape
+    for b in range(n_b):
+        for oy in range(out_h):
+            h0 = max(oy * stride_h - pad_top, 0)
+            h1 = min(oy * stride_h - pad_top + kernel_h, in_h)
+            for ox in range(out_w):
+                w0 = max(ox * stride_w - pad_left, 0)
+                w1 = min(ox * stride_w - pad_left + kernel_w, in_w)
+                for c in range(n_c):
+                    m = np.int32(-128)
+                    for y in range(h0, h1):
+                        for x in range(w0, w1):
+                            v = np.int32(inp[b, y, x, c])
+                            if v > m:
+                                m = v
+                    out[b, oy, ox, c] = np.int8(min(max(m, act_min), act_max))
+
+
+@njit(cache=True)
+def _dq_binary(in1, in2, s1, zp1, s2, zp2, s_out, zp_out, is_mul, act_min, act_max, out):
+    """Unfused DQ -> float Add/Mul -> Q (what ORT runs for int8 elementwise ops on x86):
+    a = float32(s1 * float32(x1 - zp1)); b likewise; v = a + b (or a * b); q = clamp(rint(v / s_out) + zp_out)."""
+    for i in range(out.size):
+        a = np.float32(s1 * np.float32(np.int32(in1[i]) - zp1))
+        b = np.float32(s2 * np.float32(np.int32(in2[i]) - zp2))
+        v = np.float32(a * b) if is_mul else np.float32(a + b)
+        q = np.int32(np.rint(np.float32(v / s_out))) + zp_out
+        out[i] = np.int8(min(max(q, act_min), act_max))
+
+
+@njit(cache=True)
+def _dq_requantize(inp, s_in, zp_in, s_out, zp_out, out):
+    """DQ -> Q between two scales (unfused Concat inputs): clamp(rint(float32(s_in*(x-zp_in)) / s_out) + zp_out)."""
+    for i in range(out.size):
+        v = np.float32(s_in * np.float32(np.int32(inp[i]) - zp_in))
+        q = np.int32(np.rint(np.float32(v / s_out))) + zp_out
+        out[i] = np.int8(min(max(q, -128), 127))
+
+
+# ---- public wrappers: validate, then call the loops -------------------------------------------------------
+
+def _check(name, a, dtype, ndim=None):
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype).name} array; convert it with "
+                         f"np.ascontiguousarray(x, np.{np.dtype(dtype).name})")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+
+
+def conv_ort_s8(inp, filt, bias, scale, input_offset, filter_offset, output_offset, stride_h, stride_w, pad_top,
+                pad_left, dilation_h, dilation_w, act_min, act_max, out):
+    """QLinearConv (groups = Cin // Cin_g), int32 accumulation, float32 per-channel requantization."""
+    for n, a, t, d in (("inp", inp, np.int8, 4), ("filt", filt, np.int8, 4), ("bias", bias, np.int32, 1),
+                       ("scale", scale, np.float32, 1), ("out", out, np.int8, 4)):
+        _check(n, a, t, d)
+    if inp.shape[3] % filt.shape[3] or filt.shape[0] % (inp.shape[3] // filt.shape[3]):
+        raise ValueError(f"conv: input channels {inp.shape[3]} and filter {filt.shape} do not form whole groups")
+    if not bias.size == scale.size == filt.shape[0] == out.shape[3]:
+        raise ValueError("conv: bias, scale, filter and output channel counts differ")
+    _conv(inp, filt, bias, scale, input_offset, filter_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
+          dilation_h, dilation_w, act_min, act_max, out)
+
+
+def depthwise_conv_ort_s8(inp, filt, bias, scale, ch_mult, input_offset, filter_offset, output_offset, stride_h,
+                          stride_w, pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, out):
+    """Depthwise QLinearConv (group == Cin), filter [1,KH,KW,Cin*ch_mult], float32 requantization."""
+    for n, a, t, d in (("inp", inp, np.int8, 4), ("filt", filt, np.int8, 4), ("bias", bias, np.int32, 1),
+                       ("scale", scale, np.float32, 1), ("out", out, np.int8, 4)):
+        _check(n, a, t, d)
+    if filt.shape[3] != inp.shape[3] * ch_mult or not bias.size == scale.size == out.shape[3] == filt.shape[3]:
+        raise ValueError(f"depthwise conv: filter {filt.shape}, ch_mult {ch_mult} and output {out.shape} disagree")
+    _depthwise(inp, filt, bias, scale, ch_mult, input_offset, filter_offset, output_offset, stride_h, stride_w,
+               pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, out)
+
+
+def fully_connected_ort_s8(inp, filt, bias, scale, input_offset, filter_offset, output_offset, act_min, act_max, out):
+    """QGemm / QLinearMatMul: [N,K] x [Out,K]^T + bias, float32 per-output requantization."""
+    for n, a, t, d in (("inp", inp, np.int8, 2), ("filt", filt, np.int8, 2), ("bias", bias, np.int32, 1),
+                       ("scale", scale, np.float32, 1), ("out", out, np.int8, 2)):
+        _check(n, a, t, d)
+    if inp.shape[1] != filt.shape[1] or out.shape != (inp.shape[0], filt.shape[0]):
+        raise ValueError(f"fully connected: input {inp.shape}, filter {filt.shape} and output {out.shape} disagree")
+    _fully_connected(inp, filt, bias, scale, input_offset, filter_offset, output_offset, act_min, act_max, out)
+
+
+def global_avgpool_ort_s8(inp, scale, input_offset, output_offset, act_min, act_max, out):
+    """QLinearGlobalAveragePool over H,W of NHWC int8 -> [N,1,1,C]."""
+    _check("inp", inp, np.int8, 4)
+    _check("out", out, np.int8, 4)
+    if out.shape != (inp.shape[0], 1, 1, inp.shape[3]):
+        raise ValueError(f"global average pool: output must be {(inp.shape[0], 1, 1, inp.shape[3])}, got {out.shape}")
+    _global_avgpool(inp, np.float32(scale), input_offset, output_offset, act_min, act_max, out)
+
+
+def avgpool_ort_s8(inp, in_scale, in_zero_point, out_scale, out_zero_point, float_zero_point, kernel_h, kernel_w,
+                   stride_h, stride_w, pad_top, pad_left, count_include_pad, act_min, act_max, out):
+    """QLinearAveragePool (float sum of dequantized taps, divided by the tap count, re-quantized; the zero point
+    is added in float as `float_zero_point`, e.g. out_zero_point + 128 when ORT runs the op in uint8)."""
+    _check("inp", inp, np.int8, 4)
+    _check("out", out, np.int8, 4)
+    _avgpool(inp, np.float32(in_scale), in_zero_point, np.float32(out_scale), out_zero_point, float_zero_point,
+             kernel_h, kernel_w,
+             stride_h, stride_w, pad_top, pad_left, bool(count_include_pad), act_min, act_max, out)
+
+
+def maxpool_ort_s8(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out):
+    """MaxPool on int8 (ORT drops the DQ/Q pair: same scale in and out): max over non-padded taps, clamp."""
+    _check("inp", inp, np.int8, 4)
+    _check("out", out, np.int8, 4)
+    _maxpool(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out)
+
+
+def dq_binary_ort_s8(in1, in2, s1, zp1, s2, zp2, s_out, zp_out, is_mul, act_min, act_max, out):
+    """Elementwise Add (is_mul False) or Mul of equal-length flat int8 arrays via float32 DQ -> op -> Q."""
+    for n, a in (("in1", in1), ("in2", in2), ("out", out)):
+        _check(n, a, np.int8, 1)
+    if not in1.size == in2.size == out.size:
+        raise ValueError("elementwise: inputs and output must have the same length (broadcast first)")
+    _dq_binary(in1, in2, np.float32(s1), zp1, np.float32(s2), zp2, np.float32(s_out), zp_out, bool(is_mul),
+               act_min, act_max, out)
+
+
+def dq_requantize_ort_s8(inp, s_in, zp_in, s_out, zp_out, out):
+    """Re-quantize a flat int8 array from (s_in, zp_in) to (s_out, zp_out) via float32 DQ -> Q."""
+    _check("inp", inp, np.int8, 1)
+    _check("out", out, np.int8, 1)
+    if inp.size != out.size:
+        raise ValueError("requantize: input and output lengths differ")
+    _dq_requantize(inp, np.float32(s_in), zp_in, np.float32(s_out), zp_out, out)

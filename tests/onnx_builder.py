@@ -1,0 +1,165 @@
+"""Tests' builder of randomized float ONNX graphs, quantized to QDQ with onnxruntime quantize_static.
+
+build_float_model(spec, seed) -> onnx.ModelProto (float32, NCHW input [1,C,H,W]) from a small layer list;
+quantize_qdq(float_model, calibration, per_channel, activation_type) -> QDQ onnx.ModelProto (bytes on disk
+are not needed: onnxruntime quantizes through temporary files which are removed);
+ort_session(model) -> onnxruntime InferenceSession at the default optimization level.
+
+Layer spec entries (dicts): conv(cout,k,stride,pad,group,dilation,relu|relu6|none), maxpool(k,stride,pad),
+avgpool(k,stride,pad), gap, flatten, gemm(out), add_branch (conv branch summed with its input),
+mul_branch, concat_branch, transpose_hw.
+"""
+import os
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+class _Builder:
+    def __init__(self, rng):
+        self.rng = rng
+        self.nodes, self.inits, self.k = [], [], 0
+
+    def name(self, base):
+        self.k += 1
+        return f"{base}_{self.k}"
+
+    def const(self, base, arr):
+        n = self.name(base)
+        self.inits.append(numpy_helper.from_array(np.asarray(arr), n))
+        return n
+
+    def node(self, op, inputs, **attrs):
+        out = self.name(op.lower())
+        self.nodes.append(helper.make_node(op, inputs, [out], name=self.name(op), **attrs))
+        return out
+
+    def conv(self, x, cin, cout, k, stride=1, pad=0, group=1, dilation=1, act="none", bias=True):
+        kh, kw = (k, k) if isinstance(k, int) else k
+        w = self.rng.normal(0, 1.0 / np.sqrt(kh * kw * cin / group), (cout, cin // group, kh, kw)).astype(np.float32)
+        ins = [x, self.const("w", w)]
+        if bias:
+            ins.append(self.const("b", self.rng.normal(0, 0.2, cout).astype(np.float32)))
+        pads = [pad] * 4 if isinstance(pad, int) else list(pad)
+        y = self.node("Conv", ins, kernel_shape=[kh, kw], strides=[stride, stride], pads=pads, group=group,
+                      dilations=[dilation, dilation])
+        return self.act(y, act)
+
+    def act(self, y, act):
+        if act == "relu":
+            return self.node("Relu", [y])
+        if act == "relu6":
+            return self.node("Clip", [y, self.const("lo", np.float32(0)), self.const("hi", np.float32(6))])
+        return y
+
+
+def out_hw(h, k, s, p0, p1, d=1):
+    return (h + p0 + p1 - ((k - 1) * d + 1)) // s + 1
+
+
+def build_float_model(spec, in_shape, seed=0, softmax=True):
+    """Float32 model from a layer list `spec` applied to an NCHW input `in_shape` = (1, C, H, W)."""
+    rng = np.random.default_rng(seed)
+    b = _Builder(rng)
+    x = "input"
+    c, h, w = in_shape[1], in_shape[2], in_shape[3]
+    flat = None
+    for layer in spec:
+        kind = layer["op"]
+        if kind == "conv":
+            k = layer.get("k", 3)
+            s, p, g, d = layer.get("stride", 1), layer.get("pad", 0), layer.get("group", 1), layer.get("dilation", 1)
+            cout = layer.get("cout", c) if g == 1 else c * layer.get("mult", 1) if g == c else layer["cout"]
+            x = b.conv(x, c, cout, k, s, p, g, d, layer.get("act", "none"), layer.get("bias", True))
+            h, w, c = out_hw(h, k, s, p, p, d), out_hw(w, k, s, p, p, d), cout
+        elif kind in ("maxpool", "avgpool"):
+            k, s, p = layer.get("k", 2), layer.get("stride", 2), layer.get("pad", 0)
+            attrs = dict(kernel_shape=[k, k], strides=[s, s], pads=[p] * 4)
+            x = b.node("MaxPool" if kind == "maxpool" else "AveragePool", [x], **attrs)
+            h, w = out_hw(h, k, s, p, p), out_hw(w, k, s, p, p)
+        elif kind == "gap":
+            x = b.node("GlobalAveragePool", [x])
+            h = w = 1
+        elif kind == "flatten":
+            x = b.node("Flatten", [x], axis=1)
+            flat = c * h * w
+        elif kind == "gemm":
+            n_in = flat
+            wt = rng.normal(0, 1.0 / np.sqrt(n_in), (layer["out"], n_in)).astype(np.float32)
+            bias = rng.normal(0, 0.2, layer["out"]).astype(np.float32)
+            x = b.node("Gemm", [x, b.const("fw", wt), b.const("fb", bias)], transB=1)
+            x = b.act(x, layer.get("act", "none"))
+            flat = layer["out"]
+        elif kind == "add_branch":
+            y = b.conv(x, c, c, 3, 1, 1, 1, 1, "relu")
+            x = b.node("Add", [x, y])
+        elif kind == "mul_branch":
+            y = b.conv(x, c, c, 1, 1, 0, 1, 1, "none")
+            x = b.node("Mul", [x, y])
+        elif kind == "concat_branch":
+            y = b.conv(x, c, layer.get("cout", c), 1, 1, 0, 1, 1, "relu")
+            x = b.node("Concat", [x, y], axis=1)
+            c = c + layer.get("cout", c)
+        elif kind == "transpose_hw":
+            x = b.node("Transpose", [x], perm=[0, 1, 3, 2])
+            h, w = w, h
+        else:
+            raise ValueError(f"unknown layer kind {kind}")
+    if softmax:
+        x = b.node("Softmax", [x], axis=-1)
+    out_shape = [1, flat] if flat is not None else [1, c, h, w]
+    b.nodes[-1].output[0] = "output"
+    graph = helper.make_graph(b.nodes, "rand", [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(in_shape))],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, out_shape)], b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+class _Reader:
+    def __init__(self, name, batches):
+        self.it = iter([{name: x} for x in batches])
+
+    def get_next(self):
+        return next(self.it, None)
+
+
+def quantize_qdq(float_model, calibration, per_channel=True, activation_type="int8", weight_type="int8",
+                 extra_options=None):
+    """onnxruntime.quantization.quantize_static in QDQ format; calibration = list of float32 inputs."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = os.path.join(d, "f.onnx"), os.path.join(d, "q.onnx")
+        onnx.save(float_model, src)
+        quantize_static(src, dst, _Reader(float_model.graph.input[0].name, calibration),
+                        quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=qt[activation_type],
+                        weight_type=qt[weight_type], calibrate_method=CalibrationMethod.MinMax,
+                        extra_options=extra_options or {},
+                        nodes_to_exclude=[n.name for n in float_model.graph.node if n.op_type == "Softmax"])
+        return onnx.load(dst)
+
+
+def ort_session(model, optimized_path=None):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    if optimized_path:
+        so.optimized_model_filepath = optimized_path
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def intermediate_model(model, names):
+    """A copy of `model` whose graph outputs are the tensors `names` (for per-tensor comparison)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.output[:]
+    for n in names:
+        m.graph.output.append(helper.make_empty_tensor_value_info(n))
+    return m
