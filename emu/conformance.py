@@ -58,9 +58,9 @@ _C_TYPES = {
 }
 _TYPE_RE = "|".join(_C_TYPES)
 _ARRAY_RE = re.compile(
-    r"(?:static\s+)?const\s+(" + _TYPE_RE + r")\s+(\w+)\s*\[\s*(\w*)\s*\]\s*=\s*\{(.*?)\}\s*;", re.S)
+    r"(?:\bstatic\s+)?(?:\bconst\s+)?\b(" + _TYPE_RE + r")\s+(\w+)\s*\[\s*(\w*)\s*\]\s*=\s*\{(.*?)\}\s*;", re.S)
 _POINTER_RE = re.compile(
-    r"(?:static\s+)?const\s+(" + _TYPE_RE + r")\s*\*\s*(?:const\s+)?(\w+)\s*=\s*([A-Za-z_]\w*)\s*;")
+    r"(?:\bstatic\s+)?\bconst\s+(" + _TYPE_RE + r")\s*\*\s*(?:const\s+)?(\w+)\s*=\s*([A-Za-z_]\w*)\s*;")
 _INT_RE = re.compile(r"^([+-]?)\s*(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*$")
 
 
@@ -119,7 +119,7 @@ def parse_arrays(text):
             raise ValueError(f"array {name}: declared length {length}, {len(values)} values given")
         arrays[name] = np.array(values, dtype=_C_TYPES[ctype])
     for _ctype, name, target in _POINTER_RE.findall(text):
-        if target in ("NULL", "nullptr", "0"):
+        if target in ("NULL", "nullptr"):
             arrays[name] = None
         elif target in arrays:
             arrays[name] = arrays[target]
@@ -205,52 +205,62 @@ def _kernel(kernels, name):
 
 # ---- case helpers -----------------------------------------------------------------------------------
 
-class _Case:
-    """Parsed headers of one folder: defines and arrays with the case prefix removed."""
+class _Headers:
+    """Defines and arrays of one case (or one network layer) with their name prefixes removed; accessors
+    raise _Unrecognised naming the missing or ill-typed item."""
 
-    def __init__(self, folder):
-        self.folder = folder
-        self.name = folder.name
-        defines, arrays = {}, {}
-        for header in _case_headers(folder):
-            text = header.read_text(errors="replace")
-            try:
-                defines.update(parse_defines(text))
-                arrays.update(parse_arrays(text))
-            except ValueError as e:
-                raise _Unrecognised(f"{header.name}: {e}") from None
-        self.raw_defines, self.raw_arrays = defines, arrays
-        self.prefix = _case_prefix(self.name, list(defines), list(arrays))
-        self.defines = _strip_prefix(defines, self.prefix.upper())
-        self.arrays = _strip_prefix(arrays, self.prefix)
+    def __init__(self, defines, define_prefix, arrays, array_prefix):
+        self.define_prefix, self.array_prefix = define_prefix, array_prefix
+        self.defines = _strip_prefix(defines, define_prefix)
+        self.arrays = _strip_prefix(arrays, array_prefix)
 
     def has(self, *keys):
         return all(k in self.defines for k in keys)
 
     def int(self, key, default=None):
+        """Integer define `key`; default when absent (required when default is None)."""
         if key not in self.defines:
             if default is not None:
                 return default
-            raise _Unrecognised(f"config_data.h has no {self.prefix.upper()}{key}")
+            raise _Unrecognised(f"the config has no {self.define_prefix}{key}")
         v = self.defines[key]
         if not isinstance(v, int):
-            raise _Unrecognised(f"{self.prefix.upper()}{key} is {v!r}, expected an integer")
+            raise _Unrecognised(f"{self.define_prefix}{key} is {v!r}, expected an integer")
         return v
 
     def array(self, *names, dtype, size=None, required=True):
         """The first present array among names (aliases), as a contiguous array of dtype; None when absent
         and not required (a NULL pointer counts as absent)."""
         for n in names:
-            if n in self.arrays and self.arrays[n] is not None:
+            if self.arrays.get(n) is not None:
                 a = self.arrays[n]
                 if a.dtype != dtype:
-                    raise _Unrecognised(f"array {self.prefix}{n} is {a.dtype}, expected {np.dtype(dtype).name}")
+                    raise _Unrecognised(f"array {self.array_prefix}{n} is {a.dtype}, expected {np.dtype(dtype).name}")
                 if size is not None and a.size != size:
-                    raise _Unrecognised(f"array {self.prefix}{n} has {a.size} values, expected {size}")
+                    raise _Unrecognised(f"array {self.array_prefix}{n} has {a.size} values, expected {size}")
                 return np.ascontiguousarray(a)
         if required:
-            raise _Unrecognised(f"no array {self.prefix}{names[0]} in the case headers")
+            raise _Unrecognised(f"no array {self.array_prefix}{names[0]} in the case headers")
         return None
+
+
+def _read_headers(paths):
+    defines, arrays = {}, {}
+    for header in paths:
+        text = header.read_text(errors="replace")
+        try:
+            defines.update(parse_defines(text))
+            arrays.update(parse_arrays(text))
+        except ValueError as e:
+            raise _Unrecognised(f"{header.name}: {e}") from None
+    return defines, arrays
+
+
+def _load_case(folder):
+    """Headers of a single-op case folder, prefixes `<CASE>_` / `<case>_` removed."""
+    defines, arrays = _read_headers(_case_headers(folder))
+    prefix = _case_prefix(folder.name, list(defines), list(arrays))
+    return _Headers(defines, prefix.upper(), arrays, prefix)
 
 
 def _bias(case, n):
@@ -444,34 +454,20 @@ _LAYER_OPS = {"conv_2d": "conv", "depthwise_conv_2d": "depthwise", "average_pool
               "max_pool_2d": "maxpool", "fully_connected": "fc", "softmax": "softmax"}
 
 
-class _Layer:
-    """One layer's headers: defines (prefix stripped) and arrays (named <case>_layer_<k>_<op>_<what>)."""
-
-    def __init__(self, folder, case_prefix, index, op_name, arrays):
-        self.index, self.op_name = index, op_name
-        text = (folder / f"layer_{index}_{op_name}_config_data.h").read_text(errors="replace")
-        defines = parse_defines(text)
-        prefix = _common_prefix(list(defines)) if len(defines) > 1 else ""
-        self.defines = _strip_prefix(defines, prefix)
-        self.prefix = prefix
-        stem = f"{case_prefix}layer_{index}_{op_name}_"
-        self.arrays = {n[len(stem):]: a for n, a in arrays.items() if n.startswith(stem)}
-
-    int = _Case.int
-    has = _Case.has
-    array = _Case.array
+def _load_layer(folder, case_prefix, index, op_name, arrays):
+    """One network layer: its config (prefix e.g. CONV_2D_1_) and the arrays <case>_layer_<k>_<op>_<what>."""
+    defines, _ = _read_headers([folder / f"layer_{index}_{op_name}_config_data.h"])
+    prefix = _common_prefix(list(defines)) if len(defines) > 1 else ""
+    stem = f"{case_prefix}layer_{index}_{op_name}_"
+    layer = _Headers(defines, prefix, {n: a for n, a in arrays.items() if n.startswith(stem)}, stem)
+    layer.index = index
+    return layer
 
 
 def _run_network(folder, k):
     """Chains the layers in index order (missing indices are reshapes); checks the final output and every
     per-layer reference present (arrays named ..._layer_<k>_<op>_output_ref)."""
-    headers = _case_headers(folder)
-    arrays = {}
-    for h in headers:
-        try:
-            arrays.update(parse_arrays(h.read_text(errors="replace")))
-        except ValueError as e:
-            raise _Unrecognised(f"{h.name}: {e}") from None
+    _, arrays = _read_headers(_case_headers(folder))
     layer_files = sorted((int(m.group(1)), m.group(2)) for m in
                          (_LAYER_FILE_RE.match(p.name) for p in folder.glob("layer_*_config_data.h")) if m)
     inputs = [n for n in arrays if n.endswith("_input") and "_layer_" not in n]
@@ -489,7 +485,7 @@ def _run_network(folder, k):
     for index, op_name in layer_files:
         if op_name not in _LAYER_OPS:
             raise _Unrecognised(f"network layer {index}: unknown op {op_name!r}")
-        layer = _Layer(folder, case_prefix, index, op_name, arrays)
+        layer = _load_layer(folder, case_prefix, index, op_name, arrays)
         kind = _LAYER_OPS[op_name]
         if shape is None:  # the first layer's config gives the network input geometry
             shape = (layer.int("INPUT_BATCHES", 1), layer.int("INPUT_H"), layer.int("INPUT_W"), layer.int("IN_CH"))
@@ -497,9 +493,8 @@ def _run_network(folder, k):
                 raise _Unrecognised(f"network input has {x.size} values, layer {index} expects {shape}")
         x = np.ascontiguousarray(x, dtype=np.int8)
         if kind in ("conv", "depthwise", "avgpool", "maxpool"):
-            n, h, w, c = x.shape if x.ndim == 4 else (0, 0, 0, 0)
             want = (layer.int("INPUT_H"), layer.int("INPUT_W"), layer.int("IN_CH"))
-            if x.ndim != 4 or (h, w, c) != want:
+            if x.ndim != 4 or x.shape[1:] != want:  # after a reshape/FC: reinterpret the bytes as NHWC
                 if x.size % int(np.prod(want)):
                     raise _Unrecognised(f"network layer {index} ({op_name}) expects HWC {want}, "
                                         f"gets {x.size} values")
@@ -591,7 +586,7 @@ def _classify(case):
     if "INPUT1_OFFSET" in d and "OUTPUT_MULT" in d:
         return "mul"
     if "FILTER_H" in d and "PADDING_H" in d and "INPUT_C" in d:
-        p = case.prefix.lower()
+        p = case.array_prefix.lower()
         if "avg" in p:
             return "avgpool"
         if "max" in p:
@@ -641,7 +636,7 @@ def _run_folder(folder, kernels):
             n_layers = len(checks)
             detail = f"final output; {n_layers} intermediate reference(s) also match" if n_layers else "final output"
             return _compare(name, "network", got, ref, _as_nhwc(got.shape), detail=detail)
-        case = _Case(folder)
+        case = _load_case(folder)
         op = _classify(case) or "unknown"
         op, got, ref, view = _run_single(case, kernels)
         return _compare(name, op, got, ref, view)
