@@ -365,7 +365,7 @@ void n6q15_logmel_patch(const int16_t *pcm, int32_t n_frames, int32_t hop, int32
                         const int16_t *coef_a, const int16_t *coef_b, int32_t modifier, int32_t dsp,
                         const int32_t *lut, int32_t power, const int32_t *mel_start, const int32_t *mel_len,
                         const int16_t *mel_coefs, int32_t n_mels, int64_t mel_bias, int32_t mel_shift,
-                        int32_t log_offset, int32_t q_mult, int32_t q_shift, int32_t q_zp, int32_t q_rounding,
+                        int32_t use_log_q15, int32_t log_offset, int32_t q_mult, int32_t q_shift, int32_t q_zp, int32_t q_rounding,
                         int16_t *buf, int16_t *rec_frames, int16_t *rec_spec, int16_t *rec_bins,
                         int32_t *rec_mel, int32_t *rec_log, int8_t *features)
 {
@@ -381,7 +381,13 @@ void n6q15_logmel_patch(const int16_t *pcm, int32_t n_frames, int32_t hop, int32
         else n6q15_cmplx_mag(spec, bins, n_bins, lut);
         mel_q31(bins, mel_start, mel_len, mel_coefs, n_mels, mel_bias, mel_shift, mel);
         for (int32_t m = 0; m < n_mels; m++) {
-            int64_t v = sat32(log_q31(mel[m]) + log_offset);
+            int64_t v;
+            if (use_log_q15) {
+                mel[m] = (int32_t)sat16(mel[m]);
+                v = sat16(log_q15(mel[m]) + log_offset);
+            } else {
+                v = sat32(log_q31(mel[m]) + log_offset);
+            }
             lg[m] = (int32_t)v;
             features[(int64_t)m * n_frames + t] = quant_s8(v, q_mult, q_shift, q_zp, q_rounding);
         }

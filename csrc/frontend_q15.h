@@ -24,7 +24,7 @@ void n6q15_logmel_patch(const int16_t *pcm, int32_t n_frames, int32_t hop, int32
                         const int16_t *coef_a, const int16_t *coef_b, int32_t modifier, int32_t dsp,
                         const int32_t *lut, int32_t power, const int32_t *mel_start, const int32_t *mel_len,
                         const int16_t *mel_coefs, int32_t n_mels, int64_t mel_bias, int32_t mel_shift,
-                        int32_t log_offset, int32_t q_mult, int32_t q_shift, int32_t q_zp, int32_t q_rounding,
+                        int32_t use_log_q15, int32_t log_offset, int32_t q_mult, int32_t q_shift, int32_t q_zp, int32_t q_rounding,
                         int16_t *buf, int16_t *rec_frames, int16_t *rec_spec, int16_t *rec_bins,
                         int32_t *rec_mel, int32_t *rec_log, int8_t *features);
 void n6q15_mfcc_patch(const int16_t *pcm, int32_t n_frames, int32_t hop, int32_t win_len, int32_t pad_left,

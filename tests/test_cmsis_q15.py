@@ -394,6 +394,16 @@ def test_logmel_patch_stages_and_layout():
     assert np.array_equal(s["log"][t] - state.log_offset, dsp.arm_vlog_q31(s["mel"][t]))
 
 
+def test_logmel_q15_log_stage_is_vlog_q15():
+    p = _params(q15={"log_precision": "q15", "mel_shift": 14})
+    state = q15.prepare(p)
+    s = q15.compute_stages(state, _patch_pcm(p.patch_length, np.random.default_rng(RNG_SEED), "clipped"))
+    assert s["mel"].min() >= -32768 and s["mel"].max() <= 32767
+    assert np.array_equal(np.clip(s["log"] - state.log_offset, -32768, 32767),
+                          dsp.arm_vlog_q15(s["mel"].astype(np.int16).reshape(-1)).reshape(s["log"].shape))
+    assert state.log_offset == (14 + 10 + 1 - 15) * q15.LN2_Q4_11
+
+
 _RFFT_INSTANCES = {}
 
 
@@ -405,13 +415,15 @@ def _rfft_inst(n):
     return _RFFT_INSTANCES[n]
 
 
-@pytest.mark.parametrize("spectrum", ["magnitude", "power"])
-def test_logmel_log_tracks_float_natural_log(spectrum):
+@pytest.mark.parametrize("spectrum,log_precision", [("magnitude", "q31"), ("power", "q31"), ("magnitude", "q15")])
+def test_logmel_log_tracks_float_natural_log(spectrum, log_precision):
     """Semantic check of the fixed-point exponent bookkeeping: ln(mel energy) of loud bands within 0.25
     (median) of a float64 computation of the same front end, on bands whose sat31 mel sum keeps >= 8 bits
     (q15 power bins (3.13, >>17) underflow: power mode is checked with mel_shift 0 and no bias)."""
     from emu.frontend import tables
     q = {"mel_shift": 0, "mel_bias": 0} if spectrum == "power" else {}
+    if log_precision == "q15":
+        q = {"log_precision": "q15"}                        # loud mel sums of this signal fit sat16
     p = _params(spectrum=spectrum, q15=q)
     state = q15.prepare(p)
     t = np.arange(p.patch_length)
@@ -419,7 +431,7 @@ def test_logmel_log_tracks_float_natural_log(spectrum):
     pcm = np.clip(30000 * np.sin(2 * np.pi * 440 * t / 16000) + 12000 * np.sin(2 * np.pi * 1500 * t / 16000)
                   + noise, -32768, 32767).astype(np.int16)
     stages = q15.compute_stages(state, pcm)
-    got = stages["log"] / float(1 << 26)
+    got = stages["log"] / float(1 << (11 if log_precision == "q15" else 26))
     win = tables.hann_periodic(p.win_length)
     pad = (p.n_fft - p.win_length) // 2
     frames = np.zeros((p.n_frames, p.n_fft))
@@ -430,7 +442,7 @@ def test_logmel_log_tracks_float_natural_log(spectrum):
         spec = spec ** 2
     mel = tables.mel_filterbank(16000, p.n_fft, p.n_mels, p.fmin, p.fmax).astype(np.float64)
     ref = np.log(spec @ mel.T + 1e-30)
-    loud = stages["mel"] >= 256
+    loud = (stages["mel"] >= 256) & (stages["mel"] < (32767 if log_precision == "q15" else 2**31 - 1))
     assert loud.sum() >= 100
     assert np.median(np.abs(got[loud] - ref[loud])) < 0.1
 
@@ -514,11 +526,11 @@ def test_c_twin_mfcc_equal_numba():
 
 
 @needs_c
-@pytest.mark.parametrize("mode", ["logmel", "mfcc"])
+@pytest.mark.parametrize("mode,log_precision", [("logmel", "q31"), ("logmel", "q15"), ("mfcc", "q31")])
 @pytest.mark.parametrize("spectrum", ["magnitude", "power"])
 @pytest.mark.parametrize("variant", ["pure-c", "dsp-ext"])
-def test_c_twin_patch_stages_equal_numba(mode, spectrum, variant):
-    p = _params(spectrum=spectrum, q15={"mode": mode, "fft_variant": variant})
+def test_c_twin_patch_stages_equal_numba(mode, log_precision, spectrum, variant):
+    p = _params(spectrum=spectrum, q15={"mode": mode, "fft_variant": variant, "log_precision": log_precision})
     state = q15.prepare(p)
     rng = np.random.default_rng(RNG_SEED)
     for kind in ("speechlike", "silence", "fullscale", "clipped"):

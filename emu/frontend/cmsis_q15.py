@@ -45,6 +45,7 @@ TABLE_ROUNDINGS = ("truncate", "half-away", "half-even")
 MICRO_Q15 = 0x219                 # arm_mfcc_q15: bias added to every mel dot product (q63 units)
 SHIFT_MELFILTER_SATURATION_Q15 = 10
 LOG2TOLOG_Q15 = 0x02C5C860         # ln(2) in q5.26
+LN2_Q4_11 = 1420                   # round(ln(2) * 2^11): our q4.11 exponent step (no CMSIS constant)
 REAL_COEF_LEN = 8192              # realCoefAQ15/BQ15 serve every N with modifier 8192/N
 
 
@@ -808,12 +809,13 @@ def _quantize_s8(value, multiplier, shift, zero_point, rounding):
 @njit(cache=True)
 def _logmel_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twiddle, bitrev, coef_a,
                          coef_b, modifier, dsp, lut, power, mel_start, mel_len, mel_coefs, mel_bias,
-                         mel_shift, log_offset, q_mult, q_shift, q_zp, q_rounding,
+                         mel_shift, log_q15, log_offset, q_mult, q_shift, q_zp, q_rounding,
                          buf, rec_frames, rec_spec, rec_bins, rec_mel, rec_log, features):
     """Log-mel patch: per frame t, buf = zeros(n_fft) with pcm[hop*t : hop*t+win] at pad_left, then
     mult_q15 window, rfft_q15, mag (2.14) or mag^2 (3.13), mel sat31((q63 dot + bias) >> shift),
-    vlog_q31 + log_offset (sat, q5.26, natural log of the float-convention energy), int8 mel-major
-    features[m, t]. rec_* [n_frames, ...] record every stage."""
+    vlog_q31 + log_offset (sat32, q5.26, natural log of the float-convention energy) -- or, when
+    log_q15, mel sat16(...) and vlog_q15 + log_offset (sat16, q4.11) --, int8 mel-major features[m, t].
+    rec_* [n_frames, ...] record every stage."""
     n_mels = mel_start.size
     n_bins = 1 + (n_fft >> 1)
     for t in range(n_frames):
@@ -832,7 +834,11 @@ def _logmel_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, t
             _cmplx_mag_q15_kernel(rec_spec[t], rec_bins[t], n_bins, lut)
         _mel_q31(rec_bins[t], mel_start, mel_len, mel_coefs, mel_bias, mel_shift, rec_mel[t])
         for m in range(n_mels):
-            v = _sat32(_log_q31_scalar(rec_mel[t, m]) + log_offset)
+            if log_q15:
+                rec_mel[t, m] = _sat16(rec_mel[t, m])
+                v = _sat16(_log_q15_scalar(rec_mel[t, m]) + log_offset)
+            else:
+                v = _sat32(_log_q31_scalar(rec_mel[t, m]) + log_offset)
             rec_log[t, m] = v
             features[m, t] = _quantize_s8(v, q_mult, q_shift, q_zp, q_rounding)
 
@@ -862,6 +868,7 @@ def _mfcc_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twi
 # ----------------------------------------------------------------------------------------------------
 
 MODES = ("logmel", "mfcc")
+LOG_PRECISIONS = ("q31", "q15")
 QUANT_ROUNDINGS = tuple(fixedpoint.ROUNDING_NAMES)
 
 
@@ -950,7 +957,9 @@ class Q15Params:
     mel_bias        added to each q63 mel dot product before the shift (arm_mfcc_q15: MICRO_Q15 = 537)   537
     mel_shift       right shift of the q63 mel sums before sat31 (arm_mfcc_q15: 10)     10
     n_mfcc          DCT outputs in mfcc mode                                             10
-    quant_rounding  int8 quantization of the fixed-point log/MFCC value v (q5.26 or q8.7):
+    log_precision   logmel mode: "q31" (mel sat31, arm_vlog_q31 -> q5.26) | "q15" (mel sat16,
+                    arm_vlog_q15 -> q4.11, offset in steps of LN2_Q4_11)                   "q31"
+    quant_rounding  int8 quantization of the fixed-point log/MFCC value v (q5.26, q4.11 or q8.7):
                     clamp(requantize(v, M, shift) + zp) with (M, shift) = quantize_multiplier(1/(scale*2^frac))
                     and emu.fixedpoint rounding "single" (one rounding of the exact 64-bit product, ties
                     toward +inf) | "double" (TFLite SRDHM then RDBP; coarse on small q8.7 values)   "single"
@@ -961,11 +970,13 @@ class Q15Params:
     mel_bias: int = MICRO_Q15
     mel_shift: int = SHIFT_MELFILTER_SATURATION_Q15
     n_mfcc: int = 10
+    log_precision: str = "q31"
     quant_rounding: str = "single"
 
     def __post_init__(self):
         for name, allowed in (("mode", MODES), ("fft_variant", tuple(FFT_VARIANTS)),
-                              ("table_rounding", TABLE_ROUNDINGS), ("quant_rounding", QUANT_ROUNDINGS)):
+                              ("table_rounding", TABLE_ROUNDINGS), ("quant_rounding", QUANT_ROUNDINGS),
+                              ("log_precision", LOG_PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise _Error(f"frontend.q15.{name} = {getattr(self, name)!r} is not supported; use one of {', '.join(allowed)}")
         if not 0 <= int(self.mel_shift) <= 62:
@@ -1065,13 +1076,19 @@ def prepare(params, q15=None, mel_matrix=None, window=None, dct=None):
         if params.log != "ln":
             raise _Error(f"cmsis-q15 log-mel supports log = 'ln' only (got {params.log!r}); set frontend.log = 'ln'")
         dct16 = np.zeros(0, np.int16)
-        frac_bits = 26                                     # vlog_q31 q5.26
+        frac_bits = 11 if q.log_precision == "q15" else 26  # vlog_q15 q4.11 | vlog_q31 q5.26
         power = params.spectrum == "power"
     log2n = n_fft.bit_length() - 1
     # spectrum value (float convention: DFT of pcm/32768, unnormalised) = bin_int * 2^spec_exp
     spec_exp = (2 * log2n - 13) if power else (log2n + 1 - 15)
-    k = 16 + int(q.mel_shift) + spec_exp
-    log_offset = int(np.clip(k * LOG2TOLOG_Q15, -(1 << 31), (1 << 31) - 1))
+    # ln(energy) = vlog(mel_int / 2^B) + ln2 * (B + mel_shift + spec_exp - 15), B = 31 (q31) or 15 (q15);
+    # the offset is saturated to the log word (int32 / int16) like arm_offset_q31
+    if q.mode == "logmel" and q.log_precision == "q15":
+        k = int(q.mel_shift) + spec_exp
+        log_offset = int(np.clip(k * LN2_Q4_11, -(1 << 15), (1 << 15) - 1))
+    else:
+        k = 16 + int(q.mel_shift) + spec_exp
+        log_offset = int(np.clip(k * LOG2TOLOG_Q15, -(1 << 31), (1 << 31) - 1))
     scale = 1.0 if params.quant_scale is None else float(params.quant_scale)
     zp = 0 if params.quant_scale is None else int(params.quant_zero_point)
     mult, shift = fixedpoint.quantize_multiplier(1.0 / (scale * float(1 << frac_bits)),
@@ -1093,8 +1110,8 @@ def compute_stages(state, pcm):
     """Every stage of one patch (int16 pcm of (n_frames-1)*hop + win samples) as a dict of arrays.
 
     logmel: frames int16[T, n_fft] (windowed buffers), spectrum int16[T, 2*n_fft] (rfft_q15),
-    bins int16[T, n_fft/2+1] (2.14 magnitude or 3.13 power), mel int32[T, n_mels] (sat31 sums),
-    log int32[T, n_mels] (ln in q5.26), features int8[n_mels, T] (mel-major).
+    bins int16[T, n_fft/2+1] (2.14 magnitude or 3.13 power), mel int32[T, n_mels] (sat31 sums; sat16 with
+    log_precision q15), log int32[T, n_mels] (ln in q5.26, or q4.11), features int8[n_mels, T] (mel-major).
     mfcc: frames, spectrum, bins, log (per arm_mfcc_q15 stage), mfcc int16[T, n_mfcc] (q8.7),
     features int8[T, n_mfcc] (frame-major).
     """
@@ -1125,7 +1142,8 @@ def compute_stages(state, pcm):
         _logmel_patch_kernel(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
                              n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, dsp, state.lut,
                              p.spectrum == "power", state.mel_start, state.mel_len, state.mel_coefs,
-                             int(q.mel_bias), int(q.mel_shift), state.log_offset, state.quant_multiplier,
+                             int(q.mel_bias), int(q.mel_shift), q.log_precision == "q15", state.log_offset,
+                             state.quant_multiplier,
                              state.quant_shift, state.quant_zero_point, rounding, buf, out["frames"],
                              out["spectrum"], out["bins"], out["mel"], out["log"], out["features"])
     return out

@@ -180,7 +180,8 @@ def compute_stages(state, pcm):
         out["features"] = np.empty((n_mels, t_frames), np.int8)
         c.n6q15_logmel_patch(*common, int(p.spectrum == "power"),
                              *_mel_ptrs(state.mel_start, state.mel_len, state.mel_coefs),
-                             int(q.mel_bias), int(q.mel_shift), state.log_offset, state.quant_multiplier,
+                             int(q.mel_bias), int(q.mel_shift), int(q.log_precision == "q15"),
+                             state.log_offset, state.quant_multiplier,
                              state.quant_shift, state.quant_zero_point, rounding,
                              _buf(buf, np.int16, n_fft, "buf"), *recs,
                              _buf(out["mel"], np.int32, t_frames * n_mels, "mel"),
