@@ -173,3 +173,88 @@ def saturate(x, lo, hi):
     if x > hi:
         return hi
     return x
+
+
+# ----------------------------------------------------------------------------------------------------
+# gemmlowp fixed-point transcendental helpers (softmax_s8; TFLM / CMSIS-NN int8 softmax)
+# ----------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def saturating_shift_left(x, exponent):
+    """gemmlowp SaturatingRoundingMultiplyByPOT with exponent 1..30: int32 x * 2^exponent, saturated to int32."""
+    limit = np.int64(1) << np.int64(31 - exponent)
+    x64 = np.int64(x)
+    if x64 >= limit:
+        return np.int32(2147483647)
+    if x64 < -limit:
+        return np.int32(-2147483648)
+    return np.int32(x64 << np.int64(exponent))
+
+
+@njit(cache=True)
+def rounding_half_sum(a, b):
+    """gemmlowp RoundingHalfSum on int32: (a + b + sign(a+b)) / 2 with C truncating division (ties away from 0)."""
+    s = np.int64(a) + np.int64(b)
+    if s >= 0:
+        return np.int32((s + np.int64(1)) // np.int64(2))
+    return np.int32(-((-s + np.int64(1)) // np.int64(2)))
+
+
+@njit(cache=True)
+def exp_on_interval_between_negative_one_quarter_and_0_excl(a):
+    """exp(a) for a in [-1/4, 0), Q0.31 in and out: gemmlowp's 4th-order Taylor expansion around -1/8."""
+    constant_term = np.int32(1895147668)      # exp(-1/8) in Q0.31
+    constant_1_over_3 = np.int32(715827883)   # 1/3 in Q0.31
+    x = wrap_int32(np.int64(a) + np.int64(1 << 28))   # a + 1/8
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    x4_over_4 = rdbp(x4, 2)
+    poly = rdbp(wrap_int32(np.int64(srdhm(wrap_int32(np.int64(x4_over_4) + np.int64(x3)), constant_1_over_3))
+                           + np.int64(x2)), 1)
+    return wrap_int32(np.int64(constant_term) + np.int64(srdhm(constant_term, wrap_int32(np.int64(x) + np.int64(poly)))))
+
+
+# exp(-2^k) in Q0.31 for k = -2..4: the barrel-shifter factors of gemmlowp exp_on_negative_values.
+_EXP_BARREL = (1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242)
+
+
+@njit(cache=True)
+def exp_on_negative_values(a):
+    """gemmlowp exp_on_negative_values for a Q5.26 input a <= 0 (softmax's 5 integer bits) -> Q0.31; exp(0) = INT32_MAX."""
+    one_quarter = np.int64(1) << np.int64(24)
+    a64 = np.int64(a)
+    a_mod_quarter_minus_one_quarter = (a64 & (one_quarter - np.int64(1))) - one_quarter
+    result = exp_on_interval_between_negative_one_quarter_and_0_excl(
+        saturating_shift_left(np.int32(a_mod_quarter_minus_one_quarter), 5))
+    remainder = wrap_int32(a_mod_quarter_minus_one_quarter - a64)
+    for i in range(7):
+        if (np.int64(remainder) >> np.int64(24 + i)) & np.int64(1):
+            result = srdhm(result, np.int32(_EXP_BARREL[i]))
+    if a64 == 0:
+        return np.int32(2147483647)
+    return result
+
+
+@njit(cache=True)
+def one_over_one_plus_x_for_x_in_0_1(a):
+    """gemmlowp one_over_one_plus_x_for_x_in_0_1: Q0.31 a in [0, 1) -> Q0.31 1/(1+a); Newton-Raphson in Q2.29, 3 steps."""
+    half_denominator = rounding_half_sum(a, np.int32(2147483647))
+    constant_48_over_17 = np.int64(1515870810)       # Q2.29
+    constant_neg_32_over_17 = np.int32(-1010580540)  # Q2.29
+    one_q2 = np.int64(1 << 29)
+    x = wrap_int32(constant_48_over_17 + np.int64(srdhm(half_denominator, constant_neg_32_over_17)))
+    for _ in range(3):
+        one_minus_half_denominator_times_x = wrap_int32(one_q2 - np.int64(srdhm(half_denominator, x)))
+        x = wrap_int32(np.int64(x) + np.int64(saturating_shift_left(srdhm(x, one_minus_half_denominator_times_x), 2)))
+    return saturating_shift_left(x, 1)
+
+
+@njit(cache=True)
+def count_leading_zeros32(x):
+    """Leading zero bits of x viewed as uint32 (32 for 0)."""
+    u = np.int64(x) & np.int64(0xFFFFFFFF)
+    n = 0
+    while n < 32 and not (u & (np.int64(1) << np.int64(31 - n))):
+        n += 1
+    return n

@@ -1,0 +1,128 @@
+"""Kernel backends by name, and the argument checks shared by the Numba kernels' public wrappers.
+
+get_backend("numba") -> namespace of the Numba kernels (emu/kernels/*.py)
+get_backend("c")     -> emu.kernels.ctwin (C twins, module emu._c_kernels; imported lazily)
+Both expose the same names with the same argument order (see emu/kernels/__init__.py): conv_s8,
+depthwise_conv_s8, fully_connected_s8, avgpool_s8, maxpool_s8, softmax_s8, add_s8, mul_s8, pad_s8,
+transpose_s8. Kernels write into the caller's `out` and return None.
+"""
+import types
+
+import numpy as np
+
+from emu.errors import N6Error
+
+BACKENDS = ("numba", "c")
+KERNEL_NAMES = ("conv_s8", "depthwise_conv_s8", "fully_connected_s8", "avgpool_s8", "maxpool_s8",
+                "softmax_s8", "add_s8", "mul_s8", "pad_s8", "transpose_s8")
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+# Shift ranges the requantizers define: double rounding shifts by up to 62 either way (int64 intermediates);
+# single rounding computes (acc*M + 2^(30-s)) >> (31-s), defined for -31 <= s <= 30 (same as the C twins).
+SHIFT_RANGE = {0: (-62, 62), 1: (-31, 30)}
+
+
+class KernelArgumentError(N6Error, ValueError):
+    """An argument a kernel cannot take (wrong dtype/layout/shape/range); one line naming the fix."""
+
+
+def get_backend(name):
+    """Kernel namespace for a backend name ('numba' | 'c'); raises KernelArgumentError naming the fix."""
+    if name == "numba":
+        return _numba_backend()
+    if name == "c":
+        from emu.kernels import ctwin
+        if not ctwin.available():
+            raise KernelArgumentError("the C kernel backend is not built (emu._c_kernels); run `pip install -e .` "
+                                      "or build csrc/build_kernels.py in place, or use backend 'numba'")
+        return ctwin
+    raise KernelArgumentError(f"unknown kernel backend {name!r}; choose one of {list(BACKENDS)}")
+
+
+_NUMBA = None
+
+
+def _numba_backend():
+    global _NUMBA
+    if _NUMBA is None:
+        from emu.kernels import conv, depthwise, elementwise, fully_connected, layout, pooling, softmax
+        _NUMBA = types.SimpleNamespace(
+            __name__="numba",
+            conv_s8=conv.conv_s8, depthwise_conv_s8=depthwise.depthwise_conv_s8,
+            fully_connected_s8=fully_connected.fully_connected_s8,
+            avgpool_s8=pooling.avgpool_s8, maxpool_s8=pooling.maxpool_s8, softmax_s8=softmax.softmax_s8,
+            add_s8=elementwise.add_s8, mul_s8=elementwise.mul_s8,
+            pad_s8=layout.pad_s8, transpose_s8=layout.transpose_s8)
+    return _NUMBA
+
+
+# ---- argument checks used by the public wrappers (cheap: a few microseconds per call) -----------------
+
+def check_array(name, a, dtype, ndim, writable=False):
+    """a must be a C-contiguous ndarray of exactly `dtype` and rank `ndim`."""
+    if not isinstance(a, np.ndarray):
+        raise KernelArgumentError(f"{name} must be a numpy array, got {type(a).__name__}; pass np.ascontiguousarray(...)")
+    if a.dtype != dtype:
+        raise KernelArgumentError(f"{name} must have dtype {np.dtype(dtype).name}, got {a.dtype}; convert with .astype()")
+    if a.ndim != ndim:
+        raise KernelArgumentError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if not a.flags.c_contiguous:
+        raise KernelArgumentError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
+    if writable and not a.flags.writeable:
+        raise KernelArgumentError(f"{name} must be writable; pass a fresh output array")
+    return a
+
+
+def check_int(name, v, lo=INT32_MIN, hi=INT32_MAX):
+    """v must be an integer (not bool) in [lo, hi]; returns it as a Python int."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise KernelArgumentError(f"{name} must be an integer, got {v!r}")
+    v = int(v)
+    if not lo <= v <= hi:
+        raise KernelArgumentError(f"{name} = {v} is outside [{lo}, {hi}]")
+    return v
+
+
+def check_shape(name, a, expected):
+    if tuple(a.shape) != tuple(expected):
+        raise KernelArgumentError(f"{name} has shape {a.shape}, expected {tuple(expected)}")
+
+
+def check_per_channel(count, rounding, **arrays):
+    """bias/mult/shift: int32 1-D arrays of `count` values; shifts within SHIFT_RANGE[rounding]."""
+    for name, a in arrays.items():
+        check_shape(name, check_array(name, a, np.int32, 1), (count,))
+    shift = arrays.get("shift")
+    if shift is not None and shift.size:
+        check_shift("shift", int(shift.min()), rounding)
+        check_shift("shift", int(shift.max()), rounding)
+
+
+def check_shift(name, shift, rounding):
+    lo, hi = SHIFT_RANGE[rounding]
+    return check_int(f"{name} (rounding {rounding})", shift, lo, hi)
+
+
+def check_rounding(rounding):
+    return check_int("rounding", rounding, 0, 1)
+
+
+def check_activation(act_min, act_max):
+    lo = check_int("act_min", act_min, -128, 127)
+    hi = check_int("act_max", act_max, -128, 127)
+    if lo > hi:
+        raise KernelArgumentError(f"act_min {lo} > act_max {hi}; swap them")
+    return lo, hi
+
+
+def check_geometry(stride_h, stride_w, pad_top, pad_left, dilation_h=1, dilation_w=1):
+    return (check_int("stride_h", stride_h, 1), check_int("stride_w", stride_w, 1),
+            check_int("pad_top", pad_top, 0), check_int("pad_left", pad_left, 0),
+            check_int("dilation_h", dilation_h, 1), check_int("dilation_w", dilation_w, 1))
+
+
+def check_no_alias(out, *inputs):
+    for a in inputs:
+        if np.may_share_memory(out, a):
+            raise KernelArgumentError("out overlaps an input; pass a separate output buffer")

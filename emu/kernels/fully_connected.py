@@ -1,0 +1,52 @@
+"""fully_connected_s8: int8 [N,K] x [Out,K] -> int8 [N,Out] (TFLM FullyConnected int8, per-tensor or per-channel).
+
+acc = bias[o] + sum_k (x + input_offset) * (w + filter_offset)   (int32, wrapping)
+out = clamp(requantize(acc, mult[o], shift[o], rounding) + output_offset, act_min, act_max)
+Per-tensor quantization = mult/shift arrays filled with one value.
+"""
+import numpy as np
+from numba import njit
+
+from emu.fixedpoint import requantize
+from emu.kernels.backends import (check_activation, check_array, check_int, check_no_alias, check_per_channel,
+                                  check_rounding, check_shape)
+
+
+def fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
+                       act_min, act_max, rounding, out):
+    """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _fully_connected_s8."""
+    inp = check_array("inp", inp, np.int8, 2)
+    filt = check_array("filt", filt, np.int8, 2)
+    out = check_array("out", out, np.int8, 2, writable=True)
+    n, k = inp.shape
+    out_ch = filt.shape[0]
+    check_shape("filt", filt, (out_ch, k))
+    check_shape("out", out, (n, out_ch))
+    rounding = check_rounding(rounding)
+    check_per_channel(out_ch, rounding, bias=bias, mult=mult, shift=shift)
+    lo, hi = check_activation(act_min, act_max)
+    check_no_alias(out, inp, filt)
+    _fully_connected_s8(inp, filt, bias, mult, shift, check_int("input_offset", input_offset),
+                        check_int("filter_offset", filter_offset), check_int("output_offset", output_offset),
+                        lo, hi, rounding, out)
+
+
+@njit(cache=True)
+def _fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
+                        act_min, act_max, rounding, out):
+    """Loops: row -> output -> k (contiguous); int32 accumulator (explicit wrapping casts)."""
+    n, k = inp.shape
+    out_ch = filt.shape[0]
+    in_off = np.int32(input_offset)
+    f_off = np.int32(filter_offset)
+    for b in range(n):
+        for o in range(out_ch):
+            acc = np.int32(bias[o])
+            for i in range(k):
+                acc = np.int32(acc + (np.int32(inp[b, i]) + in_off) * (np.int32(filt[o, i]) + f_off))
+            v = np.int64(requantize(acc, mult[o], shift[o], rounding)) + np.int64(output_offset)
+            if v < act_min:
+                v = act_min
+            elif v > act_max:
+                v = act_max
+            out[b, o] = np.int8(v)

@@ -1,0 +1,262 @@
+"""Obvious reference implementations of the int8 kernels: Python ints, readable loops, same names and argument
+order as emu/kernels (see emu/kernels/__init__.py). Independent of emu.fixedpoint: the rounding primitives are
+re-derived here from their definitions (gemmlowp / TFLite). Slow; for small test shapes only.
+"""
+import numpy as np
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+
+
+# ---- integer primitives (Python ints, exact) ---------------------------------------------------------
+
+def wrap32(x):
+    """Two's-complement int32 wrap of an exact integer."""
+    return (x + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def div_trunc(a, b):
+    """C integer division (truncates toward zero)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def srdhm(a, b):
+    """gemmlowp SaturatingRoundingDoublingHighMul, written as in gemmlowp (nudge, truncating division)."""
+    if a == INT32_MIN and b == INT32_MIN:
+        return INT32_MAX
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    return div_trunc(ab + nudge, 1 << 31)
+
+
+def rdbp(x, exponent):
+    """x / 2^exponent rounded to nearest, ties away from zero."""
+    if exponent == 0:
+        return x
+    q = (abs(x) + (1 << (exponent - 1))) >> exponent
+    return q if x >= 0 else -q
+
+
+def requantize(acc, mult, shift, rounding):
+    if rounding == 1:   # single rounding: round(acc * M / 2^(31-shift)), ties toward +inf
+        total = 31 - shift
+        return wrap32((acc * mult + (1 << (total - 1))) >> total)
+    left = max(shift, 0)
+    right = max(-shift, 0)
+    return rdbp(srdhm(wrap32(acc * (1 << left)), mult), right)
+
+
+def activate(v, output_offset, act_min, act_max):
+    return min(max(v + output_offset, act_min), act_max)
+
+
+# ---- network kernels --------------------------------------------------------------------------------
+
+def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
+            dilation_h, dilation_w, act_min, act_max, rounding, out):
+    n, h, w, cin = inp.shape
+    cout, kh, kw, cin_g = filt.shape
+    groups = cin // cin_g
+    per_group = cout // groups
+    x = inp.astype(int).tolist()
+    f = filt.astype(int).tolist()
+    for b in range(n):
+        for oy in range(out.shape[1]):
+            for ox in range(out.shape[2]):
+                for oc in range(cout):
+                    g = oc // per_group
+                    acc = int(bias[oc])
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            iy = oy * stride_h - pad_top + ky * dilation_h
+                            ix = ox * stride_w - pad_left + kx * dilation_w
+                            if 0 <= iy < h and 0 <= ix < w:
+                                for ic in range(cin_g):
+                                    acc += (x[b][iy][ix][g * cin_g + ic] + input_offset) * f[oc][ky][kx][ic]
+                    acc = wrap32(acc)
+                    out[b, oy, ox, oc] = activate(requantize(acc, int(mult[oc]), int(shift[oc]), rounding),
+                                                  output_offset, act_min, act_max)
+
+
+def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
+                      pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out):
+    n, h, w, cin = inp.shape
+    kh, kw = filt.shape[1], filt.shape[2]
+    x = inp.astype(int).tolist()
+    f = filt.astype(int).tolist()
+    for b in range(n):
+        for oy in range(out.shape[1]):
+            for ox in range(out.shape[2]):
+                for ic in range(cin):
+                    for m in range(ch_mult):
+                        oc = ic * ch_mult + m
+                        acc = int(bias[oc])
+                        for ky in range(kh):
+                            for kx in range(kw):
+                                iy = oy * stride_h - pad_top + ky * dilation_h
+                                ix = ox * stride_w - pad_left + kx * dilation_w
+                                if 0 <= iy < h and 0 <= ix < w:
+                                    acc += (x[b][iy][ix][ic] + input_offset) * f[0][ky][kx][oc]
+                        acc = wrap32(acc)
+                        out[b, oy, ox, oc] = activate(requantize(acc, int(mult[oc]), int(shift[oc]), rounding),
+                                                      output_offset, act_min, act_max)
+
+
+def fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
+                       act_min, act_max, rounding, out):
+    x = inp.astype(int).tolist()
+    f = filt.astype(int).tolist()
+    for b in range(inp.shape[0]):
+        for o in range(filt.shape[0]):
+            acc = int(bias[o]) + sum((xi + input_offset) * (wi + filter_offset) for xi, wi in zip(x[b], f[o]))
+            out[b, o] = activate(requantize(wrap32(acc), int(mult[o]), int(shift[o]), rounding),
+                                 output_offset, act_min, act_max)
+
+
+def _windows(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out):
+    """Yields (b, oy, ox, c, list of the valid tap values)."""
+    n, h, w, c = inp.shape
+    for b in range(n):
+        for oy in range(out.shape[1]):
+            for ox in range(out.shape[2]):
+                for ch in range(c):
+                    taps = []
+                    for ky in range(kernel_h):
+                        for kx in range(kernel_w):
+                            iy = oy * stride_h - pad_top + ky
+                            ix = ox * stride_w - pad_left + kx
+                            if 0 <= iy < h and 0 <= ix < w:
+                                taps.append(int(inp[b, iy, ix, ch]))
+                    yield b, oy, ox, ch, taps
+
+
+def avgpool_s8(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out):
+    for b, oy, ox, ch, taps in _windows(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out):
+        if not taps:
+            raise ValueError("average-pool window without a valid tap")
+        s, cnt = sum(taps), len(taps)
+        avg = div_trunc(s + cnt // 2, cnt) if s > 0 else div_trunc(s - cnt // 2, cnt)
+        out[b, oy, ox, ch] = min(max(avg, act_min), act_max)
+
+
+def maxpool_s8(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out):
+    for b, oy, ox, ch, taps in _windows(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out):
+        out[b, oy, ox, ch] = min(max(max(taps, default=-128), act_min), act_max)
+
+
+# ---- gemmlowp fixed point (Python ints), for softmax ----------------------------------------------------
+
+def saturating_rounding_multiply_by_pot(x, exponent):
+    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent> on int32."""
+    if exponent <= 0:
+        return rdbp(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    if x > threshold:
+        return INT32_MAX
+    if x < -threshold:
+        return INT32_MIN
+    return x << exponent
+
+
+def rescale(raw, src_integer_bits, dst_integer_bits):
+    """gemmlowp Rescale<dst>(FixedPoint<int32, src>)."""
+    return saturating_rounding_multiply_by_pot(raw, src_integer_bits - dst_integer_bits)
+
+
+def exp_on_interval_between_negative_one_quarter_and_0_excl(a):
+    """Q0.31 -> Q0.31, gemmlowp's Taylor polynomial around -1/8."""
+    constant_term = 1895147668
+    constant_1_over_3 = 715827883
+    x = a + (1 << 28)
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    x4_over_4 = rdbp(x4, 2)
+    x4_over_24_plus_x3_over_6_plus_x2_over_2 = saturating_rounding_multiply_by_pot(
+        srdhm(x4_over_4 + x3, constant_1_over_3) + x2, -1)
+    return constant_term + srdhm(constant_term, x + x4_over_24_plus_x3_over_6_plus_x2_over_2)
+
+
+def exp_on_negative_values(a, integer_bits=5):
+    """gemmlowp exp_on_negative_values: FixedPoint<int32, integer_bits> (a <= 0) -> Q0.31."""
+    fractional_bits = 31 - integer_bits
+    one_quarter = 1 << (fractional_bits - 2)
+    mask = one_quarter - 1
+    a_mod_quarter_minus_one_quarter = (a & mask) - one_quarter
+    result = exp_on_interval_between_negative_one_quarter_and_0_excl(
+        rescale(a_mod_quarter_minus_one_quarter, integer_bits, 0))
+    remainder = a_mod_quarter_minus_one_quarter - a
+    multipliers = {-2: 1672461947, -1: 1302514674, 0: 790015084, 1: 290630308, 2: 39332535, 3: 720401, 4: 242}
+    for exponent, multiplier in multipliers.items():
+        if integer_bits > exponent:
+            shift_amount = fractional_bits + exponent
+            if remainder & (1 << shift_amount):
+                result = srdhm(result, multiplier)
+    if integer_bits > 5:
+        clamp_at = -(1 << (fractional_bits + 5))
+        if a < clamp_at:
+            result = 0
+    return INT32_MAX if a == 0 else result
+
+
+def one_over_one_plus_x_for_x_in_0_1(a):
+    """gemmlowp: Q0.31 a in [0,1) -> Q0.31 1/(1+a) (Newton-Raphson on 1/(half denominator), Q2.29)."""
+    s = a + INT32_MAX
+    half_denominator = div_trunc(s + (1 if s >= 0 else -1), 2)
+    constant_48_over_17 = 1515870810
+    constant_neg_32_over_17 = -1010580540
+    x = constant_48_over_17 + srdhm(half_denominator, constant_neg_32_over_17)
+    for _ in range(3):
+        one_minus_half_denominator_times_x = (1 << 29) - srdhm(half_denominator, x)
+        x = x + rescale(srdhm(x, one_minus_half_denominator_times_x), 4, 2)
+    return rescale(x, 1, 0)   # ExactMulByPot<-1> (Q2 -> Q1, same raw), then Rescale<0>
+
+
+def softmax_s8(inp, mult, shift, diff_min, out):
+    for r in range(inp.shape[0]):
+        row = [int(v) for v in inp[r]]
+        mx = max(row)
+        exps = []
+        for v in row:
+            diff = v - mx
+            exps.append(exp_on_negative_values(srdhm(wrap32(diff * (1 << shift)), mult)) if diff >= diff_min else None)
+        total = sum(rdbp(e, 12) for e in exps if e is not None)       # Q12.19
+        headroom = 32 - total.bit_length()
+        scale = one_over_one_plus_x_for_x_in_0_1(wrap32((total << headroom) - (1 << 31)))
+        for i, e in enumerate(exps):
+            if e is None:
+                out[r, i] = -128
+            else:
+                out[r, i] = min(max(rdbp(srdhm(scale, e), 12 - headroom + 31 - 8) - 128, -128), 127)
+
+
+# ---- elementwise and layout -------------------------------------------------------------------------------
+
+def add_s8(in1, in2, in1_offset, in1_mult, in1_shift, in2_offset, in2_mult, in2_shift, left_shift,
+           out_mult, out_shift, out_offset, act_min, act_max, out):
+    for i in range(in1.shape[0]):
+        a = wrap32((int(in1[i]) + in1_offset) * (1 << left_shift))
+        b = wrap32((int(in2[i]) + in2_offset) * (1 << left_shift))
+        s = wrap32(requantize(a, in1_mult, in1_shift, 0) + requantize(b, in2_mult, in2_shift, 0))
+        out[i] = activate(requantize(s, out_mult, out_shift, 0), out_offset, act_min, act_max)
+
+
+def mul_s8(in1, in2, in1_offset, in2_offset, out_mult, out_shift, out_offset, act_min, act_max, rounding, out):
+    for i in range(in1.shape[0]):
+        acc = wrap32((int(in1[i]) + in1_offset) * (int(in2[i]) + in2_offset))
+        out[i] = activate(requantize(acc, out_mult, out_shift, rounding), out_offset, act_min, act_max)
+
+
+def pad_s8(inp, pad_before, pad_value, out):
+    out[...] = pad_value
+    idx = tuple(slice(int(p), int(p) + d) for p, d in zip(pad_before, inp.shape))
+    out[idx] = inp
+
+
+def transpose_s8(inp, perm, out):
+    for index in np.ndindex(*out.shape):
+        src = [0] * 4
+        for k in range(4):
+            src[int(perm[k])] = index[k]
+        out[index] = inp[tuple(src)]
