@@ -11,8 +11,12 @@ Public API (no printing here; emu/cli.py reports):
   parse_defines(text) -> dict NAME -> int | tuple[int, ...] | str
   parse_arrays(text)  -> dict name -> np.ndarray (declared C type) | None (NULL pointer)
   discover(root)      -> sorted list of case folders under root (recursively, root included)
-  run_case(path, backend="numba") -> CaseResult
-  run_all(root, backend="numba")  -> list[CaseResult], one per discovered folder
+  run_case(path, backend="numba", rounding="double") -> CaseResult
+  run_all(root, backend="numba", rounding="double")  -> list[CaseResult], one per discovered folder
+
+`rounding` ('double' | 'single', emu.fixedpoint names) is handed to the kernels that requantize with a
+selectable rounding (conv, depthwise, fully connected, mul); CMSIS-NN's reference data is double rounding,
+so 'single' is only useful to see which cases tell the two apart. Add and softmax have fixed rules.
 
 Kernels are called through `emu.kernels.backends.get_backend(backend)` (a name) or any object that provides
 the kernels under their spec names (e.g. tests/naive.py). Multipliers, shifts and offsets are taken from the
@@ -26,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import N6Error
+from .fixedpoint import ROUNDING_NAMES
 
 PASS, FAIL, UNKNOWN = "PASS", "FAIL", "UNKNOWN"
-DOUBLE_ROUNDING = 0  # CMSIS-NN reference data is generated with double rounding (see emu.fixedpoint)
 
 
 @dataclass(frozen=True)
@@ -298,7 +302,7 @@ def _conv_geometry(case):
     return n, h, w, cin
 
 
-def _run_conv(case, k, depthwise):
+def _run_conv(case, k, rnd, depthwise):
     n, h, w, cin = _conv_geometry(case)
     cout = case.int("OUT_CH")
     kh, kw = case.int("FILTER_Y"), case.int("FILTER_X")
@@ -312,7 +316,7 @@ def _run_conv(case, k, depthwise):
     out = np.zeros((n, oh, ow, cout), np.int8)
     common = (case.int("INPUT_OFFSET"), case.int("OUTPUT_OFFSET"), case.int("STRIDE_Y"), case.int("STRIDE_X"),
               case.int("PAD_Y"), case.int("PAD_X"), case.int("DILATION_Y", 1), case.int("DILATION_X", 1),
-              case.int("OUT_ACTIVATION_MIN"), case.int("OUT_ACTIVATION_MAX"), DOUBLE_ROUNDING, out)
+              case.int("OUT_ACTIVATION_MIN"), case.int("OUT_ACTIVATION_MAX"), rnd, out)
     if depthwise:
         ch_mult = case.int("CH_MULT", cout // cin if cin and cout % cin == 0 else None)
         if cin * ch_mult != cout or filt.size != kh * kw * cout:
@@ -330,7 +334,7 @@ def _run_conv(case, k, depthwise):
     return "conv_s8", out, ref, out.shape
 
 
-def _run_fully_connected(case, k):
+def _run_fully_connected(case, k, rnd):
     n = case.int("INPUT_BATCHES")
     depth, cout = case.int("ACCUMULATION_DEPTH"), case.int("OUT_CH")
     inp = case.array("input", dtype=np.int8, size=n * depth).reshape(n, depth)
@@ -349,11 +353,11 @@ def _run_fully_connected(case, k):
     _kernel(k, "fully_connected_s8")(inp, filt, bias, mult, shift, case.int("INPUT_OFFSET"),
                                      case.int("FILTER_OFFSET", 0), case.int("OUTPUT_OFFSET"),
                                      case.int("OUT_ACTIVATION_MIN"), case.int("OUT_ACTIVATION_MAX"),
-                                     DOUBLE_ROUNDING, out)
+                                     rnd, out)
     return op, out, ref, (n, 1, 1, cout)
 
 
-def _run_pool(case, k, kind):
+def _run_pool(case, k, rnd, kind):
     h, w, c = case.int("INPUT_H"), case.int("INPUT_W"), case.int("INPUT_C")
     oh, ow = case.int("OUTPUT_H"), case.int("OUTPUT_W")
     if case.int("OUTPUT_C", c) != c:
@@ -373,7 +377,7 @@ def _run_pool(case, k, kind):
     return name, out, ref, out.shape
 
 
-def _run_softmax(case, k):
+def _run_softmax(case, k, rnd):
     rows, size = case.int("NUM_ROWS"), case.int("ROW_SIZE")
     mult = case.int("INPUT_MULT") if case.has("INPUT_MULT") else case.int("MULT")
     shift = case.int("INPUT_LEFT_SHIFT") if case.has("INPUT_LEFT_SHIFT") else case.int("SHIFT")
@@ -384,7 +388,7 @@ def _run_softmax(case, k):
     return "softmax_s8", out, ref, (rows, 1, 1, size)
 
 
-def _run_add(case, k):
+def _run_add(case, k, rnd):
     size = case.int("DST_SIZE")
     in1 = case.array("input1", dtype=np.int8, size=size)
     in2 = case.array("input2", dtype=np.int8, size=size)
@@ -398,7 +402,7 @@ def _run_add(case, k):
     return "add_s8", out, ref, (1, 1, 1, size)
 
 
-def _run_mul(case, k):
+def _run_mul(case, k, rnd):
     size = case.int("DST_SIZE")
     in1 = case.array("input1", dtype=np.int8, size=size)
     in2 = case.array("input2", dtype=np.int8, size=size)
@@ -406,11 +410,11 @@ def _run_mul(case, k):
     out = np.zeros(size, np.int8)
     _kernel(k, "mul_s8")(in1, in2, case.int("INPUT1_OFFSET"), case.int("INPUT2_OFFSET"), case.int("OUTPUT_MULT"),
                          case.int("OUTPUT_SHIFT"), case.int("OUTPUT_OFFSET"), case.int("OUT_ACTIVATION_MIN"),
-                         case.int("OUT_ACTIVATION_MAX"), DOUBLE_ROUNDING, out)
+                         case.int("OUT_ACTIVATION_MAX"), rnd, out)
     return "mul_s8", out, ref, (1, 1, 1, size)
 
 
-def _run_pad(case, k):
+def _run_pad(case, k, rnd):
     axes = "NHWC"
     shape = tuple(case.int(f"INPUT_{a}") for a in axes)
     before = np.array([case.int(f"PRE_PAD_{a}") for a in axes], np.int32)
@@ -425,7 +429,7 @@ def _run_pad(case, k):
     return "pad_s8", out, ref, out_shape
 
 
-def _run_transpose(case, k):
+def _run_transpose(case, k, rnd):
     perm = case.defines.get("PERM")
     in_dim = case.defines.get("IN_DIM")
     if not isinstance(perm, tuple) or not isinstance(in_dim, tuple):
@@ -464,7 +468,7 @@ def _load_layer(folder, case_prefix, index, op_name, arrays):
     return layer
 
 
-def _run_network(folder, k):
+def _run_network(folder, k, rnd):
     """Chains the layers in index order (missing indices are reshapes); checks the final output and every
     per-layer reference present (arrays named ..._layer_<k>_<op>_output_ref)."""
     _, arrays = _read_headers(_case_headers(folder))
@@ -499,7 +503,7 @@ def _run_network(folder, k):
                     raise _Unrecognised(f"network layer {index} ({op_name}) expects HWC {want}, "
                                         f"gets {x.size} values")
                 x = x.reshape(-1, *want)
-            x, label = _network_spatial(layer, kind, x, k)
+            x, label = _network_spatial(layer, kind, x, k, rnd)
         elif kind == "fc":
             bias = layer.array("bias", "biases", dtype=np.int32, required=False)
             filt = layer.array("weights", dtype=np.int8)
@@ -516,7 +520,7 @@ def _run_network(folder, k):
                                              np.zeros(cout, np.int32) if bias is None else bias, mult, shift,
                                              layer.int("INPUT_OFFSET"), layer.int("FILTER_OFFSET", 0),
                                              layer.int("OUTPUT_OFFSET"), layer.int("OUT_ACTIVATION_MIN"),
-                                             layer.int("OUT_ACTIVATION_MAX"), DOUBLE_ROUNDING, out)
+                                             layer.int("OUT_ACTIVATION_MAX"), rnd, out)
             x, label = out.reshape(out.shape[0], 1, 1, cout), "fully_connected_s8"
         else:  # softmax over the last axis
             size = layer.int("ROW_SIZE", x.shape[-1])
@@ -536,7 +540,7 @@ def _run_network(folder, k):
     return checks, x, ref
 
 
-def _network_spatial(layer, kind, x, k):
+def _network_spatial(layer, kind, x, k, rnd):
     n = x.shape[0]
     oh, ow = layer.int("OUTPUT_H"), layer.int("OUTPUT_W")
     kh = layer.int("FILTER_Y") if layer.has("FILTER_Y") else layer.int("FILTER_H")
@@ -557,7 +561,7 @@ def _network_spatial(layer, kind, x, k):
     shift = layer.array("output_shift", dtype=np.int32, size=cout)
     out = np.zeros((n, oh, ow, cout), np.int8)
     tail = (layer.int("INPUT_OFFSET"), layer.int("OUTPUT_OFFSET"), *geometry, layer.int("DILATION_Y", 1),
-            layer.int("DILATION_X", 1), *act, DOUBLE_ROUNDING, out)
+            layer.int("DILATION_X", 1), *act, rnd, out)
     if kind == "depthwise":
         if cout % cin or filt.size != kh * kw * cout:
             raise _Unrecognised(f"network layer {layer.index}: depthwise {cin}->{cout} with {filt.size} weights")
@@ -599,36 +603,41 @@ def _classify(case):
     return None
 
 
-def _run_single(case, k):
+def _run_single(case, k, rnd):
     op = _classify(case)
     if op is None:
         raise _Unrecognised("config_data.h and arrays match no known case layout "
                             f"(defines: {', '.join(sorted(case.defines)[:6]) or 'none'})")
     if op in ("conv", "depthwise"):
-        return _run_conv(case, k, op == "depthwise")
+        return _run_conv(case, k, rnd, op == "depthwise")
     if op == "fc":
-        return _run_fully_connected(case, k)
+        return _run_fully_connected(case, k, rnd)
     if op in ("avgpool", "maxpool"):
-        return _run_pool(case, k, op[:3])
+        return _run_pool(case, k, rnd, op[:3])
     return {"softmax": _run_softmax, "add": _run_add, "mul": _run_mul, "pad": _run_pad,
-            "transpose": _run_transpose}[op](case, k)
+            "transpose": _run_transpose}[op](case, k, rnd)
 
 
-def run_case(path, backend="numba"):
+def _rounding_code(rounding):
+    if rounding not in ROUNDING_NAMES:
+        raise N6Error(f"unknown rounding {rounding!r}; choose one of {sorted(ROUNDING_NAMES)}")
+    return ROUNDING_NAMES[rounding]
+
+
+def run_case(path, backend="numba", rounding="double"):
     """Runs one case folder through the backend's kernels and compares exactly with its reference output.
-    Raises N6Error only when the backend itself is unavailable; any folder problem is an UNKNOWN result."""
-    folder = Path(path)
-    kernels = _resolve_backend(backend)
-    return _run_folder(folder, kernels)
+    Raises N6Error only for an unavailable backend or unknown rounding; any folder problem is UNKNOWN."""
+    rnd = _rounding_code(rounding)
+    return _run_folder(Path(path), _resolve_backend(backend), rnd)
 
 
-def _run_folder(folder, kernels):
+def _run_folder(folder, kernels, rnd):
     name = folder.name
     is_network = not (folder / "config_data.h").is_file() and _is_case_folder(folder)
     op = "network" if is_network else "unknown"
     try:
         if is_network:
-            checks, got, ref = _run_network(folder, kernels)
+            checks, got, ref = _run_network(folder, kernels, rnd)
             for label, g, r, view in checks:
                 res = _compare(name, "network", g, r, view, detail=label)
                 if res.status != PASS:
@@ -638,7 +647,7 @@ def _run_folder(folder, kernels):
             return _compare(name, "network", got, ref, _as_nhwc(got.shape), detail=detail)
         case = _load_case(folder)
         op = _classify(case) or "unknown"
-        op, got, ref, view = _run_single(case, kernels)
+        op, got, ref, view = _run_single(case, kernels, rnd)
         return _compare(name, op, got, ref, view)
     except _Unrecognised as e:
         return CaseResult(name, op, UNKNOWN, 0, 0, None, str(e))
@@ -648,7 +657,8 @@ def _run_folder(folder, kernels):
         return CaseResult(name, op, FAIL, 0, 0, None, f"the kernel raised {type(e).__name__}: {e}")
 
 
-def run_all(root, backend="numba"):
+def run_all(root, backend="numba", rounding="double"):
     """run_case for every folder discover(root) finds, in path order."""
+    rnd = _rounding_code(rounding)
     kernels = _resolve_backend(backend)
-    return [_run_folder(f, kernels) for f in discover(root)]
+    return [_run_folder(f, kernels, rnd) for f in discover(root)]

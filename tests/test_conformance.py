@@ -327,3 +327,26 @@ def test_network_intermediate_reference_is_checked(conformance_dir, tmp_path, an
     r = run_case(dst, backend=any_backend)
     assert r.status == "FAIL" and "layer 3" in r.detail and r.n_total == size, r
     assert r.n_mismatch > 0 and len(r.first_mismatch) == 4
+
+
+def test_single_rounding_is_a_real_switch(conformance_dir):
+    """The reference data is double rounding: single rounding must break some requantizing cases (never make
+    a folder UNKNOWN), and both backends must disagree with the data in exactly the same places."""
+    per_backend = {}
+    for name in ("numba", "c"):
+        kernels = _backend_or_skip(name)
+        per_backend[name] = run_all(conformance_dir, backend=kernels, rounding="single")
+    for results in per_backend.values():
+        assert not [r for r in results if r.status == "UNKNOWN"]
+        failed = [r for r in results if r.status == "FAIL"]
+        assert failed and all(r.n_mismatch > 0 and r.first_mismatch is not None for r in failed)
+        assert all(r.op in ("conv_s8", "depthwise_conv_s8", "network") or r.op.startswith("fully_connected")
+                   or r.op == "mul_s8" for r in failed)
+    numba, c = per_backend["numba"], per_backend["c"]
+    assert [(r.name, r.status, r.n_mismatch, r.first_mismatch) for r in numba] == \
+           [(r.name, r.status, r.n_mismatch, r.first_mismatch) for r in c]
+
+
+def test_unknown_rounding_is_a_one_line_error(conformance_dir):
+    with pytest.raises(N6Error, match="rounding"):
+        run_all(conformance_dir, backend="c", rounding="nearest")
