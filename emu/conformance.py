@@ -470,7 +470,7 @@ def _load_layer(folder, case_prefix, index, op_name, arrays):
 
 def _run_network(folder, k, rnd):
     """Chains the layers in index order (missing indices are reshapes); checks the final output and every
-    per-layer reference present (arrays named ..._layer_<k>_<op>_output_ref)."""
+    per-layer reference present (arrays named <case>_layer_<k>_<op>_output_ref or ..._output)."""
     _, arrays = _read_headers(_case_headers(folder))
     layer_files = sorted((int(m.group(1)), m.group(2)) for m in
                          (_LAYER_FILE_RE.match(p.name) for p in folder.glob("layer_*_config_data.h")) if m)
@@ -530,7 +530,7 @@ def _run_network(folder, k, rnd):
             _kernel(k, "softmax_s8")(x.reshape(-1, size), layer.int("MULT"), layer.int("SHIFT"),
                                      layer.int("DIFF_MIN"), out)
             x, label = out.reshape(out.shape[0], 1, 1, size), "softmax_s8"
-        layer_ref = layer.arrays.get("output_ref")
+        layer_ref = layer.array("output_ref", "output", dtype=np.int8, required=False)
         if layer_ref is not None:
             if layer_ref.size != x.size:
                 raise _Unrecognised(f"network layer {index}: reference of {layer_ref.size} values, output {x.size}")

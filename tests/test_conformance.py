@@ -350,3 +350,13 @@ def test_single_rounding_is_a_real_switch(conformance_dir):
 def test_unknown_rounding_is_a_one_line_error(conformance_dir):
     with pytest.raises(N6Error, match="rounding"):
         run_all(conformance_dir, backend="c", rounding="nearest")
+
+
+@pytest.mark.parametrize("case", ["basic", "avgpooling", "maxpooling_2", "transpose_nchw", "fc_per_ch"])
+def test_renamed_folder_is_classified_by_content(conformance_dir, tmp_path, any_backend, case):
+    """The <CASE>_ prefix is taken from the names inside the headers, not from the folder name."""
+    shutil.copytree(conformance_dir / case, tmp_path / "renamed")
+    direct = run_case(conformance_dir / case, backend=any_backend)
+    renamed = run_case(tmp_path / "renamed", backend=any_backend)
+    assert renamed.status == "PASS" and renamed.name == "renamed"
+    assert (renamed.op, renamed.n_total) == (direct.op, direct.n_total)
