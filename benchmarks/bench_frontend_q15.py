@@ -89,7 +89,7 @@ def main(argv=None):
         t = np.arange(p.patch_length)
         pcm = np.clip(9000 * np.sin(2 * np.pi * 440 * t / 16000) + rng.normal(0, 500, t.size),
                       -32768, 32767).astype(np.int16)
-        stages = q15.compute_stages(state, pcm)
+        stages = q15.compute_stages(pcm, state)
         if mode == "logmel":
             ref = cmsisdsp_logmel(dsp, state, pcm)
             assert np.array_equal(ref + 0, stages["log"] - state.log_offset), "cmsisdsp and n6emu disagree"
@@ -97,11 +97,11 @@ def main(argv=None):
         else:
             assert np.array_equal(cmsisdsp_mfcc(dsp, state, pcm), stages["mfcc"]), "cmsisdsp and n6emu disagree"
             base = lambda: cmsisdsp_mfcc(dsp, state, pcm)  # noqa: E731
-        case = {"n6emu_numba": timeit(lambda: q15.compute_patch(state, pcm), args.repeats),
+        case = {"n6emu_numba": timeit(lambda: q15.compute_patch(pcm, state), args.repeats),
                 "cmsisdsp_python_frame_by_frame": timeit(base, args.repeats)}
         if ctwin_q15.available():
-            assert all(np.array_equal(v, ctwin_q15.compute_stages(state, pcm)[k]) for k, v in stages.items())
-            case["n6emu_c_twin"] = timeit(lambda: ctwin_q15.compute_patch(state, pcm), args.repeats)
+            assert all(np.array_equal(v, ctwin_q15.compute_stages(pcm, state)[k]) for k, v in stages.items())
+            case["n6emu_c_twin"] = timeit(lambda: ctwin_q15.compute_patch(pcm, state), args.repeats)
         base_med = case["cmsisdsp_python_frame_by_frame"]["median_s"]
         for k, v in case.items():
             v["speedup_vs_cmsisdsp"] = base_med / v["median_s"]

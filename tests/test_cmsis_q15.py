@@ -374,9 +374,9 @@ def test_logmel_patch_stages_and_layout():
     state = q15.prepare(p)
     rng = np.random.default_rng(RNG_SEED)
     pcm = _patch_pcm(p.patch_length, rng, "speechlike")
-    s = q15.compute_stages(state, pcm)
+    s = q15.compute_stages(pcm, state)
     assert s["features"].shape == (p.n_mels, p.n_frames) and s["features"].dtype == np.int8
-    assert np.array_equal(q15.compute_patch(state, pcm), s["features"])
+    assert np.array_equal(q15.compute_patch(pcm, state), s["features"])
     # each stage equals the public primitive applied to the previous stage (frame 7)
     t = 7
     frame = np.zeros(p.n_fft, np.int16)
@@ -397,7 +397,7 @@ def test_logmel_patch_stages_and_layout():
 def test_logmel_q15_log_stage_is_vlog_q15():
     p = _params(q15={"log_precision": "q15", "mel_shift": 14})
     state = q15.prepare(p)
-    s = q15.compute_stages(state, _patch_pcm(p.patch_length, np.random.default_rng(RNG_SEED), "clipped"))
+    s = q15.compute_stages(_patch_pcm(p.patch_length, np.random.default_rng(RNG_SEED), "clipped"), state)
     assert s["mel"].min() >= -32768 and s["mel"].max() <= 32767
     assert np.array_equal(np.clip(s["log"] - state.log_offset, -32768, 32767),
                           dsp.arm_vlog_q15(s["mel"].astype(np.int16).reshape(-1)).reshape(s["log"].shape))
@@ -430,7 +430,7 @@ def test_logmel_log_tracks_float_natural_log(spectrum, log_precision):
     noise = np.random.default_rng(RNG_SEED).normal(0, 2000, t.size)
     pcm = np.clip(30000 * np.sin(2 * np.pi * 440 * t / 16000) + 12000 * np.sin(2 * np.pi * 1500 * t / 16000)
                   + noise, -32768, 32767).astype(np.int16)
-    stages = q15.compute_stages(state, pcm)
+    stages = q15.compute_stages(pcm, state)
     got = stages["log"] / float(1 << (11 if log_precision == "q15" else 26))
     win = tables.hann_periodic(p.win_length)
     pad = (p.n_fft - p.win_length) // 2
@@ -452,7 +452,7 @@ def test_mfcc_patch_mode_for_mlperf_input():
                 mel_norm="none", quant_scale=0.5847029, quant_zero_point=83, q15={"mode": "mfcc", "n_mfcc": 10})
     state = q15.prepare(p)
     pcm = _patch_pcm(p.patch_length, np.random.default_rng(RNG_SEED), "speechlike")
-    s = q15.compute_stages(state, pcm)
+    s = q15.compute_stages(pcm, state)
     assert s["features"].shape == (49, 10) and s["features"].dtype == np.int8
     tables = q15.mfcc_tables(p.n_fft, state.window, state.mel_start, state.mel_len, state.mel_coefs,
                              state.dct, 10)
@@ -472,7 +472,7 @@ def test_mfcc_patch_mode_for_mlperf_input():
 def test_silence_patch_is_constant():
     p = _params()
     state = q15.prepare(p)
-    feats = q15.compute_patch(state, np.zeros(p.patch_length, np.int16))
+    feats = q15.compute_patch(np.zeros(p.patch_length, np.int16), state)
     assert np.all(feats == feats[0, 0])       # every mel is vlog(bias >> shift) + offset
 
 
@@ -490,7 +490,13 @@ def test_bad_inputs_raise_one_line_errors():
         q15.Q15Params(mode="spectrogram")
     state = q15.prepare(_params())
     with pytest.raises(N6Error):
-        q15.compute_patch(state, np.zeros(100, np.int16))
+        q15.compute_patch(np.zeros(100, np.int16), state)
+    with pytest.raises(N6Error):
+        q15.compute_patch(np.zeros(state.params.patch_length, np.int16), state, _params(n_mels=20))
+    with pytest.raises(N6Error):
+        q15.prepare(_params(profile="st-f16"))
+    with pytest.raises(N6Error):
+        q15.prepare(_params(q15={"bogus": 1}))
 
 
 # ------------------------------------------------------------------------------------------ C twin
@@ -535,7 +541,7 @@ def test_c_twin_patch_stages_equal_numba(mode, log_precision, spectrum, variant)
     rng = np.random.default_rng(RNG_SEED)
     for kind in ("speechlike", "silence", "fullscale", "clipped"):
         pcm = _patch_pcm(p.patch_length, rng, kind)
-        a, b = q15.compute_stages(state, pcm), ctwin.compute_stages(state, pcm)
+        a, b = q15.compute_stages(pcm, state), ctwin.compute_stages(pcm, state)
         assert a.keys() == b.keys()
         for k in a:
             assert np.array_equal(a[k], b[k]), f"{kind} {k}: {_first_mismatch(a[k], b[k])}"
@@ -560,6 +566,6 @@ def test_mfcc_patch_feeds_the_mlperf_kws_model(mlperf_model):
                 mel_norm="none", quant_scale=0.5847029, quant_zero_point=83, q15={"mode": "mfcc", "n_mfcc": 10})
     state = q15.prepare(p)
     ref = TflmReference(mlperf_model)
-    feats = q15.compute_patch(state, _patch_pcm(p.patch_length, np.random.default_rng(RNG_SEED), "speechlike"))
+    feats = q15.compute_patch(_patch_pcm(p.patch_length, np.random.default_rng(RNG_SEED), "speechlike"), state)
     out = np.asarray(ref.run(feats.reshape(1, 49, 10, 1)))
     assert out.dtype == np.int8 and out.size == 12

@@ -1045,6 +1045,8 @@ def prepare(params, q15=None, mel_matrix=None, window=None, dct=None):
     override the tables derived from params (defaults: params.mel_source, periodic Hann, dct_matrix);
     all are converted to q15 with q15.table_rounding. quant_scale None means scale 1.0, zero-point 0.
     """
+    if getattr(params, "profile", "cmsis-q15") != "cmsis-q15":
+        raise _Error(f"profile {params.profile!r} is not the q15 front end; set frontend.profile = 'cmsis-q15'")
     q = _q15_section(params, q15)
     n_fft, win_len = int(params.n_fft), int(params.win_length)
     tab = rfft_init_q15(n_fft)
@@ -1097,7 +1099,10 @@ def prepare(params, q15=None, mel_matrix=None, window=None, dct=None):
                     int(mult), int(shift), zp)
 
 
-def _patch_pcm(state, pcm):
+def _patch_pcm(state, pcm, params=None):
+    """Validate a patch (int16, (n_frames-1)*hop + win samples); params, when given, must be the prepared ones."""
+    if params is not None and params != state.params:
+        raise _Error("compute_* got params different from the prepared ones; call prepare(params) again")
     p = state.params
     need = (int(p.n_frames) - 1) * int(p.hop_length) + int(p.win_length)
     x = _as_int(pcm, np.int16, "pcm")
@@ -1106,8 +1111,9 @@ def _patch_pcm(state, pcm):
     return x
 
 
-def compute_stages(state, pcm):
-    """Every stage of one patch (int16 pcm of (n_frames-1)*hop + win samples) as a dict of arrays.
+def compute_stages(pcm, state, params=None):
+    """Every stage of one patch (int16 pcm of (n_frames-1)*hop + win samples) as a dict of arrays
+    (argument order as emu/frontend/st.py: pcm, state, optional params for a consistency check).
 
     logmel: frames int16[T, n_fft] (windowed buffers), spectrum int16[T, 2*n_fft] (rfft_q15),
     bins int16[T, n_fft/2+1] (2.14 magnitude or 3.13 power), mel int32[T, n_mels] (sat31 sums; sat16 with
@@ -1115,7 +1121,7 @@ def compute_stages(state, pcm):
     mfcc: frames, spectrum, bins, log (per arm_mfcc_q15 stage), mfcc int16[T, n_mfcc] (q8.7),
     features int8[T, n_mfcc] (frame-major).
     """
-    x = _patch_pcm(state, pcm)
+    x = _patch_pcm(state, pcm, params)
     p, q, tab = state.params, state.q15, state.rfft
     t_frames, n_fft, n_mels = int(p.n_frames), tab.n_fft, state.mel_start.size
     dsp = fft_variant_code(q.fft_variant)
@@ -1149,6 +1155,6 @@ def compute_stages(state, pcm):
     return out
 
 
-def compute_patch(state, pcm):
+def compute_patch(pcm, state, params=None):
     """int8 features of one patch: logmel [n_mels, n_frames] mel-major, mfcc [n_frames, n_mfcc]."""
-    return compute_stages(state, pcm)["features"]
+    return compute_stages(pcm, state, params)["features"]

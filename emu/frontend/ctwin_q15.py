@@ -143,10 +143,10 @@ def mfcc_q15(x, tables, fft_variant="pure-c"):
     return out
 
 
-def compute_stages(state, pcm):
+def compute_stages(pcm, state, params=None):
     """Same stages and layouts as cmsis_q15.compute_stages, computed by the C twin."""
     c = _lib()
-    x = q15._patch_pcm(state, pcm)
+    x = q15._patch_pcm(state, pcm, params)
     p, q, tab = state.params, state.q15, state.rfft
     t_frames, n_fft, n_mels = int(p.n_frames), tab.n_fft, state.mel_start.size
     n_bins = n_fft // 2 + 1
@@ -190,6 +190,6 @@ def compute_stages(state, pcm):
     return out
 
 
-def compute_patch(state, pcm):
+def compute_patch(pcm, state, params=None):
     """int8 features of one patch (C twin of cmsis_q15.compute_patch)."""
-    return compute_stages(state, pcm)["features"]
+    return compute_stages(pcm, state, params)["features"]
