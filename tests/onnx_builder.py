@@ -75,7 +75,8 @@ def build_float_model(spec, in_shape, seed=0, softmax=True):
             s, p, g, d = layer.get("stride", 1), layer.get("pad", 0), layer.get("group", 1), layer.get("dilation", 1)
             cout = layer.get("cout", c) if g == 1 else c * layer.get("mult", 1) if g == c else layer["cout"]
             x = b.conv(x, c, cout, k, s, p, g, d, layer.get("act", "none"), layer.get("bias", True))
-            h, w, c = out_hw(h, k, s, p, p, d), out_hw(w, k, s, p, p, d), cout
+            kh, kw = (k, k) if isinstance(k, int) else k
+            h, w, c = out_hw(h, kh, s, p, p, d), out_hw(w, kw, s, p, p, d), cout
         elif kind in ("maxpool", "avgpool"):
             k, s, p = layer.get("k", 2), layer.get("stride", 2), layer.get("pad", 0)
             attrs = dict(kernel_shape=[k, k], strides=[s, s], pads=[p] * 4)

@@ -180,6 +180,10 @@ class _Importer:
         # Q(relu(v)) == max(Q(v), Q(0)); Q(clip(v,lo,hi)) == clamp(Q(v), Q(lo), Q(hi)): round_half_even is monotone
         act_min = INT8_MIN if lo is None else max(INT8_MIN, int(np.rint(np.float32(lo) / scale)) + zp)
         act_max = INT8_MAX if hi is None else min(INT8_MAX, int(np.rint(np.float32(hi) / scale)) + zp)
+        names = {(None, None): "NONE", (0.0, None): "RELU", (0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1"}
+        self.activation = names.get((lo, hi))
+        if self.activation is None:
+            self.fail(node, f"Clip({lo}, {hi}) has no TFLite activation equivalent; use Relu, Relu6 or Clip(-1, 1)")
         return nxt, scale, zp, act_min, act_max
 
     def emit(self, op, name, inputs, outputs, **attrs):
@@ -296,7 +300,7 @@ class _Importer:
         wq = dict(scale=ws if ws.size == cout else np.repeat(ws[:1], cout), zp=np.repeat(wzp[:1], cout))
         out = self.add_tensor(q.output[0], (n, oh, ow, cout), scale, zp)
         geom = dict(stride_h=int(sh), stride_w=int(sw), pad_top=int(pt), pad_left=int(pl), pad_bottom=int(pb),
-                    pad_right=int(pr), dilation_h=int(dh), dilation_w=int(dw), activation="NONE",
+                    pad_right=int(pr), dilation_h=int(dh), dilation_w=int(dw), activation=self.activation,
                     act_min=act_min, act_max=act_max)
         if group == 1:
             wt = self.add_tensor(self.fresh(node.input[1]), (cout, kh, kw, cin_g), wq["scale"], wq["zp"],
@@ -375,7 +379,7 @@ class _Importer:
                              ws if ws.size == n_out else np.repeat(ws[:1], n_out), np.repeat(wzp[:1], n_out),
                              np.ascontiguousarray(w, np.int8), axis=0)
         out = self.add_tensor(q.output[0], (1, n_out), scale, zp)
-        self.emit("fully_connected", node.name or q.output[0], [x_name, wt, bias], [out], activation="NONE",
+        self.emit("fully_connected", node.name or q.output[0], [x_name, wt, bias], [out], activation=self.activation,
                   act_min=act_min, act_max=act_max)
         self.act[q.output[0]] = (out, "flat", (1, n_out))
 
@@ -397,7 +401,7 @@ class _Importer:
         oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
         out = self.add_tensor(q.output[0], (n, oh, ow, c), scale, zp)
         attrs = dict(kernel_h=int(kh), kernel_w=int(kw), stride_h=int(sh), stride_w=int(sw), pad_top=int(pt),
-                     pad_left=int(pl), activation="NONE", act_min=act_min, act_max=act_max)
+                     pad_left=int(pl), activation=self.activation, act_min=act_min, act_max=act_max)
         if op == "MaxPool":
             xt = self.tensors[x_name]
             if float(xt.scale[0]) != float(scale) or int(xt.zero_point[0]) != zp:
@@ -473,7 +477,7 @@ class _Importer:
             self.fail(node, f"{node.op_type} inputs must have the same shape (got {a[2]} and {b[2]})")
         q, scale, zp, act_min, act_max = self.out_q(node)
         out = self.add_tensor(q.output[0], self.tensors[a[0]].shape, scale, zp)
-        self.emit(op, node.name or q.output[0], [a[0], b[0]], [out], activation="NONE", act_min=act_min,
+        self.emit(op, node.name or q.output[0], [a[0], b[0]], [out], activation=self.activation, act_min=act_min,
                   act_max=act_max)
         self.act[q.output[0]] = (out, a[1], a[2])
 
@@ -516,8 +520,20 @@ def _zp(t):
     return int(t.zero_point[0])
 
 
-def prepare_onnxruntime(graph):
-    """Kernel parameters of every node under the "onnxruntime" profile (name -> dict), float32 math once."""
+ELEMENTWISE_MODES = ("qlinear", "dq-float")
+
+
+def default_elementwise(io_dtype):
+    """What ORT (1.2x, x86 CPU EP) runs for QDQ Add/Mul: fused QLinearAdd/QLinearMul for uint8 activations,
+    unfused DequantizeLinear -> float op -> QuantizeLinear for int8 activations."""
+    return "qlinear" if np.dtype(io_dtype) == np.uint8 else "dq-float"
+
+
+def prepare_onnxruntime(graph, elementwise="dq-float"):
+    """Kernel parameters of every node under the "onnxruntime" profile (name -> dict), float32 math once.
+    elementwise: 'qlinear' (fused MLAS QLinearAdd/Mul, run in ORT's uint8 domain) or 'dq-float'."""
+    if elementwise not in ELEMENTWISE_MODES:
+        raise N6Error(f"unknown elementwise mode {elementwise!r}; choose one of {list(ELEMENTWISE_MODES)}")
     params = {}
     for node in graph.nodes:
         a = node.attrs
@@ -543,6 +559,8 @@ def prepare_onnxruntime(graph):
                      out_zp=_zp(t_out))
             if node.op == "avg_pool":
                 p["float_zero_point"] = _zp(t_out) + ORT_UINT8_DOMAIN_SHIFT
+            if node.op in ("add", "mul"):
+                p["elementwise"] = elementwise
         params[node.name] = p
     return params
 
@@ -551,11 +569,11 @@ class OrtRunner:
     """Executes an imported graph under the "onnxruntime" profile with the emu.kernels.ort kernels.
     run(x int8 [N?, *input shape]) -> int8 output; run_all(x) -> every activation by name."""
 
-    def __init__(self, graph):
+    def __init__(self, graph, elementwise="dq-float"):
         from ..kernels import ort
         self.k = ort
         self.graph = graph
-        self.params = prepare_onnxruntime(graph)
+        self.params = prepare_onnxruntime(graph, elementwise)
         self.buffers = {n: np.zeros(graph.tensors[n].shape, np.int8) for n in graph.activations()}
 
     def _step(self, node):
@@ -588,9 +606,12 @@ class OrtRunner:
                              a["pad_left"], a["act_min"], a["act_max"], out)
         elif op in ("add", "mul"):
             y = b[node.inputs[1]]
-            k.dq_binary_ort_s8(x.reshape(-1), y.reshape(-1), p["in_scales"][0], p["in_zps"][0], p["in_scales"][1],
-                               p["in_zps"][1], p["out_scale"], p["out_zp"], op == "mul", a["act_min"], a["act_max"],
-                               out.reshape(-1))
+            args = (x.reshape(-1), y.reshape(-1), p["in_scales"][0], p["in_zps"][0], p["in_scales"][1], p["in_zps"][1],
+                    p["out_scale"], p["out_zp"], op == "mul")
+            if p["elementwise"] == "qlinear":
+                k.qlinear_binary_ort_s8(*args, ORT_UINT8_DOMAIN_SHIFT, a["act_min"], a["act_max"], out.reshape(-1))
+            else:
+                k.dq_binary_ort_s8(*args, a["act_min"], a["act_max"], out.reshape(-1))
         elif op == "concat":
             ax = a["axis"]
             start = 0
@@ -686,9 +707,39 @@ def softmax_f32(x, axis=-1):
     return (e / e.sum(axis=axis, keepdims=True, dtype=np.float32)).astype(np.float32)
 
 
-def run_model(model, x, profile="onnxruntime", input_boundary="int8"):
+def cmsis_graph(graph):
+    """The graph as the cmsis-nn profile runs it: a GlobalAveragePool whose output scale differs from its input's
+    (always the case after quantize_static) becomes a depthwise conv with unit int8 weights of scale 1/(H*W)
+    (TFLite-style requantized mean: sum(x - zp_in) * M, M from s_in / (H*W) / s_out). Other nodes are shared."""
+    import copy
+    g = copy.copy(graph)
+    g.tensors, g.nodes = dict(graph.tensors), []
+    for node in graph.nodes:
+        if node.op == "avg_pool":
+            t_in, t_out = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+            same = float(t_in.scale[0]) == float(t_out.scale[0]) and _zp(t_in) == _zp(t_out)
+            if not same and not node.attrs.get("global_pool"):
+                raise N6Error(f"layer {node.name!r}: an average pool that changes scale has no cmsis-nn kernel; "
+                              f"use the onnxruntime profile")
+            if not same:
+                n, h, w, c = t_in.shape
+                wname = f"{node.name}#unit_weights"
+                g.tensors[wname] = Tensor(wname, (1, h, w, c), np.dtype(np.int8),
+                                          np.full(c, np.float32(1.0) / np.float32(h * w), np.float32),
+                                          np.zeros(c, np.int64), 3, np.ones((1, h, w, c), np.int8))
+                a = dict(stride_h=1, stride_w=1, pad_top=0, pad_left=0, dilation_h=1, dilation_w=1, ch_mult=1,
+                         activation=node.attrs["activation"], act_min=node.attrs["act_min"],
+                         act_max=node.attrs["act_max"])
+                g.nodes.append(Node("depthwise_conv2d", node.name, [node.inputs[0], wname, None], list(node.outputs), a))
+                continue
+        g.nodes.append(node)
+    return g
+
+
+def run_model(model, x, profile="onnxruntime", input_boundary="int8", elementwise=None):
     """Runs an imported model. x: the int8/uint8 input buffer (input_boundary='int8', ST default: the app
     quantizes) or float32 features (input_boundary='float32': the model's QuantizeLinear under `profile`).
+    elementwise (onnxruntime profile): None = default_elementwise(model.io_dtype), or 'qlinear' | 'dq-float'.
     Returns dict(output=<io-typed int8/uint8 output>, float=<dequantized (+softmax) float32 or None>)."""
     if input_boundary not in INPUT_BOUNDARIES:
         raise N6Error(f"unknown input boundary {input_boundary!r}; choose one of {list(INPUT_BOUNDARIES)}")
@@ -696,10 +747,11 @@ def run_model(model, x, profile="onnxruntime", input_boundary="int8"):
         x = quantize_input(model, x, profile)
     xi = to_internal(model, x)
     if profile == "onnxruntime":
-        q = OrtRunner(model.graph).run(xi)
+        mode = default_elementwise(model.io_dtype) if elementwise is None else elementwise
+        q = OrtRunner(model.graph, mode).run(xi)
     elif profile == "cmsis-nn":
         from .runtime import Runtime
-        q = Runtime(model.graph, profile="cmsis-nn").run(xi)
+        q = Runtime(cmsis_graph(model.graph), profile="cmsis-nn").run(xi)
     else:
         raise N6Error(f"unknown arithmetic profile {profile!r}; choose one of {list(PROFILES)}")
     q = from_internal(model, q)

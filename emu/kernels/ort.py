@@ -173,6 +173,40 @@ def _dq_binary(in1, in2, s1, zp1, s2, zp2, s_out, zp_out, is_mul, act_min, act_m
 
 
 @njit(cache=True)
+def _qlinear_binary(in1, in2, s1, zp1, s2, zp2, s_out, zp_out, is_mul, domain_shift, act_min, act_max, out):
+    """Fused MLAS QLinearAdd / QLinearMul (x86 SSE order), on raw values r = x + domain_shift (the type ORT
+    runs: 128 for uint8, 0 for int8), zero points likewise shifted:
+    Add: ra = s1/s_out, rb = s2/s_out; fixed = float32(zp_out) - (ra*zp1 + rb*zp2);
+         q = round_half_even((fixed + float32(r1)*ra) + float32(r2)*rb)
+    Mul (MLAS scalar path): v = (s1*float32(r1-zp1)) * (s2*float32(r2-zp2)) / s_out, clamped to the raw range
+         minus zp_out; q = round_half_even(v + float32(zp_out))
+    then saturate to the raw type range (== [act_min, act_max] + shift), all float32."""
+    sh = np.int32(domain_shift)
+    z1 = np.int32(zp1) + sh
+    z2 = np.int32(zp2) + sh
+    zo = np.int32(zp_out) + sh
+    ra = np.float32(s1 / s_out)
+    rb = np.float32(s2 / s_out)
+    fixed = np.float32(np.float32(zo) - np.float32(np.float32(ra * np.float32(z1)) + np.float32(rb * np.float32(z2))))
+    lo = np.float32(np.int32(act_min) + sh - zo)
+    hi = np.float32(np.int32(act_max) + sh - zo)
+    for i in range(out.size):
+        r1 = np.int32(in1[i]) + sh
+        r2 = np.int32(in2[i]) + sh
+        if is_mul:
+            va = np.float32(s1 * np.float32(r1 - z1))
+            vb = np.float32(s2 * np.float32(r2 - z2))
+            v = np.float32(np.float32(va * vb) / s_out)
+            v = min(max(v, lo), hi)
+            q = np.int32(np.rint(np.float32(v + np.float32(zo))))
+        else:
+            v = np.float32(np.float32(fixed + np.float32(np.float32(r1) * ra)) + np.float32(np.float32(r2) * rb))
+            q = np.int32(np.rint(v))
+        q = q - sh
+        out[i] = np.int8(min(max(q, act_min), act_max))
+
+
+@njit(cache=True)
 def _dq_requantize(inp, s_in, zp_in, s_out, zp_out, out):
     """DQ -> Q between two scales (unfused Concat inputs): clamp(rint(float32(s_in*(x-zp_in)) / s_out) + zp_out)."""
     for i in range(out.size):
@@ -271,3 +305,14 @@ def dq_requantize_ort_s8(inp, s_in, zp_in, s_out, zp_out, out):
     if inp.size != out.size:
         raise ValueError("requantize: input and output lengths differ")
     _dq_requantize(inp, np.float32(s_in), zp_in, np.float32(s_out), zp_out, out)
+
+
+def qlinear_binary_ort_s8(in1, in2, s1, zp1, s2, zp2, s_out, zp_out, is_mul, domain_shift, act_min, act_max, out):
+    """Fused QLinearAdd (is_mul False) / QLinearMul of equal-length flat int8 arrays (MLAS x86 order), run in
+    the raw domain x + domain_shift (128: ORT's uint8 kernels, 0: int8 kernels)."""
+    for n, a in (("in1", in1), ("in2", in2), ("out", out)):
+        _check(n, a, np.int8, 1)
+    if not in1.size == in2.size == out.size:
+        raise ValueError("elementwise: inputs and output must have the same length (broadcast first)")
+    _qlinear_binary(in1, in2, np.float32(s1), zp1, np.float32(s2), zp2, np.float32(s_out), zp_out, bool(is_mul),
+                    domain_shift, act_min, act_max, out)
