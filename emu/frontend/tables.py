@@ -231,6 +231,8 @@ def _parse_literal(text):
     if m is None:
         raise FrontendError(f"{text!r} is not a C floating constant; expected e.g. 0.25f or -1.5e-3")
     sign, body, suffix = m.groups()
+    if suffix and body.isdigit():
+        raise FrontendError(f"{text!r} is not a C floating constant (a suffix needs a '.' or an exponent)")
     if body[:2].lower() == "0x":
         mant, exp = re.split("[pP]", body[2:])
         whole, _, frac = mant.partition(".")
