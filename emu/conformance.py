@@ -603,6 +603,11 @@ def _classify(case):
     return None
 
 
+_KIND_OPS = {"conv": "conv_s8", "depthwise": "depthwise_conv_s8", "fc": "fully_connected_s8",
+             "avgpool": "avgpool_s8", "maxpool": "maxpool_s8", "softmax": "softmax_s8", "add": "add_s8",
+             "mul": "mul_s8", "pad": "pad_s8", "transpose": "transpose_s8"}
+
+
 def _run_single(case, k, rnd):
     op = _classify(case)
     if op is None:
@@ -646,7 +651,7 @@ def _run_folder(folder, kernels, rnd):
             detail = f"final output; {n_layers} intermediate reference(s) also match" if n_layers else "final output"
             return _compare(name, "network", got, ref, _as_nhwc(got.shape), detail=detail)
         case = _load_case(folder)
-        op = _classify(case) or "unknown"
+        op = _KIND_OPS.get(_classify(case), "unknown")  # reported if the kernel raises
         op, got, ref, view = _run_single(case, kernels, rnd)
         return _compare(name, op, got, ref, view)
     except _Unrecognised as e:
