@@ -1008,7 +1008,7 @@ class Q15State:
     mel_len: np.ndarray         # int32[n_mels]
     mel_coefs: np.ndarray       # int16[sum(len)], q15
     dct: np.ndarray             # int16[n_mfcc * n_mels] (empty in logmel mode)
-    log_offset: int             # q5.26 added after vlog_q31 (logmel mode)
+    log_offset: int             # logmel mode: added after vlog (q5.26, or q4.11 with log_precision q15)
     quant_multiplier: int
     quant_shift: int
     quant_zero_point: int
