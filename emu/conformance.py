@@ -200,11 +200,22 @@ def _resolve_backend(backend):
                       f"choose another backend") from None
 
 
+class _KernelRaised(Exception):
+    """A kernel refused or failed on the case's arguments (reported as FAIL, with the message)."""
+
+
 def _kernel(kernels, name):
+    """The backend's kernel `name`, wrapped so that anything it raises becomes _KernelRaised."""
     fn = getattr(kernels, name, None)
     if fn is None:
         raise _Unrecognised(f"the kernel backend has no {name}")
-    return fn
+
+    def call(*args):
+        try:
+            fn(*args)
+        except Exception as e:  # noqa: BLE001 - any kernel failure is a FAIL of this case, reported in one line
+            raise _KernelRaised(f"{name} raised {type(e).__name__}: {e}") from None
+    return call
 
 
 # ---- case helpers -----------------------------------------------------------------------------------
@@ -654,12 +665,14 @@ def _run_folder(folder, kernels, rnd):
         op = _KIND_OPS.get(_classify(case), "unknown")  # reported if the kernel raises
         op, got, ref, view = _run_single(case, kernels, rnd)
         return _compare(name, op, got, ref, view)
+    except _KernelRaised as e:
+        return CaseResult(name, op, FAIL, 0, 0, None, str(e))
     except _Unrecognised as e:
         return CaseResult(name, op, UNKNOWN, 0, 0, None, str(e))
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         return CaseResult(name, op, UNKNOWN, 0, 0, None, f"cannot read the case: {e}")
-    except (N6Error, ValueError, TypeError) as e:  # a kernel refused the case's arguments
-        return CaseResult(name, op, FAIL, 0, 0, None, f"the kernel raised {type(e).__name__}: {e}")
+    except (ArithmeticError, ValueError, TypeError, IndexError, KeyError) as e:  # inconsistent numbers in the case
+        return CaseResult(name, op, UNKNOWN, 0, 0, None, f"inconsistent case data ({type(e).__name__}: {e})")
 
 
 def run_all(root, backend="numba", rounding="double"):

@@ -264,11 +264,22 @@ def test_unknown_folders_are_reported_not_raised(conformance_dir, tmp_path, any_
     shutil.copytree(conformance_dir / "conv_2", tmp_path / "badgeometry")
     cfg = tmp_path / "badgeometry" / "config_data.h"
     cfg.write_text(cfg.read_text().replace("CONV_2_INPUT_W 6", "CONV_2_INPUT_W 7"))
+    # zero / negative dimensions
+    shutil.copytree(conformance_dir / "conv_2", tmp_path / "zerochannels")
+    cfg = tmp_path / "zerochannels" / "config_data.h"
+    cfg.write_text(cfg.read_text().replace("CONV_2_OUT_CH 4", "CONV_2_OUT_CH 0"))
+    shutil.copytree(conformance_dir / "avgpooling", tmp_path / "negative")
+    cfg = tmp_path / "negative" / "config_data.h"
+    cfg.write_text(cfg.read_text().replace("AVGPOOLING_OUTPUT_H 3", "AVGPOOLING_OUTPUT_H -3"))
+    shutil.copytree(conformance_dir / "pad_int8_1", tmp_path / "zeropad")
+    cfg = tmp_path / "zeropad" / "config_data.h"
+    cfg.write_text(cfg.read_text().replace("PAD_INT8_1_INPUT_C 2", "PAD_INT8_1_INPUT_C 0"))
     # a network folder with a layer of an unknown op
     shutil.copytree(conformance_dir / "ds_cnn_s", tmp_path / "net")
     (tmp_path / "net" / "layer_14_lstm_config_data.h").write_text("#define LSTM_14_X 1\n#define LSTM_14_Y 2\n")
     results = {r.name: r for r in run_all(tmp_path, backend=any_backend)}
-    assert set(results) == {"mystery", "noweights", "garbled", "badgeometry", "net"}
+    assert set(results) == {"mystery", "noweights", "garbled", "badgeometry", "zerochannels", "negative",
+                            "zeropad", "net"}
     for name, r in results.items():
         assert r.status == "UNKNOWN" and r.detail, r
         assert (r.n_mismatch, r.n_total, r.first_mismatch) == (0, 0, None)
@@ -313,7 +324,7 @@ def test_runner_compares_what_the_backend_writes(conformance_dir):
     ref = parse_arrays((conformance_dir / "conv_2" / "output_ref_data.h").read_text())["conv_2_output_ref"]
     assert r.status == "FAIL" and r.n_mismatch == int(np.count_nonzero(ref)) and r.n_total == ref.size
     r = run_case(conformance_dir / "conv_2", backend=_BrokenKernels(True))
-    assert (r.status, r.op) == ("FAIL", "conv_s8") and "refused" in r.detail
+    assert (r.status, r.op) == ("FAIL", "conv_s8") and "refused" in r.detail and "\n" not in r.detail
 
 
 def test_network_intermediate_reference_is_checked(conformance_dir, tmp_path, any_backend):
