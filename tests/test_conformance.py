@@ -374,3 +374,29 @@ def test_renamed_folder_is_classified_by_content(conformance_dir, tmp_path, any_
     renamed = run_case(tmp_path / "renamed", backend=any_backend)
     assert renamed.status == "PASS" and renamed.name == "renamed"
     assert (renamed.op, renamed.n_total) == (direct.op, direct.n_total)
+
+
+_FUZZ_CASES = ["basic", "depthwise_2", "fully_connected", "fc_per_ch", "avgpooling_1", "maxpooling_3", "softmax",
+               "add", "mul", "pad_int8_1", "transpose_matrix", "transpose_3dim"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=st.sampled_from(_FUZZ_CASES), pick=st.integers(0, 10**6),
+       value=st.one_of(st.integers(-3, 40), st.sampled_from(["SAME", "{1, 0}", "0x7fffffff", "-2147483648"])))
+def test_mutated_config_never_raises(conformance_dir, case, pick, value):
+    """Any one define changed to another value: a CaseResult comes back (usually UNKNOWN or FAIL), no exception."""
+    import tempfile
+    from pathlib import Path
+    kernels = _backend_or_skip("numba")
+    with tempfile.TemporaryDirectory() as tmp:
+        dst = Path(tmp) / case
+        shutil.copytree(conformance_dir / case, dst)
+        cfg = dst / "config_data.h"
+        text = cfg.read_text()
+        names = re.findall(r"#define (\w+) ", text)
+        name = names[pick % len(names)]
+        text = re.sub(rf"(#define {name} )[^\n\\\\]*(\n)", lambda m: f"{m.group(1)}{value}{m.group(2)}", text, count=1)
+        cfg.write_text(text)
+        r = run_case(dst, backend=kernels)
+    assert isinstance(r, CaseResult) and r.status in ("PASS", "FAIL", "UNKNOWN")
+    assert "\n" not in r.detail
