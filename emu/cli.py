@@ -116,7 +116,7 @@ def cmd_conformance(args, out):
 
     if not os.path.isdir(args.dir):
         raise N6Error(f"{args.dir}: no such folder; give a folder of CMSIS-NN test-data cases")
-    results = run_all(args.dir, backend=args.backend)
+    results = run_all(args.dir, backend=args.backend, rounding=args.rounding)
     if not results:
         raise N6Error(f"{args.dir}: no CMSIS-NN test-data case found (folders with config_data.h)")
     passed = failed = unknown = 0
@@ -162,7 +162,9 @@ def build_parser():
 
     s = sub.add_parser("conformance", help="run CMSIS-NN test-data folders through the emulator's kernels")
     s.add_argument("dir", help="folder holding CMSIS-NN-format cases (config_data.h + array headers + output_ref_data.h)")
-    s.add_argument("--backend", default="numba", choices=("numba", "c"))
+    s.add_argument("--backend", default="numba", choices=("numba", "c"), help="kernel implementation (default numba)")
+    s.add_argument("--rounding", default="double", choices=("double", "single"),
+                   help="requantization rounding of conv/depthwise/FC/mul (the reference data is double)")
     s.set_defaults(func=cmd_conformance)
     return p
 
