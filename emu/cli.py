@@ -41,7 +41,7 @@ def _fmt_quant(t):
         return ""
     if len(t["scale"]) == 1:
         return f"s={t['scale'][0]:.6g} zp={t['zero_point'][0]}"
-    return f"per-channel({len(t['scale'])}) axis={t['quant_axis']}"
+    return f"per-ch({len(t['scale'])}) ax={t['quant_axis']}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -61,7 +61,8 @@ def cmd_inspect(args, out):
             quant = dict(scale=None if t.scale is None else list(t.scale),
                          zero_point=None if t.zero_point is None else list(t.zero_point), quant_axis=t.quant_axis)
             print(f"  {kind} {name}: {_fmt_shape(t.shape)} {np.dtype(t.dtype).name} {_fmt_quant(quant)}", file=out)
-    header = f"{'#':>3} {'layer':<34} {'op':<17} {'input':<14} {'output':<14} {'dtype':<6} {'output quant':<26} {'weights':<30} {'MACs':>10}"
+    header = (f"{'#':>3} {'op':<17} {'input':<11} {'output':<11} {'dtype':<5} {'output quant':<24} "
+              f"{'weights':<26} {'MACs':>9}  layer")
     print(header, file=out)
     total = 0
     for i, layer in enumerate(layers):
@@ -70,9 +71,9 @@ def cmd_inspect(args, out):
         o = layer["outputs"][0]
         wdesc = f"{_fmt_shape(weights['shape'])} {_fmt_quant(weights)}" if weights else ""
         total += layer["macs"]
-        print(f"{i:>3} {layer['name'][:34]:<34} {layer['op']:<17} {_fmt_shape(first['shape']) if first else '':<14} "
-              f"{_fmt_shape(o['shape']):<14} {o['dtype']:<6} {_fmt_quant(o):<26} {wdesc[:30]:<30} {layer['macs']:>10,}",
-              file=out)
+        print(f"{i:>3} {layer['op']:<17} {_fmt_shape(first['shape']) if first else '':<11} "
+              f"{_fmt_shape(o['shape']):<11} {o['dtype']:<5} {_fmt_quant(o):<24} {wdesc:<26} {layer['macs']:>9,}  "
+              f"{layer['name']}", file=out)
     print(f"{len(layers)} layers, {total:,} MACs per inference", file=out)
     return EXIT_OK
 
