@@ -646,7 +646,7 @@ def cfft_algorithm(profile, cfft_len):
     if log2 % 3 == 1:
         return 3
     raise FrontendError(f"st-f32 with n_fft = {2 * cfft_len} needs CMSIS-DSP's radix-8-by-4 FFT, not emulated; "
-                        f"use n_fft 128, 256, 1024, 2048 or 4096... (cfft length 2^(3k) or 2^(3k+1))")
+                        f"use n_fft 32, 128, 256, 1024 or 2048, or the st-f16 profile")
 
 
 @dataclasses.dataclass(frozen=True)
