@@ -164,3 +164,38 @@ def intermediate_model(model, names):
     for n in names:
         m.graph.output.append(helper.make_empty_tensor_value_info(n))
     return m
+
+
+def strip_softmax(model):
+    """A copy of a model ending in DequantizeLinear -> Softmax whose output is the DequantizeLinear's (upstream
+    nodes untouched, so onnxruntime fuses them the same way)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    out = m.graph.output[0].name
+    sm = [n for n in m.graph.node if n.op_type == "Softmax" and n.output[0] == out][0]
+    m.graph.node.remove(sm)
+    for n in m.graph.node:
+        for i, o in enumerate(n.output):
+            if o == sm.input[0]:
+                n.output[i] = out
+    return m
+
+
+def matmul_add_model(seed=0):
+    """Conv -> Relu -> GlobalAveragePool -> Reshape -> MatMul -> Add (a PyTorch-style Linear), float32."""
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("Conv", ["input", "wc"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+             helper.make_node("Reshape", ["g", "shape"], ["f"], name="reshape"),
+             helper.make_node("MatMul", ["f", "w2"], ["m"], name="matmul"),
+             helper.make_node("Add", ["m", "b2"], ["output"], name="add")]
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (4, 2, 3, 3)).astype(np.float32), "wc"),
+             numpy_helper.from_array(np.array([1, -1], np.int64), "shape"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (4, 5)).astype(np.float32), "w2"),
+             numpy_helper.from_array(rng.normal(0, 0.3, 5).astype(np.float32), "b2")]
+    g = helper.make_graph(nodes, "mm", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 6, 6])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 5])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
+    m.ir_version = 8
+    return m

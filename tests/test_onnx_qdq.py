@@ -263,3 +263,15 @@ def test_wrong_input_shape_and_dtype():
         run_model(model, np.zeros(shape, np.float64), input_boundary="float32")
     with pytest.raises(N6Error, match="unknown arithmetic profile"):
         run_model(model, np.zeros(shape, np.int8), profile="npu")
+
+
+@pytest.mark.parametrize("act_type", ["int8", "uint8"])
+def test_matmul_add_with_constant_operand(act_type):
+    """PyTorch-style Linear (MatMul + Add of a quantized constant): QLinearMatMul, then QLinearAdd (uint8) or a
+    float Add (int8) with the constant broadcast."""
+    from onnx_builder import matmul_add_model
+    rng = np.random.default_rng(1)
+    q = quantize_qdq(matmul_add_model(1), [rng.normal(0, 1, (1, 2, 6, 6)).astype(np.float32) for _ in range(6)],
+                     activation_type=act_type)
+    model = assert_ort_equal(q, rng.normal(0, 1.5, (10, 1, 2, 6, 6)).astype(np.float32))
+    assert [n.op for n in model.graph.nodes][-2:] == ["fully_connected", "add"]

@@ -470,9 +470,28 @@ class _Importer:
             self.emit("transpose", node.name or q.output[0], [x_name], [out], perm=perm)
             self.act[q.output[0]] = (out, layout, logical)
 
+    def const_operand(self, name, like, node):
+        """A DequantizeLinear of a constant used as an Add/Mul operand: an int8 IR constant broadcastable to the
+        activation `like` (its layout applied), per-tensor quantized."""
+        data, scale, zp, _ = self.dq_weight(name, node)
+        if scale.size != 1:
+            self.fail(node, "a per-channel quantized constant operand is unsupported")
+        shape = tuple(like[2])
+        data = data.reshape((1,) * (len(shape) - data.ndim) + data.shape)
+        if like[1] == "nhwc":
+            data = data.transpose(TO_NHWC)
+        internal = np.broadcast_to(data, self.tensors[like[0]].shape)
+        t = self.add_tensor(self.fresh(name), internal.shape, scale, zp, np.ascontiguousarray(internal, np.int8))
+        return (t, like[1], shape)
+
     def binary(self, node, op):
-        a = self.act_in(node.input[0], node)
-        b = self.act_in(node.input[1], node)
+        consts = [self.producer.get(i) is not None and self.producer[i].input[0] in self.consts for i in node.input]
+        if all(consts):
+            self.fail(node, "both operands are constants; fold them before quantization")
+        a = None if consts[0] else self.act_in(node.input[0], node)
+        b = None if consts[1] else self.act_in(node.input[1], node)
+        a = self.const_operand(node.input[0], b, node) if a is None else a
+        b = self.const_operand(node.input[1], a, node) if b is None else b
         if a[2] != b[2] or a[1] != b[1]:
             self.fail(node, f"{node.op_type} inputs must have the same shape (got {a[2]} and {b[2]})")
         q, scale, zp, act_min, act_max = self.out_q(node)
@@ -574,7 +593,8 @@ class OrtRunner:
         self.k = ort
         self.graph = graph
         self.params = prepare_onnxruntime(graph, elementwise)
-        self.buffers = {n: np.zeros(graph.tensors[n].shape, np.int8) for n in graph.activations()}
+        self.buffers = {n: np.zeros(graph.tensors[n].shape, np.int8) for n in graph.activations()
+                        if not graph.tensors[n].is_constant}
 
     def _step(self, node):
         k, p, a, b = self.k, self.params[node.name], node.attrs, self.buffers
@@ -605,7 +625,7 @@ class OrtRunner:
             k.maxpool_ort_s8(x, a["kernel_h"], a["kernel_w"], a["stride_h"], a["stride_w"], a["pad_top"],
                              a["pad_left"], a["act_min"], a["act_max"], out)
         elif op in ("add", "mul"):
-            y = b[node.inputs[1]]
+            x, y = (b[n] if n in b else self.graph.tensors[n].data for n in node.inputs)
             args = (x.reshape(-1), y.reshape(-1), p["in_scales"][0], p["in_zps"][0], p["in_scales"][1], p["in_zps"][1],
                     p["out_scale"], p["out_zp"], op == "mul")
             if p["elementwise"] == "qlinear":
@@ -639,7 +659,7 @@ class OrtRunner:
             raise N6Error(f"the graph input must be int8, got {x.dtype}")
         batched = x.shape != shape
         xs = x.reshape((-1,) + shape)
-        names = [n for n in g.activations()]
+        names = list(self.buffers)
         res = {n: np.empty((xs.shape[0],) + tuple(g.tensors[n].shape), np.int8) for n in names}
         for i in range(xs.shape[0]):
             np.copyto(self.buffers[g.inputs[0]], xs[i])
@@ -668,7 +688,7 @@ def quantize_input(model, x, profile="onnxruntime"):
     if profile == "onnxruntime":
         r = np.rint(v)
     elif profile == "cmsis-nn":
-        r = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
+        r = np.sign(v) * np.floor(np.abs(v).astype(np.float64) + 0.5)      # std::round of the float32 quotient
     else:
         raise N6Error(f"unknown arithmetic profile {profile!r}; choose one of {list(PROFILES)}")
     info = np.iinfo(model.io_dtype)
