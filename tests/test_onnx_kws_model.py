@@ -30,7 +30,7 @@ def kws_inputs(model, n, seed):
     info = np.iinfo(model.io_dtype)
     lo, hi = (info.min - zp) * s, (info.max - zp) * s
     x = rng.uniform(lo, hi, (n,) + tuple(model.input_shape)).astype(np.float32)
-    x += rng.normal(0, (hi - lo) / 8, x.shape).astype(np.float32) * (rng.random((n, 1, 1, 1)) < 0.5)
+    x += rng.normal(0, (hi - lo) / 8, x.shape).astype(np.float32) * (rng.random((n,) + (1,) * len(model.input_shape)) < 0.5)
     x[0] = 0.0
     x[1] = 2 * hi
     return x
@@ -40,7 +40,7 @@ def compare(kws, n, seed):
     proto, model, sess_logits, sess_full = kws
     name = proto.graph.input[0].name
     for i, x in enumerate(kws_inputs(model, n, seed)):
-        x1 = x[None]
+        x1 = x
         (ref,) = sess_logits.run(None, {name: x1})
         got = run_model(model, x1, "onnxruntime", "float32")
         deq = dequantize_output(model, got["output"]).reshape(ref.shape)
@@ -70,8 +70,8 @@ def test_kws_model_equals_onnxruntime_500(kws):
 
 def profile_disagreement(model, xs):
     """(count of differing int8 outputs, total, LSB histogram {diff: count}, argmax agreement) cmsis-nn vs ORT."""
-    a = np.stack([run_model(model, x[None], "onnxruntime", "float32")["output"].astype(np.int32) for x in xs])
-    b = np.stack([run_model(model, x[None], "cmsis-nn", "float32")["output"].astype(np.int32) for x in xs])
+    a = np.stack([run_model(model, x, "onnxruntime", "float32")["output"].astype(np.int32) for x in xs])
+    b = np.stack([run_model(model, x, "cmsis-nn", "float32")["output"].astype(np.int32) for x in xs])
     d = b - a
     values, counts = np.unique(d, return_counts=True)
     agree = float(np.mean(a.reshape(len(xs), -1).argmax(1) == b.reshape(len(xs), -1).argmax(1)))
