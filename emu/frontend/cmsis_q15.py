@@ -174,14 +174,14 @@ def rfft_init_q15(n_fft):
 
 @njit(cache=True)
 def _wrap16(x):
-    """int64 -> int16 two's-complement wrap (a C store into q15_t)."""
-    return ((np.int64(x) + 32768) & 0xFFFF) - 32768
+    """int64 -> int16 two's-complement wrap (a C store into q15_t; Numba's narrowing cast truncates)."""
+    return np.int64(np.int16(x))
 
 
 @njit(cache=True)
 def _wrap32(x):
-    """int64 -> int32 two's-complement wrap (a 32-bit register)."""
-    return ((np.int64(x) + 2147483648) & 0xFFFFFFFF) - 2147483648
+    """int64 -> int32 two's-complement wrap (a 32-bit register; Numba's narrowing cast truncates)."""
+    return np.int64(np.int32(x))
 
 
 @njit(cache=True)
