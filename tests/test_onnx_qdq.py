@@ -275,3 +275,38 @@ def test_matmul_add_with_constant_operand(act_type):
                      activation_type=act_type)
     model = assert_ort_equal(q, rng.normal(0, 1.5, (10, 1, 2, 6, 6)).astype(np.float32))
     assert [n.op for n in model.graph.nodes][-2:] == ["fully_connected", "add"]
+
+
+@pytest.mark.parametrize("act_type", ["int8", "uint8"])
+def test_pytorch_exported_ds_cnn(act_type):
+    """A DS-CNN exported from PyTorch (BatchNorm folded by the exporter, Softmax tail kept float) imports and
+    equals onnxruntime on the dequantized logits."""
+    torch = pytest.importorskip("torch")
+    import io
+    from torch import nn
+    from onnx_builder import strip_softmax
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    net = nn.Sequential(nn.Conv2d(1, 8, (5, 3), stride=2, padding=(2, 1)), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 12, 1), nn.BatchNorm2d(12), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(12, 6), nn.Softmax(dim=1)).eval()
+    with torch.no_grad():
+        for mod in net.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
+    buf = io.BytesIO()
+    torch.onnx.export(net, torch.zeros(1, 1, 40, 49), buf, input_names=["input"], output_names=["output"],
+                      opset_version=17, dynamo=False)
+    fm = onnx.load_from_string(buf.getvalue())
+    assert "BatchNormalization" not in [n.op_type for n in fm.graph.node]
+    rng = np.random.default_rng(0)
+    shape = (1, 1, 40, 49)
+    q = quantize_qdq(fm, [rng.normal(0, 1, shape).astype(np.float32) for _ in range(8)], activation_type=act_type)
+    model = load_onnx_qdq(q)
+    assert model.output_tail == "dequantize+softmax"
+    logits = strip_softmax(q)
+    model_logits = assert_ort_equal(logits, rng.normal(0, 1.5, (6,) + shape).astype(np.float32))
+    assert [n.op for n in model_logits.graph.nodes] == [n.op for n in model.graph.nodes]
