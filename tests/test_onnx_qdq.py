@@ -310,3 +310,17 @@ def test_pytorch_exported_ds_cnn(act_type):
     logits = strip_softmax(q)
     model_logits = assert_ort_equal(logits, rng.normal(0, 1.5, (6,) + shape).astype(np.float32))
     assert [n.op for n in model_logits.graph.nodes] == [n.op for n in model.graph.nodes]
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_uint8_weights_with_zero_points(per_channel):
+    """uint8 activations and asymmetric uint8 weights (filter_offset = -zp_w after the -128 shift)."""
+    shape = (1, 2, 9, 8)
+    rng = np.random.default_rng(3)
+    spec = [dict(op="conv", cout=4, k=3, pad=1, act="relu"), dict(op="conv", group=4, mult=1, k=3),
+            dict(op="flatten"), dict(op="gemm", out=3)]
+    fm = build_float_model(spec, shape, seed=3, softmax=False)
+    q = quantize_qdq(fm, [rng.normal(0, 1, shape).astype(np.float32) for _ in range(6)], activation_type="uint8",
+                     weight_type="uint8", per_channel=per_channel)
+    model = assert_ort_equal(q, rng.normal(0, 1.5, (8,) + shape).astype(np.float32))
+    assert any(np.any(t.zero_point != 0) for t in model.graph.tensors.values() if t.is_constant and t.scale is not None)
