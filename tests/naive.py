@@ -53,65 +53,102 @@ def activate(v, output_offset, act_min, act_max):
 
 # ---- network kernels --------------------------------------------------------------------------------
 
+def requantize_array(acc, mult, shift, rounding):
+    """Vectorised requantize of exact int64 accumulators (wrapped to int32 first) with per-channel mult/shift
+    broadcast over the last axis; gemmlowp's formulation in exact int64 numpy (every intermediate < 2^63)."""
+    x = _wrap32_array(acc)
+    m = np.broadcast_to(np.asarray(mult, np.int64), x.shape)
+    s = np.broadcast_to(np.asarray(shift, np.int64), x.shape)
+    if rounding == 1:
+        total = 31 - s
+        return _wrap32_array((x * m + (np.int64(1) << (total - 1))) >> total)
+    left, right = np.maximum(s, 0), np.maximum(-s, 0)
+    x = _wrap32_array((x.astype(np.uint64) << left.astype(np.uint64)).view(np.int64))   # int32 multiply by 2^left
+    ab = x * m
+    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    high = np.sign(ab + nudge) * (np.abs(ab + nudge) // np.int64(1 << 31))          # C truncating division
+    high = np.where((x == INT32_MIN) & (m == INT32_MIN), np.int64(INT32_MAX), high)
+    half = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), np.int64(0))
+    return np.sign(high) * ((np.abs(high) + half) >> right)                           # ties away from zero
+
+
+def _wrap32_array(a):
+    return ((a.astype(np.int64).astype(np.uint64) + np.uint64(1 << 31)) & np.uint64(0xFFFFFFFF)).astype(np.int64) - (1 << 31)
+
+
+def _activate_channels(acc, mult, shift, output_offset, act_min, act_max, rounding, out):
+    """acc: exact accumulators [..., C]; wrap to int32, requantize per channel, add the offset, clamp, store."""
+    if acc.dtype == object:   # wider than int64 (huge filter offsets): wrap with Python ints first
+        acc = np.vectorize(wrap32, otypes=[np.int64])(acc)
+    q = requantize_array(acc, mult, shift, rounding)
+    out[...] = np.clip(q + output_offset, act_min, act_max)
+
+
+def _offset_padded(inp, input_offset, pad_top, pad_left, extra_h, extra_w):
+    """int64 copy of inp + input_offset inside a zero border: padding taps then contribute exactly 0."""
+    n, h, w, c = inp.shape
+    xp = np.zeros((n, pad_top + h + extra_h, pad_left + w + extra_w, c), np.int64)
+    xp[:, pad_top:pad_top + h, pad_left:pad_left + w, :] = inp.astype(np.int64) + input_offset
+    return xp
+
+
+def _tap(xp, ky, kx, pad_top, pad_left, stride_h, stride_w, dilation_h, dilation_w, oh, ow):
+    """The [N, OH, OW, C] slice of the padded input seen by filter tap (ky, kx)."""
+    y0, x0 = ky * dilation_h, kx * dilation_w
+    return xp[:, y0:y0 + (oh - 1) * stride_h + 1:stride_h, x0:x0 + (ow - 1) * stride_w + 1:stride_w, :]
+
+
+def _border(size, k, stride, dilation, pad, out_size):
+    """Zero rows/cols needed after the input so every output window's taps exist in the padded array."""
+    return max(0, (out_size - 1) * stride + (k - 1) * dilation + 1 - pad - size)
+
+
 def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
             dilation_h, dilation_w, act_min, act_max, rounding, out):
+    """Sum over taps of (x + input_offset) * w, one tap at a time with exact int64 einsum, per group."""
     n, h, w, cin = inp.shape
     cout, kh, kw, cin_g = filt.shape
+    oh, ow = out.shape[1], out.shape[2]
     groups = cin // cin_g
     per_group = cout // groups
-    x = inp.astype(int).tolist()
-    f = filt.astype(int).tolist()
-    for b in range(n):
-        for oy in range(out.shape[1]):
-            for ox in range(out.shape[2]):
-                for oc in range(cout):
-                    g = oc // per_group
-                    acc = int(bias[oc])
-                    for ky in range(kh):
-                        for kx in range(kw):
-                            iy = oy * stride_h - pad_top + ky * dilation_h
-                            ix = ox * stride_w - pad_left + kx * dilation_w
-                            if 0 <= iy < h and 0 <= ix < w:
-                                for ic in range(cin_g):
-                                    acc += (x[b][iy][ix][g * cin_g + ic] + input_offset) * f[oc][ky][kx][ic]
-                    acc = wrap32(acc)
-                    out[b, oy, ox, oc] = activate(requantize(acc, int(mult[oc]), int(shift[oc]), rounding),
-                                                  output_offset, act_min, act_max)
+    xp = _offset_padded(inp, input_offset, pad_top, pad_left, _border(h, kh, stride_h, dilation_h, pad_top, oh),
+                        _border(w, kw, stride_w, dilation_w, pad_left, ow))
+    acc = np.zeros((n, oh, ow, cout), np.int64) + bias.astype(np.int64)
+    f = filt.astype(np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            x = _tap(xp, ky, kx, pad_top, pad_left, stride_h, stride_w, dilation_h, dilation_w, oh, ow)
+            for g in range(groups):
+                xs = x[..., g * cin_g:(g + 1) * cin_g]
+                ws = f[g * per_group:(g + 1) * per_group, ky, kx, :]
+                acc[..., g * per_group:(g + 1) * per_group] += np.einsum("nhwc,oc->nhwo", xs, ws)
+    _activate_channels(acc, mult, shift, output_offset, act_min, act_max, rounding, out)
 
 
 def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
                       pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out):
+    """Output channel ic*ch_mult + m: sum over taps of (x[ic] + input_offset) * w[oc], exact int64."""
     n, h, w, cin = inp.shape
     kh, kw = filt.shape[1], filt.shape[2]
-    x = inp.astype(int).tolist()
-    f = filt.astype(int).tolist()
-    for b in range(n):
-        for oy in range(out.shape[1]):
-            for ox in range(out.shape[2]):
-                for ic in range(cin):
-                    for m in range(ch_mult):
-                        oc = ic * ch_mult + m
-                        acc = int(bias[oc])
-                        for ky in range(kh):
-                            for kx in range(kw):
-                                iy = oy * stride_h - pad_top + ky * dilation_h
-                                ix = ox * stride_w - pad_left + kx * dilation_w
-                                if 0 <= iy < h and 0 <= ix < w:
-                                    acc += (x[b][iy][ix][ic] + input_offset) * f[0][ky][kx][oc]
-                        acc = wrap32(acc)
-                        out[b, oy, ox, oc] = activate(requantize(acc, int(mult[oc]), int(shift[oc]), rounding),
-                                                      output_offset, act_min, act_max)
+    oh, ow = out.shape[1], out.shape[2]
+    xp = _offset_padded(inp, input_offset, pad_top, pad_left, _border(h, kh, stride_h, dilation_h, pad_top, oh),
+                        _border(w, kw, stride_w, dilation_w, pad_left, ow))
+    xp = np.repeat(xp, ch_mult, axis=3)       # channel ic*ch_mult + m holds input channel ic
+    acc = np.zeros((n, oh, ow, cin * ch_mult), np.int64) + bias.astype(np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            x = _tap(xp, ky, kx, pad_top, pad_left, stride_h, stride_w, dilation_h, dilation_w, oh, ow)
+            acc += x * filt[0, ky, kx, :].astype(np.int64)
+    _activate_channels(acc, mult, shift, output_offset, act_min, act_max, rounding, out)
 
 
 def fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
                        act_min, act_max, rounding, out):
-    x = inp.astype(int).tolist()
-    f = filt.astype(int).tolist()
-    for b in range(inp.shape[0]):
-        for o in range(filt.shape[0]):
-            acc = int(bias[o]) + sum((xi + input_offset) * (wi + filter_offset) for xi, wi in zip(x[b], f[o]))
-            out[b, o] = activate(requantize(wrap32(acc), int(mult[o]), int(shift[o]), rounding),
-                                 output_offset, act_min, act_max)
+    """acc = bias + (x + input_offset) @ (w + filter_offset)^T, exact (Python ints via object arrays)."""
+    x = inp.astype(object) + input_offset
+    wt = filt.astype(object) + filter_offset
+    acc = x.dot(wt.T) + bias.astype(object)
+    _activate_channels(acc, mult, shift, output_offset, act_min, act_max, rounding, out)
 
 
 def _windows(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out):

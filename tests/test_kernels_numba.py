@@ -506,3 +506,14 @@ def test_wrappers_reject_bad_arguments():
         NUMBA.transpose_s8(inp, np.arange(4, dtype=np.int32), inp)
     with pytest.raises(KernelArgumentError, match="no valid tap"):
         NUMBA.avgpool_s8(inp, 1, 1, 1, 1, 2, 2, -128, 127, np.zeros((1, 3, 3, 2), np.int8))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(INT32_MIN, INT32_MAX), multipliers, st.integers(-31, 30)), min_size=1,
+                max_size=20), st.sampled_from([0, 1]))
+def test_naive_vector_requantize_equals_scalar(rows, rounding):
+    """tests/naive.py's vectorised requantize (used by its conv/FC) equals its scalar Python-int one."""
+    acc, mult, shift = (np.array(c, np.int64) for c in zip(*rows))
+    got = naive.requantize_array(acc, mult, shift, rounding)
+    want = [naive.requantize(int(a), int(m), int(s), rounding) for a, m, s in rows]
+    assert got.tolist() == want
