@@ -18,7 +18,7 @@ def make_builder(area, cdef, header, sources):
     ffi.set_source(
         f"emu._c_{area}",
         f'#include "{header}"',
-        sources=[os.path.relpath(os.path.join(CSRC, s)) for s in sources],
+        sources=[os.path.relpath(os.path.join(CSRC, s)) for s in sources],   # setuptools wants relative paths
         include_dirs=[os.path.relpath(CSRC)],
         extra_compile_args=CFLAGS,
         libraries=["m"],
@@ -32,8 +32,18 @@ def build_inplace(ffibuilder):
     import tempfile
 
     tmp = tempfile.mkdtemp(prefix="n6emu_cffi_")
+    # cffi compiles from inside `tmp`: make the (setuptools-relative) paths absolute for this build only.
+    kwds = ffibuilder._assigned_source[3]
+    kwds["sources"] = [os.path.abspath(p) for p in kwds["sources"]]
+    kwds["include_dirs"] = [os.path.abspath(p) for p in kwds["include_dirs"]]
     so = ffibuilder.compile(tmpdir=tmp, verbose=False)
     dest = os.path.join(os.path.dirname(CSRC), "emu", os.path.basename(so))
     shutil.copy2(so, dest + ".tmp")
     os.replace(dest + ".tmp", dest)
+    # a stale build under another suffix (.abi3.so vs .cpython-3xx-...so) would shadow or be shadowed
+    import glob
+    module = os.path.basename(so).split(".")[0]
+    for other in glob.glob(os.path.join(os.path.dirname(dest), module + ".*.so")):
+        if other != dest:
+            os.remove(other)
     return dest
