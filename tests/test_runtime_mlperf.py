@@ -9,7 +9,7 @@ pytest.importorskip("tflite_micro")
 from emu.reference import TflmReference  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=BACKEND_NAMES)
+@pytest.fixture(scope="module", params=[b for b in BACKEND_NAMES if b != "naive"])   # naive: too slow here
 def kernels(request):
     k = load_backend(request.param)
     if k is None:
