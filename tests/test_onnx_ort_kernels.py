@@ -157,7 +157,7 @@ def test_requantization_ties_round_half_even():
 def test_wrappers_reject_bad_arrays():
     x = np.zeros((1, 4, 4, 2), np.int8)
     with pytest.raises(ValueError, match="C-contiguous int8"):
-        K.maxpool_ort_s8(x.astype(np.int16), 2, 2, 2, 2, 0, 0, -128, 127, np.zeros((1, 2, 2, 2), np.int8))
+        K.global_avgpool_ort_s8(x.astype(np.int16), 0.5, 0, 0, -128, 127, np.zeros((1, 1, 1, 2), np.int8))
     with pytest.raises(ValueError, match="whole groups"):
         K.conv_ort_s8(np.zeros((1, 4, 4, 3), np.int8), np.zeros((2, 1, 1, 2), np.int8), np.zeros(2, np.int32),
                       np.ones(2, np.float32), 0, 0, 0, 1, 1, 0, 0, 1, 1, -128, 127, np.zeros((1, 4, 4, 2), np.int8))

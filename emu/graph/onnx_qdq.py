@@ -590,7 +590,9 @@ class OrtRunner:
 
     def __init__(self, graph, elementwise="dq-float"):
         from ..kernels import ort
+        from ..kernels.pooling import maxpool_s8
         self.k = ort
+        self.maxpool_s8 = maxpool_s8
         self.graph = graph
         self.params = prepare_onnxruntime(graph, elementwise)
         self.buffers = {n: np.zeros(graph.tensors[n].shape, np.int8) for n in graph.activations()
@@ -622,7 +624,7 @@ class OrtRunner:
                              a["kernel_w"], a["stride_h"], a["stride_w"], a["pad_top"], a["pad_left"],
                              a["count_include_pad"], a["act_min"], a["act_max"], out)
         elif op == "max_pool":
-            k.maxpool_ort_s8(x, a["kernel_h"], a["kernel_w"], a["stride_h"], a["stride_w"], a["pad_top"],
+            self.maxpool_s8(x, a["kernel_h"], a["kernel_w"], a["stride_h"], a["stride_w"], a["pad_top"],
                              a["pad_left"], a["act_min"], a["act_max"], out)
         elif op in ("add", "mul"):
             x, y = (b[n] if n in b else self.graph.tensors[n].data for n in node.inputs)

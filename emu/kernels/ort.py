@@ -7,6 +7,7 @@ float32(float32(s_in * s_w[c]) / s_out), computed once by the importer (see onnx
 Layouts and offsets follow emu.kernels (NHWC int8, OHWI / [1,KH,KW,C*M] / [Out,K] weights,
 input_offset = -zp_in, filter_offset = -zp_w, output_offset = +zp_out). uint8 models are run as int8 after a
 zero-point shift of -128 (exact: every op here is invariant under x - zp). Kernels never allocate.
+MaxPool, Transpose and Reshape are the same in both profiles: the runner uses emu.kernels.pooling.maxpool_s8.
 """
 import numpy as np
 from numba import njit
@@ -140,27 +141,6 @@ def _avgpool(inp, in_scale, in_zero_point, out_scale, out_zero_point, float_zero
 
 
 @njit(cache=True)
-def _maxpool(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out):
-    n_b, in_h, in_w, n_c = inp.shape
-    _, out_h, out_w, _ = out.shape
-    for b in range(n_b):
-        for oy in range(out_h):
-            h0 = max(oy * stride_h - pad_top, 0)
-            h1 = min(oy * stride_h - pad_top + kernel_h, in_h)
-            for ox in range(out_w):
-                w0 = max(ox * stride_w - pad_left, 0)
-                w1 = min(ox * stride_w - pad_left + kernel_w, in_w)
-                for c in range(n_c):
-                    m = np.int32(-128)
-                    for y in range(h0, h1):
-                        for x in range(w0, w1):
-                            v = np.int32(inp[b, y, x, c])
-                            if v > m:
-                                m = v
-                    out[b, oy, ox, c] = np.int8(min(max(m, act_min), act_max))
-
-
-@njit(cache=True)
 def _dq_binary(in1, in2, s1, zp1, s2, zp2, s_out, zp_out, is_mul, act_min, act_max, out):
     """Unfused DQ -> float Add/Mul -> Q (what ORT runs for int8 elementwise ops on x86):
     a = float32(s1 * float32(x1 - zp1)); b likewise; v = a + b (or a * b); q = clamp(rint(v / s_out) + zp_out)."""
@@ -279,13 +259,6 @@ def avgpool_ort_s8(inp, in_scale, in_zero_point, out_scale, out_zero_point, floa
     _avgpool(inp, np.float32(in_scale), in_zero_point, np.float32(out_scale), out_zero_point, float_zero_point,
              kernel_h, kernel_w,
              stride_h, stride_w, pad_top, pad_left, bool(count_include_pad), act_min, act_max, out)
-
-
-def maxpool_ort_s8(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out):
-    """MaxPool on int8 (ORT drops the DQ/Q pair: same scale in and out): max over non-padded taps, clamp."""
-    _check("inp", inp, np.int8, 4)
-    _check("out", out, np.int8, 4)
-    _maxpool(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out)
 
 
 def dq_binary_ort_s8(in1, in2, s1, zp1, s2, zp2, s_out, zp_out, is_mul, act_min, act_max, out):
