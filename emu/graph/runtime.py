@@ -161,6 +161,15 @@ class Runtime:
         return np.ascontiguousarray(t.data, dtype=np.int8)
 
     def _step(self, node, buffers):
+        """A no-argument callable running `node` on the plan's buffers, bound by the profile's step builder."""
+        builder = self.STEP_BUILDERS.get(self.profile)
+        if builder is None:
+            raise N6Error(f"the runtime cannot execute profile {self.profile!r}; choose one of "
+                          f"{sorted(self.STEP_BUILDERS)}")
+        return builder(self, node, buffers)
+
+    def _cmsis_nn_step(self, node, buffers):
+        """cmsis-nn: the KERNEL SPEC kernels (emu.kernels) with the parameters of prepare.PROFILES['cmsis-nn']."""
         k = self.kernels
         p = self.prepared.params[node.name]
         x = self._tensor(node.inputs[0], buffers)
@@ -245,6 +254,9 @@ class Runtime:
             src = x.reshape(out.shape)
             return lambda: np.copyto(out, src)
         raise N6Error(f"the runtime has no kernel for op {op} (layer {node.name!r})")
+
+    # profile name -> step builder(runtime, node, buffers); a new profile adds an entry (and its prepare branch)
+    STEP_BUILDERS = {"cmsis-nn": _cmsis_nn_step}
 
     # ---- execution --------------------------------------------------------------------------------
 
