@@ -137,6 +137,141 @@ def cmd_conformance(args, out):
     return EXIT_FAIL if failed else EXIT_OK
 
 
+def _parse_windows(spec):
+    """--windows SPEC: "all" or comma-separated indices/ranges ("0,3-5") of patches to dump in every file."""
+    if spec is None or spec == "all":
+        return None
+    chosen = set()
+    try:
+        for part in spec.split(","):
+            a, _, b = part.strip().partition("-")
+            lo, hi = int(a), int(b) if b else int(a)
+            if lo < 0 or hi < lo:
+                raise ValueError
+            chosen.update(range(lo, hi + 1))
+    except ValueError:
+        raise N6Error(f"--windows {spec!r}: give 'all' or indices/ranges like 0,3-5") from None
+    return chosen
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal (CI logs stay clean)."""
+
+    def __init__(self, err, enabled):
+        import time
+        self.err, self.enabled, self.t0, self.time, self.last = err, enabled, time.monotonic(), time.monotonic, -1.0
+
+    def __call__(self, done, total):
+        now = self.time()
+        if not self.enabled or total == 0 or (now - self.last < 0.2 and done < total):
+            return
+        self.last = now
+        frac = done / total
+        bar = "#" * int(30 * frac)
+        self.err.write(f"\r[{bar:<30}] {100 * frac:5.1f}%  {now - self.t0:6.1f} s")
+        if done >= total:
+            self.err.write("\n")
+        self.err.flush()
+
+
+_CSV_FIELDS = ("file", "window", "start_s", "end_s", "label", "index", "score", "gated", "silence_sum",
+               "output", "probabilities")
+
+
+def _record_json(rec):
+    return {k: (rec[k].tolist() if isinstance(rec[k], np.ndarray) else
+                (None if isinstance(rec[k], float) and not np.isfinite(rec[k]) else rec[k]))
+            for k in _CSV_FIELDS}
+
+
+def cmd_replay(args, out, err):
+    import contextlib
+    import csv
+    import shutil
+    import tempfile
+
+    from emu.device import Device
+    from emu.outputs import atomic_path, save_npz, write_text
+
+    if args.out is not None and not args.out.endswith((".jsonl", ".csv")):
+        raise N6Error(f"--out {args.out}: give a .jsonl or .csv file name")
+    if args.windows is not None and args.dump is None:
+        raise N6Error("--windows selects the patches to dump: give --dump DIR too")
+    if args.dump is not None and os.path.exists(args.dump) and os.listdir(args.dump):
+        raise N6Error(f"--dump {args.dump}: the folder exists and is not empty; give a new folder")
+    windows = _parse_windows(args.windows)
+    dev = Device(args.config)
+    if args.backend is not None:
+        dev = Device(dev.config.replace("model", backend=args.backend))
+    settings = dict(dev.settings, n6emu=__version__)
+
+    with contextlib.ExitStack() as stack:
+        dump_tmp = None
+        if args.dump is not None:
+            parent = os.path.dirname(os.path.abspath(args.dump))
+            os.makedirs(parent, exist_ok=True)
+            dump_tmp = tempfile.mkdtemp(prefix=".n6emu-dump-", dir=parent)
+            stack.callback(lambda: os.path.isdir(dump_tmp) and shutil.rmtree(dump_tmp))
+        sink = None
+        if args.out is not None:
+            tmp = stack.enter_context(atomic_path(args.out))
+            sink = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
+            writer = csv.writer(sink) if args.out.endswith(".csv") else None
+            if writer is not None:
+                writer.writerow(_CSV_FIELDS)
+
+        def on_patch(info, k, patch):
+            if windows is not None and k not in windows:
+                return
+            stem = os.path.splitext(os.path.basename(info.path))[0]
+            stages = dev.frontend.stages(patch)
+            buf = dev.input_buffer(stages["features"])
+            tensors = dev.runtime.run_all(buf)
+            arrays = {"pcm": patch, "input_buffer": buf}
+            arrays.update({f"frontend/{n}": v for n, v in stages.items()})
+            arrays.update({f"network/{n}": v for n, v in tensors.items()})
+            arrays["__meta__"] = np.array(json.dumps(dict(settings, file=info.path, window=k)))
+            save_npz(os.path.join(dump_tmp, f"{stem}_w{k:05d}.npz"), arrays)
+
+        progress = _Progress(err, args.progress or (hasattr(err, "isatty") and err.isatty()))
+        n = n_files = 0
+        last_file = None
+        counts = {}
+        for rec in dev.replay(args.audio, rate=args.rate, progress=progress,
+                              on_patch=on_patch if dump_tmp is not None else None):
+            n += 1
+            n_files += rec["file"] != last_file
+            last_file = rec["file"]
+            label = "(silence gate)" if rec["gated"] else rec["label"]
+            counts[label] = counts.get(label, 0) + 1
+            if sink is None:
+                print(f"{rec['file']}  {rec['start_s']:8.2f}-{rec['end_s']:.2f} s  {label:<14} "
+                      f"p={rec['score']:.3f}  [{dev.classes[rec['index']]}]", file=out)
+            elif writer is not None:
+                j = _record_json(rec)
+                writer.writerow([json.dumps(j[k]) if isinstance(j[k], list) else j[k] for k in _CSV_FIELDS])
+            else:
+                sink.write(json.dumps(_record_json(rec)) + "\n")
+        if args.out is not None:
+            write_text(args.out + ".settings.json", json.dumps(settings, indent=2) + "\n")
+        if dump_tmp is not None:
+            if os.path.exists(args.dump):
+                _move_into(dump_tmp, args.dump)
+            else:
+                os.replace(dump_tmp, args.dump)
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    print(f"{n} windows from {n_files} file(s)" + (f" -> {args.out}" if args.out else "") +
+          (f"; dumps in {args.dump}" if args.dump else "") + (f"  ({summary})" if summary else ""), file=out)
+    return EXIT_OK
+
+
+def _move_into(src, dest):
+    """Move the finished dump folder's files into an existing empty folder."""
+    for name in os.listdir(src):
+        os.replace(os.path.join(src, name), os.path.join(dest, name))
+    os.rmdir(src)
+
+
 # ---------------------------------------------------------------------------------------------------
 
 def build_parser():
@@ -157,6 +292,17 @@ def build_parser():
     s.add_argument("--dump", default=None, help="TENSORS.npz: every tensor by name (+ __meta__ JSON)")
     s.set_defaults(func=cmd_run)
 
+    s = sub.add_parser("replay", help="replay recorded PCM through the whole device chain, one result per patch")
+    s.add_argument("audio", nargs="+", help="WAV (16-bit PCM mono), raw int16 LE (.raw/.pcm, needs --rate) or .npy int16; files, folders, globs")
+    s.add_argument("--config", default=None, help="device TOML (default: the bundled device)")
+    s.add_argument("--out", default=None, help="results.jsonl or results.csv (+ .settings.json beside it); default: print")
+    s.add_argument("--rate", type=int, default=None, help="sample rate of raw/.npy inputs")
+    s.add_argument("--dump", default=None, help="DIR: every stage and every tensor of the chosen windows (.npz)")
+    s.add_argument("--windows", default=None, help="patches to dump: 'all' (default) or indices/ranges like 0,3-5")
+    s.add_argument("--backend", default=None, choices=("numba", "c"), help="override [model].backend")
+    s.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
+    s.set_defaults(func=cmd_replay)
+
     s = sub.add_parser("inspect", help="layers, shapes, dtypes, scales/zero-points and MACs of a model")
     s.add_argument("model")
     s.set_defaults(func=cmd_inspect)
@@ -176,6 +322,8 @@ def main(argv=None, out=None, err=None):
     err = sys.stderr if err is None else err
     try:
         args = build_parser().parse_args(argv)
+        if args.func is cmd_replay:
+            return cmd_replay(args, out, err)
         return args.func(args, out)
     except N6Error as exc:
         print(f"n6emu: error: {exc}", file=err)
