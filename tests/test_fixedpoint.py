@@ -1,0 +1,291 @@
+"""emu/fixedpoint.py against exact arbitrary-precision oracles written here (Python ints and Fractions).
+
+The oracles follow the definitions (TFLite QuantizeMultiplier via frexp, gemmlowp SRDHM / RDBP, TFLite
+MultiplyByQuantizedMultiplier double and single rounding), not the module's code.
+"""
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings, strategies as st
+
+from emu import fixedpoint as fx
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+int32s = st.one_of(st.sampled_from([INT32_MIN, INT32_MIN + 1, -1, 0, 1, INT32_MAX - 1, INT32_MAX, 1 << 30, -(1 << 30)]),
+                   st.integers(INT32_MIN, INT32_MAX))
+PROPS = settings(max_examples=200, deadline=None)
+
+
+# ---- exact oracles ------------------------------------------------------------------------------------
+
+def wrap32(x):
+    return (x + (1 << 31)) % (1 << 32) - (1 << 31)
+
+
+def round_half_away(fr):
+    """Nearest integer to a Fraction, ties away from zero."""
+    q = math.floor(abs(fr) + Fraction(1, 2))
+    return q if fr >= 0 else -q
+
+
+def round_half_up(fr):
+    """Nearest integer to a Fraction, ties toward +inf."""
+    return math.floor(fr + Fraction(1, 2))
+
+
+def oracle_quantize_multiplier(d, single_rounding=False):
+    """frexp definition: d = q * 2^e, 0.5 <= |q| < 1; M = round_half_away(q * 2^31) (+ fix-ups), exactly."""
+    if d == 0:
+        return 0, 0
+    exact = Fraction(d)
+    e = abs(exact).numerator.bit_length() - abs(exact).denominator.bit_length()   # within 1 of the answer
+    while abs(exact) / Fraction(2) ** e >= 1:
+        e += 1
+    while abs(exact) / Fraction(2) ** e < Fraction(1, 2):
+        e -= 1
+    m = round_half_away(exact / Fraction(2) ** e * (1 << 31))
+    if abs(m) == 1 << 31:
+        m //= 2
+        e += 1
+    if e < -31:
+        return 0, 0
+    if single_rounding and e > 30:
+        return INT32_MAX, 30
+    return m, e
+
+
+def oracle_srdhm(a, b):
+    if a == b == INT32_MIN:
+        return INT32_MAX
+    return round_half_up(Fraction(a * b, 1 << 31))
+
+
+def oracle_rdbp(x, e):
+    return round_half_away(Fraction(x, 1 << e))
+
+
+def oracle_requantize_double(acc, m, s):
+    x = wrap32(acc * (1 << max(s, 0)))          # int32 multiply by 2^left wraps
+    return oracle_rdbp(oracle_srdhm(x, m), max(-s, 0))
+
+
+def oracle_requantize_single(acc, m, s):
+    return wrap32(round_half_up(Fraction(acc * m, 1 << (31 - s))))
+
+
+# ---- quantize_multiplier -----------------------------------------------------------------------------
+
+scales = st.one_of(
+    st.floats(min_value=1e-12, max_value=1e6, allow_nan=False),
+    st.floats(min_value=-1e6, max_value=-1e-12),
+    st.floats(min_value=5e-324, max_value=1e-300),      # tiny: the e < -31 rule
+    st.floats(min_value=1e9, max_value=1e300),          # huge: shifts > 30
+    st.integers(0, 2 ** 53).map(lambda k: (k + 0.5) / 2 ** 31 if k < 2 ** 31 else float(k)),
+)
+
+
+@PROPS
+@given(scales, st.booleans())
+@example(1.0 - 2.0 ** -33, False)          # q * 2^31 rounds up to 2^31: M /= 2, e += 1
+@example(-(1.0 - 2.0 ** -33), False)
+@example((2 ** 30 + 0.5) / 2 ** 31, False)  # exact tie: away from zero
+@example(-(2 ** 30 + 0.5) / 2 ** 31, False)
+@example(2.0 ** -32, False)                 # e == -31: kept
+@example(2.0 ** -33, False)                 # e == -32: flushed to (0, 0)
+@example(2.0 ** 31, True)                   # e == 32 with single rounding: (INT32_MAX, 30)
+@example(0.0, False)
+def test_quantize_multiplier_matches_frexp_definition(d, single):
+    m, e = fx.quantize_multiplier(d, single)
+    assert (m, e) == oracle_quantize_multiplier(d, single)
+    assert isinstance(m, int) and isinstance(e, int)
+    if m and not (single and e == 30 and m == INT32_MAX):
+        assert (1 << 30) <= abs(m) < (1 << 31) or abs(m) == 1 << 30
+        # M * 2^(e-31) reproduces d to within half a unit of M
+        assert abs(Fraction(d) - Fraction(m) * Fraction(2) ** (e - 31)) <= Fraction(2) ** (e - 32)
+
+
+def test_quantize_multiplier_fixups_explicit():
+    assert fx.quantize_multiplier(1.0 - 2.0 ** -33) == (1 << 30, 1)
+    assert fx.quantize_multiplier(2.0 ** -32) == (1 << 30, -31)
+    assert fx.quantize_multiplier(2.0 ** -33) == (0, 0)
+    assert fx.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert fx.quantize_multiplier((2 ** 30 + 0.5) / 2 ** 31) == (2 ** 30 + 1, 0)
+    with pytest.raises(ValueError, match="non-finite"):
+        fx.quantize_multiplier(float("nan"))
+    with pytest.raises(ValueError, match="non-finite"):
+        fx.quantize_multiplier(float("inf"))
+
+
+@PROPS
+@given(st.floats(min_value=1.0, max_value=2.0 ** 31, exclude_min=True))
+def test_quantize_multiplier_greater_than_one(d):
+    m, shift = fx.quantize_multiplier_greater_than_one(d)
+    assert (m, shift) == oracle_quantize_multiplier(d)
+    assert shift >= 0
+
+
+@pytest.mark.parametrize("d", [1.0, 0.5, 0.0, -3.0])
+def test_quantize_multiplier_greater_than_one_rejects(d):
+    with pytest.raises(ValueError, match="must be > 1"):
+        fx.quantize_multiplier_greater_than_one(d)
+
+
+def test_softmax_prepare_example_from_design():
+    """DESIGN 3.1: s_in 0.14469251 -> mult 1242899197, shift 24, diff_min -124, with
+    real = min(beta * s_in * 2^26, 2^31 - 1) and diff_min = -floor(31 * 2^26 / 2^shift)."""
+    real = min(1.0 * 0.14469251 * 2 ** 26, 2.0 ** 31 - 1)
+    mult, shift = fx.quantize_multiplier_greater_than_one(real)
+    diff_min = -math.floor(Fraction(31 * 2 ** 26, 2 ** shift))
+    assert (mult, shift, diff_min) == (1242899197, 24, -124)
+    # the same decimal rounded to float32 first (as a .tflite stores it) gives a multiple of 2^7
+    assert fx.quantize_multiplier_greater_than_one(float(np.float32(0.14469251)) * 2 ** 26) == (1242899200, 24)
+
+
+# ---- SRDHM / RDBP ------------------------------------------------------------------------------------
+
+@PROPS
+@given(int32s, int32s)
+@example(INT32_MIN, INT32_MIN)
+@example(INT32_MIN, INT32_MAX)
+@example(1, 1 << 30)        # exact tie +0.5 -> 1
+@example(-1, 1 << 30)       # exact tie -0.5 -> 0 (toward +inf)
+@example(3, 1 << 30)        # 1.5 -> 2
+@example(-3, 1 << 30)       # -1.5 -> -1
+def test_srdhm(a, b):
+    assert int(fx.srdhm(a, b)) == oracle_srdhm(a, b)
+
+
+@PROPS
+@given(st.integers(-(1 << 20), 1 << 20), st.integers(0, 30))
+def test_srdhm_exact_ties(k, p):
+    """a*b = (2k+1) * 2^30 exactly: the result is k+1 (ties toward +inf) for either sign."""
+    a = (2 * k + 1) * (1 << p)
+    b = 1 << (30 - p)
+    if INT32_MIN <= a <= INT32_MAX and b <= INT32_MAX:
+        assert int(fx.srdhm(a, b)) == k + 1
+
+
+@PROPS
+@given(int32s, st.integers(0, 31))
+@example(-3, 1)   # -1.5 -> -2
+@example(3, 1)    # 1.5 -> 2
+@example(-1, 1)   # -0.5 -> -1
+@example(INT32_MIN, 31)
+@example(INT32_MAX, 31)
+def test_rdbp(x, e):
+    assert int(fx.rdbp(x, e)) == oracle_rdbp(x, e)
+
+
+@PROPS
+@given(st.integers(-(1 << 10), 1 << 10), st.integers(1, 20))
+def test_rdbp_ties_away_from_zero(k, e):
+    x = (2 * k + 1) << (e - 1)                 # exactly (k + 1/2) * 2^e
+    expected = k + 1 if k >= 0 else k          # away from zero
+    assert int(fx.rdbp(x, e)) == expected
+
+
+# ---- requantize -------------------------------------------------------------------------------------------
+
+accs = st.one_of(st.sampled_from([INT32_MIN, INT32_MAX, 0, -1, 1]), st.integers(-(1 << 20), 1 << 20), int32s)
+mults = st.one_of(st.sampled_from([0, 1 << 30, INT32_MAX, INT32_MIN]), st.integers(1 << 30, INT32_MAX), int32s)
+
+
+@PROPS
+@given(accs, mults, st.integers(-31, 30))
+@example(INT32_MAX, INT32_MAX, 30)    # left shift wraps
+@example(INT32_MIN, INT32_MIN, 0)     # SRDHM saturation
+@example(3, 1 << 30, 31 - 31)
+@example(1 << 24, 1 << 30, 8)         # (1<<24) << 8 = 2^32 wraps to 0
+def test_requantize_double(acc, m, s):
+    want = oracle_requantize_double(acc, m, s)
+    assert int(fx.requantize_double(acc, m, s)) == want
+    assert int(fx.requantize(acc, m, s, fx.DOUBLE_ROUNDING)) == want
+
+
+@PROPS
+@given(accs, mults, st.integers(-31, 30))
+@example(INT32_MIN, INT32_MIN, 30)
+@example(INT32_MAX, INT32_MAX, -31)
+@example(1, 1 << 30, 0)               # 0.5 -> 1 (ties toward +inf)
+@example(-1, 1 << 30, 0)              # -0.5 -> 0
+def test_requantize_single(acc, m, s):
+    want = oracle_requantize_single(acc, m, s)
+    assert int(fx.requantize_single(acc, m, s)) == want
+    assert int(fx.requantize(acc, m, s, fx.SINGLE_ROUNDING)) == want
+
+
+def test_rounding_modes_on_ties():
+    """DESIGN 3.2 table: acc * 0.5 for acc = -5,-3,...,5 under TFLM gives -2,-1,0,1,2,3 (the SRDHM tie goes to
+    +inf when the shift is 0); at 0.25 (a right shift) double rounding's RDBP ties go away from zero, single's up."""
+    m, s = fx.quantize_multiplier(0.5)
+    assert [int(fx.requantize_double(a, m, s)) for a in range(-5, 6, 2)] == [-2, -1, 0, 1, 2, 3]
+    assert [int(fx.requantize_single(a, m, s)) for a in range(-5, 6, 2)] == [-2, -1, 0, 1, 2, 3]
+    m, s = fx.quantize_multiplier(0.25)
+    assert [int(fx.requantize_double(a, m, s)) for a in (-6, -2, 2, 6)] == [-2, -1, 1, 2]
+    assert [int(fx.requantize_single(a, m, s)) for a in (-6, -2, 2, 6)] == [-1, 0, 1, 2]
+
+
+def test_rounding_code_names():
+    assert fx.rounding_code("double") == fx.DOUBLE_ROUNDING == 0
+    assert fx.rounding_code("single") == fx.SINGLE_ROUNDING == 1
+    with pytest.raises(ValueError, match="unknown rounding"):
+        fx.rounding_code("nearest")
+
+
+@PROPS
+@given(st.integers(-(1 << 40), 1 << 40), st.integers(-128, 127), st.integers(-128, 127))
+def test_wrap_and_saturate(x, lo, hi):
+    assert int(fx.wrap_int32(x)) == wrap32(x)
+    lo, hi = min(lo, hi), max(lo, hi)
+    assert int(fx.saturate(x, lo, hi)) == min(max(x, lo), hi)
+
+
+# ---- gemmlowp transcendental helpers (softmax) ----------------------------------------------------------
+
+@PROPS
+@given(int32s, st.integers(1, 30))
+def test_saturating_shift_left(x, e):
+    assert int(fx.saturating_shift_left(x, e)) == min(max(x * (1 << e), INT32_MIN), INT32_MAX)
+
+
+@PROPS
+@given(int32s, int32s)
+def test_rounding_half_sum(a, b):
+    assert int(fx.rounding_half_sum(a, b)) == round_half_away(Fraction(a + b, 2))
+
+
+@PROPS
+@given(st.integers(INT32_MIN, INT32_MAX))
+@example(0)
+@example(-1)
+@example(INT32_MIN)
+def test_count_leading_zeros32(x):
+    assert fx.count_leading_zeros32(x) == 32 - (x % (1 << 32)).bit_length()
+
+
+@PROPS
+@given(st.one_of(st.integers(-(31 << 26), 0), st.integers(INT32_MIN, 0)))
+@example(0)
+@example(-(1 << 26))
+@example(INT32_MIN)
+def test_exp_on_negative_values(a):
+    """Q5.26 -> Q0.31; equals gemmlowp's routine (tests/naive.py transliteration) and exp() within 2^-22 abs."""
+    import naive
+    got = int(fx.exp_on_negative_values(a))
+    assert got == naive.exp_on_negative_values(a)
+    assert 0 <= got <= INT32_MAX
+    assert abs(got - math.exp(a / 2 ** 26) * 2 ** 31) <= 2 ** 9
+
+
+@PROPS
+@given(st.integers(0, INT32_MAX))
+@example(0)
+@example(INT32_MAX)
+def test_one_over_one_plus_x(a):
+    """Q0.31 -> Q0.31 of 1/(1+x); equals gemmlowp's routine and 1/(1+x) within 2^-27 abs."""
+    import naive
+    got = int(fx.one_over_one_plus_x_for_x_in_0_1(a))
+    assert got == naive.one_over_one_plus_x_for_x_in_0_1(a)
+    assert abs(got - 2 ** 31 / (1 + a / 2 ** 31)) <= 2 ** 4
