@@ -326,3 +326,22 @@ def test_uint8_weights_with_zero_points(per_channel):
     # quantize_static keeps per-channel weights symmetric (zp 128); per-tensor ones get a real zero-point
     asym = any(np.any(t.zero_point != 0) for t in model.graph.tensors.values() if t.is_constant and t.scale is not None)
     assert asym == (not per_channel)
+
+
+def test_channel_last_io_option():
+    """ST's channel-last I/O option: NHWC buffers, no boundary transposes, same numbers as the original layout."""
+    shape = (1, 3, 9, 7)
+    rng = np.random.default_rng(4)
+    spec = [dict(op="conv", cout=4, k=3, pad=1, act="relu"), dict(op="conv", group=4, mult=1, k=3)]
+    q = quantize_qdq(build_float_model(spec, shape, seed=4, softmax=False),
+                     [rng.normal(0, 1, shape).astype(np.float32) for _ in range(6)])
+    orig, last = load_onnx_qdq(q), load_onnx_qdq(q, io_layout="channel-last")
+    assert last.input_shape == (1, 9, 7, 3) and last.output_shape == (1, 7, 5, 4)
+    assert "transpose" not in [n.op for n in last.graph.nodes]
+    assert [n.op for n in orig.graph.nodes].count("transpose") == 2
+    for x in rng.normal(0, 1.5, (4,) + shape).astype(np.float32):
+        a = run_model(orig, x, input_boundary="float32")["output"]
+        b = run_model(last, np.ascontiguousarray(x.transpose(0, 2, 3, 1)), input_boundary="float32")["output"]
+        assert np.array_equal(a.transpose(0, 2, 3, 1), b)
+    with pytest.raises(N6Error, match="unknown I/O layout"):
+        load_onnx_qdq(q, io_layout="nhwc")

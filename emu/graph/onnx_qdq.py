@@ -25,6 +25,7 @@ TO_NHWC = (0, 2, 3, 1)
 TO_NCHW = (0, 3, 1, 2)
 INT8_MIN, INT8_MAX = -128, 127
 PROFILES = ("onnxruntime", "cmsis-nn")
+IO_LAYOUTS = ("original", "channel-last")
 INPUT_BOUNDARIES = ("int8", "float32")
 
 
@@ -33,6 +34,7 @@ class OnnxModel:
     """An imported QDQ model: the int8 IR graph plus its I/O boundary.
 
     io_dtype: np.int8 or np.uint8 (the model's quantized I/O type; the graph itself is int8 throughout);
+    input_shape: the input buffer's shape (the ONNX shape, or NHWC with io_layout='channel-last');
     input_scale/input_zero_point: the input QuantizeLinear (in io_dtype terms); output_tail: None,
     'dequantize' or 'dequantize+softmax'; output_scale/output_zero_point: the final DequantizeLinear;
     softmax_axis: axis of the float Softmax on the original output shape."""
@@ -51,9 +53,13 @@ class OnnxModel:
 
 # ---- loading ------------------------------------------------------------------------------------------
 
-def load_onnx_qdq(model, name=None):
-    """Import a QDQ ONNX model (path, bytes or onnx.ModelProto) into an OnnxModel. Raises N6Error."""
+def load_onnx_qdq(model, name=None, io_layout="original"):
+    """Import a QDQ ONNX model (path, bytes or onnx.ModelProto) into an OnnxModel. Raises N6Error.
+    io_layout: 'original' (ST default: I/O buffers in the ONNX layout, runtime transposes) or 'channel-last'
+    (ST's option to force NHWC I/O buffers: no transposes at the boundary)."""
     import onnx
+    if io_layout not in IO_LAYOUTS:
+        raise N6Error(f"unknown I/O layout {io_layout!r}; choose one of {list(IO_LAYOUTS)}")
     if isinstance(model, onnx.ModelProto):
         proto, source = model, f"onnx:{name or model.graph.name}"
     elif isinstance(model, (bytes, bytearray)):
@@ -67,7 +73,7 @@ def load_onnx_qdq(model, name=None):
         except Exception as e:  # noqa: BLE001 - protobuf raises several types
             raise N6Error(f"{p} is not a valid ONNX model ({type(e).__name__}); pass a .onnx file") from None
         source = f"onnx:{p}"
-    return _Importer(proto, source).run()
+    return _Importer(proto, source, io_layout).run()
 
 
 def _attr(node, name, default=None):
@@ -79,9 +85,9 @@ def _attr(node, name, default=None):
 
 
 class _Importer:
-    def __init__(self, proto, source):
+    def __init__(self, proto, source, io_layout="original"):
         from onnx import numpy_helper
-        self.proto, self.source = proto, source
+        self.proto, self.source, self.io_layout = proto, source, io_layout
         g = proto.graph
         self.consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
         for n in g.node:
@@ -225,9 +231,13 @@ class _Importer:
         in_scale, in_zp, self.io_dtype = self.qparams(q_in)
         self.shift = -128 if self.io_dtype == np.uint8 else 0
         self.done.add(id(q_in))
-        buf = self.add_tensor(inp.name, shape, in_scale, in_zp + self.shift)
-        self.act[q_in.output[0]] = (buf, "nchw" if len(shape) == 4 else "flat", shape)
-        if len(shape) == 4:
+        if len(shape) == 4 and self.io_layout == "channel-last":
+            buf = self.add_tensor(inp.name, tuple(shape[p] for p in TO_NHWC), in_scale, in_zp + self.shift)
+            self.act[q_in.output[0]] = (buf, "nhwc", shape)
+        else:
+            buf = self.add_tensor(inp.name, shape, in_scale, in_zp + self.shift)
+            self.act[q_in.output[0]] = (buf, "nchw" if len(shape) == 4 else "flat", shape)
+        if len(shape) == 4 and self.io_layout == "original":
             nhwc = self.to_layout(self.act[q_in.output[0]], "nhwc", q_in)
             self.act[q_in.output[0]] = (nhwc, "nhwc", shape)
 
@@ -267,7 +277,9 @@ class _Importer:
         if final not in self.act:
             raise N6Error(f"{self.source}: output {g.output[0].name!r} is not a quantized tensor; {HOW_TO_QUANTIZE}")
         entry = self.act[final]
-        out_name = self.to_layout(entry, "nchw", self.producer[final]) if entry[1] == "nhwc" else entry[0]
+        keep_nhwc = entry[1] == "nhwc" and self.io_layout == "channel-last"
+        out_name = self.to_layout(entry, "nchw", self.producer[final]) if entry[1] == "nhwc" and not keep_nhwc \
+            else entry[0]
         out_shape = tuple(self.tensors[out_name].shape)
         used = {i for n in self.ir_nodes for i in n.inputs} | {o for n in self.ir_nodes for o in n.outputs}
         tensors = {k: v for k, v in self.tensors.items() if k in used or k == buf}
@@ -275,8 +287,8 @@ class _Importer:
         o_scale = o_zp = None
         if out_dq is not None:
             o_scale, o_zp, _ = self.qparams(out_dq)
-        return OnnxModel(graph, self.io_dtype, inp.name, shape, in_scale, in_zp, out_shape, o_scale, o_zp, tail,
-                         softmax_axis)
+        return OnnxModel(graph, self.io_dtype, inp.name, tuple(self.tensors[buf].shape), in_scale, in_zp, out_shape,
+                         o_scale, o_zp, tail, softmax_axis)
 
     # -- ops --
     def op_Conv(self, node):
