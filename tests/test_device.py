@@ -1,0 +1,186 @@
+"""The device chain: replay equals the composition of the separately verified stages; streaming in any
+chunking equals whole-file processing; bad inputs and contradicting configs are one-line errors."""
+import io
+import json
+import re
+import wave
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emu.cli import main
+from emu.config import ConfigError
+
+MLPERF_TOML = """
+[frontend]
+profile = "cmsis-q15"
+sample_rate = 16000
+n_fft = 512
+win_length = 480
+hop_length = 320
+n_mels = 40
+fmin = 20.0
+fmax = 4000.0
+mel_scale = "htk"
+mel_norm = "none"
+n_frames = 49
+[frontend.q15]
+mode = "mfcc"
+n_mfcc = {n_mfcc}
+[model]
+path = "{model}"
+profile = "cmsis-nn"
+[input]
+layout = "{layout}"
+[app]
+silence_gate = false
+"""
+
+
+def mlperf_config(tmp_path, model, n_mfcc=10, layout="frame-major"):
+    p = tmp_path / f"mlperf_{n_mfcc}_{layout}.toml"
+    p.write_text(MLPERF_TOML.format(model=model, n_mfcc=n_mfcc, layout=layout))
+    return p
+
+
+def write_wav(path, x, rate=16000, channels=1, width=2):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(x).tobytes())
+
+
+def speechlike(n, seed):
+    """Noise bursts with a slowly varying envelope, clipped at full scale in places."""
+    rng = np.random.default_rng(seed)
+    env = np.repeat(rng.uniform(0, 1, n // 800 + 1) ** 3, 800)[:n]
+    x = rng.normal(0, 1, n) * env * 40000
+    return np.clip(x, -32768, 32767).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def mlperf_device(mlperf_model, tmp_path_factory):
+    from emu.device import Device
+    return Device(mlperf_config(tmp_path_factory.mktemp("cfg"), mlperf_model))
+
+
+def test_replay_equals_composition_of_stages(mlperf_device, mlperf_model, tmp_path):
+    """Independent composition: cmsis_q15 front end -> frame-major buffer -> Runtime -> softmax int8 dequant."""
+    from emu.frontend import cmsis_q15
+    from emu.graph.runtime import Runtime
+    from emu.graph.tflite import load_tflite
+
+    x = np.concatenate([speechlike(16000 * 3, 1), np.zeros(8000, np.int16), np.full(9000, 32767, np.int16)])
+    write_wav(tmp_path / "a.wav", x)
+    recs = list(mlperf_device.replay([str(tmp_path / "a.wav")]))
+
+    params = mlperf_device.frontend.params
+    state = cmsis_q15.prepare(params)
+    rt = Runtime(load_tflite(mlperf_model))
+    keep, new = params.win_length - params.hop_length, params.n_frames * params.hop_length
+    padded = np.concatenate([np.zeros(keep, np.int16), x])
+    n_patches = x.size // new
+    assert len(recs) == n_patches
+    for k, rec in enumerate(recs):
+        feats = cmsis_q15.compute_patch(padded[k * new:k * new + keep + new], state)   # [49, 10] frame-major
+        y = rt.run(feats.reshape(1, 49, 10, 1)).reshape(-1)
+        assert np.array_equal(rec["output"], y)
+        probs = (y.astype(np.float32) + 128) / 256
+        assert np.array_equal(rec["probabilities"], probs)
+        assert rec["index"] == int(np.argmax(probs)) and rec["window"] == k
+
+
+@settings(max_examples=8, deadline=None)
+@given(chunks=st.lists(st.integers(1, 20000), min_size=1, max_size=5), seed=st.integers(0, 1000))
+def test_streaming_any_chunking_equals_whole(mlperf_device, chunks, seed):
+    x = speechlike(16000 * 3 + 1234, seed)
+    whole = list(mlperf_device.replay_pcm([x]))
+    blocks, pos, i = [], 0, 0
+    while pos < x.size:
+        blocks.append(x[pos:pos + chunks[i % len(chunks)]])
+        pos += chunks[i % len(chunks)]
+        i += 1
+    parts = list(mlperf_device.replay_pcm(iter(blocks)))
+    assert len(parts) == len(whole) == 3
+    for a, b in zip(whole, parts):
+        assert np.array_equal(a["output"], b["output"]) and a["window"] == b["window"]
+
+
+def test_decision_threshold_first_maximum_and_gate(mlperf_device):
+    dev = mlperf_device
+    out = np.full((3, 12), -128, np.int8)
+    out[0, 3] = out[0, 5] = 100          # tie: the first maximum wins
+    out[1, 2] = -1                       # p = 127/256 < 0.5 -> unknown
+    out[2, 7] = 0                        # p = 0.5, not above the threshold -> unknown
+    d = dev.decide(out)
+    assert d[0]["index"] == 3 and d[0]["label"] == dev.classes[3]
+    assert d[1]["label"] == "unknown" and d[2]["label"] == "unknown"
+
+
+def call(argv):
+    out, err = io.StringIO(), io.StringIO()
+    return main(argv, out=out, err=err), out.getvalue(), err.getvalue()
+
+
+def test_cli_replay_outputs_and_dump(mlperf_model, tmp_path):
+    cfg = mlperf_config(tmp_path, mlperf_model)
+    write_wav(tmp_path / "a.wav", speechlike(16000 * 2, 3))
+    code, out, err = call(["replay", str(tmp_path / "a.wav"), "--config", str(cfg), "--out", str(tmp_path / "r.jsonl"),
+                           "--dump", str(tmp_path / "dump"), "--windows", "1"])
+    assert code == 0, err
+    lines = [json.loads(s) for s in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [r["window"] for r in lines] == [0, 1]
+    meta = json.loads((tmp_path / "r.jsonl.settings.json").read_text())
+    assert meta["model"]["profile"] == "cmsis-nn" and meta["frontend"]["q15"]["mode"] == "mfcc"
+    assert meta["frontend"]["quant_zero_point"] == 83
+    dumps = sorted(p.name for p in (tmp_path / "dump").iterdir())
+    assert dumps == ["a_w00001.npz"]
+    with np.load(tmp_path / "dump" / "a_w00001.npz") as z:
+        assert {"pcm", "input_buffer", "frontend/features", "frontend/spectrum"} <= set(z.files)
+        net = [n for n in z.files if n.startswith("network/")]
+        assert len(net) >= 14
+        assert np.array_equal(z["network/Identity"].reshape(-1), np.array(lines[1]["output"], np.int8))
+    code, _, _ = call(["replay", str(tmp_path / "a.wav"), "--config", str(cfg), "--out", str(tmp_path / "r.csv")])
+    assert code == 0 and (tmp_path / "r.csv").read_text().count("\n") == 3
+
+
+def test_cli_replay_bad_inputs(mlperf_model, tmp_path):
+    cfg = str(mlperf_config(tmp_path, mlperf_model))
+    write_wav(tmp_path / "r44.wav", np.zeros(44100, np.int16), rate=44100)
+    write_wav(tmp_path / "st.wav", np.zeros(3200, np.int16), channels=2)
+    write_wav(tmp_path / "u8.wav", np.zeros(1600, np.uint8), width=1)
+    (tmp_path / "odd.raw").write_bytes(b"\0" * 11)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "noaudio").mkdir()
+    (tmp_path / "noaudio" / "x.txt").write_text("x")
+    write_wav(tmp_path / "ok.wav", speechlike(16000, 0))
+    bad13 = str(mlperf_config(tmp_path, mlperf_model, n_mfcc=13))
+    badlayout = str(mlperf_config(tmp_path, mlperf_model, layout="mel-major"))
+    out = tmp_path / "res.jsonl"
+    cases = [
+        ([str(tmp_path / "r44.wav")], cfg, "44100 Hz.*16000 Hz"),
+        ([str(tmp_path / "st.wav")], cfg, "2 channels"),
+        ([str(tmp_path / "u8.wav")], cfg, "8-bit"),
+        ([str(tmp_path / "odd.raw"), "--rate", "16000"], cfg, "odd byte count"),
+        ([str(tmp_path / "empty.wav")], cfg, "empty file"),
+        ([str(tmp_path / "noaudio")], cfg, "folder without audio"),
+        ([str(tmp_path / "ok.wav")], bad13, "holds 490 values.*13 MFCCs"),
+        ([str(tmp_path / "ok.wav")], badlayout, "layout"),
+        # a good file before a bad one: nothing is written (inputs are checked before any output)
+        ([str(tmp_path / "ok.wav"), str(tmp_path / "st.wav")], cfg, "2 channels"),
+    ]
+    for argv, config, needle in cases:
+        code, _, err = call(["replay", *argv, "--config", config, "--out", str(out)])
+        assert code == 2, (argv, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert re.search(needle, err), err
+        assert not out.exists() and not (tmp_path / "res.jsonl.settings.json").exists()
+
+
+def test_config_contradicting_model_raises(mlperf_model, tmp_path):
+    from emu.device import Device
+    with pytest.raises(ConfigError, match="13 MFCCs"):
+        Device(mlperf_config(tmp_path, mlperf_model, n_mfcc=13))
