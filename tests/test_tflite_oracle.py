@@ -97,6 +97,29 @@ def build_conv(c, depthwise):
     return b.build([x], [y]), rng
 
 
+def random_conv_case(rng, depthwise):
+    """The same space as conv_case, drawn with numpy (for the long @slow sweeps)."""
+    kh, kw, sh, sw = (int(v) for v in rng.integers(1, [6, 6, 4, 4]))
+    dh, dw = (int(v) for v in rng.choice([1, 1, 2, 3], size=2))
+    groups = 1 if depthwise else int(rng.choice([1, 1, 1, 2, 3]))
+    cin = groups * int(rng.integers(1, 6 // groups + 1))
+    mult = int(rng.integers(1, 4)) if depthwise else None
+    return dict(kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw, padding=str(rng.choice(["SAME", "VALID"])),
+                h=(kh - 1) * dh + int(rng.integers(1, 9)), w=(kw - 1) * dw + int(rng.integers(1, 9)), cin=cin,
+                cout=cin * mult if depthwise else groups * int(rng.integers(1, 8 // groups + 1)), groups=groups,
+                mult=mult, act=str(rng.choice(list(ACT))), per_channel=bool(rng.integers(0, 2)),
+                seed=int(rng.integers(0, 2**31)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_conv_sweep_matches_tflm(kernels, depthwise):
+    rng = np.random.default_rng(20261126 + depthwise)
+    for _ in range(300):
+        model, model_rng = build_conv(random_conv_case(rng, depthwise), depthwise)
+        check_against_tflm(model, kernels, model_rng)
+
+
 @SETTINGS
 @given(c=conv_case())
 def test_conv2d_matches_tflm(kernels, c):
