@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emu.graph.onnx_qdq import dequantize_output, load_onnx_qdq, run_model
+from emu.graph.onnx_qdq import ModelRunner, dequantize_output, load_onnx_qdq
 from onnx_builder import ort_session, strip_softmax
 
 MODEL = Path(__file__).resolve().parent.parent / "emu" / "data" / "kws" / "model_qdq.onnx"
@@ -39,10 +39,11 @@ def kws_inputs(model, n, seed):
 def compare(kws, n, seed):
     proto, model, sess_logits, sess_full = kws
     name = proto.graph.input[0].name
+    runner = ModelRunner(model, "onnxruntime")
     for i, x in enumerate(kws_inputs(model, n, seed)):
         x1 = x
         (ref,) = sess_logits.run(None, {name: x1})
-        got = run_model(model, x1, "onnxruntime", "float32")
+        got = runner.run(x1, "float32")
         deq = dequantize_output(model, got["output"]).reshape(ref.shape)
         diff = deq.view(np.int32) != ref.view(np.int32)
         assert not diff.any(), f"input {i}: {int(diff.sum())} of {diff.size} logits differ"
@@ -70,8 +71,9 @@ def test_kws_model_equals_onnxruntime_500(kws):
 
 def profile_disagreement(model, xs):
     """(count of differing int8 outputs, total, LSB histogram {diff: count}, argmax agreement) cmsis-nn vs ORT."""
-    a = np.stack([run_model(model, x, "onnxruntime", "float32")["output"].astype(np.int32) for x in xs])
-    b = np.stack([run_model(model, x, "cmsis-nn", "float32")["output"].astype(np.int32) for x in xs])
+    ort_runner, cmsis_runner = ModelRunner(model, "onnxruntime"), ModelRunner(model, "cmsis-nn")
+    a = ort_runner.run(xs, "float32")["output"].astype(np.int32)
+    b = cmsis_runner.run(xs, "float32")["output"].astype(np.int32)
     d = b - a
     values, counts = np.unique(d, return_counts=True)
     agree = float(np.mean(a.reshape(len(xs), -1).argmax(1) == b.reshape(len(xs), -1).argmax(1)))

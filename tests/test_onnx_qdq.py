@@ -93,7 +93,7 @@ def test_random_qdq_graphs_equal_onnxruntime(seed, act_type, per_channel):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(100, 160))
+@pytest.mark.parametrize("seed", range(100, 400))
 def test_random_qdq_graphs_equal_onnxruntime_sweep(seed):
     at = "uint8" if seed % 2 else "int8"
     spec, q, xs = make_case(seed, at, bool(seed % 3), 25)

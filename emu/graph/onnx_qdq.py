@@ -770,28 +770,45 @@ def cmsis_graph(graph):
     return g
 
 
+class ModelRunner:
+    """One imported model under one profile, prepared once: run(x, input_boundary) like run_model.
+    profile: 'onnxruntime' | 'cmsis-nn'; elementwise (onnxruntime): None = default_elementwise(io dtype)."""
+
+    def __init__(self, model, profile="onnxruntime", elementwise=None, backend="numba"):
+        if profile not in PROFILES:
+            raise N6Error(f"unknown arithmetic profile {profile!r}; choose one of {list(PROFILES)}")
+        self.model, self.profile = model, profile
+        if profile == "onnxruntime":
+            self.elementwise = default_elementwise(model.io_dtype) if elementwise is None else elementwise
+            self.runner = OrtRunner(model.graph, self.elementwise)
+        else:
+            from .runtime import Runtime
+            self.elementwise = None
+            self.runner = Runtime(cmsis_graph(model.graph), profile="cmsis-nn", backend=backend)
+
+    @property
+    def metadata(self):
+        return dict(profile=self.profile, elementwise=self.elementwise, source=self.model.graph.source,
+                    io_dtype=np.dtype(self.model.io_dtype).name)
+
+    def run(self, x, input_boundary="int8"):
+        """x: the int8/uint8 input buffer (input_boundary='int8', ST default: the app quantizes) or float32
+        features (input_boundary='float32': the model's QuantizeLinear under this profile). Returns
+        dict(output=<io-typed output buffer>, float=<dequantized (+softmax) float32, or None>)."""
+        model = self.model
+        if input_boundary not in INPUT_BOUNDARIES:
+            raise N6Error(f"unknown input boundary {input_boundary!r}; choose one of {list(INPUT_BOUNDARIES)}")
+        if input_boundary == "float32":
+            x = quantize_input(model, x, self.profile)
+        q = from_internal(model, self.runner.run(to_internal(model, x)))
+        f = None
+        if model.output_tail is not None:
+            f = dequantize_output(model, q)
+            if model.output_tail == "dequantize+softmax":
+                f = softmax_f32(f, model.softmax_axis)
+        return dict(output=q, float=f)
+
+
 def run_model(model, x, profile="onnxruntime", input_boundary="int8", elementwise=None):
-    """Runs an imported model. x: the int8/uint8 input buffer (input_boundary='int8', ST default: the app
-    quantizes) or float32 features (input_boundary='float32': the model's QuantizeLinear under `profile`).
-    elementwise (onnxruntime profile): None = default_elementwise(model.io_dtype), or 'qlinear' | 'dq-float'.
-    Returns dict(output=<io-typed int8/uint8 output>, float=<dequantized (+softmax) float32 or None>)."""
-    if input_boundary not in INPUT_BOUNDARIES:
-        raise N6Error(f"unknown input boundary {input_boundary!r}; choose one of {list(INPUT_BOUNDARIES)}")
-    if input_boundary == "float32":
-        x = quantize_input(model, x, profile)
-    xi = to_internal(model, x)
-    if profile == "onnxruntime":
-        mode = default_elementwise(model.io_dtype) if elementwise is None else elementwise
-        q = OrtRunner(model.graph, mode).run(xi)
-    elif profile == "cmsis-nn":
-        from .runtime import Runtime
-        q = Runtime(cmsis_graph(model.graph), profile="cmsis-nn").run(xi)
-    else:
-        raise N6Error(f"unknown arithmetic profile {profile!r}; choose one of {list(PROFILES)}")
-    q = from_internal(model, q)
-    f = None
-    if model.output_tail is not None:
-        f = dequantize_output(model, q)
-        if model.output_tail == "dequantize+softmax":
-            f = softmax_f32(f, model.softmax_axis)
-    return dict(output=q, float=f)
+    """One-shot ModelRunner(model, profile, elementwise).run(x, input_boundary) (see ModelRunner)."""
+    return ModelRunner(model, profile, elementwise).run(x, input_boundary)
