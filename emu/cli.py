@@ -331,6 +331,10 @@ def main(argv=None, out=None, err=None):
     except KeyboardInterrupt:
         print("n6emu: interrupted", file=err)
         return 130
+    except BrokenPipeError:   # e.g. `n6emu inspect M | head`: stop quietly, like other Unix tools
+        if out is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAIL
 
 
 if __name__ == "__main__":
