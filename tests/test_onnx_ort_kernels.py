@@ -161,3 +161,30 @@ def test_wrappers_reject_bad_arrays():
     with pytest.raises(ValueError, match="whole groups"):
         K.conv_ort_s8(np.zeros((1, 4, 4, 3), np.int8), np.zeros((2, 1, 1, 2), np.int8), np.zeros(2, np.int32),
                       np.ones(2, np.float32), 0, 0, 0, 1, 1, 0, 0, 1, 1, -128, 127, np.zeros((1, 4, 4, 2), np.int8))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+def test_requantize_equals_qlinearconcat(dtype):
+    """QLinearConcat re-quantizes each input (DQ -> Q, ties to even) into the output's scale/zero-point."""
+    rng = np.random.default_rng(6)
+    info = np.iinfo(dtype)
+    for trial in range(15):
+        n1, n2 = 257, 131
+        s1, s2, so = (np.float32(v) for v in rng.uniform(0.005, 0.1, 3))
+        if trial == 0:
+            s2 = so
+        z1, z2, zo = (_zp(rng, dtype) for _ in range(3))
+        node = helper.make_node("QLinearConcat", ["so", "zo", "a", "s1", "z1", "b", "s2", "z2"], ["y"],
+                                domain="com.microsoft", axis=1)
+        sess = _session([node], [("a", dtype, (1, n1)), ("b", dtype, (1, n2))],
+                        dict(so=so, zo=zo, s1=s1, z1=z1, s2=s2, z2=z2))
+        a = rng.integers(info.min, info.max + 1, (1, n1)).astype(dtype)
+        b = rng.integers(info.min, info.max + 1, (1, n2)).astype(dtype)
+        (ref,) = sess.run(None, {"a": a, "b": b})
+        sh = _shift(dtype)
+        parts = []
+        for x, s, z in ((a, s1, z1), (b, s2, z2)):
+            out = np.zeros(x.size, np.int8)
+            K.dq_requantize_ort_s8(_internal(x.reshape(-1), dtype), s, int(z) + sh, so, int(zo) + sh, out)
+            parts.append(_external(out, dtype))
+        assert np.array_equal(np.concatenate(parts)[None], ref), trial
