@@ -31,6 +31,7 @@ NUMBA_MODULES = {
     "add_s8": "elementwise", "mul_s8": "elementwise", "pad_s8": "layout", "transpose_s8": "layout",
 }
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW_SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -411,6 +412,10 @@ def test_one_over_one_plus_x(a):
 @SETTINGS
 @given(data=st.data())
 def test_conv_s8(which, data):
+    _case_conv_s8(which, data)
+
+
+def _case_conv_s8(which, data):
     g = data.draw(conv_geometry())
     n = data.draw(st.integers(1, 2))
     groups = data.draw(st.sampled_from([1, 1, 2, 3]))
@@ -430,6 +435,10 @@ def test_conv_s8(which, data):
 @SETTINGS
 @given(data=st.data())
 def test_depthwise_conv_s8(which, data):
+    _case_depthwise_conv_s8(which, data)
+
+
+def _case_depthwise_conv_s8(which, data):
     g = data.draw(conv_geometry())
     n = data.draw(st.integers(1, 2))
     cin = data.draw(st.integers(1, 5))
@@ -448,6 +457,10 @@ def test_depthwise_conv_s8(which, data):
 @SETTINGS
 @given(data=st.data())
 def test_fully_connected_s8(which, data):
+    _case_fully_connected_s8(which, data)
+
+
+def _case_fully_connected_s8(which, data):
     n, k, out_ch = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 40)), data.draw(st.integers(1, 12))
     rounding = data.draw(roundings)
     inp = data.draw(int8_array((n, k)))
@@ -522,6 +535,10 @@ def test_softmax_s8(which, case):
 @SETTINGS
 @given(data=st.data())
 def test_add_s8(which, data):
+    _case_add_s8(which, data)
+
+
+def _case_add_s8(which, data):
     size = data.draw(st.integers(1, 64))
     in1, in2 = data.draw(int8_array((size,))), data.draw(int8_array((size,)))
     mults = st.one_of(st.integers(1 << 30, INT32_MAX), st.sampled_from([1 << 30, INT32_MAX]))
@@ -537,6 +554,10 @@ def test_add_s8(which, data):
 @SETTINGS
 @given(data=st.data())
 def test_mul_s8(which, data):
+    _case_mul_s8(which, data)
+
+
+def _case_mul_s8(which, data):
     size = data.draw(st.integers(1, 64))
     in1, in2 = data.draw(int8_array((size,))), data.draw(int8_array((size,)))
     rounding = data.draw(roundings)
@@ -566,6 +587,65 @@ def test_transpose_s8(which, data):
     perm = np.array(data.draw(st.permutations([0, 1, 2, 3])), np.int32)
     inp = data.draw(int8_array(shape, extreme=False))
     run_both("transpose_s8", which, (inp, perm), tuple(shape[p] for p in perm))
+
+
+# long sweeps of the same properties (--run-slow)
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ORACLES)
+@SLOW_SETTINGS
+@given(data=st.data())
+def test_conv_s8_sweep(which, data):
+    _case_conv_s8(which, data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ORACLES)
+@SLOW_SETTINGS
+@given(data=st.data())
+def test_depthwise_conv_s8_sweep(which, data):
+    _case_depthwise_conv_s8(which, data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ORACLES)
+@SLOW_SETTINGS
+@given(data=st.data())
+def test_fully_connected_s8_sweep(which, data):
+    _case_fully_connected_s8(which, data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ORACLES)
+@SLOW_SETTINGS
+@given(data=st.data())
+def test_add_s8_sweep(which, data):
+    _case_add_s8(which, data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ORACLES)
+@SLOW_SETTINGS
+@given(data=st.data())
+def test_mul_s8_sweep(which, data):
+    _case_mul_s8(which, data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ["avgpool_s8", "maxpool_s8"])
+@pytest.mark.parametrize("which", ORACLES)
+@SLOW_SETTINGS
+@given(case=pool_case())
+def test_pool_s8_sweep(op, which, case):
+    run_both(op, which, *case)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ORACLES)
+@SLOW_SETTINGS
+@given(case=softmax_case())
+def test_softmax_s8_sweep(which, case):
+    run_both("softmax_s8", which, *case)
 
 
 # ----------------------------------------------------------------------------------------------------
