@@ -345,3 +345,13 @@ def test_channel_last_io_option():
         assert np.array_equal(a.transpose(0, 2, 3, 1), b)
     with pytest.raises(N6Error, match="unknown I/O layout"):
         load_onnx_qdq(q, io_layout="nhwc")
+
+
+@pytest.mark.parametrize("seed", [286, 288])
+def test_average_pool_covering_input_is_global(seed):
+    """ORT runs an AveragePool whose kernel covers the whole unpadded input as QLinearGlobalAveragePool (integer
+    sum, one requantization), not the float tap average; the emulator follows. Seeds of the slow sweep that
+    caught it (a 2x2 average pool on a 2x2 map)."""
+    spec, q, xs = make_case(seed, "uint8" if seed % 2 else "int8", bool(seed % 3), 25)
+    assert any(layer["op"] == "avgpool" for layer in spec)
+    assert_ort_equal(q, xs)

@@ -413,7 +413,8 @@ class _Importer:
         oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
         out = self.add_tensor(q.output[0], (n, oh, ow, c), scale, zp)
         attrs = dict(kernel_h=int(kh), kernel_w=int(kw), stride_h=int(sh), stride_w=int(sw), pad_top=int(pt),
-                     pad_left=int(pl), activation=self.activation, act_min=act_min, act_max=act_max)
+                     pad_left=int(pl), pad_bottom=int(pb), pad_right=int(pr), activation=self.activation,
+                     act_min=act_min, act_max=act_max)
         if op == "MaxPool":
             xt = self.tensors[x_name]
             if float(xt.scale[0]) != float(scale) or int(xt.zero_point[0]) != zp:
@@ -551,6 +552,15 @@ def _zp(t):
     return int(t.zero_point[0])
 
 
+def ort_pool_is_global(attrs, t_in):
+    """ORT's QLinearAveragePool falls back to the (integer-sum) global average pool when the kernel covers the
+    whole input and there is no padding; a GlobalAveragePool always is one."""
+    if attrs.get("global_pool"):
+        return True
+    pads = (attrs["pad_top"], attrs["pad_left"], attrs.get("pad_bottom", 0), attrs.get("pad_right", 0))
+    return (attrs["kernel_h"], attrs["kernel_w"]) == tuple(t_in.shape[1:3]) and not any(pads)
+
+
 ELEMENTWISE_MODES = ("qlinear", "dq-float")
 
 
@@ -579,7 +589,7 @@ def prepare_onnxruntime(graph, elementwise="dq-float"):
                      bias=np.zeros(n_out, np.int32) if b is None else graph.tensors[b].data,
                      scale=ort_conv_scales(t_in.scale[0], w.scale, t_out.scale[0]), input_offset=-_zp(t_in),
                      filter_offset=-_zp(w), output_offset=_zp(t_out), act_min=a["act_min"], act_max=a["act_max"])
-        elif node.op == "avg_pool" and a.get("global_pool"):
+        elif node.op == "avg_pool" and ort_pool_is_global(a, t_in):
             h, w_ = t_in.shape[1], t_in.shape[2]
             scale = np.float32(t_in.scale[0]) / (np.float32(t_out.scale[0]) * np.float32(h * w_))
             p = dict(scale=np.float32(scale), input_offset=-_zp(t_in), output_offset=_zp(t_out),
@@ -627,7 +637,7 @@ class OrtRunner:
             k.fully_connected_ort_s8(x.reshape(1, -1), p["filt"], p["bias"], p["scale"], p["input_offset"],
                                      p["filter_offset"], p["output_offset"], p["act_min"], p["act_max"],
                                      out.reshape(1, -1))
-        elif op == "avg_pool" and a.get("global_pool"):
+        elif op == "avg_pool" and ort_pool_is_global(a, self.graph.tensors[node.inputs[0]]):
             k.global_avgpool_ort_s8(x, p["scale"], p["input_offset"], p["output_offset"], p["act_min"], p["act_max"],
                                     out)
         elif op == "avg_pool":
