@@ -663,7 +663,7 @@ def _fc_args():
     (1, np.zeros((4, 2), np.int8), "filt has shape"),
     (2, np.zeros(5, np.int32), "bias has shape"),
     (3, np.zeros(4, np.int64), "dtype int32"),
-    (4, np.full(4, 63, np.int32), "shift must lie"),
+    (4, np.full(4, 63, np.int32), "shift"),
     (8, -129, "act_min"),
     (10, 2, "rounding"),
     (11, np.zeros((2, 5), np.int8), "out has shape"),
