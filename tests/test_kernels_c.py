@@ -532,6 +532,16 @@ def test_softmax_s8(which, case):
 
 
 @pytest.mark.parametrize("which", ORACLES)
+@pytest.mark.parametrize("row_size", [1, 255, 4096, 5000])
+def test_softmax_s8_long_rows(which, row_size):
+    # 4096 equal entries sum to 2^31 in Q12.19: the int32 sum of exps wraps (TFLM reads it as uint32)
+    rng = np.random.default_rng(row_size)
+    inp = np.stack([np.full(row_size, 5, np.int8), rng.integers(-128, 128, row_size, dtype=np.int8),
+                    np.where(np.arange(row_size) % 7 == 0, 127, -128).astype(np.int8)])
+    run_both("softmax_s8", which, (inp, 1242899197, 24, -124), inp.shape)
+
+
+@pytest.mark.parametrize("which", ORACLES)
 @SETTINGS
 @given(data=st.data())
 def test_add_s8(which, data):
