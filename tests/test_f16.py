@@ -45,6 +45,20 @@ def test_random_float32_bit_patterns_match_numpy():
     np.testing.assert_array_equal(f16.to_f16_bits(x), ref)
 
 
+def test_round_f16_fast_path_matches_numpy():
+    rng = np.random.default_rng(99)
+    x = rng.integers(0, 2**32, 400_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    mags = np.exp2(rng.uniform(-27, 17, 400_000)).astype(np.float32)
+    x = np.concatenate([x, mags, -mags, ALL_BITS.view(np.float16).astype(np.float32)])
+    out = np.empty_like(x)
+    f16._round_kernel(x, out)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ref = x.astype(np.float16).astype(np.float32)
+    nan = np.isnan(x)
+    np.testing.assert_array_equal(out[~nan].view(np.uint32), ref[~nan].view(np.uint32))
+    assert np.all(np.isnan(out[nan]))
+
+
 def test_near_f16_range_values_and_subnormals_match_numpy():
     rng = np.random.default_rng(7)
     mags = np.exp2(rng.uniform(-27, 17, 300_000)).astype(np.float32)

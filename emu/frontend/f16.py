@@ -14,7 +14,33 @@ Contract:
   helper for a fused multiply-add, computed exactly enough in float64.
 """
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+
+
+@intrinsic
+def _as_u32(typingctx, x):
+    """Bit pattern of a float32 as uint32 (an LLVM bitcast; numba's scalar .view allocates)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.uint32(types.float32), codegen
+
+
+@intrinsic
+def _as_f32(typingctx, u):
+    """float32 with the given uint32 bit pattern (an LLVM bitcast)."""
+    if u != types.uint32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.uint32), codegen
+
 
 F16_INF_BITS = np.uint16(0x7C00)
 F16_QUIET_BIT = 0x0200
@@ -24,7 +50,7 @@ F16_MAX = np.float32(65504.0)
 @njit(cache=True)
 def f32_to_f16_bits(x):
     """float32 value -> binary16 bits, RNE (see module contract for inf/NaN/subnormals)."""
-    u = np.float32(x).view(np.uint32)
+    u = _as_u32(np.float32(x))
     sign = np.uint32((u >> np.uint32(16)) & np.uint32(0x8000))
     a = u & np.uint32(0x7FFFFFFF)
     if a >= np.uint32(0x7F800000):
@@ -58,19 +84,30 @@ def f16_bits_to_f32(h):
     e = (hv >> np.uint32(10)) & np.uint32(0x1F)
     m = hv & np.uint32(0x3FF)
     if e == np.uint32(0x1F):
-        return np.uint32(sign | np.uint32(0x7F800000) | (m << np.uint32(13))).view(np.float32)
+        return _as_f32(np.uint32(sign | np.uint32(0x7F800000) | (m << np.uint32(13))))
     if e == np.uint32(0):
         if m == np.uint32(0):
-            return np.uint32(sign).view(np.float32)
+            return _as_f32(np.uint32(sign))
         mag = np.float32(m) * np.float32(5.9604644775390625e-08)   # m * 2^-24, exact
         return -mag if sign != np.uint32(0) else mag
-    return np.uint32(sign | ((e + np.uint32(112)) << np.uint32(23)) | (m << np.uint32(13))).view(np.float32)
+    return _as_f32(np.uint32(sign | ((e + np.uint32(112)) << np.uint32(23)) | (m << np.uint32(13))))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def round_f16(x):
-    """float32 -> float32 holding the nearest binary16 value (RNE)."""
-    return f16_bits_to_f32(f32_to_f16_bits(x))
+    """float32 -> float32 holding the nearest binary16 value (RNE) == f16_bits_to_f32(f32_to_f16_bits(x)),
+    computed on the float32 bits without leaving float32: normal range -> round the significand to 11
+    bits; below 2^-14 -> rint(x * 2^24) * 2^-24 (the subnormal quantum, exact scalings); >= 65520 -> inf;
+    NaN -> quiet, payload cut to 10 bits."""
+    u = _as_u32(np.float32(x))
+    a = u & np.uint32(0x7FFFFFFF)
+    if a >= np.uint32(0x38800000):
+        if a < np.uint32(0x477FF000):
+            return _as_f32(np.uint32((u + np.uint32(0xFFF) + ((u >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)))
+        if a <= np.uint32(0x7F800000):
+            return _as_f32(np.uint32((u & np.uint32(0x80000000)) | np.uint32(0x7F800000)))
+        return _as_f32(np.uint32((u | np.uint32(0x00400000)) & np.uint32(0xFFFFE000)))
+    return np.float32(np.rint(np.float32(x) * np.float32(16777216.0))) * np.float32(5.9604644775390625e-08)
 
 
 @njit(cache=True)
@@ -78,10 +115,10 @@ def round_f16_from_f64(d):
     """float64 -> float32 holding the nearest binary16 value, rounded once (round-to-odd into f32)."""
     f = np.float32(d)
     if np.float64(f) != d and abs(f) < np.float32(np.inf):
-        bits = f.view(np.uint32)
+        bits = _as_u32(f)
         if abs(np.float64(f)) > abs(d):                # truncate toward zero ...
             bits = np.uint32(bits - np.uint32(1))
-        f = np.uint32(bits | np.uint32(1)).view(np.float32)     # ... and make the float32 odd (sticky bit)
+        f = _as_f32(np.uint32(bits | np.uint32(1)))     # ... and make the float32 odd (sticky bit)
     return round_f16(f)
 
 
@@ -89,6 +126,12 @@ def round_f16_from_f64(d):
 def _to_bits_kernel(src, out):
     for i in range(src.size):
         out[i] = f32_to_f16_bits(src[i])
+
+
+@njit(cache=True)
+def _round_kernel(src, out):
+    for i in range(src.size):
+        out[i] = round_f16(src[i])
 
 
 @njit(cache=True)
