@@ -31,7 +31,7 @@ NUMBA_MODULES = {
     "add_s8": "elementwise", "mul_s8": "elementwise", "pad_s8": "layout", "transpose_s8": "layout",
 }
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SLOW_SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW_SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # ----------------------------------------------------------------------------------------------------
