@@ -37,7 +37,8 @@ def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, outpu
 @njit(cache=True)
 def _depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
                        pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out):
-    """Loops: output pixel -> output channel -> valid kh -> valid kw; int32 accumulator (explicit wrapping casts)."""
+    """Loops: output pixel (valid tap ranges computed once) -> input channel -> multiplier -> valid kh -> valid kw;
+    int32 wrapping accumulator (explicit casts); uint64 indices (no negative-index wraparound checks)."""
     n, h, w, cin = inp.shape
     kh, kw, cout = filt.shape[1], filt.shape[2], filt.shape[3]
     oh, ow = out.shape[1], out.shape[2]
@@ -63,18 +64,19 @@ def _depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, outp
                 while kx_hi > kx_lo and ix0 + (kx_hi - 1) * dilation_w >= w:
                     kx_hi -= 1
                 o_base = ((b * oh + oy) * ow + ox) * cout
-                for oc in range(cout):
-                    ic = oc // ch_mult
-                    acc = np.int32(bias[oc])
-                    for ky in range(ky_lo, ky_hi):
-                        x_row = ((b * h + iy0 + ky * dilation_h) * w + ix0) * cin + ic
-                        w_row = ky * kw * cout + oc
-                        for kx in range(kx_lo, kx_hi):
-                            acc = np.int32(acc + (np.int32(x_flat[x_row + kx * dilation_w * cin]) + in_off)
-                                           * np.int32(w_flat[w_row + kx * cout]))
-                    v = np.int64(requantize(acc, mult[oc], shift[oc], rounding)) + np.int64(output_offset)
-                    if v < act_min:
-                        v = act_min
-                    elif v > act_max:
-                        v = act_max
-                    o_flat[o_base + oc] = np.int8(v)
+                for ic in range(cin):
+                    for mm in range(ch_mult):
+                        oc = ic * ch_mult + mm
+                        acc = np.int32(bias[oc])
+                        for ky in range(ky_lo, ky_hi):
+                            x_row = ((b * h + iy0 + ky * dilation_h) * w + ix0) * cin + ic
+                            w_row = ky * kw * cout + oc
+                            for kx in range(kx_lo, kx_hi):
+                                acc = np.int32(acc + (np.int32(x_flat[np.uint64(x_row + kx * dilation_w * cin)])
+                                                      + in_off) * np.int32(w_flat[np.uint64(w_row + kx * cout)]))
+                        v = np.int64(requantize(acc, mult[oc], shift[oc], rounding)) + np.int64(output_offset)
+                        if v < act_min:
+                            v = act_min
+                        elif v > act_max:
+                            v = act_max
+                        o_flat[np.uint64(o_base + oc)] = np.int8(v)
