@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from emu.graph.onnx_qdq import ort_conv_scales
+from emu.graph.prepare import ort_conv_scales
 from emu.kernels import ort as K
 
 TT = {np.int8: TensorProto.INT8, np.uint8: TensorProto.UINT8}

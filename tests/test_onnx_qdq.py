@@ -185,7 +185,10 @@ def test_input_quantization_matches_quantizelinear(dtype, zp):
     scale = np.float32(0.125)
     k = np.arange(-300, 301, dtype=np.float32)
     x = np.concatenate([k * scale, (k + np.float32(0.5)) * scale, np.array([1e9, -1e9, 0.0], np.float32)])
-    model = SimpleNamespace(input_scale=scale, input_zero_point=zp, io_dtype=dtype, input_shape=(x.size,))
+    from emu.graph.ir import Graph, Tensor
+    shift = -128 if dtype == np.uint8 else 0
+    t = Tensor("x", (x.size,), np.dtype(np.int8), np.array([scale], np.float32), np.array([zp + shift], np.int64))
+    model = SimpleNamespace(graph=Graph({"x": t}, [], ["x"], ["x"]), io_dtype=dtype, input_shape=(x.size,))
     (ref,) = _quantize_linear_session(scale, zp, dtype, x.size).run(None, {"x": x})
     assert np.array_equal(quantize_input(model, x, "onnxruntime"), ref)
     tflite = quantize_input(model, x, "cmsis-nn")
@@ -355,3 +358,27 @@ def test_average_pool_covering_input_is_global(seed):
     spec, q, xs = make_case(seed, "uint8" if seed % 2 else "int8", bool(seed % 3), 25)
     assert any(layer["op"] == "avgpool" for layer in spec)
     assert_ort_equal(q, xs)
+
+
+def test_runtime_onnxruntime_profile_and_float_boundary():
+    """The onnxruntime profile is a Runtime profile: float32 input boundary (the model's QuantizeLinear), batch,
+    metadata; the C backend and unknown elementwise modes are refused in one line."""
+    from emu.graph.runtime import Runtime
+    shape = (1, 1, 10, 9)
+    rng = np.random.default_rng(12)
+    q = quantize_qdq(build_float_model(KWS_LIKE, shape, seed=12, softmax=False),
+                     [rng.normal(0, 1, shape).astype(np.float32) for _ in range(6)])
+    model = load_onnx_qdq(q)
+    xs = rng.normal(0, 1.5, (5,) + shape).astype(np.float32)
+    rt = Runtime(model.graph, "onnxruntime", input_boundary="float32")
+    batched = rt.run(xs)
+    assert batched.shape == (5, 1, 6)
+    for x, got in zip(xs, batched):
+        assert np.array_equal(got, run_model(model, x, input_boundary="float32")["output"])
+    assert rt.metadata["profile"] == "onnxruntime" and rt.metadata["elementwise"] == "dq-float"
+    with pytest.raises(N6Error, match="cmsis-nn profile only"):
+        Runtime(model.graph, "onnxruntime", backend="c")
+    with pytest.raises(N6Error, match="unknown elementwise mode"):
+        Runtime(model.graph, "onnxruntime", elementwise="fma")
+    with pytest.raises(N6Error, match="no elementwise option"):
+        Runtime(model.graph, "cmsis-nn", elementwise="qlinear")

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import N6Error
 from .ir import Graph, Node, Tensor
+from .prepare import ort_default_elementwise, quantize_float
 
 HOW_TO_QUANTIZE = ("quantize it with onnxruntime.quantization.quantize_static(..., quant_format=QuantFormat.QDQ, "
                    "per_channel=True) and a calibration data reader")
@@ -534,189 +535,17 @@ class _Importer:
         self.act[q.output[0]] = (out, layout, tuple(logical))
 
 
-# ---- the "onnxruntime" profile (prototype: moves to prepare.py / runtime.py after the handoff) ------------
-
-# ORT on x86 (MLAS) runs int8 QDQ activations as uint8 (its S8->U8 QDQ rewrite: x + 128, zp + 128) before fusing
-# to QLinear ops; uint8 models are uint8 anyway. Exact for integer steps, but QLinearAveragePool adds the zero
-# point in float32 (rint(y / s + zp)), so its float zero point is the uint8-domain one: internal zp + 128.
-ORT_UINT8_DOMAIN_SHIFT = 128
-
-
-def ort_conv_scales(s_in, w_scales, s_out):
-    """QLinearConv / QGemm output scale per channel, float32 as ORT computes it: (s_in * s_w[c]) / s_out."""
-    w = np.asarray(w_scales, np.float32)
-    return np.ascontiguousarray((np.float32(s_in) * w) / np.float32(s_out), dtype=np.float32)
-
-
-def _zp(t):
-    return int(t.zero_point[0])
-
-
-def ort_pool_is_global(attrs, t_in):
-    """ORT's QLinearAveragePool falls back to the (integer-sum) global average pool when the kernel covers the
-    whole input and there is no padding; a GlobalAveragePool always is one."""
-    if attrs.get("global_pool"):
-        return True
-    pads = (attrs["pad_top"], attrs["pad_left"], attrs.get("pad_bottom", 0), attrs.get("pad_right", 0))
-    return (attrs["kernel_h"], attrs["kernel_w"]) == tuple(t_in.shape[1:3]) and not any(pads)
-
-
-ELEMENTWISE_MODES = ("qlinear", "dq-float")
-
-
-def default_elementwise(io_dtype):
-    """What ORT (1.2x, x86 CPU EP) runs for QDQ Add/Mul: fused QLinearAdd/QLinearMul for uint8 activations,
-    unfused DequantizeLinear -> float op -> QuantizeLinear for int8 activations."""
-    return "qlinear" if np.dtype(io_dtype) == np.uint8 else "dq-float"
-
-
-def prepare_onnxruntime(graph, elementwise="dq-float"):
-    """Kernel parameters of every node under the "onnxruntime" profile (name -> dict), float32 math once.
-    elementwise: 'qlinear' (fused MLAS QLinearAdd/Mul, run in ORT's uint8 domain) or 'dq-float'."""
-    if elementwise not in ELEMENTWISE_MODES:
-        raise N6Error(f"unknown elementwise mode {elementwise!r}; choose one of {list(ELEMENTWISE_MODES)}")
-    params = {}
-    for node in graph.nodes:
-        a = node.attrs
-        t_in = graph.tensors[node.inputs[0]]
-        t_out = graph.tensors[node.outputs[0]]
-        p = {}
-        if node.op in ("conv2d", "depthwise_conv2d", "fully_connected"):
-            w = graph.tensors[node.inputs[1]]
-            n_out = w.shape[3] if node.op == "depthwise_conv2d" else w.shape[0]
-            b = node.inputs[2] if len(node.inputs) > 2 else None
-            p = dict(filt=np.ascontiguousarray(w.data, np.int8),
-                     bias=np.zeros(n_out, np.int32) if b is None else graph.tensors[b].data,
-                     scale=ort_conv_scales(t_in.scale[0], w.scale, t_out.scale[0]), input_offset=-_zp(t_in),
-                     filter_offset=-_zp(w), output_offset=_zp(t_out), act_min=a["act_min"], act_max=a["act_max"])
-        elif node.op == "avg_pool" and ort_pool_is_global(a, t_in):
-            h, w_ = t_in.shape[1], t_in.shape[2]
-            scale = np.float32(t_in.scale[0]) / (np.float32(t_out.scale[0]) * np.float32(h * w_))
-            p = dict(scale=np.float32(scale), input_offset=-_zp(t_in), output_offset=_zp(t_out),
-                     act_min=a["act_min"], act_max=a["act_max"])
-        elif node.op in ("avg_pool", "add", "mul", "concat"):
-            p = dict(in_scales=[np.float32(graph.tensors[i].scale[0]) for i in node.inputs],
-                     in_zps=[_zp(graph.tensors[i]) for i in node.inputs], out_scale=np.float32(t_out.scale[0]),
-                     out_zp=_zp(t_out))
-            if node.op == "avg_pool":
-                p["float_zero_point"] = _zp(t_out) + ORT_UINT8_DOMAIN_SHIFT
-            if node.op in ("add", "mul"):
-                p["elementwise"] = elementwise
-        params[node.name] = p
-    return params
-
-
-class OrtRunner:
-    """Executes an imported graph under the "onnxruntime" profile with the emu.kernels.ort kernels.
-    run(x int8 [N?, *input shape]) -> int8 output; run_all(x) -> every activation by name."""
-
-    def __init__(self, graph, elementwise="dq-float"):
-        from ..kernels import ort
-        from ..kernels.pooling import maxpool_s8
-        self.k = ort
-        self.maxpool_s8 = maxpool_s8
-        self.graph = graph
-        self.params = prepare_onnxruntime(graph, elementwise)
-        self.buffers = {n: np.zeros(graph.tensors[n].shape, np.int8) for n in graph.activations()
-                        if not graph.tensors[n].is_constant}
-
-    def _step(self, node):
-        k, p, a, b = self.k, self.params[node.name], node.attrs, self.buffers
-        x, out = b[node.inputs[0]], b[node.outputs[0]]
-        op = node.op
-        if op == "conv2d":
-            k.conv_ort_s8(x, p["filt"], p["bias"], p["scale"], p["input_offset"], p["filter_offset"],
-                          p["output_offset"], a["stride_h"], a["stride_w"], a["pad_top"], a["pad_left"],
-                          a["dilation_h"], a["dilation_w"], p["act_min"], p["act_max"], out)
-        elif op == "depthwise_conv2d":
-            k.depthwise_conv_ort_s8(x, p["filt"], p["bias"], p["scale"], a["ch_mult"], p["input_offset"],
-                                    p["filter_offset"], p["output_offset"], a["stride_h"], a["stride_w"],
-                                    a["pad_top"], a["pad_left"], a["dilation_h"], a["dilation_w"], p["act_min"],
-                                    p["act_max"], out)
-        elif op == "fully_connected":
-            k.fully_connected_ort_s8(x.reshape(1, -1), p["filt"], p["bias"], p["scale"], p["input_offset"],
-                                     p["filter_offset"], p["output_offset"], p["act_min"], p["act_max"],
-                                     out.reshape(1, -1))
-        elif op == "avg_pool" and ort_pool_is_global(a, self.graph.tensors[node.inputs[0]]):
-            k.global_avgpool_ort_s8(x, p["scale"], p["input_offset"], p["output_offset"], p["act_min"], p["act_max"],
-                                    out)
-        elif op == "avg_pool":
-            k.avgpool_ort_s8(x, p["in_scales"][0], p["in_zps"][0], p["out_scale"], p["out_zp"], p["float_zero_point"],
-                             a["kernel_h"],
-                             a["kernel_w"], a["stride_h"], a["stride_w"], a["pad_top"], a["pad_left"],
-                             a["count_include_pad"], a["act_min"], a["act_max"], out)
-        elif op == "max_pool":
-            self.maxpool_s8(x, a["kernel_h"], a["kernel_w"], a["stride_h"], a["stride_w"], a["pad_top"],
-                             a["pad_left"], a["act_min"], a["act_max"], out)
-        elif op in ("add", "mul"):
-            x, y = (b[n] if n in b else self.graph.tensors[n].data for n in node.inputs)
-            args = (x.reshape(-1), y.reshape(-1), p["in_scales"][0], p["in_zps"][0], p["in_scales"][1], p["in_zps"][1],
-                    p["out_scale"], p["out_zp"], op == "mul")
-            if p["elementwise"] == "qlinear":
-                k.qlinear_binary_ort_s8(*args, ORT_UINT8_DOMAIN_SHIFT, a["act_min"], a["act_max"], out.reshape(-1))
-            else:
-                k.dq_binary_ort_s8(*args, a["act_min"], a["act_max"], out.reshape(-1))
-        elif op == "concat":
-            ax = a["axis"]
-            start = 0
-            for i, name in enumerate(node.inputs):
-                src = b[name]
-                part = np.empty(src.shape, np.int8)
-                k.dq_requantize_ort_s8(src.reshape(-1), p["in_scales"][i], p["in_zps"][i], p["out_scale"],
-                                       p["out_zp"], part.reshape(-1))
-                sl = [slice(None)] * out.ndim
-                sl[ax] = slice(start, start + src.shape[ax])
-                out[tuple(sl)] = part
-                start += src.shape[ax]
-        elif op == "transpose":
-            np.copyto(out, x.transpose(a["perm"]))
-        elif op == "reshape":
-            np.copyto(out, x.reshape(out.shape))
-        else:
-            raise N6Error(f"the onnxruntime profile has no kernel for op {op} (layer {node.name!r})")
-
-    def run_all(self, x):
-        g = self.graph
-        shape = tuple(g.tensors[g.inputs[0]].shape)
-        x = np.asarray(x)
-        if x.dtype != np.int8:
-            raise N6Error(f"the graph input must be int8, got {x.dtype}")
-        batched = x.shape != shape
-        xs = x.reshape((-1,) + shape)
-        names = list(self.buffers)
-        res = {n: np.empty((xs.shape[0],) + tuple(g.tensors[n].shape), np.int8) for n in names}
-        for i in range(xs.shape[0]):
-            np.copyto(self.buffers[g.inputs[0]], xs[i])
-            for node in g.nodes:
-                self._step(node)
-            for n in names:
-                res[n][i] = self.buffers[n]
-        return res if batched else {n: v[0] for n, v in res.items()}
-
-    def run(self, x):
-        return self.run_all(x)[self.graph.outputs[0]]
-
-
 # ---- boundary: input quantization, output dequantization and softmax ---------------------------------
 
 def quantize_input(model, x, profile="onnxruntime"):
-    """Float32 features -> the model's quantized input buffer (io dtype, original layout) under `profile`:
-    onnxruntime: clamp(round_half_even(float32(x) / scale) + zp) (MLAS QuantizeLinear);
-    cmsis-nn: TFLite quantize: clamp(round_half_away(float32(x) / scale) + zp)."""
+    """Float32 features -> the model's quantized input buffer (io dtype, buffer layout) under `profile`'s
+    QuantizeLinear rule (prepare.quantize_float: onnxruntime ties to even, cmsis-nn ties away from zero)."""
     x = np.asarray(x)
-    if x.dtype != np.float32:
-        raise N6Error(f"the float input must be float32, got {x.dtype}; convert it with x.astype(np.float32)")
-    if x.shape[-len(model.input_shape):] != tuple(model.input_shape):
+    if x.dtype == np.float32 and x.shape[-len(model.input_shape):] != tuple(model.input_shape):
         raise N6Error(f"the float input must have shape {model.input_shape} (or N x it), got {x.shape}")
-    v = x / np.float32(model.input_scale)
-    if profile == "onnxruntime":
-        r = np.rint(v)
-    elif profile == "cmsis-nn":
-        r = np.sign(v) * np.floor(np.abs(v).astype(np.float64) + 0.5)      # std::round of the float32 quotient
-    else:
+    if profile not in PROFILES:
         raise N6Error(f"unknown arithmetic profile {profile!r}; choose one of {list(PROFILES)}")
-    info = np.iinfo(model.io_dtype)
-    return np.clip(r.astype(np.int64) + model.input_zero_point, info.min, info.max).astype(model.io_dtype)
+    return from_internal(model, quantize_float(x, model.graph.tensors[model.graph.inputs[0]], profile))
 
 
 def to_internal(model, buf):
@@ -761,7 +590,7 @@ def cmsis_graph(graph):
     for node in graph.nodes:
         if node.op == "avg_pool":
             t_in, t_out = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
-            same = float(t_in.scale[0]) == float(t_out.scale[0]) and _zp(t_in) == _zp(t_out)
+            same = float(t_in.scale[0]) == float(t_out.scale[0]) and int(t_in.zero_point[0]) == int(t_out.zero_point[0])
             if not same and not node.attrs.get("global_pool"):
                 raise N6Error(f"layer {node.name!r}: an average pool that changes scale has no cmsis-nn kernel; "
                               f"use the onnxruntime profile")
@@ -781,36 +610,35 @@ def cmsis_graph(graph):
 
 
 class ModelRunner:
-    """One imported model under one profile, prepared once: run(x, input_boundary) like run_model.
-    profile: 'onnxruntime' | 'cmsis-nn'; elementwise (onnxruntime): None = default_elementwise(io dtype)."""
+    """One imported model under one profile, prepared once (an emu.graph.runtime.Runtime plus the model's I/O
+    boundary): run(x, input_boundary) -> dict(output=<io-typed buffer>, float=<dequantized (+softmax) or None>).
+    profile: 'onnxruntime' | 'cmsis-nn'; elementwise (onnxruntime): None = ort_default_elementwise(io dtype)."""
 
     def __init__(self, model, profile="onnxruntime", elementwise=None, backend="numba"):
+        from .runtime import Runtime
         if profile not in PROFILES:
             raise N6Error(f"unknown arithmetic profile {profile!r}; choose one of {list(PROFILES)}")
         self.model, self.profile = model, profile
         if profile == "onnxruntime":
-            self.elementwise = default_elementwise(model.io_dtype) if elementwise is None else elementwise
-            self.runner = OrtRunner(model.graph, self.elementwise)
+            mode = ort_default_elementwise(model.io_dtype) if elementwise is None else elementwise
+            self.runtime = Runtime(model.graph, profile, backend=backend, elementwise=mode)
         else:
-            from .runtime import Runtime
-            self.elementwise = None
-            self.runner = Runtime(cmsis_graph(model.graph), profile="cmsis-nn", backend=backend)
+            self.runtime = Runtime(cmsis_graph(model.graph), profile, backend=backend, elementwise=elementwise)
 
     @property
     def metadata(self):
-        return dict(profile=self.profile, elementwise=self.elementwise, source=self.model.graph.source,
-                    io_dtype=np.dtype(self.model.io_dtype).name)
+        return dict(self.runtime.metadata, io_dtype=np.dtype(self.model.io_dtype).name,
+                    output_tail=self.model.output_tail)
 
     def run(self, x, input_boundary="int8"):
         """x: the int8/uint8 input buffer (input_boundary='int8', ST default: the app quantizes) or float32
-        features (input_boundary='float32': the model's QuantizeLinear under this profile). Returns
-        dict(output=<io-typed output buffer>, float=<dequantized (+softmax) float32, or None>)."""
+        features (input_boundary='float32': the model's QuantizeLinear under this profile)."""
         model = self.model
         if input_boundary not in INPUT_BOUNDARIES:
             raise N6Error(f"unknown input boundary {input_boundary!r}; choose one of {list(INPUT_BOUNDARIES)}")
         if input_boundary == "float32":
             x = quantize_input(model, x, self.profile)
-        q = from_internal(model, self.runner.run(to_internal(model, x)))
+        q = from_internal(model, self.runtime.run(to_internal(model, x)))
         f = None
         if model.output_tail is not None:
             f = dequantize_output(model, q)

@@ -2,8 +2,9 @@
 
 prepare(graph, profile, rounding) -> Prepared: for every node a dict of the kernel's scalar/array
 arguments (names as in the KERNEL SPEC of emu.kernels), plus the profile name and rounding recorded.
-A new profile (e.g. "onnxruntime") is a new entry in PROFILES with its own per-op functions; the
-runtime only consumes the resulting dicts.
+A profile is an entry in PROFILES with its own per-op functions ("cmsis-nn": TFLite fixed-point
+multipliers; "onnxruntime": ORT/MLAS float32 scales, round half to even); the runtime only consumes the
+resulting dicts.
 """
 from dataclasses import dataclass, field
 
@@ -22,10 +23,12 @@ class Prepared:
     profile: str
     rounding: str
     params: dict = field(default_factory=dict)
+    elementwise: str = None           # onnxruntime profile: 'qlinear' | 'dq-float' (None for fixed-point profiles)
 
     @property
     def metadata(self):
-        return dict(profile=self.profile, rounding=self.rounding, source=self.graph.source)
+        return dict(profile=self.profile, rounding=self.rounding, source=self.graph.source,
+                    elementwise=self.elementwise)
 
 
 # ---- shared helpers (TFLite / TFLM rules) -----------------------------------------------------------
@@ -177,7 +180,112 @@ def _no_params(g, node, single):
     return {}
 
 
+# ---- onnxruntime (ONNX Runtime CPU EP / MLAS on x86: what the PC's QDQ model computes) ------------------------
+# Float math of ORT's fused QLinear kernels, done once here; the loops are emu.kernels.ort. Facts:
+# QLinearConv/QGemm/QLinearMatMul output scale per channel = float32(float32(s_in * s_w[c]) / s_out);
+# QLinearGlobalAveragePool scale = s_in / (s_out * float32(H*W)); ORT runs int8 QDQ activations as uint8
+# (its S8->U8 rewrite), which matters where a zero point is added in float (QLinearAveragePool, QLinearAdd/Mul).
+
+ORT_UINT8_DOMAIN_SHIFT = 128          # raw uint8 value = internal int8 value + 128 (zero points likewise)
+ORT_ELEMENTWISE_MODES = ("qlinear", "dq-float")
+
+
+def ort_default_elementwise(io_dtype):
+    """What ORT (1.2x, x86 CPU EP) runs for QDQ Add/Mul: fused QLinearAdd/QLinearMul for uint8 activations
+    ('qlinear'), unfused DequantizeLinear -> float op -> QuantizeLinear for int8 activations ('dq-float')."""
+    return "qlinear" if np.dtype(io_dtype) == np.uint8 else "dq-float"
+
+
+def ort_conv_scales(s_in, w_scales, s_out):
+    """QLinearConv / QGemm output scale per channel, float32 as ORT computes it: (s_in * s_w[c]) / s_out."""
+    w = np.asarray(w_scales, np.float32)
+    return np.ascontiguousarray((np.float32(s_in) * w) / np.float32(s_out), dtype=np.float32)
+
+
+def ort_pool_is_global(attrs, t_in):
+    """ORT's QLinearAveragePool falls back to the (integer-sum) global average pool when the kernel covers the
+    whole input and there is no padding; a GlobalAveragePool always is one."""
+    if attrs.get("global_pool"):
+        return True
+    pads = (attrs["pad_top"], attrs["pad_left"], attrs.get("pad_bottom", 0), attrs.get("pad_right", 0))
+    return (attrs["kernel_h"], attrs["kernel_w"]) == tuple(t_in.shape[1:3]) and not any(pads)
+
+
+def _ort_act(node):
+    a = node.attrs
+    if "act_min" in a:     # the ONNX importer's exact Q(relu)/Q(clip) bounds
+        return a["act_min"], a["act_max"]
+    return INT8_MIN, INT8_MAX
+
+
+def _ort_weighted(g, node, _):
+    x, o = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    w = _weights(g, node)
+    n_out = w.shape[3] if node.op == "depthwise_conv2d" else w.shape[0]
+    if np.unique(w.zero_point).size != 1:
+        raise N6Error(f"layer {node.name!r}: per-channel weight zero-points must all be equal")
+    scales = w.scale if w.scale.size == n_out else np.repeat(w.scale[:1], n_out)
+    act_min, act_max = _ort_act(node)
+    p = dict(filt=np.ascontiguousarray(w.data, dtype=np.int8), bias=_bias(g, node, n_out),
+             scale=ort_conv_scales(_s(x), scales, _s(o)), input_offset=-_zp(x), filter_offset=-int(w.zero_point[0]),
+             output_offset=_zp(o), act_min=act_min, act_max=act_max)
+    if node.op != "fully_connected":
+        a = node.attrs
+        p.update(stride_h=a["stride_h"], stride_w=a["stride_w"], pad_top=a["pad_top"], pad_left=a["pad_left"],
+                 dilation_h=a["dilation_h"], dilation_w=a["dilation_w"])
+        if node.op == "depthwise_conv2d":
+            p["ch_mult"] = a["ch_mult"]
+    return p
+
+
+def _ort_pool(g, node, _):
+    x, o = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    a = node.attrs
+    act_min, act_max = _ort_act(node)
+    p = dict(kernel_h=a["kernel_h"], kernel_w=a["kernel_w"], stride_h=a["stride_h"], stride_w=a["stride_w"],
+             pad_top=a["pad_top"], pad_left=a["pad_left"], act_min=act_min, act_max=act_max)
+    if node.op == "avg_pool":
+        if ort_pool_is_global(a, x):
+            p.update(global_pool=True, input_offset=-_zp(x), output_offset=_zp(o),
+                     scale=np.float32(_s(x) / (_s(o) * np.float32(x.shape[1] * x.shape[2]))))
+        else:
+            p.update(global_pool=False, in_scale=_s(x), in_zero_point=_zp(x), out_scale=_s(o), out_zero_point=_zp(o),
+                     float_zero_point=_zp(o) + ORT_UINT8_DOMAIN_SHIFT,
+                     count_include_pad=int(a.get("count_include_pad", 0)))
+    return p
+
+
+def _ort_requant_inputs(g, node, _):
+    o = g.tensors[node.outputs[0]]
+    act_min, act_max = _ort_act(node)
+    return dict(in_scales=[_s(g.tensors[i]) for i in node.inputs], in_zps=[_zp(g.tensors[i]) for i in node.inputs],
+                out_scale=_s(o), out_zp=_zp(o), act_min=act_min, act_max=act_max, axis=node.attrs.get("axis"))
+
+
+def quantize_float(x, tensor, profile):
+    """The model's QuantizeLinear of float32 `x` into int8 with `tensor`'s per-tensor scale/zero-point:
+    onnxruntime: clamp(round_half_even(float32(x) / scale) + zp) (MLAS QuantizeLinear);
+    cmsis-nn: clamp(round_half_away(float32(x) / scale) + zp) (TFLite quantize; std::round of the quotient)."""
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        raise N6Error(f"the float input must be float32, got {x.dtype}; convert it with x.astype(np.float32)")
+    if tensor.scale is None or tensor.per_channel:
+        raise N6Error(f"input {tensor.name!r} has no per-tensor quantization; pass the int8 buffer instead")
+    v = x / np.float32(tensor.scale[0])
+    if profile == "onnxruntime":
+        r = np.rint(v).astype(np.float64)
+    elif profile == "cmsis-nn":
+        r = np.sign(v) * np.floor(np.abs(v).astype(np.float64) + 0.5)
+    else:
+        raise N6Error(f"unknown arithmetic profile {profile!r}; choose one of {sorted(PROFILES)}")
+    return np.clip(r + int(tensor.zero_point[0]), INT8_MIN, INT8_MAX).astype(np.int8)
+
+
 PROFILES = {
+    "onnxruntime": dict(default_rounding="half-even", roundings=("half-even",), fixed_point=False, ops=dict(
+        conv2d=_ort_weighted, depthwise_conv2d=_ort_weighted, fully_connected=_ort_weighted, avg_pool=_ort_pool,
+        max_pool=_ort_pool, add=_ort_requant_inputs, mul=_ort_requant_inputs, concat=_ort_requant_inputs,
+        reshape=_no_params, transpose=_no_params)),
     "cmsis-nn": dict(default_rounding="double", roundings=("double", "single"), ops=dict(
         conv2d=_cmsis_conv, depthwise_conv2d=_cmsis_conv, fully_connected=_cmsis_fc, avg_pool=_cmsis_pool,
         max_pool=_cmsis_pool, softmax=_cmsis_softmax, add=_cmsis_add, mul=_cmsis_mul, pad=_cmsis_pad,
@@ -185,17 +293,25 @@ PROFILES = {
 }
 
 
-def prepare(graph, profile="cmsis-nn", rounding=None):
-    """Integer kernel parameters of every node of `graph` under `profile` (rounding None = its default)."""
+def prepare(graph, profile="cmsis-nn", rounding=None, elementwise=None):
+    """Integer kernel parameters of every node of `graph` under `profile` (rounding None = its default).
+    elementwise (onnxruntime only): 'qlinear' | 'dq-float' for Add/Mul (None = 'dq-float', ORT's int8 choice)."""
     spec = PROFILES.get(profile)
     if spec is None:
         raise N6Error(f"unknown arithmetic profile {profile!r}; choose one of {sorted(PROFILES)}")
     rounding = spec["default_rounding"] if rounding is None else rounding
     if rounding not in spec["roundings"]:
         raise N6Error(f"profile {profile!r} has no rounding {rounding!r}; choose one of {list(spec['roundings'])}")
-    code = fx.rounding_code(rounding)
+    fixed_point = spec.get("fixed_point", True)
+    if fixed_point and elementwise is not None:
+        raise N6Error(f"profile {profile!r} has no elementwise option; it is an onnxruntime-profile choice")
+    if not fixed_point:
+        elementwise = "dq-float" if elementwise is None else elementwise
+        if elementwise not in ORT_ELEMENTWISE_MODES:
+            raise N6Error(f"unknown elementwise mode {elementwise!r}; choose one of {list(ORT_ELEMENTWISE_MODES)}")
+    code = fx.rounding_code(rounding) if fixed_point else None
     single = code == fx.SINGLE_ROUNDING
-    out = Prepared(graph, profile, rounding)
+    out = Prepared(graph, profile, rounding, elementwise=elementwise)
     for node in graph.nodes:
         fn = spec["ops"].get(node.op)
         if fn is None:
@@ -205,7 +321,9 @@ def prepare(graph, profile="cmsis-nn", rounding=None):
         except ValueError as e:   # a multiplier outside what the profile's quantizer accepts
             raise N6Error(f"layer {node.name!r} ({node.op}): {e}; its scales are outside the range {profile} "
                           f"supports, re-quantize the model") from None
-        if node.op in ("conv2d", "depthwise_conv2d", "fully_connected", "mul"):
+        if fixed_point and node.op in ("conv2d", "depthwise_conv2d", "fully_connected", "mul"):
             params["rounding"] = code
+        if not fixed_point and node.op in ("add", "mul"):
+            params["elementwise"] = elementwise
         out.params[node.name] = params
     return out

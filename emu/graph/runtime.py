@@ -43,13 +43,17 @@ class Runtime:
     """Executes one graph under one arithmetic profile with one kernel backend (see module doc)."""
 
     def __init__(self, graph, profile="cmsis-nn", backend="numba", rounding=None, input_boundary=None,
-                 float_output=False):
+                 float_output=False, elementwise=None):
         if isinstance(graph, Prepared):
-            if rounding is not None and rounding != graph.rounding or profile != graph.profile:
+            if rounding is not None and rounding != graph.rounding or profile != graph.profile or \
+                    elementwise is not None and elementwise != graph.elementwise:
                 raise N6Error("the prepared graph was made for another profile/rounding; pass the Graph instead")
             self.prepared = graph
         else:
-            self.prepared = prepare(graph, profile, rounding)
+            self.prepared = prepare(graph, profile, rounding, elementwise)
+        if self.prepared.profile == "onnxruntime" and backend not in ("numba",) and isinstance(backend, str):
+            raise N6Error(f"the {backend!r} kernel backend implements the cmsis-nn profile only; use backend "
+                          f"'numba' for the onnxruntime profile")
         self.graph = self.prepared.graph
         self.kernels, self.backend = resolve_backend(backend)
         self.profile = self.prepared.profile
@@ -58,10 +62,17 @@ class Runtime:
         self.batch_folds = self._batch_folds()
         # I/O boundary (ST AI buffers): int8 input buffer; output int8, or dequantized to float32 when
         # float_output: float32(q - zp) * float32(scale) per tensor (what the app does before its softmax).
-        if input_boundary not in (None, "int8"):
-            raise N6Error(f"input boundary {input_boundary!r} is not available for {self.graph.source}: its "
+        # input_boundary 'float32': the model's own QuantizeLinear under the profile (onnxruntime: round half to
+        # even of float32(x / scale); cmsis-nn: TFLite's round half away of the float32 quotient), then clamp.
+        # Only models whose float input is quantized by the model itself (ONNX QDQ: QuantizeLinear) offer it.
+        if input_boundary not in (None, "int8", "float32"):
+            raise N6Error(f"unknown input boundary {input_boundary!r}; choose 'int8' (the application quantizes) "
+                          f"or 'float32' (the model's QuantizeLinear)")
+        if input_boundary == "float32" and not self.graph.source.startswith("onnx:"):
+            raise N6Error(f"input boundary 'float32' is not available for {self.graph.source}: its "
                           f"inputs are int8 buffers; pass int8 input (quantize it with the input's scale/zero-point)")
-        self.input_boundary = "int8"
+        self.input_boundary = "int8" if input_boundary is None else input_boundary
+        self.elementwise = self.prepared.elementwise
         self.float_output = bool(float_output)
         if self.float_output:
             for name in self.graph.outputs:
@@ -72,7 +83,18 @@ class Runtime:
     @property
     def metadata(self):
         return dict(profile=self.profile, rounding=self.rounding, backend=self.backend, source=self.graph.source,
-                    input_boundary=self.input_boundary, float_output=self.float_output)
+                    input_boundary=self.input_boundary, float_output=self.float_output, elementwise=self.elementwise)
+
+    def quantize_inputs(self, inputs):
+        """Float32 input(s) -> the int8 input buffer(s) under this profile's QuantizeLinear rule (see __init__)."""
+        from .prepare import quantize_float
+        g = self.graph
+        if isinstance(inputs, dict):
+            return {n: quantize_float(inputs[n], g.tensors[n], self.profile) if n in g.inputs else inputs[n]
+                    for n in inputs}
+        if isinstance(inputs, (list, tuple)):
+            return [quantize_float(a, g.tensors[n], self.profile) for n, a in zip(g.inputs, inputs)]
+        return quantize_float(inputs, g.tensors[g.inputs[0]], self.profile)
 
     def dequantize_output(self, name, q):
         """float32(q - zero_point) * float32(scale) of graph output `name` (per-tensor quantization)."""
@@ -84,6 +106,8 @@ class Runtime:
     def _normalise_inputs(self, inputs):
         """Returns (list of arrays with a leading batch axis, batch size N, batched flag)."""
         g = self.graph
+        if self.input_boundary == "float32":
+            inputs = self.quantize_inputs(inputs)
         if isinstance(inputs, dict):
             missing = [n for n in g.inputs if n not in inputs]
             if missing:
@@ -255,8 +279,100 @@ class Runtime:
             return lambda: np.copyto(out, src)
         raise N6Error(f"the runtime has no kernel for op {op} (layer {node.name!r})")
 
+    def _onnxruntime_step(self, node, buffers):
+        """onnxruntime: emu.kernels.ort (ORT/MLAS float32 requantization) with prepare.PROFILES['onnxruntime'];
+        MaxPool/Transpose/Reshape are the same kernels as cmsis-nn."""
+        from ..kernels import ort
+        from .prepare import ORT_UINT8_DOMAIN_SHIFT
+        p = self.prepared.params[node.name]
+        x = self._tensor(node.inputs[0], buffers)
+        out = buffers[node.outputs[0]]
+        op = node.op
+        geo = ("stride_h", "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w", "act_min", "act_max")
+        if op == "conv2d":
+            args = (x, p["filt"], p["bias"], p["scale"], p["input_offset"], p["filter_offset"], p["output_offset"],
+                    *(p[k] for k in geo), out)
+            return lambda: ort.conv_ort_s8(*args)
+        if op == "depthwise_conv2d":
+            args = (x, p["filt"], p["bias"], p["scale"], p["ch_mult"], p["input_offset"], p["filter_offset"],
+                    p["output_offset"], *(p[k] for k in geo), out)
+            return lambda: ort.depthwise_conv_ort_s8(*args)
+        if op == "fully_connected":
+            depth = p["filt"].shape[1]
+            if x.size % depth:
+                raise N6Error(f"layer {node.name!r}: input of {x.size} values is not a multiple of the "
+                              f"weights' depth {depth}; check the model")
+            args = (x.reshape(-1, depth), p["filt"], p["bias"], p["scale"], p["input_offset"], p["filter_offset"],
+                    p["output_offset"], p["act_min"], p["act_max"], out.reshape(-1, p["filt"].shape[0]))
+            return lambda: ort.fully_connected_ort_s8(*args)
+        if op == "avg_pool" and p["global_pool"]:
+            args = (x, p["scale"], p["input_offset"], p["output_offset"], p["act_min"], p["act_max"], out)
+            return lambda: ort.global_avgpool_ort_s8(*args)
+        if op == "avg_pool":
+            args = (x, p["in_scale"], p["in_zero_point"], p["out_scale"], p["out_zero_point"], p["float_zero_point"],
+                    p["kernel_h"], p["kernel_w"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"],
+                    p["count_include_pad"], p["act_min"], p["act_max"], out)
+            return lambda: ort.avgpool_ort_s8(*args)
+        if op == "max_pool":
+            args = (x, p["kernel_h"], p["kernel_w"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"],
+                    p["act_min"], p["act_max"], out)
+            return lambda: self.kernels.maxpool_s8(*args)
+        if op in ("add", "mul"):
+            flat, copies = self._flat_operands(node, buffers, out)
+            args = (flat[0], flat[1], p["in_scales"][0], p["in_zps"][0], p["in_scales"][1], p["in_zps"][1],
+                    p["out_scale"], p["out_zp"], op == "mul")
+            if p["elementwise"] == "qlinear":
+                fn, args = ort.qlinear_binary_ort_s8, args + (ORT_UINT8_DOMAIN_SHIFT,)
+            else:
+                fn = ort.dq_binary_ort_s8
+            args = args + (p["act_min"], p["act_max"], out.reshape(-1))
+
+            def run_elementwise():
+                for dst, src in copies:
+                    np.copyto(dst, src)
+                fn(*args)
+            return run_elementwise
+        if op == "concat":
+            axis = p["axis"]
+            parts, start = [], 0
+            for i, name in enumerate(node.inputs):
+                src = self._tensor(name, buffers)
+                scratch = np.empty(src.shape, np.int8)
+                sl = [slice(None)] * out.ndim
+                sl[axis] = slice(start, start + src.shape[axis])
+                start += src.shape[axis]
+                parts.append((src.reshape(-1), p["in_scales"][i], p["in_zps"][i], scratch, out[tuple(sl)]))
+
+            def run_concat():
+                for src, s_in, z_in, scratch, dst in parts:
+                    ort.dq_requantize_ort_s8(src, s_in, z_in, p["out_scale"], p["out_zp"], scratch.reshape(-1))
+                    np.copyto(dst, scratch)
+            return run_concat
+        if op in ("transpose", "reshape"):
+            return self._cmsis_nn_step(node, buffers)
+        raise N6Error(f"the onnxruntime profile has no kernel for op {op} (layer {node.name!r})")
+
+    def _flat_operands(self, node, buffers, out):
+        """Equal-length flat views of a binary op's two inputs (broadcast ones copied into scratch before each
+        call): returns ([flat1, flat2], [(scratch, broadcast view), ...])."""
+        flat, copies = [], []
+        for name in node.inputs[:2]:
+            src = self._tensor(name, buffers)
+            if src.shape == out.shape:
+                flat.append(src.reshape(-1))
+                continue
+            try:
+                view = np.broadcast_to(src, out.shape)
+            except ValueError:
+                raise N6Error(f"layer {node.name!r} ({node.op}): input shape {src.shape} does not broadcast "
+                              f"to the output {out.shape}") from None
+            scratch = np.empty(out.shape, np.int8)
+            copies.append((scratch, view))
+            flat.append(scratch.reshape(-1))
+        return flat, copies
+
     # profile name -> step builder(runtime, node, buffers); a new profile adds an entry (and its prepare branch)
-    STEP_BUILDERS = {"cmsis-nn": _cmsis_nn_step}
+    STEP_BUILDERS = {"cmsis-nn": _cmsis_nn_step, "onnxruntime": _onnxruntime_step}
 
     # ---- execution --------------------------------------------------------------------------------
 
