@@ -130,8 +130,8 @@ def _pool_windows(inp, kh, kw, sh, sw, pt, pl, out):
     for oy in range(oh):
         for ox in range(ow):
             y0, x0 = oy * sh - pt, ox * sw - pl
-            ys = slice(max(y0, 0), min(y0 + kh, h))
-            xs = slice(max(x0, 0), min(x0 + kw, w))
+            ys = slice(max(y0, 0), max(min(y0 + kh, h), 0))      # a negative stop would count from the end
+            xs = slice(max(x0, 0), max(min(x0 + kw, w), 0))
             yield oy, ox, inp[:, ys, xs, :].astype(np.int64).reshape(n, -1, c)
 
 
@@ -500,6 +500,14 @@ def pool_case(draw):
 def test_pool_s8(op, which, case):
     args, out_shape = case
     run_both(op, which, args, out_shape)
+
+
+@pytest.mark.parametrize("which", ORACLES)
+@pytest.mark.parametrize("act_min", [-128, -100])
+def test_maxpool_all_padding_window_gives_int8_min_then_clamp(which, act_min):
+    inp = np.arange(-60, 60, dtype=np.int8).reshape(2, 3, 4, 5)
+    # kernel 1x1 with padding 2: the first two rows/columns of windows hold no real tap
+    run_both("maxpool_s8", which, (inp, 1, 1, 1, 1, 2, 2, act_min, 127), (2, 5, 6, 5))
 
 
 def test_avgpool_rounds_half_away_from_zero():
