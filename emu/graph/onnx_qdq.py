@@ -1,12 +1,20 @@
 """ONNX QDQ importer (onnxruntime quantize_static / PyTorch export) -> emu.graph.ir.Graph, with ST AI layout
-rules, plus the "onnxruntime" arithmetic profile (prototype home until it moves to prepare.py/runtime.py).
+rules, and the model's I/O boundary (ModelRunner). The arithmetic lives in prepare.PROFILES ("onnxruntime":
+ORT/MLAS float32 requantization; "cmsis-nn": TFLite multipliers from the same scales) and Runtime.
+
+    model = load_onnx_qdq("model_qdq.onnx")                 # OnnxModel(graph, io dtype, I/O quantization, tail)
+    out = ModelRunner(model, "onnxruntime").run(x, input_boundary="float32")   # dict(output=int8, float=probs)
 
 Layout (ST Edge AI for STM32N6, DESIGN §4): the int8 input/output buffers keep the ONNX model's layout and
 shape (e.g. NCHW [1,1,40,49]); explicit runtime `transpose` nodes take a channel-first input to the
 channel-last (NHWC) layout of the kernels and take a 4-D output back. Weights are transposed once: conv to
 OHWI, depthwise to [1,KH,KW,C*M], Gemm/MatMul to [Out,K]. Flatten/Reshape of a 4-D activation first
 transposes back to NCHW so the flat element order equals the ONNX model's exactly.
-Folding: DQ -> op -> (Relu|Clip) -> Q becomes one integer node; Relu/Clip become an activation range.
+Folding: DQ -> op -> (Relu|Clip) -> Q becomes one integer node; Relu/Clip become an activation range
+(act_min/act_max = Q(0), Q(6): exact, rounding is monotone) and a TFLite activation name for cmsis-nn.
+Supported: Conv (incl. depthwise, grouped, dilated, auto_pad), Relu, Clip, MaxPool, AveragePool,
+GlobalAveragePool, Flatten, Reshape, Transpose, Gemm, MatMul(+Add), Add, Mul (activation or quantized constant
+operands), Concat, and a final DequantizeLinear (+ float Softmax).
 uint8 activations: mapped to int8 by a zero-point shift of -128 (x - 128, zp - 128), exact for every op of
 both profiles (all of them depend on x - zp only); the I/O buffers keep uint8 (OnnxModel.io_dtype).
 Tail: a graph ending in DequantizeLinear (+ Softmax) gives a float32 output after the int8 output.
