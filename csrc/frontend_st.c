@@ -186,6 +186,55 @@ static void radix8by2(float *b, uint32_t fft_len, const float *coef)
     radix8_butterfly(b + fft_len, fft_len >> 1, coef, 2U);
 }
 
+/* arm_cfft_radix8by4_f32: radix-4 split into four quarter columns, top half forward and bottom half
+ * backward (twiddle symmetries), then radix-8 per column with twiddle stride 4. */
+static void radix8by4(float *b, uint32_t fft_len, const float *coef)
+{
+    const uint32_t q = fft_len >> 1;
+    uint32_t p1 = 0, p2 = q, p3 = 2 * q, p4 = 3 * q;
+    uint32_t e1 = q - 1, e2 = 2 * q - 1, e3 = 3 * q - 1, e4 = 4 * q - 1;
+    uint32_t tw2 = 2, tw3 = 4, tw4 = 6;
+    const uint32_t n_loop = ((fft_len >> 2) - 2) >> 1;
+    for (uint32_t step = 0; step < n_loop + 2; step++) {
+        float a0 = b[p1] + b[p3], s0 = b[p1] - b[p3], a1 = b[p1+1] + b[p3+1], s1 = b[p1+1] - b[p3+1];
+        float t2_0 = s0 + b[p2+1] - b[p4+1], t2_1 = s1 - b[p2] + b[p4];
+        float t3_0 = a0 - b[p2] - b[p4], t3_1 = a1 - b[p2+1] - b[p4+1];
+        float t4_0 = s0 - b[p2+1] + b[p4+1], t4_1 = s1 + b[p2] - b[p4];
+        float t2_2 = 0, t2_3 = 0, t3_2 = 0, t3_3 = 0, t4_2 = 0, t4_3 = 0, twr, twi;
+        b[p1] = a0 + b[p2] + b[p4];
+        b[p1+1] = a1 + b[p2+1] + b[p4+1];
+        p1 += 2;
+        if (step == 0) {
+            b[p2] = t2_0; b[p2+1] = t2_1; b[p3] = t3_0; b[p3+1] = t3_1; b[p4] = t4_0; b[p4+1] = t4_1;
+            p2 += 2; p3 += 2; p4 += 2;
+            continue;
+        }
+        const int bottom = step <= n_loop;
+        if (bottom) {
+            float a1b = b[e1-1] + b[e3-1], s1b = b[e1-1] - b[e3-1], a0b = b[e1] + b[e3], s0b = b[e1] - b[e3];
+            t2_2 = b[e2] - b[e4] + s1b;
+            t2_3 = b[e1] - b[e3] - b[e2-1] + b[e4-1];
+            t3_2 = a1b - b[e2-1] - b[e4-1];
+            t3_3 = a0b - b[e2] - b[e4];
+            t4_2 = b[e2] - b[e4] - s1b;
+            t4_3 = b[e4-1] - b[e2-1] - s0b;
+            b[e1] = a0b + b[e2] + b[e4];
+            b[e1-1] = a1b + b[e2-1] + b[e4-1];
+            e1 -= 2;
+        }
+        twr = coef[tw2]; twi = coef[tw2+1];
+        b[p2] = t2_0 * twr + t2_1 * twi; b[p2+1] = t2_1 * twr - t2_0 * twi; p2 += 2;
+        if (bottom) { tw2 += 2; b[e2] = t2_3 * twi - t2_2 * twr; b[e2-1] = t2_2 * twi + t2_3 * twr; e2 -= 2; }
+        twr = coef[tw3]; twi = coef[tw3+1];
+        b[p3] = t3_0 * twr + t3_1 * twi; b[p3+1] = t3_1 * twr - t3_0 * twi; p3 += 2;
+        if (bottom) { tw3 += 4; b[e3] = -t3_3 * twr - t3_2 * twi; b[e3-1] = t3_3 * twi - t3_2 * twr; e3 -= 2; }
+        twr = coef[tw4]; twi = coef[tw4+1];
+        b[p4] = t4_0 * twr + t4_1 * twi; b[p4+1] = t4_1 * twr - t4_0 * twi; p4 += 2;
+        if (bottom) { tw4 += 6; b[e4] = t4_3 * twi - t4_2 * twr; b[e4-1] = t4_2 * twi + t4_3 * twr; e4 -= 2; }
+    }
+    for (int c = 0; c < 4; c++) radix8_butterfly(b + c * q, fft_len >> 2, coef, 4U);
+}
+
 static void stage_rfft(const float *p, float *out, const float *rtw, uint32_t n, int prec)
 {
     float t1a = S(p[0] + p[0], prec), t1b = S(p[1] + p[1], prec);
@@ -210,7 +259,8 @@ void st_rfft(const st_config *cfg, float *buf, float *out, const float *twiddle,
     case 0: radix4_butterfly(buf, half, twiddle, 1U, cfg->prec); break;
     case 1: radix4by2(buf, half, twiddle, cfg->prec); break;
     case 2: radix8_butterfly(buf, half, twiddle, 1U); break;
-    default: radix8by2(buf, half, twiddle); break;
+    case 3: radix8by2(buf, half, twiddle); break;
+    default: radix8by4(buf, half, twiddle); break;
     }
     for (uint32_t k = 0; k < half; k++) { tmp[2*k] = buf[2*order[k]]; tmp[2*k+1] = buf[2*order[k]+1]; }
     memcpy(buf, tmp, sizeof(float) * 2 * half);

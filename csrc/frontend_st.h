@@ -8,7 +8,7 @@
 
 typedef struct {
     int32_t n_fft, win, hop, n_frames, n_mels, pad_left;
-    int32_t algo;           /* 0 radix-4, 1 radix-4-by-2 (f16); 2 radix-8, 3 radix-8-by-2 (f32) */
+    int32_t algo;           /* 0 radix-4, 1 radix-4-by-2 (f16); 2 radix-8, 3 radix-8-by-2, 4 radix-8-by-4 (f32) */
     int32_t prec;           /* 0 float32, 1 f16 per operation, 2 f16 per statement (float32 inside) */
     int32_t spectrum_mode;  /* 0 power, 1 magnitude */
     int32_t log_mode;       /* 0 ln, 1 dB clamped at neg_top_db */

@@ -123,7 +123,7 @@ def _frames(rng, n, count, dtype):
     return [np.clip(x, -1, 32767 / 32768).astype(dtype).astype(np.float32) for x in out]
 
 
-@pytest.mark.parametrize("n_fft", [128, 256, 1024, 2048])
+@pytest.mark.parametrize("n_fft", [64, 128, 256, 512, 1024, 2048, 4096])
 def test_st_f32_fft_equals_cmsis_source(cmsis_oracle, n_fft):
     ffi, libs = cmsis_oracle
     state = st.prepare(_params_for(n_fft, profile="st-f32"))
@@ -133,6 +133,8 @@ def test_st_f32_fft_equals_cmsis_source(cmsis_oracle, n_fft):
         assert libs["16"].oracle_rfft_f32(n_fft, ffi.cast("float *", xin.ctypes.data), ffi.cast("float *", ref.ctypes.data)) == 0
         got = st.rfft_packed(x, state)
         np.testing.assert_array_equal(got.view(np.uint32), ref.view(np.uint32))
+        if ctwin_st.available():
+            np.testing.assert_array_equal(ctwin_st.rfft_packed_c(x, state).view(np.uint32), ref.view(np.uint32))
 
 
 @pytest.mark.parametrize("mode,lib", [("per-op", "16"), ("f32", "standard")])
@@ -186,7 +188,8 @@ def test_st_f32_fft_close_to_cmsisdsp_wheel():
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * max(1.0, float(np.abs(ref).max())))
 
 
-@pytest.mark.parametrize("profile,n_fft", [("st-f32", 128), ("st-f32", 1024), ("st-f16", 512), ("st-f16", 1024)])
+@pytest.mark.parametrize("profile,n_fft", [("st-f32", 128), ("st-f32", 512), ("st-f32", 1024), ("st-f16", 512),
+                                           ("st-f16", 1024)])
 def test_fft_is_the_dft(profile, n_fft):
     state = st.prepare(_params_for(n_fft, profile=profile))
     x = (np.random.default_rng(0).standard_normal(n_fft) * 0.3).astype(np.float16).astype(np.float32)
@@ -406,7 +409,7 @@ def test_numba_equals_c_twin_every_switch_combination():
 @needs_c
 @settings(max_examples=25, deadline=None)
 @given(seed=hst.integers(0, 2**32 - 1), amp=hst.sampled_from([1, 50, 3000, 32767]),
-       profile=hst.sampled_from(["st-f16", "st-f32"]), n_fft=hst.sampled_from([256, 1024]))
+       profile=hst.sampled_from(["st-f16", "st-f32"]), n_fft=hst.sampled_from([256, 512, 1024]))
 def test_numba_equals_c_twin_random_patches(seed, amp, profile, n_fft):
     p = FrontendParams(profile=profile, n_fft=n_fft, win_length=n_fft // 2, hop_length=n_fft // 4, n_frames=6,
                        n_mels=16, fmin=60.0, fmax=7000.0, quant_scale=0.12, quant_zero_point=-20)

@@ -404,6 +404,92 @@ def _radix8by2(b, fft_len, coef):
 
 
 @njit(cache=True)
+def _radix8by4(b, fft_len, coef):
+    """arm_cfft_radix8by4_f32: radix-4 split into four quarter columns (top half forward, bottom half
+    backward using the twiddle symmetries), then radix-8 per column (twiddle stride 4)."""
+    q = fft_len >> 1                  # floats per quarter (fft_len/4 complex values)
+    p1, p2, p3, p4 = 0, q, 2 * q, 3 * q
+    e1, e2, e3, e4 = q - 1, 2 * q - 1, 3 * q - 1, 4 * q - 1
+    tw2, tw3, tw4 = 2, 4, 6
+    n_loop = ((fft_len >> 2) - 2) >> 1
+    for step in range(n_loop + 2):
+        # TOP (first pass and every loop pass) and MIDDLE (last pass): columns 2..4 at p2..p4
+        a0 = b[p1] + b[p3]
+        s0 = b[p1] - b[p3]
+        a1 = b[p1 + 1] + b[p3 + 1]
+        s1 = b[p1 + 1] - b[p3 + 1]
+        t2_0 = s0 + b[p2 + 1] - b[p4 + 1]
+        t2_1 = s1 - b[p2] + b[p4]
+        t3_0 = a0 - b[p2] - b[p4]
+        t3_1 = a1 - b[p2 + 1] - b[p4 + 1]
+        t4_0 = s0 - b[p2 + 1] + b[p4 + 1]
+        t4_1 = s1 + b[p2] - b[p4]
+        b[p1] = a0 + b[p2] + b[p4]
+        b[p1 + 1] = a1 + b[p2 + 1] + b[p4 + 1]
+        p1 += 2
+        if step == 0:                 # twiddles are ones
+            b[p2] = t2_0
+            b[p2 + 1] = t2_1
+            b[p3] = t3_0
+            b[p3 + 1] = t3_1
+            b[p4] = t4_0
+            b[p4 + 1] = t4_1
+            p2 += 2
+            p3 += 2
+            p4 += 2
+            continue
+        if step <= n_loop:            # BOTTOM, mirrored from the ends
+            a1b = b[e1 - 1] + b[e3 - 1]
+            s1b = b[e1 - 1] - b[e3 - 1]
+            a0b = b[e1] + b[e3]
+            s0b = b[e1] - b[e3]
+            t2_2 = b[e2] - b[e4] + s1b
+            t2_3 = b[e1] - b[e3] - b[e2 - 1] + b[e4 - 1]
+            t3_2 = a1b - b[e2 - 1] - b[e4 - 1]
+            t3_3 = a0b - b[e2] - b[e4]
+            t4_2 = b[e2] - b[e4] - s1b
+            t4_3 = b[e4 - 1] - b[e2 - 1] - s0b
+            b[e1] = a0b + b[e2] + b[e4]
+            b[e1 - 1] = a1b + b[e2 - 1] + b[e4 - 1]
+            e1 -= 2
+        twr = coef[tw2]
+        twi = coef[tw2 + 1]
+        b[p2] = t2_0 * twr + t2_1 * twi
+        b[p2 + 1] = t2_1 * twr - t2_0 * twi
+        p2 += 2
+        if step <= n_loop:
+            tw2 += 2
+            b[e2] = t2_3 * twi - t2_2 * twr
+            b[e2 - 1] = t2_2 * twi + t2_3 * twr
+            e2 -= 2
+        twr = coef[tw3]
+        twi = coef[tw3 + 1]
+        b[p3] = t3_0 * twr + t3_1 * twi
+        b[p3 + 1] = t3_1 * twr - t3_0 * twi
+        p3 += 2
+        if step <= n_loop:
+            tw3 += 4
+            b[e3] = -t3_3 * twr - t3_2 * twi
+            b[e3 - 1] = t3_3 * twi - t3_2 * twr
+            e3 -= 2
+        twr = coef[tw4]
+        twi = coef[tw4 + 1]
+        b[p4] = t4_0 * twr + t4_1 * twi
+        b[p4 + 1] = t4_1 * twr - t4_0 * twi
+        p4 += 2
+        if step <= n_loop:
+            tw4 += 6
+            b[e4] = t4_3 * twi - t4_2 * twr
+            b[e4 - 1] = t4_2 * twi + t4_3 * twr
+            e4 -= 2
+    quarter_len = fft_len >> 2
+    _radix8_butterfly(b[0:q], quarter_len, coef, 4)
+    _radix8_butterfly(b[q:2 * q], quarter_len, coef, 4)
+    _radix8_butterfly(b[2 * q:3 * q], quarter_len, coef, 4)
+    _radix8_butterfly(b[3 * q:], quarter_len, coef, 4)
+
+
+@njit(cache=True)
 def _bit_reverse(b, src, tmp):
     """arm_bitreversal: reorder the complex values to natural frequency order, b[k] <- b[src[k]]."""
     for k in range(src.size):
@@ -453,8 +539,10 @@ def _cfft_butterflies(buf, twiddle, algo, prec):
         _radix4by2(buf, half_len, twiddle, prec)
     elif algo == 2:
         _radix8_butterfly(buf, half_len, twiddle, 1)
-    else:
+    elif algo == 3:
         _radix8by2(buf, half_len, twiddle)
+    else:
+        _radix8by4(buf, half_len, twiddle)
 
 
 @njit(cache=True)
@@ -637,16 +725,12 @@ def _fft_output_order(twiddle, algo, cfft_len):
 
 
 def cfft_algorithm(profile, cfft_len):
-    """Which CMSIS-DSP complex FFT runs: 0 radix-4, 1 radix-4-by-2 (f16); 2 radix-8, 3 radix-8-by-2 (f32)."""
+    """Which CMSIS-DSP complex FFT runs: 0 radix-4, 1 radix-4-by-2 (f16 lengths 4^k, 2*4^k);
+    2 radix-8, 3 radix-8-by-2, 4 radix-8-by-4 (f32 lengths 8^k, 2*8^k, 4*8^k)."""
     log2 = cfft_len.bit_length() - 1
     if profile == "st-f16":
         return 0 if log2 % 2 == 0 else 1
-    if log2 % 3 == 0:
-        return 2
-    if log2 % 3 == 1:
-        return 3
-    raise FrontendError(f"st-f32 with n_fft = {2 * cfft_len} needs CMSIS-DSP's radix-8-by-4 FFT, not emulated; "
-                        f"use n_fft 32, 128, 256, 1024 or 2048, or the st-f16 profile")
+    return (2, 3, 4)[log2 % 3]
 
 
 @dataclasses.dataclass(frozen=True)
