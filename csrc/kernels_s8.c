@@ -245,13 +245,17 @@ void n6_fully_connected_s8(const int8_t *inp, int32_t n, int32_t k,
                            int32_t input_offset, int32_t filter_offset, int32_t output_offset,
                            int32_t act_min, int32_t act_max, int32_t rounding, int8_t *out)
 {
+    /* acc = bias + sum (x + io) * (w + fo) = bias + sum x*w + fo*sum x + io*sum w + k*io*fo, modulo 2^32 */
+    const uint32_t io = (uint32_t)input_offset, fo = (uint32_t)filter_offset;
     for (int64_t b = 0; b < n; ++b) {
         const int8_t *src = inp + b * k;
+        uint32_t xsum = 0;
+        for (int64_t i = 0; i < k; ++i)
+            xsum += (uint32_t)(int32_t)src[i];
         for (int64_t o = 0; o < out_ch; ++o) {
-            const int8_t *wt = filt + o * k;
-            uint32_t acc = (uint32_t)bias[o];
-            for (int64_t i = 0; i < k; ++i)
-                acc += ((uint32_t)src[i] + (uint32_t)input_offset) * ((uint32_t)wt[i] + (uint32_t)filter_offset);
+            uint32_t xw = 0, wsum = 0;
+            dot_s8(src, filt + o * k, k, &xw, &wsum);
+            const uint32_t acc = (uint32_t)bias[o] + xw + fo * xsum + io * wsum + (uint32_t)k * io * fo;
             out[b * out_ch + o] = activate(n6_requantize(wrap32(acc), mult[o], shift[o], rounding),
                                            output_offset, act_min, act_max);
         }
