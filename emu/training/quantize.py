@@ -60,8 +60,8 @@ def quantize_qdq(float_path: Path, qdq_path: Path, calibration_features, input_s
     if (input_scale is None) != (input_zero_point is None):
         raise N6Error("give both input_scale and input_zero_point, or neither (calibrated)")
     if input_scale is not None:
-        extra["TensorQuantOverrides"] = {INPUT_NAME: [{"scale": np.float32(input_scale),
-                                                       "zero_point": np.int8(input_zero_point)}]}
+        extra["TensorQuantOverrides"] = {INPUT_NAME: [{"scale": np.array(input_scale, np.float32),
+                                                       "zero_point": np.array(input_zero_point, np.int8)}]}
     quantize_static(str(float_path), str(qdq_path), _FeatureReader(calibration_features),
                     quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,

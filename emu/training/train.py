@@ -26,7 +26,7 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 7
-    channels: int = 48
+    channels: int = 64
     epochs: int = 16
     batch: int = 64
     lr: float = 3e-3
@@ -64,7 +64,7 @@ def train_model(x, y, n_classes, cfg: TrainConfig, log):
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == yt[idx]).sum())
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {total / len(x):.4f} train acc {correct / len(x):.4f} "
             f"({time.time() - t0:.0f} s)")
