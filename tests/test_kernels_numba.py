@@ -90,7 +90,7 @@ def conv_cases(draw, depthwise=False):
         filt_shape = (1, kh, kw, cout)
     else:
         groups = draw(st.sampled_from([1, 1, 2, 3]))
-        cin_g = draw(st.integers(1, 4))
+        cin_g = draw(st.one_of(st.integers(1, 4), st.sampled_from([16, 17])))
         cin, cout = groups * cin_g, groups * draw(st.integers(1, 3))
         ch_mult = None
         filt_shape = (cout, kh, kw, cin_g)
@@ -211,6 +211,22 @@ def test_conv_accumulator_wraps_like_int32():
         outs.append(int(out[0, 0, 0, 0]))
     # acc = INT32_MAX + 4*255*127 wraps to -2^31 + 129539; * 0.5 / 2^24 -> -64 (without the wrap: +64)
     assert outs == [-64, -64]
+
+
+@settings(max_examples=20, deadline=None)
+@given(conv_cases(), conv_cases(depthwise=True))
+def test_caller_owned_scratch_gives_same_result(conv, dw):
+    """conv_s8 / depthwise_conv_s8 accept an optional caller-owned int32 scratch (reused, dirty) with equal results."""
+    want_conv, want_dw = run_conv(NUMBA, conv, False), run_conv(NUMBA, dw, True)
+    scratch = np.full(4096, -7, np.int32)
+    for c, depthwise, want in ((conv, False, want_conv), (dw, True, want_dw)):
+        out = np.full(c["out_shape"], 99, np.int8)
+        args = [c["inp"], c["filt"], c["bias"], c["mult"], c["shift"]] + ([c["ch_mult"]] if depthwise else [])
+        args += [c[k] for k in ("input_offset", "output_offset", "stride_h", "stride_w", "pad_top", "pad_left",
+                                "dilation_h", "dilation_w", "act_min", "act_max", "rounding")]
+        fn = NUMBA.depthwise_conv_s8 if depthwise else NUMBA.conv_s8
+        fn(*args, out, scratch=scratch)
+        assert_same(out, want, "with caller scratch")
 
 
 def test_avgpool_rounds_half_away_from_zero():
@@ -502,6 +518,8 @@ def test_wrappers_reject_bad_arguments():
         with pytest.raises(KernelArgumentError, match=message):
             NUMBA.conv_s8(*args)
             pytest.fail(f"argument {index} = {bad!r} was accepted")
+    with pytest.raises(KernelArgumentError, match="scratch holds"):
+        NUMBA.conv_s8(*good, scratch=np.zeros(3, np.int32))
     with pytest.raises(KernelArgumentError, match="overlaps"):
         NUMBA.transpose_s8(inp, np.arange(4, dtype=np.int32), inp)
     with pytest.raises(KernelArgumentError, match="no valid tap"):

@@ -13,8 +13,12 @@ from emu.kernels.backends import (KernelArgumentError, check_activation, check_a
 
 
 def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-            dilation_h, dilation_w, act_min, act_max, rounding, out):
-    """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _conv_s8."""
+            dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None):
+    """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _conv_s8.
+
+    scratch: optional caller-owned int32 work buffer of at least Cout + KH*KW*Cin_g*Cout values (CMSIS-NN's ctx
+    buffer); when None a fresh one is made here, so the njit kernel itself never allocates.
+    """
     inp = check_array("inp", inp, np.int8, 4)
     filt = check_array("filt", filt, np.int8, 4)
     out = check_array("out", out, np.int8, 4, writable=True)
@@ -32,99 +36,69 @@ def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h,
     geo = check_geometry(stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w)
     lo, hi = check_activation(act_min, act_max)
     check_no_alias(out, inp, filt)
-    _conv_s8(inp, filt, bias, mult, shift, check_int("input_offset", input_offset),
-             check_int("output_offset", output_offset), *geo, lo, hi, rounding, out)
+    args = (inp, filt, bias, mult, shift, check_int("input_offset", input_offset),
+            check_int("output_offset", output_offset), *geo, lo, hi, rounding, out)
+    need = cout + filt.size
+    if scratch is None:
+        scratch = np.empty(need, np.int32)
+    elif check_array("scratch", scratch, np.int32, 1, writable=True).size < need:
+        raise KernelArgumentError(f"scratch holds {scratch.size} int32 values, conv needs {need}; pass a larger buffer")
+    _conv_s8(*args, scratch)
 
 
 @njit(cache=True)
 def _conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-             dilation_h, dilation_w, act_min, act_max, rounding, out):
-    """Loops: output channel -> output pixel -> kh -> (kw x ic); int32 wrapping accumulator (explicit casts).
+             dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
+    """Loops: output pixel -> valid kh -> valid kw -> group -> ic -> output channel (vectorizes over Cout).
 
-    Output channel outermost keeps its filter in L1 and allows the offset split used for windows fully inside
-    the input: sum (x + off) * w == sum x * w + off * sum w (mod 2^32), with sum w computed once per channel.
-    Windows touching the padding sum (x + off) * w over their valid taps only.
+    scratch[:Cout] holds the int32 accumulators (wrapping, explicit casts); scratch[Cout:] the filter transposed
+    to [KH, KW, Cin_g, Cout] (int8 values widened to int32) so the innermost loop is contiguous.
     """
     n, h, w, cin = inp.shape
     cout, kh, kw, cin_g = filt.shape
     oh, ow = out.shape[1], out.shape[2]
-    cout_g = cout // (cin // cin_g)
+    groups = cin // cin_g
+    cout_g = cout // groups
+    acc = scratch[:cout]
+    wt = scratch[cout:cout + cout * kh * kw * cin_g]
+    for oc in range(cout):
+        for ky in range(kh):
+            for kx in range(kw):
+                for ic in range(cin_g):
+                    wt[np.uint64(((ky * kw + kx) * cin_g + ic) * cout + oc)] = np.int32(filt[oc, ky, kx, ic])
     x_flat = inp.reshape(n * h * w * cin)
-    w_flat = filt.reshape(cout * kh * kw * cin_g)
     o_flat = out.reshape(n * oh * ow * cout)
     in_off = np.int32(input_offset)
-    # one input row segment [ix, ix + kw) x Cin matches one filter row when taps are adjacent and ungrouped
-    row_contiguous = dilation_w == 1 and cin_g == cin
-    taps = kh * kw * cin_g
-    for oc in range(cout):
-        c0 = (oc // cout_g) * cin_g
-        w_oc = oc * taps
-        w_sum = np.int32(0)
-        for t in range(taps):
-            w_sum = np.int32(w_sum + np.int32(w_flat[w_oc + t]))
-        base_full = np.int32(np.int32(bias[oc]) + np.int32(w_sum * in_off))
-        m = mult[oc]
-        sh = shift[oc]
-        for b in range(n):
-            for oy in range(oh):
-                iy0 = oy * stride_h - pad_top
-                rows_inside = iy0 >= 0 and iy0 + (kh - 1) * dilation_h < h
-                for ox in range(ow):
-                    ix0 = ox * stride_w - pad_left
-                    if rows_inside and ix0 >= 0 and ix0 + (kw - 1) * dilation_w < w:
-                        acc = base_full
-                        for ky in range(kh):
-                            x_row = ((b * h + iy0 + ky * dilation_h) * w + ix0) * cin
-                            w_row = w_oc + ky * kw * cin_g
-                            if row_contiguous:
-                                acc = _dot(x_flat, x_row, w_flat, w_row, kw * cin, acc)
-                            else:
-                                for kx in range(kw):
-                                    acc = _dot(x_flat, x_row + kx * dilation_w * cin + c0, w_flat,
-                                               w_row + kx * cin_g, cin_g, acc)
-                    else:
-                        acc = np.int32(bias[oc])
-                        kx_lo = 0
-                        while kx_lo < kw and ix0 + kx_lo * dilation_w < 0:
-                            kx_lo += 1
-                        kx_hi = kw
-                        while kx_hi > kx_lo and ix0 + (kx_hi - 1) * dilation_w >= w:
-                            kx_hi -= 1
-                        for ky in range(kh):
-                            iy = iy0 + ky * dilation_h
-                            if iy < 0 or iy >= h:
-                                continue
-                            x_row = ((b * h + iy) * w + ix0) * cin
-                            w_row = w_oc + ky * kw * cin_g
-                            if row_contiguous:
-                                acc = _dot_offset(x_flat, x_row + kx_lo * cin, w_flat, w_row + kx_lo * cin,
-                                                  (kx_hi - kx_lo) * cin, in_off, acc)
-                            else:
-                                for kx in range(kx_lo, kx_hi):
-                                    acc = _dot_offset(x_flat, x_row + kx * dilation_w * cin + c0, w_flat,
-                                                      w_row + kx * cin_g, cin_g, in_off, acc)
-                    v = np.int64(requantize(acc, m, sh, rounding)) + np.int64(output_offset)
+    for b in range(n):
+        for oy in range(oh):
+            iy0 = oy * stride_h - pad_top
+            for ox in range(ow):
+                ix0 = ox * stride_w - pad_left
+                for oc in range(cout):
+                    acc[np.uint64(oc)] = bias[np.uint64(oc)]
+                for ky in range(kh):
+                    iy = iy0 + ky * dilation_h
+                    if iy < 0 or iy >= h:
+                        continue
+                    for kx in range(kw):
+                        ix = ix0 + kx * dilation_w
+                        if ix < 0 or ix >= w:
+                            continue
+                        x_pix = ((b * h + iy) * w + ix) * cin
+                        for g in range(groups):
+                            for ic in range(cin_g):
+                                xv = np.int32(x_flat[np.uint64(x_pix + g * cin_g + ic)]) + in_off
+                                w_tap = ((ky * kw + kx) * cin_g + ic) * cout + g * cout_g
+                                a_g = acc[g * cout_g:(g + 1) * cout_g]
+                                w_g = wt[w_tap:w_tap + cout_g]
+                                for j in range(cout_g):
+                                    a_g[j] = np.int32(a_g[j] + xv * w_g[j])
+                o_base = ((b * oh + oy) * ow + ox) * cout
+                for oc in range(cout):
+                    v = np.int64(requantize(acc[np.uint64(oc)], mult[np.uint64(oc)], shift[np.uint64(oc)], rounding)) \
+                        + np.int64(output_offset)
                     if v < act_min:
                         v = act_min
                     elif v > act_max:
                         v = act_max
-                    o_flat[((b * oh + oy) * ow + ox) * cout + oc] = np.int8(v)
-
-
-@njit(cache=True)
-def _dot(x, x_start, w, w_start, count, acc):
-    """acc + sum_t x[x_start+t] * w[w_start+t], int32 wrapping (explicit casts). Indices are non-negative;
-    indexing with uint64 skips Numba's negative-index wraparound, which otherwise blocks vectorization."""
-    s = np.int32(0)
-    for t in range(count):
-        s = np.int32(s + np.int32(x[np.uint64(x_start + t)]) * np.int32(w[np.uint64(w_start + t)]))
-    return np.int32(acc + s)
-
-
-@njit(cache=True)
-def _dot_offset(x, x_start, w, w_start, count, input_offset, acc):
-    """acc + sum_t (x[x_start+t] + input_offset) * w[w_start+t], int32 wrapping (explicit casts); uint64 indices."""
-    s = np.int32(0)
-    for t in range(count):
-        s = np.int32(s + (np.int32(x[np.uint64(x_start + t)]) + input_offset) * np.int32(w[np.uint64(w_start + t)]))
-    return np.int32(acc + s)
+                    o_flat[np.uint64(o_base + oc)] = np.int8(v)

@@ -13,8 +13,12 @@ from emu.kernels.backends import (KernelArgumentError, check_activation, check_a
 
 
 def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
-                      pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out):
-    """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _depthwise_conv_s8."""
+                      pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None):
+    """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _depthwise_conv_s8.
+
+    scratch: optional caller-owned int32 buffer of at least Cin*ch_mult values (the accumulator row, CMSIS-NN's ctx buffer); when None a
+    fresh one is made here, so the njit kernel itself never allocates.
+    """
     inp = check_array("inp", inp, np.int8, 4)
     filt = check_array("filt", filt, np.int8, 4)
     out = check_array("out", out, np.int8, 4, writable=True)
@@ -30,15 +34,21 @@ def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, outpu
     geo = check_geometry(stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w)
     lo, hi = check_activation(act_min, act_max)
     check_no_alias(out, inp, filt)
+    if scratch is None:
+        scratch = np.empty(cout, np.int32)
+    elif check_array("scratch", scratch, np.int32, 1, writable=True).size < cout:
+        raise KernelArgumentError(f"scratch holds {scratch.size} int32 values, depthwise needs {cout}; pass a larger buffer")
+    else:
+        scratch = scratch[:cout]
     _depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, check_int("input_offset", input_offset),
-                       check_int("output_offset", output_offset), *geo, lo, hi, rounding, out)
+                       check_int("output_offset", output_offset), *geo, lo, hi, rounding, out, scratch)
 
 
 @njit(cache=True)
 def _depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
-                       pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out):
-    """Loops: output pixel (valid tap ranges computed once) -> input channel -> multiplier -> valid kh -> valid kw;
-    int32 wrapping accumulator (explicit casts); uint64 indices (no negative-index wraparound checks)."""
+                       pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, acc):
+    """Loops: output pixel -> valid kh -> valid kw -> output channel (contiguous: vectorizes), accumulating in
+    the caller's int32 row `acc` (wrapping, explicit casts); then one requantize pass over the channels."""
     n, h, w, cin = inp.shape
     kh, kw, cout = filt.shape[1], filt.shape[2], filt.shape[3]
     oh, ow = out.shape[1], out.shape[2]
@@ -49,34 +59,38 @@ def _depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, outp
     for b in range(n):
         for oy in range(oh):
             iy0 = oy * stride_h - pad_top
-            ky_lo = 0
-            while ky_lo < kh and iy0 + ky_lo * dilation_h < 0:
-                ky_lo += 1
-            ky_hi = kh
-            while ky_hi > ky_lo and iy0 + (ky_hi - 1) * dilation_h >= h:
-                ky_hi -= 1
             for ox in range(ow):
                 ix0 = ox * stride_w - pad_left
-                kx_lo = 0
-                while kx_lo < kw and ix0 + kx_lo * dilation_w < 0:
-                    kx_lo += 1
-                kx_hi = kw
-                while kx_hi > kx_lo and ix0 + (kx_hi - 1) * dilation_w >= w:
-                    kx_hi -= 1
+                for oc in range(cout):
+                    acc[np.uint64(oc)] = bias[np.uint64(oc)]
+                for ky in range(kh):
+                    iy = iy0 + ky * dilation_h
+                    if iy < 0 or iy >= h:
+                        continue
+                    for kx in range(kw):
+                        ix = ix0 + kx * dilation_w
+                        if ix < 0 or ix >= w:
+                            continue
+                        x_row = ((b * h + iy) * w + ix) * cin
+                        w_row = (ky * kw + kx) * cout
+                        if ch_mult == 1:
+                            for oc in range(cout):
+                                acc[np.uint64(oc)] = np.int32(
+                                    acc[np.uint64(oc)] + (np.int32(x_flat[np.uint64(x_row + oc)]) + in_off)
+                                    * np.int32(w_flat[np.uint64(w_row + oc)]))
+                        else:
+                            for ic in range(cin):
+                                xv = np.int32(x_flat[np.uint64(x_row + ic)]) + in_off
+                                for mm in range(ch_mult):
+                                    oc = ic * ch_mult + mm
+                                    acc[np.uint64(oc)] = np.int32(acc[np.uint64(oc)]
+                                                                  + xv * np.int32(w_flat[np.uint64(w_row + oc)]))
                 o_base = ((b * oh + oy) * ow + ox) * cout
-                for ic in range(cin):
-                    for mm in range(ch_mult):
-                        oc = ic * ch_mult + mm
-                        acc = np.int32(bias[oc])
-                        for ky in range(ky_lo, ky_hi):
-                            x_row = ((b * h + iy0 + ky * dilation_h) * w + ix0) * cin + ic
-                            w_row = ky * kw * cout + oc
-                            for kx in range(kx_lo, kx_hi):
-                                acc = np.int32(acc + (np.int32(x_flat[np.uint64(x_row + kx * dilation_w * cin)])
-                                                      + in_off) * np.int32(w_flat[np.uint64(w_row + kx * cout)]))
-                        v = np.int64(requantize(acc, mult[oc], shift[oc], rounding)) + np.int64(output_offset)
-                        if v < act_min:
-                            v = act_min
-                        elif v > act_max:
-                            v = act_max
-                        o_flat[np.uint64(o_base + oc)] = np.int8(v)
+                for oc in range(cout):
+                    v = np.int64(requantize(acc[np.uint64(oc)], mult[np.uint64(oc)], shift[np.uint64(oc)], rounding)) \
+                        + np.int64(output_offset)
+                    if v < act_min:
+                        v = act_min
+                    elif v > act_max:
+                        v = act_max
+                    o_flat[np.uint64(o_base + oc)] = np.int8(v)
