@@ -43,11 +43,11 @@ def signal(kind, n, rng):
 # CMSIS-DSP C sources as the oracle (built at test time from the cmsisdsp sdist, nothing copied)
 # ---------------------------------------------------------------------------------------------------
 
-_WRAP = r"""
-#include "arm_math.h"
-#include "arm_math_f16.h"
+_WRAP_F32 = r"""
 int oracle_rfft_f32(int n, float *in, float *out){ arm_rfft_fast_instance_f32 S;
   if (arm_rfft_fast_init_f32(&S, n)) return -1; arm_rfft_fast_f32(&S, in, out, 0); return 0; }
+"""
+_WRAP = '#include "arm_math.h"\n#include "arm_math_f16.h"\n' + _WRAP_F32 + r"""
 int oracle_rfft_f16(int n, float16_t *in, float16_t *out){ arm_rfft_fast_instance_f16 S;
   if (arm_rfft_fast_init_f16(&S, n)) return -1; arm_rfft_fast_f16(&S, in, out, 0); return 0; }
 void oracle_dot_f16(const float16_t *a, const float16_t *b, int n, float16_t *r){ arm_dot_prod_f16(a, b, n, r); }
@@ -66,6 +66,7 @@ _SOURCES = ["TransformFunctions/arm_cfft_f32.c", "TransformFunctions/arm_cfft_ra
 def _cmsis_source_dir(tmp):
     given_dir = os.environ.get("N6EMU_CMSISDSP_SRC")
     if given_dir:
+        _cmsis_source_dir.cached = given_dir
         return given_dir
     r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
                         "--no-build-isolation", "-q", "-d", str(tmp), "cmsisdsp"],
@@ -75,7 +76,8 @@ def _cmsis_source_dir(tmp):
         pytest.skip(f"cmsisdsp sources unavailable (pip download failed: {r.stderr.strip().splitlines()[-1:]})")
     with tarfile.open(archives[0]) as tf:
         tf.extractall(tmp, filter="data")
-    return [d for d in glob.glob(str(tmp / "cmsisdsp-*")) if os.path.isdir(d)][0]
+    _cmsis_source_dir.cached = [d for d in glob.glob(str(tmp / "cmsisdsp-*")) if os.path.isdir(d)][0]
+    return _cmsis_source_dir.cached
 
 
 @pytest.fixture(scope="session")
@@ -172,6 +174,44 @@ def test_st_f16_mel_dot_equals_cmsis_dot_prod_f16(cmsis_oracle, mode, lib):
             ref[m] = r[0]
         got = st.mel_dot(col.astype(np.float32), state)
         np.testing.assert_array_equal(got.astype(np.float16).view(np.uint16), ref)
+
+
+@pytest.fixture(scope="session")
+def cmsis_fast_math_rfft(cmsis_oracle, tmp_path_factory):
+    """The f32 rfft sources built like the cmsisdsp wheel (-O3 -ffast-math, loop unrolling)."""
+    import cffi
+    src = _cmsis_source_dir.cached
+    tmp = tmp_path_factory.mktemp("cmsisdsp_fast")
+    (tmp / "wrap.c").write_text('#include "arm_math.h"\n' + _WRAP_F32)
+    so = tmp / "fast.so"
+    srcs = [os.path.join(src, "Source", s) for s in _SOURCES if "f16" not in s]
+    r = subprocess.run([shutil.which("gcc"), "-O3", "-ffast-math", "-fPIC", "-shared", "-std=c11", "-D__GNUC_PYTHON__",
+                        "-DARM_MATH_LOOPUNROLL", "-I", os.path.join(src, "Include"), "-I",
+                        os.path.join(src, "PrivateInclude"), str(tmp / "wrap.c"), *srcs, "-o", str(so)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot build the fast-math CMSIS-DSP rfft: {r.stderr.strip().splitlines()[-1:]}")
+    ffi = cffi.FFI()
+    ffi.cdef("int oracle_rfft_f32(int n, float *in, float *out);")
+    return ffi, ffi.dlopen(str(so))
+
+
+def test_cmsisdsp_wheel_is_the_fast_math_build(cmsis_fast_math_rfft):
+    """Why st-f32 is not compared bit-exactly with the PyPI wheel: the same sources built with the wheel's
+    flags (-O3 -ffast-math) reproduce the wheel exactly, and differ from the IEEE build we match."""
+    dsp = pytest.importorskip("cmsisdsp")
+    ffi, lib = cmsis_fast_math_rfft
+    inst = dsp.arm_rfft_fast_instance_f32()
+    dsp.arm_rfft_fast_init_f32(inst, 1024)
+    state = st.prepare(DEFAULT.replace(profile="st-f32"))
+    differs = 0
+    for x in _frames(np.random.default_rng(9), 1024, 10, np.float32):
+        fast = np.empty(1024, np.float32)
+        xin = x.copy()
+        lib.oracle_rfft_f32(1024, ffi.cast("float *", xin.ctypes.data), ffi.cast("float *", fast.ctypes.data))
+        np.testing.assert_array_equal(fast.view(np.uint32), dsp.arm_rfft_fast_f32(inst, x.copy(), 0).view(np.uint32))
+        differs += not np.array_equal(fast, st.rfft_packed(x, state))
+    assert differs > 0
 
 
 def test_st_f32_fft_close_to_cmsisdsp_wheel():
