@@ -89,7 +89,7 @@ class FrontendParams:
     f16_intermediates: str = "per-op"
     accumulation: str = "scalar"
     fma: bool = False
-    q15: Optional[Any] = field(default=None, compare=True)
+    q15: Optional[Any] = field(default=None, compare=True, hash=False)
 
     def __post_init__(self):
         _choice("profile", self.profile, PROFILES)
