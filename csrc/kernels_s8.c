@@ -33,7 +33,8 @@ static inline int64_t shl64(int64_t x, int32_t e)
     return (u <= 0x7FFFFFFFFFFFFFFFull) ? (int64_t)u : -(int64_t)(~u) - 1;
 }
 
-int32_t n6_srdhm(int32_t a, int32_t b)
+/* Kernel-internal inline versions; the exported n6_* primitives below are thin wrappers of them. */
+static inline int32_t srdhm(int32_t a, int32_t b)
 {
     if (a == N6_INT32_MIN && b == N6_INT32_MIN)
         return N6_INT32_MAX;
@@ -41,7 +42,7 @@ int32_t n6_srdhm(int32_t a, int32_t b)
     return (int32_t)asr64((int64_t)a * (int64_t)b + (1LL << 30), 31);
 }
 
-int32_t n6_rdbp(int32_t x, int32_t exponent)
+static inline int32_t rdbp(int32_t x, int32_t exponent)
 {
     const int64_t x64 = x;
     const int64_t mask = (int64_t)((1ull << exponent) - 1u);
@@ -50,23 +51,32 @@ int32_t n6_rdbp(int32_t x, int32_t exponent)
     return (int32_t)(asr64(x64, exponent) + (remainder > threshold ? 1 : 0));
 }
 
-int32_t n6_requantize_double(int32_t acc, int32_t mult, int32_t shift)
+static inline int32_t requantize_double(int32_t acc, int32_t mult, int32_t shift)
 {
     const int32_t left = shift > 0 ? shift : 0;
     const int32_t right = shift < 0 ? -shift : 0;
-    return n6_rdbp(n6_srdhm(wrap64(shl64(acc, left)), mult), right);
+    return rdbp(srdhm(wrap64(shl64(acc, left)), mult), right);
 }
 
-int32_t n6_requantize_single(int32_t acc, int32_t mult, int32_t shift)
+static inline int32_t requantize_single(int32_t acc, int32_t mult, int32_t shift)
 {
     const int32_t total = 31 - shift;
     const int64_t prod = (int64_t)acc * (int64_t)mult;
     return wrap64(asr64(prod + (1LL << (total - 1)), total));
 }
 
+static inline int32_t requantize(int32_t acc, int32_t mult, int32_t shift, int32_t rounding)
+{
+    return rounding == 1 ? requantize_single(acc, mult, shift) : requantize_double(acc, mult, shift);
+}
+
+int32_t n6_srdhm(int32_t a, int32_t b) { return srdhm(a, b); }
+int32_t n6_rdbp(int32_t x, int32_t exponent) { return rdbp(x, exponent); }
+int32_t n6_requantize_double(int32_t acc, int32_t mult, int32_t shift) { return requantize_double(acc, mult, shift); }
+int32_t n6_requantize_single(int32_t acc, int32_t mult, int32_t shift) { return requantize_single(acc, mult, shift); }
 int32_t n6_requantize(int32_t acc, int32_t mult, int32_t shift, int32_t rounding)
 {
-    return rounding == 1 ? n6_requantize_single(acc, mult, shift) : n6_requantize_double(acc, mult, shift);
+    return requantize(acc, mult, shift, rounding);
 }
 
 /* gemmlowp SaturatingRoundingMultiplyByPOT with a positive exponent: saturating left shift. */
@@ -86,12 +96,12 @@ static int32_t exp_on_interval_between_negative_one_quarter_and_0_excl(int32_t a
     const int32_t constant_term = 1895147668;     /* exp(-1/8) in Q0.31 */
     const int32_t constant_1_over_3 = 715827883;  /* 1/3 in Q0.31 */
     const int32_t x = add32(a, 1 << 28);          /* a + 1/8 */
-    const int32_t x2 = n6_srdhm(x, x);
-    const int32_t x3 = n6_srdhm(x2, x);
-    const int32_t x4 = n6_srdhm(x2, x2);
-    const int32_t x4_over_4 = n6_rdbp(x4, 2);
-    const int32_t poly = n6_rdbp(add32(n6_srdhm(add32(x4_over_4, x3), constant_1_over_3), x2), 1);
-    return add32(constant_term, n6_srdhm(constant_term, add32(x, poly)));
+    const int32_t x2 = srdhm(x, x);
+    const int32_t x3 = srdhm(x2, x);
+    const int32_t x4 = srdhm(x2, x2);
+    const int32_t x4_over_4 = rdbp(x4, 2);
+    const int32_t poly = rdbp(add32(srdhm(add32(x4_over_4, x3), constant_1_over_3), x2), 1);
+    return add32(constant_term, srdhm(constant_term, add32(x, poly)));
 }
 
 int32_t n6_exp_on_negative_values(int32_t a)
@@ -105,7 +115,7 @@ int32_t n6_exp_on_negative_values(int32_t a)
     for (int32_t i = 0; i < 7; ++i) {
         /* bit 24+i of the remainder selects the factor exp(-2^(i-2)) */
         if (((uint32_t)remainder >> (24 + i)) & 1u)
-            result = n6_srdhm(result, barrel[i]);
+            result = srdhm(result, barrel[i]);
     }
     return a == 0 ? N6_INT32_MAX : result;
 }
@@ -119,11 +129,11 @@ int32_t n6_one_over_one_plus_x_for_x_in_0_1(int32_t a)
     const int32_t constant_48_over_17 = 1515870810;
     const int32_t constant_neg_32_over_17 = -1010580540;
     const int32_t one_q2 = 1 << 29;
-    int32_t x = add32(constant_48_over_17, n6_srdhm(half_denominator, constant_neg_32_over_17));
+    int32_t x = add32(constant_48_over_17, srdhm(half_denominator, constant_neg_32_over_17));
     for (int32_t i = 0; i < 3; ++i) {
-        const int32_t half_denominator_times_x = n6_srdhm(half_denominator, x);
+        const int32_t half_denominator_times_x = srdhm(half_denominator, x);
         const int32_t one_minus = sub32(one_q2, half_denominator_times_x);
-        x = add32(x, sat_shl(n6_srdhm(x, one_minus), 2));
+        x = add32(x, sat_shl(srdhm(x, one_minus), 2));
     }
     return sat_shl(x, 1);
 }
@@ -139,13 +149,16 @@ static inline int8_t activate(int32_t requantized, int32_t output_offset, int32_
     return (int8_t)v;
 }
 
-/* sum of x[i]*w[i] (each int8 x int8 product is exact in int32) and of w[i], both modulo 2^32.
-   Integer-only with unsigned (modular) sums, so vectorizing it cannot change a result; GCC's -O2 cost
-   model does not vectorize this reduction, hence the per-function request. */
+/* Integer-only loops with unsigned (modular) sums: vectorizing them cannot change a result, but GCC's -O2
+   cost model declines these reductions, so such functions ask for it explicitly (no float code inside). */
 #if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("tree-vectorize")))
+#define N6_VECTORIZE __attribute__((optimize("tree-vectorize")))
+#else
+#define N6_VECTORIZE
 #endif
-static inline void dot_s8(const int8_t *x, const int8_t *w, int64_t len, uint32_t *xw, uint32_t *wsum)
+
+/* sum of x[i]*w[i] (each int8 x int8 product is exact in int32) and of w[i], both modulo 2^32. */
+N6_VECTORIZE static inline void dot_s8(const int8_t *x, const int8_t *w, int64_t len, uint32_t *xw, uint32_t *wsum)
 {
     uint32_t acc = 0, ws = 0;
     for (int64_t i = 0; i < len; ++i) {
@@ -154,6 +167,18 @@ static inline void dot_s8(const int8_t *x, const int8_t *w, int64_t len, uint32_
     }
     *xw += acc;
     *wsum += ws;
+}
+
+/* Valid filter-tap range [*lo, *hi) along one axis: 0 <= origin + t*dilation < size. */
+static inline void tap_range(int64_t origin, int64_t taps, int64_t dilation, int64_t size, int64_t *lo, int64_t *hi)
+{
+    int64_t l = 0, h = taps;
+    while (l < h && origin + l * dilation < 0)
+        ++l;
+    while (h > l && origin + (h - 1) * dilation >= size)
+        --h;
+    *lo = l;
+    *hi = h;
 }
 
 void n6_conv_s8(const int8_t *inp, int32_t n, int32_t h, int32_t w, int32_t cin,
@@ -168,30 +193,34 @@ void n6_conv_s8(const int8_t *inp, int32_t n, int32_t h, int32_t w, int32_t cin,
        wrapped int32 of the direct sum); only taps inside the input contribute. */
     const int32_t groups = cin / cin_g;
     const int32_t cout_per_group = cout / groups;
+    /* one filter row of valid taps is one contiguous run in both input and weights */
+    const int row_contiguous = dilation_w == 1 && cin_g == cin;
     for (int64_t b = 0; b < n; ++b) {
         for (int64_t y = 0; y < oh; ++y) {
             const int64_t iy0 = y * stride_h - pad_top;
+            int64_t fy_lo, fy_hi;
+            tap_range(iy0, kh, dilation_h, h, &fy_lo, &fy_hi);
             for (int64_t x = 0; x < ow; ++x) {
                 const int64_t ix0 = x * stride_w - pad_left;
+                int64_t fx_lo, fx_hi;
+                tap_range(ix0, kw, dilation_w, w, &fx_lo, &fx_hi);
                 int8_t *dst = out + ((b * oh + y) * ow + x) * cout;
                 for (int64_t oc = 0; oc < cout; ++oc) {
                     const int64_t ic0 = (oc / cout_per_group) * cin_g;
                     uint32_t xw = 0, wsum = 0;
-                    for (int64_t fy = 0; fy < kh; ++fy) {
+                    for (int64_t fy = fy_lo; fy < fy_hi; ++fy) {
                         const int64_t iy = iy0 + fy * dilation_h;
-                        if (iy < 0 || iy >= h)
-                            continue;
                         const int8_t *wrow = filt + (oc * kh + fy) * kw * (int64_t)cin_g;
                         const int8_t *xrow = inp + (b * h + iy) * w * (int64_t)cin;
-                        for (int64_t fx = 0; fx < kw; ++fx) {
-                            const int64_t ix = ix0 + fx * dilation_w;
-                            if (ix < 0 || ix >= w)
-                                continue;
-                            dot_s8(xrow + ix * cin + ic0, wrow + fx * cin_g, cin_g, &xw, &wsum);
+                        if (row_contiguous) {
+                            dot_s8(xrow + (ix0 + fx_lo) * cin, wrow + fx_lo * cin, (fx_hi - fx_lo) * cin, &xw, &wsum);
+                            continue;
                         }
+                        for (int64_t fx = fx_lo; fx < fx_hi; ++fx)
+                            dot_s8(xrow + (ix0 + fx * dilation_w) * cin + ic0, wrow + fx * cin_g, cin_g, &xw, &wsum);
                     }
                     const uint32_t acc = (uint32_t)bias[oc] + xw + (uint32_t)input_offset * wsum;
-                    dst[oc] = activate(n6_requantize(wrap32(acc), mult[oc], shift[oc], rounding),
+                    dst[oc] = activate(requantize(wrap32(acc), mult[oc], shift[oc], rounding),
                                        output_offset, act_min, act_max);
                 }
             }
@@ -199,7 +228,9 @@ void n6_conv_s8(const int8_t *inp, int32_t n, int32_t h, int32_t w, int32_t cin,
     }
 }
 
-void n6_depthwise_conv_s8(const int8_t *inp, int32_t n, int32_t h, int32_t w, int32_t cin,
+#define N6_DW_BLOCK 64 /* output channels accumulated together (stack block, no allocation) */
+
+N6_VECTORIZE void n6_depthwise_conv_s8(const int8_t *inp, int32_t n, int32_t h, int32_t w, int32_t cin,
                           const int8_t *filt, int32_t kh, int32_t kw,
                           const int32_t *bias, const int32_t *mult, const int32_t *shift,
                           int32_t ch_mult, int32_t input_offset, int32_t output_offset,
@@ -208,31 +239,42 @@ void n6_depthwise_conv_s8(const int8_t *inp, int32_t n, int32_t h, int32_t w, in
                           int32_t act_min, int32_t act_max, int32_t rounding,
                           int8_t *out, int32_t oh, int32_t ow)
 {
+    /* acc[oc] = bias[oc] + sum over valid taps of (x[ic] + off) * w[oc], ic = oc / ch_mult, modulo 2^32 */
     const int64_t cout = (int64_t)cin * ch_mult;
+    const uint32_t off = (uint32_t)input_offset;
+    uint32_t acc[N6_DW_BLOCK];
     for (int64_t b = 0; b < n; ++b) {
         for (int64_t y = 0; y < oh; ++y) {
+            const int64_t iy0 = y * stride_h - pad_top;
+            int64_t fy_lo, fy_hi;
+            tap_range(iy0, kh, dilation_h, h, &fy_lo, &fy_hi);
             for (int64_t x = 0; x < ow; ++x) {
+                const int64_t ix0 = x * stride_w - pad_left;
+                int64_t fx_lo, fx_hi;
+                tap_range(ix0, kw, dilation_w, w, &fx_lo, &fx_hi);
                 int8_t *dst = out + ((b * oh + y) * ow + x) * cout;
-                for (int64_t ic = 0; ic < cin; ++ic) {
-                    for (int64_t m = 0; m < ch_mult; ++m) {
-                        const int64_t oc = ic * ch_mult + m;
-                        uint32_t acc = (uint32_t)bias[oc];
-                        for (int64_t fy = 0; fy < kh; ++fy) {
-                            const int64_t iy = y * stride_h - pad_top + fy * dilation_h;
-                            if (iy < 0 || iy >= h)
-                                continue;
-                            for (int64_t fx = 0; fx < kw; ++fx) {
-                                const int64_t ix = x * stride_w - pad_left + fx * dilation_w;
-                                if (ix < 0 || ix >= w)
-                                    continue;
-                                const int8_t xv = inp[((b * h + iy) * w + ix) * cin + ic];
-                                const int8_t wv = filt[(fy * kw + fx) * cout + oc];
-                                acc += ((uint32_t)xv + (uint32_t)input_offset) * (uint32_t)(int32_t)wv;
+                for (int64_t c0 = 0; c0 < cout; c0 += N6_DW_BLOCK) {
+                    const int64_t len = cout - c0 < N6_DW_BLOCK ? cout - c0 : N6_DW_BLOCK;
+                    for (int64_t j = 0; j < len; ++j)
+                        acc[j] = (uint32_t)bias[c0 + j];
+                    for (int64_t fy = fy_lo; fy < fy_hi; ++fy) {
+                        const int64_t iy = iy0 + fy * dilation_h;
+                        for (int64_t fx = fx_lo; fx < fx_hi; ++fx) {
+                            const int64_t ix = ix0 + fx * dilation_w;
+                            const int8_t *xs = inp + ((b * h + iy) * w + ix) * cin;
+                            const int8_t *ws = filt + (fy * kw + fx) * cout + c0;
+                            if (ch_mult == 1) {
+                                for (int64_t j = 0; j < len; ++j)
+                                    acc[j] += ((uint32_t)(int32_t)xs[c0 + j] + off) * (uint32_t)(int32_t)ws[j];
+                            } else {
+                                for (int64_t j = 0; j < len; ++j)
+                                    acc[j] += ((uint32_t)(int32_t)xs[(c0 + j) / ch_mult] + off) * (uint32_t)(int32_t)ws[j];
                             }
                         }
-                        dst[oc] = activate(n6_requantize(wrap32(acc), mult[oc], shift[oc], rounding),
-                                           output_offset, act_min, act_max);
                     }
+                    for (int64_t j = 0; j < len; ++j)
+                        dst[c0 + j] = activate(requantize(wrap32(acc[j]), mult[c0 + j], shift[c0 + j], rounding),
+                                               output_offset, act_min, act_max);
                 }
             }
         }
@@ -256,7 +298,7 @@ void n6_fully_connected_s8(const int8_t *inp, int32_t n, int32_t k,
             uint32_t xw = 0, wsum = 0;
             dot_s8(src, filt + o * k, k, &xw, &wsum);
             const uint32_t acc = (uint32_t)bias[o] + xw + fo * xsum + io * wsum + (uint32_t)k * io * fo;
-            out[b * out_ch + o] = activate(n6_requantize(wrap32(acc), mult[o], shift[o], rounding),
+            out[b * out_ch + o] = activate(requantize(wrap32(acc), mult[o], shift[o], rounding),
                                            output_offset, act_min, act_max);
         }
     }
@@ -356,8 +398,8 @@ void n6_softmax_s8(const int8_t *inp, int32_t rows, int32_t row_size,
         for (int64_t i = 0; i < row_size; ++i) {
             const int32_t diff = (int32_t)src[i] - mx;
             if (diff >= diff_min) {
-                const int32_t scaled = n6_srdhm(wrap32((uint32_t)diff << shift), mult); /* Q5.26 */
-                sum += (uint32_t)n6_rdbp(n6_exp_on_negative_values(scaled), accum_bits);
+                const int32_t scaled = srdhm(wrap32((uint32_t)diff << shift), mult); /* Q5.26 */
+                sum += (uint32_t)rdbp(n6_exp_on_negative_values(scaled), accum_bits);
             }
         }
         const int32_t headroom = clz32(sum);
@@ -368,9 +410,9 @@ void n6_softmax_s8(const int8_t *inp, int32_t rows, int32_t row_size,
         for (int64_t i = 0; i < row_size; ++i) {
             const int32_t diff = (int32_t)src[i] - mx;
             if (diff >= diff_min) {
-                const int32_t scaled = n6_srdhm(wrap32((uint32_t)diff << shift), mult);
+                const int32_t scaled = srdhm(wrap32((uint32_t)diff << shift), mult);
                 const int32_t e = n6_exp_on_negative_values(scaled);
-                const int32_t res = n6_rdbp(n6_srdhm(shifted_scale, e), bits_over_unit);
+                const int32_t res = rdbp(srdhm(shifted_scale, e), bits_over_unit);
                 dst[i] = activate(res, -128, -128, 127);
             } else {
                 dst[i] = -128;
@@ -388,10 +430,10 @@ void n6_add_s8(const int8_t *in1, const int8_t *in2, int32_t size,
     for (int64_t i = 0; i < size; ++i) {
         const int32_t a = wrap32(((uint32_t)in1[i] + (uint32_t)in1_offset) << left_shift);
         const int32_t b = wrap32(((uint32_t)in2[i] + (uint32_t)in2_offset) << left_shift);
-        const int32_t a1 = n6_requantize_double(a, in1_mult, in1_shift);
-        const int32_t b1 = n6_requantize_double(b, in2_mult, in2_shift);
+        const int32_t a1 = requantize_double(a, in1_mult, in1_shift);
+        const int32_t b1 = requantize_double(b, in2_mult, in2_shift);
         const int32_t s = add32(a1, b1);
-        out[i] = activate(n6_requantize_double(s, out_mult, out_shift), out_offset, act_min, act_max);
+        out[i] = activate(requantize_double(s, out_mult, out_shift), out_offset, act_min, act_max);
     }
 }
 
@@ -401,7 +443,7 @@ void n6_mul_s8(const int8_t *in1, const int8_t *in2, int32_t size,
 {
     for (int64_t i = 0; i < size; ++i) {
         const uint32_t prod = ((uint32_t)in1[i] + (uint32_t)in1_offset) * ((uint32_t)in2[i] + (uint32_t)in2_offset);
-        out[i] = activate(n6_requantize(wrap32(prod), out_mult, out_shift, rounding), out_offset, act_min, act_max);
+        out[i] = activate(requantize(wrap32(prod), out_mult, out_shift, rounding), out_offset, act_min, act_max);
     }
 }
 
