@@ -89,10 +89,10 @@ def _conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h
                             for ic in range(cin_g):
                                 xv = np.int32(x_flat[np.uint64(x_pix + g * cin_g + ic)]) + in_off
                                 w_tap = ((ky * kw + kx) * cin_g + ic) * cout + g * cout_g
-                                a_g = acc[g * cout_g:(g + 1) * cout_g]
-                                w_g = wt[w_tap:w_tap + cout_g]
+                                a0 = g * cout_g
                                 for j in range(cout_g):
-                                    a_g[j] = np.int32(a_g[j] + xv * w_g[j])
+                                    acc[np.uint64(a0 + j)] = np.int32(acc[np.uint64(a0 + j)]
+                                                                      + xv * wt[np.uint64(w_tap + j)])
                 o_base = ((b * oh + oy) * ow + ox) * cout
                 for oc in range(cout):
                     v = np.int64(requantize(acc[np.uint64(oc)], mult[np.uint64(oc)], shift[np.uint64(oc)], rounding)) \
