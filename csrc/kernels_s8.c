@@ -158,8 +158,24 @@ static inline int8_t activate(int32_t requantized, int32_t output_offset, int32_
 #endif
 
 /* sum of x[i]*w[i] (each int8 x int8 product is exact in int32) and of w[i], both modulo 2^32. */
-N6_VECTORIZE static inline void dot_s8(const int8_t *x, const int8_t *w, int64_t len, uint32_t *xw, uint32_t *wsum)
+N6_VECTORIZE static void dot_s8_long(const int8_t *x, const int8_t *w, int64_t len, uint32_t *xw, uint32_t *wsum)
 {
+    uint32_t acc = 0, ws = 0;
+    for (int64_t i = 0; i < len; ++i) {
+        acc += (uint32_t)((int32_t)x[i] * (int32_t)w[i]);
+        ws += (uint32_t)(int32_t)w[i];
+    }
+    *xw += acc;
+    *wsum += ws;
+}
+
+/* Same sums; short runs stay inline and scalar (a call and a vector prologue would dominate). */
+static inline void dot_s8(const int8_t *x, const int8_t *w, int64_t len, uint32_t *xw, uint32_t *wsum)
+{
+    if (len >= 16) {
+        dot_s8_long(x, w, len, xw, wsum);
+        return;
+    }
     uint32_t acc = 0, ws = 0;
     for (int64_t i = 0; i < len; ++i) {
         acc += (uint32_t)((int32_t)x[i] * (int32_t)w[i]);
