@@ -306,9 +306,12 @@ int8_t st_quantize(const st_config *cfg, float v)
     else if (r >= 2147483648.0f) i32 = 2147483647;
     else if (r < -2147483648.0f) i32 = -2147483647 - 1;
     else i32 = (int64_t)r;
-    int32_t low = (int32_t)(i32 & 0xFFFF);
-    int32_t i16 = low >= 0x8000 ? low - 0x10000 : low;
-    return (int8_t)(i16 > 127 ? 127 : (i16 < -128 ? -128 : i16));
+    int64_t v16 = i32;
+    if (cfg->cast_mode == 0) {              /* (int16): keep the low 16 bits */
+        int32_t low = (int32_t)(i32 & 0xFFFF);
+        v16 = low >= 0x8000 ? low - 0x10000 : low;
+    }
+    return (int8_t)(v16 > 127 ? 127 : (v16 < -128 ? -128 : v16));
 }
 
 float st_patch(const st_config *cfg, const int16_t *pcm, const float *window, const float *twiddle,

@@ -15,7 +15,8 @@ typedef struct {
     int32_t acc_mode;       /* 0 scalar, 1 eight lanes */
     int32_t fma;            /* mel dot products: 1 = fused multiply-add */
     int32_t rounding;       /* 0 roundf (half away), 1 rintf (half even) */
-    int32_t cast_mode;      /* 0 Arm VCVT to int32 + low 16 bits + sat8, 1 saturate to int8 */
+    int32_t cast_mode;      /* 0 Arm VCVT to int32 + low 16 bits + sat8 (int16 cast), 1 saturate to int8,
+                               2 Arm VCVT to int32 + sat8 (int32 cast) */
     float inv_scale, zp, neg_top_db;
 } st_config;
 

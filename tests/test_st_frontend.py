@@ -379,7 +379,19 @@ QUANT_CASES = [  # (log value, rounding, cast, expected) with inv_scale 1, zp 0
 
 @pytest.mark.parametrize("v,rounding,cast,expected", QUANT_CASES)
 def test_quantization_edge_cases(v, rounding, cast, expected):
-    p = DEFAULT.replace(quant_rounding=rounding, neg_inf_cast=cast)
+    _check_quantize(DEFAULT.replace(quant_rounding=rounding, neg_inf_cast=cast), v, expected)
+
+
+QUANT_CASES_F32 = [(40000.0, "zero", 127), (-40000.0, "zero", -128), (65541.0, "zero", 127), (3e9, "zero", 127),
+                   (-np.inf, "zero", -128), (np.nan, "zero", 0), (-2.5, "zero", -3), (40000.0, "saturate", 127)]
+
+
+@pytest.mark.parametrize("v,cast,expected", QUANT_CASES_F32)
+def test_quantization_edge_cases_st_f32_int32_cast(v, cast, expected):
+    _check_quantize(DEFAULT.replace(profile="st-f32", neg_inf_cast=cast), v, expected)
+
+
+def _check_quantize(p, v, expected):
     codes = st._switch_codes(None, p)
     got = st._quantize(np.float32(v), np.float32(1.0), np.float32(0.0), codes["rounding"], codes["cast_mode"])
     assert got == expected

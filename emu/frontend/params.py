@@ -22,8 +22,10 @@ TOML `[frontend]` fields (defaults = the bundled KWS device front end, DESIGN §
     inv_scale_dtype   "f16" | "f32": type of the stored 1/scale the app multiplies by   "f16"
     quant_rounding    "half-away" (C roundf, the device) | "half-even" (np.round, typical training)
                                                            "half-away"
-    neg_inf_cast      "zero" | "saturate": int8 feature when log gives -inf (C UB; x86 and Arm give
-                      INT32_MIN whose low 16 bits are 0 -> "zero")   "zero"
+    neg_inf_cast      "zero" | "saturate": the float -> int cast before sat8. "zero" = the device's C
+                      cast ((int16) for st-f16, (int32) for st-f32) as Arm VCVT does it (saturate to
+                      int32, NaN -> 0), so -inf -> INT32_MIN -> low 16 bits 0 -> feature 0 (not -128);
+                      "saturate" = clamp to int8   "zero"
     f16_intermediates "per-op" (every operation rounded to f16) | "f32" (statement-level float32
                       expressions, rounded to f16 when stored)   "per-op"
     accumulation      "scalar" | "lanes8" (8 Helium lanes, lane sums folded at the end) for the mel

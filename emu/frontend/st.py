@@ -11,7 +11,8 @@ Per frame t (frame start = hop*t in the patch buffer), one column:
        arm_cmplx_mag_f32 = sqrtf(re*re + im*im) (f32).
   mel[m] = dot(spectrum[start..stop], coefs of filter m); st-f16: 0 if <= 0; st-f32: max(mel, FLT_MIN)
   L  = T(logf(mel)) (ln) or T(10*log10f(mel)) clamped at -top_db (db)
-  q  = sat8(cast16(round(L * inv_scale + zp))), inv_scale = T(1.0f/scale), cast16 per neg_inf_cast
+  q  = sat8(cast(round(L * inv_scale + zp))), inv_scale = T(1.0f/scale); cast per neg_inf_cast: "zero" =
+       the C cast of the device, (int16) for st-f16 (-inf -> 0) and (int32) for st-f32; "saturate" = clamp
 T() rounds to the device type (binary16 RNE for st-f16, identity for st-f32).
 
 Precision codes (one named switch, `FrontendParams.f16_intermediates`, mapped here):
@@ -40,8 +41,9 @@ PREC_F16_STATEMENT = 2
 ACC_SCALAR = 0
 ACC_LANES8 = 1
 
-CAST_ZERO = 0       # Arm VCVT to int32 (saturating, NaN -> 0), keep the low 16 bits, then sat8
+CAST_ZERO = 0       # st-f16 (int16) cast: Arm VCVT to int32 (saturating, NaN -> 0), low 16 bits, sat8
 CAST_SATURATE = 1   # clamp to int8 directly (-inf -> -128, +inf -> 127)
+CAST_INT32 = 2      # st-f32 (int32) cast: Arm VCVT to int32 (saturating, NaN -> 0), sat8
 
 ROUND_HALF_AWAY = 0
 ROUND_HALF_EVEN = 1
@@ -620,8 +622,11 @@ def _quantize(v, inv_scale, zp, rounding, cast_mode):
         i32 = np.int64(-2147483648)
     else:
         i32 = np.int64(r)
-    low = i32 & np.int64(0xFFFF)
-    i16 = low - np.int64(0x10000) if low >= np.int64(0x8000) else low
+    if cast_mode == CAST_INT32:
+        i16 = i32
+    else:
+        low = i32 & np.int64(0xFFFF)
+        i16 = low - np.int64(0x10000) if low >= np.int64(0x8000) else low
     if i16 > 127:
         return np.int8(127)
     if i16 < -128:
@@ -832,7 +837,8 @@ def _switch_codes(state, params):
         acc_mode=ACC_SCALAR if p.accumulation == "scalar" else ACC_LANES8,
         fma=bool(p.fma),
         rounding=ROUND_HALF_AWAY if p.quant_rounding == "half-away" else ROUND_HALF_EVEN,
-        cast_mode=CAST_ZERO if p.neg_inf_cast == "zero" else CAST_SATURATE,
+        cast_mode=(CAST_SATURATE if p.neg_inf_cast == "saturate" else
+                   CAST_ZERO if p.profile == "st-f16" else CAST_INT32),
     )
 
 
