@@ -535,3 +535,22 @@ def test_naive_vector_requantize_equals_scalar(rows, rounding):
     got = naive.requantize_array(acc, mult, shift, rounding)
     want = [naive.requantize(int(a), int(m), int(s), rounding) for a, m, s in rows]
     assert got.tolist() == want
+
+
+@pytest.mark.parametrize("case", ["fully_connected", "fully_connected_out_activation", "fully_connected_null_bias_0",
+                                  "fully_connected_mve_0", "fc_per_ch"])
+def test_conformance_fully_connected(conformance_dir, case):
+    d, a = load_case(conformance_dir / case)
+    depth, outs = d["ACCUMULATION_DEPTH"], d["OUT_CH"]
+    inp = a["input"].reshape(-1, depth)
+    bias = a["biases"] if a.get("biases", np.zeros(0)).size == outs else a.get("bias", np.zeros(outs, np.int32))
+    if "output_multiplier" in a:     # per-channel quantization
+        mult, shift = a["output_multiplier"], a["output_shift"]
+    else:
+        mult, shift = np.full(outs, d["OUTPUT_MULTIPLIER"], np.int32), np.full(outs, d["OUTPUT_SHIFT"], np.int32)
+    for impl in (NUMBA, naive):
+        out = np.zeros((inp.shape[0], outs), np.int8)
+        impl.fully_connected_s8(inp, a["weights"].reshape(outs, depth), bias.astype(np.int32), mult, shift,
+                                d["INPUT_OFFSET"], d.get("FILTER_OFFSET", 0), d["OUTPUT_OFFSET"],
+                                d["OUT_ACTIVATION_MIN"], d["OUT_ACTIVATION_MAX"], 0, out)
+        assert_same(out.reshape(-1), a.get("output_ref", a.get("output")), f"{case} ({impl.__name__})")

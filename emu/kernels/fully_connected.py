@@ -39,11 +39,15 @@ def _fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offse
     out_ch = filt.shape[0]
     in_off = np.int32(input_offset)
     f_off = np.int32(filter_offset)
+    x_flat = inp.reshape(n * k)
+    w_flat = filt.reshape(out_ch * k)
     for b in range(n):
         for o in range(out_ch):
             acc = np.int32(bias[o])
+            # uint64 indices: no negative-index wraparound checks, so LLVM vectorizes the dot product
             for i in range(k):
-                acc = np.int32(acc + (np.int32(inp[b, i]) + in_off) * (np.int32(filt[o, i]) + f_off))
+                acc = np.int32(acc + (np.int32(x_flat[np.uint64(b * k + i)]) + in_off)
+                               * (np.int32(w_flat[np.uint64(o * k + i)]) + f_off))
             v = np.int64(requantize(acc, mult[o], shift[o], rounding)) + np.int64(output_offset)
             if v < act_min:
                 v = act_min
