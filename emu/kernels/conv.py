@@ -3,6 +3,8 @@
 acc[oc] = bias[oc] + sum over non-padded taps of (x + input_offset) * w   (int32, wrapping like the MCU)
 out     = clamp(requantize(acc, mult[oc], shift[oc], rounding) + output_offset, act_min, act_max)
 groups = Cin // Cin_g; output channel oc reads input channels (oc // (Cout // groups)) * Cin_g + [0, Cin_g).
+Speed: per output pixel the int32 accumulators of all output channels live in a scratch row and the innermost
+loop runs over output channels against a transposed copy of the filter (contiguous, vectorized by LLVM).
 """
 import numpy as np
 from numba import njit
@@ -43,6 +45,8 @@ def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h,
         scratch = np.empty(need, np.int32)
     elif check_array("scratch", scratch, np.int32, 1, writable=True).size < need:
         raise KernelArgumentError(f"scratch holds {scratch.size} int32 values, conv needs {need}; pass a larger buffer")
+    else:
+        check_no_alias(scratch, inp, filt, bias, mult, shift, out)
     _conv_s8(*args, scratch)
 
 

@@ -16,8 +16,8 @@ def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, outpu
                       pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None):
     """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _depthwise_conv_s8.
 
-    scratch: optional caller-owned int32 buffer of at least Cin*ch_mult values (the accumulator row, CMSIS-NN's ctx buffer); when None a
-    fresh one is made here, so the njit kernel itself never allocates.
+    scratch: optional caller-owned int32 buffer of at least Cin*ch_mult values (the accumulator row; CMSIS-NN's
+    ctx buffer); when None a fresh one is made here, so the njit kernel itself never allocates.
     """
     inp = check_array("inp", inp, np.int8, 4)
     filt = check_array("filt", filt, np.int8, 4)
@@ -37,8 +37,10 @@ def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, outpu
     if scratch is None:
         scratch = np.empty(cout, np.int32)
     elif check_array("scratch", scratch, np.int32, 1, writable=True).size < cout:
-        raise KernelArgumentError(f"scratch holds {scratch.size} int32 values, depthwise needs {cout}; pass a larger buffer")
+        raise KernelArgumentError(f"scratch holds {scratch.size} int32 values, depthwise needs {cout}; "
+                                  "pass a larger buffer")
     else:
+        check_no_alias(scratch, inp, filt, bias, mult, shift, out)
         scratch = scratch[:cout]
     _depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, check_int("input_offset", input_offset),
                        check_int("output_offset", output_offset), *geo, lo, hi, rounding, out, scratch)
