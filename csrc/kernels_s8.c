@@ -9,7 +9,7 @@
 #define N6_INT32_MIN (-2147483647 - 1)
 #define N6_INT32_MAX 2147483647
 
-/* Two's-complement wrap of an int64 (or uint32 bit pattern) to int32 without implementation-defined casts. */
+/* The int32 whose two's-complement bit pattern is u (no implementation-defined conversion). */
 static inline int32_t wrap32(uint32_t u)
 {
     return (u <= 0x7FFFFFFFu) ? (int32_t)u : (int32_t)((int64_t)u - 4294967296LL);

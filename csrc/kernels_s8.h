@@ -19,7 +19,7 @@ int32_t n6_requantize_double(int32_t acc, int32_t mult, int32_t shift);  /* shif
 int32_t n6_requantize_single(int32_t acc, int32_t mult, int32_t shift);  /* shift in [-32, 30] */
 int32_t n6_requantize(int32_t acc, int32_t mult, int32_t shift, int32_t rounding);
 int32_t n6_exp_on_negative_values(int32_t a);           /* Q5.26 (a <= 0) -> Q0.31 */
-int32_t n6_one_over_one_plus_x_for_x_in_0_1(int32_t a); /* Q0.31 in [0,1) -> Q0.31 of 1/(1+x) (as Q2 result rescaled) */
+int32_t n6_one_over_one_plus_x_for_x_in_0_1(int32_t a); /* Q0.31 x in [0,1) -> Q0.31 1/(1+x) (Newton in Q2.29) */
 
 /* ---- network kernels ---- */
 void n6_conv_s8(const int8_t *inp, int32_t n, int32_t h, int32_t w, int32_t cin,
