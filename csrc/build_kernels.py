@@ -17,16 +17,10 @@ def _cdef_from_header(path):
         return "\n".join(line for line in f if not line.lstrip().startswith("#"))
 
 
-def _builder():
-    """make_builder records source paths relative to the current directory: call it from the build's cwd."""
-    return make_builder("kernels", _cdef_from_header(os.path.join(_here, "kernels_s8.h")),
-                        "kernels_s8.h", ["kernels_s8.c"])
-
-
-ffibuilder = _builder()
+ffibuilder = make_builder("kernels", _cdef_from_header(os.path.join(_here, "kernels_s8.h")),
+                          "kernels_s8.h", ["kernels_s8.c"])
 
 if __name__ == "__main__":
-    # Developer build in place: compile from the repository root so the relative source paths resolve
-    # (writes emu/_c_kernels.*.so; generated .c/.o files are git-ignored).
-    os.chdir(os.path.dirname(_here))
-    print(_builder().compile(tmpdir=".", verbose=False))
+    from cffi_common import build_inplace
+
+    print(build_inplace(ffibuilder))
