@@ -27,6 +27,18 @@ def _requant_f32(acc, scale, output_offset, act_min, act_max):
 
 
 @njit(cache=True)
+def _tap_range(origin, k, dilation, size):
+    """Valid taps [lo, hi) of a window starting at `origin`: 0 <= origin + t*dilation < size."""
+    lo = 0
+    while lo < k and origin + lo * dilation < 0:
+        lo += 1
+    hi = k
+    while hi > lo and origin + (hi - 1) * dilation >= size:
+        hi -= 1
+    return lo, hi
+
+
+@njit(cache=True)
 def _conv(inp, filt, bias, scale, input_offset, filter_offset, output_offset, stride_h, stride_w, pad_top,
           pad_left, dilation_h, dilation_w, act_min, act_max, out):
     n_b, in_h, in_w, in_c = inp.shape
@@ -61,23 +73,27 @@ def _depthwise(inp, filt, bias, scale, ch_mult, input_offset, filter_offset, out
     n_b, in_h, in_w, in_c = inp.shape
     _, k_h, k_w, c_out = filt.shape
     _, out_h, out_w, _ = out.shape
+    x_flat = inp.reshape(-1)
+    w_flat = filt.reshape(-1)
+    in_off = np.int32(input_offset)
+    w_off = np.int32(filter_offset)
     for b in range(n_b):
         for oy in range(out_h):
+            y0 = oy * stride_h - pad_top
+            ky_lo, ky_hi = _tap_range(y0, k_h, dilation_h, in_h)
             for ox in range(out_w):
+                x0 = ox * stride_w - pad_left
+                kx_lo, kx_hi = _tap_range(x0, k_w, dilation_w, in_w)
                 for oc in range(c_out):
                     ic = oc // ch_mult
                     acc = np.int32(bias[oc])
-                    for ky in range(k_h):
-                        iy = oy * stride_h - pad_top + ky * dilation_h
-                        if iy < 0 or iy >= in_h:
-                            continue
-                        for kx in range(k_w):
-                            ix = ox * stride_w - pad_left + kx * dilation_w
-                            if ix < 0 or ix >= in_w:
-                                continue
-                            x = np.int32(inp[b, iy, ix, ic]) + np.int32(input_offset)
-                            w = np.int32(filt[0, ky, kx, oc]) + np.int32(filter_offset)
-                            acc = np.int32(acc + np.int32(x * w))
+                    for ky in range(ky_lo, ky_hi):
+                        x_row = ((b * in_h + y0 + ky * dilation_h) * in_w) * in_c + ic
+                        w_row = (ky * k_w) * c_out + oc
+                        for kx in range(kx_lo, kx_hi):
+                            xv = np.int32(x_flat[x_row + (x0 + kx * dilation_w) * in_c]) + in_off
+                            wv = np.int32(w_flat[w_row + kx * c_out]) + w_off
+                            acc = np.int32(acc + np.int32(xv * wv))
                     out[b, oy, ox, oc] = _requant_f32(acc, scale[oc], output_offset, act_min, act_max)
 
 
