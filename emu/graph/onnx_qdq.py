@@ -522,6 +522,12 @@ class _Importer:
                   act_max=act_max)
         self.act[q.output[0]] = (out, a[1], a[2])
 
+    def op_Relu(self, node):
+        self.fail(node, f"a standalone {node.op_type} is unsupported: it must directly follow Conv, Gemm, MatMul, "
+                  f"Add, Mul or a pool (it folds into that layer's output range)")
+
+    op_Clip = op_Relu
+
     def op_Add(self, node):
         self.binary(node, "add")
 
