@@ -554,3 +554,54 @@ def test_conformance_fully_connected(conformance_dir, case):
                                 d["INPUT_OFFSET"], d.get("FILTER_OFFSET", 0), d["OUTPUT_OFFSET"],
                                 d["OUT_ACTIVATION_MIN"], d["OUT_ACTIVATION_MAX"], 0, out)
         assert_same(out.reshape(-1), a.get("output_ref", a.get("output")), f"{case} ({impl.__name__})")
+
+
+def test_conformance_ds_cnn_s_whole_network(conformance_dir):
+    """CMSIS-NN's ds_cnn_s case: conv, 4 x (depthwise, pointwise), average pool, FC, softmax chained through the
+    Numba kernels reproduce the reference output (TFLite reference kernels) exactly."""
+    folder = conformance_dir / "ds_cnn_s"
+    d, a = {}, {}
+    for path in sorted(folder.glob("*.h")):
+        text = path.read_text()
+        for name, value in _DEFINE.findall(text):
+            if re.fullmatch(r"-?\d+", value.strip()):
+                d[name] = int(value)
+        for ctype, name, body in _ARRAY.findall(text):
+            dtype = {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32}[ctype]
+            a[name.removeprefix("ds_cnn_s_")] = np.array([int(v) for v in body.replace("\n", " ").split(",")
+                                                          if v.strip()], dtype)
+
+    def conv_layer(x, k, depthwise):
+        p = f"{'DEPTHWISE_CONV_2D' if depthwise else 'CONV_2D'}_{k}_"
+        stem = f"layer_{k}_{'depthwise_conv_2d' if depthwise else 'conv_2d'}_"
+        kh, kw, cout = d[p + "FILTER_Y"], d[p + "FILTER_X"], d[p + "OUT_CH"]
+        out = np.zeros((1, d[p + "OUTPUT_H"], d[p + "OUTPUT_W"], cout), np.int8)
+        q = (a[stem + "bias"], a[stem + "output_mult"], a[stem + "output_shift"])
+        geo = (d[p + "INPUT_OFFSET"], d[p + "OUTPUT_OFFSET"], d[p + "STRIDE_Y"], d[p + "STRIDE_X"], d[p + "PAD_Y"],
+               d[p + "PAD_X"], d[p + "DILATION_Y"], d[p + "DILATION_X"], d[p + "OUT_ACTIVATION_MIN"],
+               d[p + "OUT_ACTIVATION_MAX"], 0)
+        if depthwise:
+            NUMBA.depthwise_conv_s8(x, a[stem + "weights"].reshape(1, kh, kw, cout), *q, cout // d[p + "IN_CH"],
+                                    *geo, out)
+        else:
+            NUMBA.conv_s8(x, a[stem + "weights"].reshape(cout, kh, kw, -1), *q, *geo, out)
+        return out
+
+    x = a["input"].reshape(1, d["CONV_2D_1_INPUT_H"], d["CONV_2D_1_INPUT_W"], d["CONV_2D_1_IN_CH"])
+    x = conv_layer(x, 1, False)
+    for k in (2, 4, 6, 8):
+        x = conv_layer(conv_layer(x, k, True), k + 1, False)
+    p = "AVERAGE_POOL_2D_10_"
+    pooled = np.zeros((1, 1, 1, x.shape[3]), np.int8)
+    NUMBA.avgpool_s8(x, d[p + "FILTER_Y"], d[p + "FILTER_X"], d[p + "STRIDE_Y"], d[p + "STRIDE_X"], d[p + "PAD_Y"],
+                     d[p + "PAD_X"], d[p + "OUT_ACTIVATION_MIN"], d[p + "OUT_ACTIVATION_MAX"], pooled)
+    p = "FULLY_CONNECTED_12_"
+    outs = a["layer_12_fully_connected_bias"].size
+    logits = np.zeros((1, outs), np.int8)
+    NUMBA.fully_connected_s8(pooled.reshape(1, -1), a["layer_12_fully_connected_weights"].reshape(outs, -1),
+                             a["layer_12_fully_connected_bias"], np.full(outs, d[p + "OUTPUT_MULTIPLIER"], np.int32),
+                             np.full(outs, d[p + "OUTPUT_SHIFT"], np.int32), d[p + "INPUT_OFFSET"], 0,
+                             d[p + "OUTPUT_OFFSET"], d[p + "OUT_ACTIVATION_MIN"], d[p + "OUT_ACTIVATION_MAX"], 0, logits)
+    probs = np.zeros_like(logits)
+    NUMBA.softmax_s8(logits, d["SOFTMAX_13_MULT"], d["SOFTMAX_13_SHIFT"], d["SOFTMAX_13_DIFF_MIN"], probs)
+    assert_same(probs.reshape(-1), a["output_ref"], "ds_cnn_s output")
