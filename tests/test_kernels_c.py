@@ -947,3 +947,57 @@ def test_conformance_ds_cnn_s_network(conformance_dir):
     probs = np.zeros_like(logits)
     ctwin.softmax_s8(logits, d("SOFTMAX_13_MULT"), d("SOFTMAX_13_SHIFT"), d("SOFTMAX_13_DIFF_MIN"), probs)
     assert_same(probs.reshape(-1), c.only("output_ref"), "ds_cnn_s softmax output (class)")
+
+
+# ----------------------------------------------------------------------------------------------------
+# no undefined behaviour: the same tests on a -fsanitize=undefined,address build of kernels_s8.c
+# ----------------------------------------------------------------------------------------------------
+
+_UBSAN_RUNNER = """
+import sys
+sys.path.insert(0, {build!r})
+import _c_kernels_ubsan as m
+import emu.kernels.ctwin as ctwin
+ctwin._ffi, ctwin._lib = m.ffi, m.lib
+import pytest
+sys.exit(pytest.main([{test!r}, "-q", "-p", "no:cacheprovider", "-x", "--run-slow",
+                      "-k", "not sanitized and not numba and not naive"]))
+"""
+
+
+@pytest.mark.slow
+def test_c_kernels_sanitized_build_has_no_undefined_behaviour(tmp_path):
+    """Rebuild kernels_s8.c with UBSan+ASan (aborting on the first report) and rerun this file against it."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import cffi
+
+    libs = [subprocess.run(["gcc", f"-print-file-name={lib}"], capture_output=True, text=True).stdout.strip()
+            for lib in ("libasan.so", "libubsan.so")] if shutil.which("gcc") else []
+    if not libs or not all(os.path.isabs(p) and os.path.exists(p) for p in libs):
+        pytest.skip("gcc with libasan/libubsan is not available")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    csrc = os.path.join(repo, "csrc")
+    sys.path.insert(0, csrc)
+    try:
+        from build_kernels import _cdef_from_header
+        from cffi_common import CFLAGS
+    finally:
+        sys.path.remove(csrc)
+    ffi = cffi.FFI()
+    ffi.cdef(_cdef_from_header(os.path.join(csrc, "kernels_s8.h")))
+    sanitize = ["-fsanitize=undefined,address", "-fno-sanitize-recover=all"]
+    ffi.set_source("_c_kernels_ubsan", '#include "kernels_s8.h"', sources=[os.path.join(csrc, "kernels_s8.c")],
+                   include_dirs=[csrc], extra_compile_args=CFLAGS + sanitize + ["-fno-wrapv"],
+                   extra_link_args=sanitize)
+    ffi.compile(tmpdir=str(tmp_path), verbose=False)
+    runner = tmp_path / "run.py"
+    runner.write_text(_UBSAN_RUNNER.format(build=str(tmp_path), test=os.path.abspath(__file__)))
+    env = dict(os.environ, LD_PRELOAD=" ".join(libs), ASAN_OPTIONS="detect_leaks=0",
+               PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, str(runner)], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=1200)
+    assert done.returncode == 0, (done.stdout[-3000:] + done.stderr[-3000:])
