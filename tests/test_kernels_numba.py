@@ -229,6 +229,16 @@ def test_caller_owned_scratch_gives_same_result(conv, dw):
         assert_same(out, want, "with caller scratch")
 
 
+def test_maxpool_window_entirely_in_padding_gives_minus_128_then_clamps():
+    inp = np.full((1, 1, 1, 2), 50, np.int8)
+    for impl in (NUMBA, naive):
+        out = np.zeros((1, 1, 2, 2), np.int8)   # second window starts at column 1 of a 1-wide input
+        impl.maxpool_s8(inp, 1, 1, 1, 1, 0, 0, -128, 127, out)
+        assert out.reshape(-1).tolist() == [50, 50, -128, -128]
+        impl.maxpool_s8(inp, 1, 1, 1, 1, 0, 0, -20, 127, out)
+        assert out.reshape(-1).tolist() == [50, 50, -20, -20]
+
+
 def test_avgpool_rounds_half_away_from_zero():
     """sums -3 and 3 over 2 taps: C truncating division gives -2 and 2 (floor division would give -1 for -3)."""
     inp = np.array([-1, -2, 1, 2], np.int8).reshape(1, 2, 2, 1)
