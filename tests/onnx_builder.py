@@ -131,8 +131,9 @@ class _Reader:
 
 
 def quantize_qdq(float_model, calibration, per_channel=True, activation_type="int8", weight_type="int8",
-                 extra_options=None):
-    """onnxruntime.quantization.quantize_static in QDQ format; calibration = list of float32 inputs."""
+                 extra_options=None, float_softmax=True):
+    """onnxruntime.quantization.quantize_static in QDQ format; calibration = list of float32 inputs.
+    float_softmax: keep Softmax float (nodes_to_exclude, the ST tail); False quantizes it (QLinearSoftmax)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     with tempfile.TemporaryDirectory() as d:
@@ -142,7 +143,8 @@ def quantize_qdq(float_model, calibration, per_channel=True, activation_type="in
                         quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=qt[activation_type],
                         weight_type=qt[weight_type], calibrate_method=CalibrationMethod.MinMax,
                         extra_options=extra_options or {},
-                        nodes_to_exclude=[n.name for n in float_model.graph.node if n.op_type == "Softmax"])
+                        nodes_to_exclude=[n.name for n in float_model.graph.node
+                                          if float_softmax and n.op_type == "Softmax"])
         return onnx.load(dst)
 
 

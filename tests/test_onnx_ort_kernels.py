@@ -188,3 +188,29 @@ def test_requantize_equals_qlinearconcat(dtype):
             K.dq_requantize_ort_s8(_internal(x.reshape(-1), dtype), s, int(z) + sh, so, int(zo) + sh, out)
             parts.append(_external(out, dtype))
         assert np.array_equal(np.concatenate(parts)[None], ref), trial
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+def test_softmax_equals_qlinearsoftmax(dtype):
+    """QLinearSoftmax (opset-13 semantics, last axis) with rows incl. a dominant maximum (probability 1 saturates)."""
+    rng = np.random.default_rng(9)
+    info = np.iinfo(dtype)
+    ys = np.float32(1 / 256) if dtype == np.int8 else np.float32(1 / 255)
+    yz = dtype(-128 if dtype == np.int8 else 0)
+    for trial in range(12):
+        d, n = int(rng.integers(2, 40)), 40
+        xs = np.float32(rng.uniform(0.01, 0.3))
+        xz = dtype(int(rng.integers(info.min, info.max + 1)))
+        node = helper.make_node("QLinearSoftmax", ["x", "xs", "xz", "ys", "yz"], ["y"], domain="com.microsoft",
+                                opset=13, axis=-1)
+        sess = _session([node], [("x", dtype, (n, d))], dict(xs=xs, xz=xz, ys=ys, yz=yz))
+        x = rng.integers(info.min, info.max + 1, (n, d)).astype(dtype)
+        x[0] = info.max
+        x[1] = info.min
+        x[1, 0] = info.max
+        (ref,) = sess.run(None, {"x": x})
+        out = np.zeros((n, d), np.int8)
+        sh = _shift(dtype)
+        K.softmax_ort_s8(_internal(x, dtype), K.softmax_lookup_table(xs, d), np.uint32(np.float32(1) / ys),
+                         int(yz), -sh, out)
+        assert np.array_equal(_external(out, dtype), ref), trial

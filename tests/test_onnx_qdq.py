@@ -8,8 +8,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from emu.errors import N6Error
-from emu.graph.onnx_qdq import (cmsis_graph, dequantize_output, load_onnx_qdq, quantize_input, run_model,
-                                to_internal)
+from emu.graph.onnx_qdq import (ModelRunner, cmsis_graph, dequantize_output, load_onnx_qdq, quantize_input,
+                                run_model, to_internal)
 from onnx_builder import build_float_model, ort_session, out_hw, quantize_qdq
 
 
@@ -382,3 +382,19 @@ def test_runtime_onnxruntime_profile_and_float_boundary():
         Runtime(model.graph, "onnxruntime", elementwise="fma")
     with pytest.raises(N6Error, match="no elementwise option"):
         Runtime(model.graph, "cmsis-nn", elementwise="qlinear")
+
+
+@pytest.mark.parametrize("act_type", ["int8", "uint8"])
+def test_quantized_softmax_equals_qlinearsoftmax(act_type):
+    """quantize_static's default quantizes the Softmax too (DQ -> Softmax -> Q -> DQ): ORT runs QLinearSoftmax
+    (uint32 exp table, integer division); the emulator's int8 softmax and the dequantized output are exact.
+    cmsis-nn refuses it in one line (TFLM needs output scale 1/256; ORT's is 1/255)."""
+    shape = (1, 1, 12, 10)
+    rng = np.random.default_rng(5)
+    fm = build_float_model(KWS_LIKE[:3] + KWS_LIKE[5:], shape, seed=5, softmax=True)
+    q = quantize_qdq(fm, [rng.normal(0, 1, shape).astype(np.float32) for _ in range(6)], activation_type=act_type,
+                     float_softmax=False)
+    model = assert_ort_equal(q, rng.normal(0, 2.5, (60,) + shape).astype(np.float32))
+    assert model.graph.nodes[-1].op == "softmax" and model.output_tail == "dequantize"
+    with pytest.raises(N6Error, match="scale 1/256"):
+        ModelRunner(model, "cmsis-nn")

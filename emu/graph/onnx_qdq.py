@@ -14,7 +14,8 @@ Folding: DQ -> op -> (Relu|Clip) -> Q becomes one integer node; Relu/Clip become
 (act_min/act_max = Q(0), Q(6): exact, rounding is monotone) and a TFLite activation name for cmsis-nn.
 Supported: Conv (incl. depthwise, grouped, dilated, auto_pad), Relu, Clip, MaxPool, AveragePool,
 GlobalAveragePool, Flatten, Reshape, Transpose, Gemm, MatMul(+Add), Add, Mul (activation or quantized constant
-operands), Concat, and a final DequantizeLinear (+ float Softmax).
+operands), Concat, a quantized Softmax (DQ -> Softmax -> Q, last axis), and a final DequantizeLinear
+(+ float Softmax).
 uint8 activations: mapped to int8 by a zero-point shift of -128 (x - 128, zp - 128), exact for every op of
 both profiles (all of them depend on x - zp only); the I/O buffers keep uint8 (OnnxModel.io_dtype).
 Tail: a graph ending in DequantizeLinear (+ Softmax) gives a float32 output after the int8 output.
@@ -268,9 +269,8 @@ class _Importer:
             if op == "QuantizeLinear":
                 self.fail(node, "QuantizeLinear without a supported producer")
             if op == "Softmax":
-                self.fail(node, "a quantized or inner Softmax is unsupported: keep the final Softmax float "
-                          "(quantize_static(..., nodes_to_exclude=[<softmax node name>])) so the graph ends in "
-                          "DequantizeLinear + Softmax")
+                self.quantized_softmax(node)
+                continue
             handler = getattr(self, f"op_{op}", None)
             if handler is None:
                 self.fail(node, f"unsupported op {op}; supported: Conv, Gemm, MatMul(+Add), Relu, Clip, "
@@ -521,6 +521,23 @@ class _Importer:
         self.emit(op, node.name or q.output[0], [a[0], b[0]], [out], activation=self.activation, act_min=act_min,
                   act_max=act_max)
         self.act[q.output[0]] = (out, a[1], a[2])
+
+    def quantized_softmax(self, node):
+        """DQ -> Softmax -> Q (quantize_static's default, ORT QLinearSoftmax): an IR softmax over the last axis."""
+        consumers = self.consumers.get(node.output[0], [])
+        if len(consumers) != 1 or consumers[0].op_type != "QuantizeLinear":
+            self.fail(node, "an inner float Softmax is unsupported: only a final DequantizeLinear + Softmax or a "
+                      "quantized Softmax (DQ -> Softmax -> Q) are")
+        x_name, layout, shape = self.act_in(node.input[0], node)
+        axis = int(_attr(node, "axis", -1)) % len(shape)
+        internal_last = layout != "nhwc" and axis == len(shape) - 1 or layout == "nhwc" and axis == 1
+        if not internal_last:
+            self.fail(node, f"Softmax over axis {axis} of a {len(shape)}-D tensor is unsupported; use the last "
+                      f"axis of a 2-D tensor (e.g. after Flatten)")
+        q, scale, zp, _, _ = self.out_q(node)
+        out = self.add_tensor(q.output[0], self.tensors[x_name].shape, scale, zp)
+        self.emit("softmax", node.name or q.output[0], [x_name], [out], beta=1.0)
+        self.act[q.output[0]] = (out, layout, shape)
 
     def op_Relu(self, node):
         self.fail(node, f"a standalone {node.op_type} is unsupported: it must directly follow Conv, Gemm, MatMul, "

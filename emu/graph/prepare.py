@@ -281,10 +281,22 @@ def quantize_float(x, tensor, profile):
     return np.clip(r + int(tensor.zero_point[0]), INT8_MIN, INT8_MAX).astype(np.int8)
 
 
+def _ort_softmax(g, node, _):
+    """QLinearSoftmax: uint32 exp table from s_in and the row length, y_scale = uint32(1.0f / s_out) (truncated),
+    zero point in ORT's uint8 domain (identical results: the output only saturates at the top)."""
+    from ..kernels.ort import softmax_lookup_table
+    x, o = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    if node.attrs.get("beta", 1.0) != 1.0:
+        raise N6Error(f"layer {node.name!r}: the onnxruntime profile has no softmax beta; use beta = 1")
+    return dict(table=softmax_lookup_table(_s(x), x.shape[-1]), y_scale=int(np.uint32(np.float32(1.0) / _s(o))),
+                out_zero_point_raw=_zp(o) + ORT_UINT8_DOMAIN_SHIFT, domain_shift=ORT_UINT8_DOMAIN_SHIFT)
+
+
 PROFILES = {
     "onnxruntime": dict(default_rounding="half-even", roundings=("half-even",), fixed_point=False, ops=dict(
         conv2d=_ort_weighted, depthwise_conv2d=_ort_weighted, fully_connected=_ort_weighted, avg_pool=_ort_pool,
         max_pool=_ort_pool, add=_ort_requant_inputs, mul=_ort_requant_inputs, concat=_ort_requant_inputs,
+        softmax=_ort_softmax,
         reshape=_no_params, transpose=_no_params)),
     "cmsis-nn": dict(default_rounding="double", roundings=("double", "single"), ops=dict(
         conv2d=_cmsis_conv, depthwise_conv2d=_cmsis_conv, fully_connected=_cmsis_fc, avg_pool=_cmsis_pool,

@@ -348,6 +348,10 @@ class Runtime:
                     ort.dq_requantize_ort_s8(src, s_in, z_in, p["out_scale"], p["out_zp"], scratch.reshape(-1))
                     np.copyto(dst, scratch)
             return run_concat
+        if op == "softmax":
+            rows = x.reshape(-1, x.shape[-1])
+            args = (rows, p["table"], p["y_scale"], p["out_zero_point_raw"], p["domain_shift"], out.reshape(rows.shape))
+            return lambda: ort.softmax_ort_s8(*args)
         if op in ("transpose", "reshape"):
             return self._cmsis_nn_step(node, buffers)
         raise N6Error(f"the onnxruntime profile has no kernel for op {op} (layer {node.name!r})")

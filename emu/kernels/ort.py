@@ -305,3 +305,46 @@ def qlinear_binary_ort_s8(in1, in2, s1, zp1, s2, zp2, s_out, zp_out, is_mul, dom
         raise ValueError("elementwise: inputs and output must have the same length (broadcast first)")
     _qlinear_binary(in1, in2, np.float32(s1), zp1, np.float32(s2), zp2, np.float32(s_out), zp_out, bool(is_mul),
                     domain_shift, act_min, act_max, out)
+
+
+@njit(cache=True)
+def _softmax(inp, table, y_scale, out_zero_point_raw, domain_shift, out):
+    """ORT QLinearSoftmax (uint32 lookup table, integer division), per row, in the raw domain x + domain_shift:
+    e[x] = table[255 - (max - x)]; sum = sum e (uint32, wrapping); q = (e * y_scale + sum/2) / sum (uint32);
+    out = min(q + zp_raw, type max) - domain_shift (q >= 0, so only the upper saturation can apply)."""
+    n_rows, d = inp.shape
+    mask = np.uint64(0xFFFFFFFF)
+    for r in range(n_rows):
+        xmax = np.int32(-128)
+        for i in range(d):
+            if np.int32(inp[r, i]) > xmax:
+                xmax = np.int32(inp[r, i])
+        total = np.uint64(0)
+        for i in range(d):
+            total = (total + np.uint64(table[255 - (xmax - np.int32(inp[r, i]))])) & mask
+        if total == 0:
+            continue                                  # ORT leaves the row untouched (never for real tables)
+        rounding = total >> np.uint64(1)
+        for i in range(d):
+            e = np.uint64(table[255 - (xmax - np.int32(inp[r, i]))])
+            num = (e * np.uint64(y_scale)) & mask
+            v = np.int64(((num + rounding) & mask) // total) + np.int64(out_zero_point_raw - domain_shift)
+            out[r, i] = np.int8(v if v < 127 else 127)             # saturates at the type's maximum
+
+
+def softmax_lookup_table(x_scale, row_length):
+    """ORT QlinearBuildLookupTableUint32: table[j] = lrint(qscale * exp((j - 255) * x_scale)) in double,
+    qscale = min(UINT32_MAX / row_length, 0x7fffff); uint32[256]."""
+    qscale = min(float(0xFFFFFFFF) / float(row_length), float(0x7FFFFF))
+    j = np.arange(256, dtype=np.float64)
+    return np.rint(qscale * np.exp((j - 255.0) * float(np.float32(x_scale)))).astype(np.uint32)
+
+
+def softmax_ort_s8(inp, table, y_scale, out_zero_point_raw, domain_shift, out):
+    """QLinearSoftmax over the last axis of int8 rows [R, D]; y_scale = uint32(float32(1) / s_out) (truncated)."""
+    _check("inp", inp, np.int8, 2)
+    _check("out", out, np.int8, 2)
+    _check("table", table, np.uint32, 1)
+    if table.size != 256 or inp.shape != out.shape:
+        raise ValueError("softmax: table must have 256 entries and out the input's shape")
+    _softmax(inp, table, np.uint32(y_scale), out_zero_point_raw, domain_shift, out)
