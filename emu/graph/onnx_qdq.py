@@ -86,6 +86,12 @@ def load_onnx_qdq(model, name=None, io_layout="original"):
     return _Importer(proto, source, io_layout).run()
 
 
+def load_onnx(model, io_layout="original"):
+    """The integer graph of a QDQ ONNX model (what emu.models.load_model returns for .onnx files): int8 throughout
+    (uint8 models shifted by -128); use load_onnx_qdq for the I/O boundary (io dtype, float tail)."""
+    return load_onnx_qdq(model, io_layout=io_layout).graph
+
+
 def _attr(node, name, default=None):
     from onnx import helper
     for a in node.attribute:
