@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from emu.errors import N6Error
-from emu.graph.onnx_qdq import (ModelRunner, cmsis_graph, dequantize_output, load_onnx_qdq, quantize_input,
+from emu.graph.onnx_qdq import (ModelRunner, dequantize_output, load_onnx_qdq, quantize_input,
                                 run_model, to_internal)
 from onnx_builder import build_float_model, ort_session, out_hw, quantize_qdq
 
@@ -223,7 +223,9 @@ def test_cmsis_nn_profile_runs_on_onnx_graph():
     fm = build_float_model(KWS_LIKE, shape, seed=9, softmax=False)
     q = quantize_qdq(fm, [rng.normal(0, 1, shape).astype(np.float32) for _ in range(6)])
     model = load_onnx_qdq(q)
-    assert any(n.op == "depthwise_conv2d" and n.inputs[2] is None for n in cmsis_graph(model.graph).nodes)
+    from emu.graph.prepare import prepare
+    gap = [n for n in model.graph.nodes if n.op == "avg_pool"][0]
+    assert prepare(model.graph, "cmsis-nn").params[gap.name]["as_depthwise"]
     for x in rng.normal(0, 1.2, (5,) + shape).astype(np.float32):
         a = run_model(model, x, "onnxruntime", "float32")["output"].astype(int)
         b = run_model(model, x, "cmsis-nn", "float32")["output"].astype(int)

@@ -617,35 +617,6 @@ def softmax_f32(x, axis=-1):
     return (e / e.sum(axis=axis, keepdims=True, dtype=np.float32)).astype(np.float32)
 
 
-def cmsis_graph(graph):
-    """The graph as the cmsis-nn profile runs it: a GlobalAveragePool whose output scale differs from its input's
-    (always the case after quantize_static) becomes a depthwise conv with unit int8 weights of scale 1/(H*W)
-    (TFLite-style requantized mean: sum(x - zp_in) * M, M from s_in / (H*W) / s_out). Other nodes are shared."""
-    import copy
-    g = copy.copy(graph)
-    g.tensors, g.nodes = dict(graph.tensors), []
-    for node in graph.nodes:
-        if node.op == "avg_pool":
-            t_in, t_out = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
-            same = float(t_in.scale[0]) == float(t_out.scale[0]) and int(t_in.zero_point[0]) == int(t_out.zero_point[0])
-            if not same and not node.attrs.get("global_pool"):
-                raise N6Error(f"layer {node.name!r}: an average pool that changes scale has no cmsis-nn kernel; "
-                              f"use the onnxruntime profile")
-            if not same:
-                n, h, w, c = t_in.shape
-                wname = f"{node.name}#unit_weights"
-                g.tensors[wname] = Tensor(wname, (1, h, w, c), np.dtype(np.int8),
-                                          np.full(c, np.float32(1.0) / np.float32(h * w), np.float32),
-                                          np.zeros(c, np.int64), 3, np.ones((1, h, w, c), np.int8))
-                a = dict(stride_h=1, stride_w=1, pad_top=0, pad_left=0, dilation_h=1, dilation_w=1, ch_mult=1,
-                         activation=node.attrs["activation"], act_min=node.attrs["act_min"],
-                         act_max=node.attrs["act_max"])
-                g.nodes.append(Node("depthwise_conv2d", node.name, [node.inputs[0], wname, None], list(node.outputs), a))
-                continue
-        g.nodes.append(node)
-    return g
-
-
 class ModelRunner:
     """One imported model under one profile, prepared once (an emu.graph.runtime.Runtime plus the model's I/O
     boundary): run(x, input_boundary) -> dict(output=<io-typed buffer>, float=<dequantized (+softmax) or None>).
@@ -660,7 +631,7 @@ class ModelRunner:
             mode = ort_default_elementwise(model.io_dtype) if elementwise is None else elementwise
             self.runtime = Runtime(model.graph, profile, backend=backend, elementwise=mode)
         else:
-            self.runtime = Runtime(cmsis_graph(model.graph), profile, backend=backend, elementwise=elementwise)
+            self.runtime = Runtime(model.graph, profile, backend=backend, elementwise=elementwise)
 
     @property
     def metadata(self):

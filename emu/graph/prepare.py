@@ -121,11 +121,32 @@ def _cmsis_fc(g, node, single):
 
 
 def _cmsis_pool(g, node, single):
-    o = g.tensors[node.outputs[0]]
+    x, o = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
     act_min, act_max = activation_range(node.attrs["activation"], o)
     a = node.attrs
+    if node.op == "avg_pool" and (_s(x) != _s(o) or _zp(x) != _zp(o)):
+        return _cmsis_mean(g, node, single, act_min, act_max)
     return dict(kernel_h=a["kernel_h"], kernel_w=a["kernel_w"], stride_h=a["stride_h"], stride_w=a["stride_w"],
                 pad_top=a["pad_top"], pad_left=a["pad_left"], act_min=act_min, act_max=act_max)
+
+
+def _cmsis_mean(g, node, single, act_min, act_max):
+    """An average pool that changes quantization (ONNX QDQ GlobalAveragePool; TFLite's avgpool cannot rescale):
+    run as a depthwise conv with unit int8 weights of scale 1/(H*W) over the whole map, i.e. a TFLite-style
+    requantized mean: clamp(requant(sum(x - zp_in), M, shift) + zp_out) with M from s_in / (H*W) / s_out."""
+    x, o = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
+    a = node.attrs
+    _, h, w, c = x.shape
+    pads = (a["pad_top"], a["pad_left"], a.get("pad_bottom", 0), a.get("pad_right", 0))
+    if (a["kernel_h"], a["kernel_w"]) != (h, w) or any(pads):
+        raise N6Error(f"layer {node.name!r}: an average pool that changes scale has no cmsis-nn kernel unless it "
+                      f"covers the whole unpadded input; use the onnxruntime profile")
+    unit = np.full(c, np.float32(1.0) / np.float32(h * w), np.float32)
+    mult, shift = fx.per_channel_multipliers(_s(x), unit, _s(o), single_rounding=single)
+    return dict(as_depthwise=True, filt=np.ones((1, h, w, c), np.int8), bias=np.zeros(c, np.int32), mult=mult,
+                shift=shift, ch_mult=1, input_offset=-_zp(x), output_offset=_zp(o), stride_h=1, stride_w=1,
+                pad_top=0, pad_left=0, dilation_h=1, dilation_w=1, act_min=act_min, act_max=act_max,
+                rounding=fx.SINGLE_ROUNDING if single else fx.DOUBLE_ROUNDING)
 
 
 SOFTMAX_INPUT_INTEGER_BITS = 5   # TFLM kScaledDiffIntegerBits: diffs in Q5.26

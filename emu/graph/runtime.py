@@ -218,6 +218,11 @@ class Runtime:
                     p["filter_offset"], p["output_offset"], p["act_min"], p["act_max"], p["rounding"],
                     out.reshape(-1, p["filt"].shape[0]))
             return lambda: k.fully_connected_s8(*args)
+        if op == "avg_pool" and p.get("as_depthwise"):      # a rescaling mean (prepare._cmsis_mean)
+            args = (x, p["filt"], p["bias"], p["mult"], p["shift"], p["ch_mult"], p["input_offset"],
+                    p["output_offset"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"],
+                    p["dilation_h"], p["dilation_w"], p["act_min"], p["act_max"], p["rounding"], out)
+            return lambda: k.depthwise_conv_s8(*args)
         if op in ("avg_pool", "max_pool"):
             fn = k.avgpool_s8 if op == "avg_pool" else k.maxpool_s8
             args = (x, p["kernel_h"], p["kernel_w"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"],
