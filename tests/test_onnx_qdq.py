@@ -400,3 +400,19 @@ def test_quantized_softmax_equals_qlinearsoftmax(act_type):
     assert model.graph.nodes[-1].op == "softmax" and model.output_tail == "dequantize"
     with pytest.raises(N6Error, match="scale 1/256"):
         ModelRunner(model, "cmsis-nn")
+
+
+def test_batches_along_the_leading_one():
+    """A batch may stack buffers (N x [1,C,H,W]) or replace the leading 1 ([N,C,H,W]), as Runtime accepts."""
+    shape = (1, 1, 10, 9)
+    rng = np.random.default_rng(13)
+    q = quantize_qdq(build_float_model(KWS_LIKE, shape, seed=13, softmax=False),
+                     [rng.normal(0, 1, shape).astype(np.float32) for _ in range(6)])
+    runner = ModelRunner(load_onnx_qdq(q))
+    xs = rng.normal(0, 1.5, (4, 1, 10, 9)).astype(np.float32)
+    flat = runner.run(xs, "float32")["output"]
+    stacked = runner.run(xs[:, None], "float32")["output"]
+    single = np.stack([runner.run(x[None], "float32")["output"] for x in xs])
+    assert np.array_equal(flat.reshape(single.shape), single) and np.array_equal(stacked.reshape(single.shape), single)
+    with pytest.raises(N6Error, match=r"must have shape \(1, 1, 10, 9\)"):
+        runner.run(xs[:, :, :5], "float32")

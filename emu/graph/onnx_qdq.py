@@ -578,11 +578,18 @@ def quantize_input(model, x, profile="onnxruntime"):
     """Float32 features -> the model's quantized input buffer (io dtype, buffer layout) under `profile`'s
     QuantizeLinear rule (prepare.quantize_float: onnxruntime ties to even, cmsis-nn ties away from zero)."""
     x = np.asarray(x)
-    if x.dtype == np.float32 and x.shape[-len(model.input_shape):] != tuple(model.input_shape):
+    if x.dtype == np.float32 and not _buffer_shape_ok(model.input_shape, x.shape):
         raise N6Error(f"the float input must have shape {model.input_shape} (or N x it), got {x.shape}")
     if profile not in PROFILES:
         raise N6Error(f"unknown arithmetic profile {profile!r}; choose one of {list(PROFILES)}")
     return from_internal(model, quantize_float(x, model.graph.tensors[model.graph.inputs[0]], profile))
+
+
+def _buffer_shape_ok(shape, got):
+    """One buffer (shape), a batch N x shape, or a batch along a leading 1 (as Runtime accepts)."""
+    shape, got = tuple(shape), tuple(got)
+    return got == shape or got[1:] == shape or (len(shape) > 0 and shape[0] == 1 and len(got) == len(shape)
+                                                and got[1:] == shape[1:])
 
 
 def to_internal(model, buf):
@@ -591,7 +598,7 @@ def to_internal(model, buf):
     if buf.dtype != model.io_dtype:
         raise N6Error(f"the input buffer must be {np.dtype(model.io_dtype).name} (the model's quantized input "
                       f"type), got {buf.dtype}")
-    if buf.shape[-len(model.input_shape):] != tuple(model.input_shape):
+    if not _buffer_shape_ok(model.input_shape, buf.shape):
         raise N6Error(f"the input buffer must have shape {model.input_shape} (or N x it), got {buf.shape}")
     if model.io_dtype == np.uint8:
         return (buf.astype(np.int16) - 128).astype(np.int8)
