@@ -2,6 +2,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,3 +54,15 @@ def mlperf_model(shared_dir):
     if not p.is_file():
         pytest.skip(f"{p} is absent")
     return p
+
+
+@pytest.fixture(autouse=True)
+def _ieee_fp_environment(request):
+    """Fail the test that leaves flush-to-zero / denormals-are-zero set (e.g. by loading a -ffast-math shared
+    object, whose crtfastmath constructor changes MXCSR for the whole process): every later float16/float32
+    emulation result would silently change."""
+    yield
+    tiny = np.array([1.4e-45], np.float32)
+    if tiny[0] == 0 or (tiny * np.float32(1.0))[0] == 0:
+        pytest.fail(f"{request.node.nodeid} left FTZ/DAZ set in the FP environment; load fast-math code in a "
+                    "subprocess or link it without -ffast-math", pytrace=False)
