@@ -245,8 +245,8 @@ def cmd_replay(args, out, err):
             label = "(silence gate)" if rec["gated"] else rec["label"]
             counts[label] = counts.get(label, 0) + 1
             if sink is None:
-                print(f"{rec['file']}  {rec['start_s']:8.2f}-{rec['end_s']:.2f} s  {label:<14} "
-                      f"p={rec['score']:.3f}  [{dev.classes[rec['index']]}]", file=out)
+                print(f"{rec['start_s']:8.2f}-{rec['end_s']:<8.2f} s  {label:<14} p={rec['score']:.3f}  "
+                      f"top={dev.classes[rec['index']]:<12} {rec['file']}", file=out)
             elif writer is not None:
                 j = _record_json(rec)
                 writer.writerow([json.dumps(j[k]) if isinstance(j[k], list) else j[k] for k in _CSV_FIELDS])

@@ -7,7 +7,8 @@
     path         model file (.onnx QDQ or .tflite int8), relative to the config file's folder;
                  "bundled:<name>" names a file in the package's data folder      "bundled:kws/model_qdq.onnx"
     profile      network arithmetic: "cmsis-nn" | "onnxruntime"                     "cmsis-nn"
-    rounding     requantization rounding of cmsis-nn: "double" | "single"          "double"
+    rounding     requantization rounding: cmsis-nn "double" | "single"; onnxruntime "half-even";
+                 omitted = the profile's default (double, half-even)               omitted
     backend      kernel implementation: "numba" | "c"                              "numba"
     [input]      the network's input buffer as the app fills it
     layout       "mel-major" (buf[mel * n_frames + frame], the ST app) | "frame-major"
@@ -56,14 +57,16 @@ def _choice(section, name, value, allowed):
 class ModelSection:
     path: str = BUNDLED_PREFIX + "kws/model_qdq.onnx"
     profile: str = "cmsis-nn"
-    rounding: str = "double"
+    rounding: str = None
     backend: str = "numba"
 
     def __post_init__(self):
         if not isinstance(self.path, str) or not self.path:
             raise ConfigError("[model].path must be a model file path (.onnx or .tflite)")
         _choice("model", "profile", self.profile, ("cmsis-nn", "onnxruntime"))
-        _choice("model", "rounding", self.rounding, ("double", "single"))
+        if self.rounding is not None:
+            allowed = ("double", "single") if self.profile == "cmsis-nn" else ("half-even",)
+            _choice("model", "rounding", self.rounding, allowed)
         _choice("model", "backend", self.backend, ("numba", "c"))
 
 

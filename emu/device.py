@@ -50,10 +50,13 @@ class FrontEnd:
         st["features"] = np.ascontiguousarray(feats.T if self.frame_major else feats)
         return st
 
-    def patch(self, pcm_patch):
-        """(int8 features [n_coefs, n_frames], silence sum or NaN when the profile has no gate signal)."""
+    def patch(self, pcm_patch, boundary="int8"):
+        """(features [n_coefs, n_frames], silence sum or NaN when the profile has no gate signal).
+        boundary "int8": the app's int8 quantization; "float32": the float log-mel handed to the model's own
+        QuantizeLinear (st-* profiles: the device-typed log stage, -inf where the mel energy underflowed)."""
         st = self.stages(pcm_patch)
-        return st["features"], float(st.get("silence_sum", np.nan))
+        feats = st["features"] if boundary == "int8" else np.ascontiguousarray(st["log"], np.float32)
+        return feats, float(st.get("silence_sum", np.nan))
 
 
 def _softmax_f32(x):
@@ -95,10 +98,14 @@ class Device:
                                   "and quant_zero_point")
             fe = fe.replace(quant_scale=float(t_in.scale[0]), quant_zero_point=int(t_in.zero_point[0]))
         self.frontend = FrontEnd(fe)
+        self.boundary = cfg.input.boundary
+        if self.boundary == "float32" and fe.profile == "cmsis-q15":
+            raise ConfigError("[input].boundary = \"float32\" needs a float front end (st-f16 or st-f32); "
+                              "the cmsis-q15 front end only makes int8 features")
         self.input_shape = tuple(int(d) for d in t_in.shape)
         self._check_layout(model_path)
         self.runtime = Runtime(g, profile=cfg.model.profile, backend=cfg.model.backend, rounding=cfg.model.rounding,
-                               input_boundary=None if cfg.input.boundary == "int8" else cfg.input.boundary)
+                               input_boundary=self.boundary)
         self.n_classes = int(np.prod(t_out.shape))
         self.output_scale = None if t_out.scale is None else np.float32(t_out.scale[0])
         self.output_zero_point = None if t_out.zero_point is None else int(t_out.zero_point[0])
@@ -151,20 +158,23 @@ class Device:
         return audio.patches([np.asarray(pcm, np.int16)], p.win_length - p.hop_length, p.n_frames * p.hop_length)
 
     def features(self, pcm):
-        """int8 features [P, n_coefs, n_frames] and silence sums [P] of an int16 recording."""
+        """Features [P, n_coefs, n_frames] (int8, or float32 log-mel with [input].boundary = "float32") and
+        silence sums [P] of an int16 recording."""
         feats, sil = [], []
         for _, patch in self.patches(pcm):
-            f, s = self.frontend.patch(patch)
+            f, s = self.frontend.patch(patch, self.boundary)
             feats.append(f)
             sil.append(s)
         n_coefs, n_frames = self.frontend.n_coefs, self.frontend.params.n_frames
         if not feats:
-            return np.zeros((0, n_coefs, n_frames), np.int8), np.zeros(0, np.float32)
+            dtype = np.int8 if self.boundary == "int8" else np.float32
+            return np.zeros((0, n_coefs, n_frames), dtype), np.zeros(0, np.float32)
         return np.stack(feats), np.asarray(sil, np.float32)
 
     def input_buffer(self, feats):
-        """The network input buffer bytes as the app writes them ([input].layout), shaped like the model input."""
-        f = np.asarray(feats, np.int8)
+        """The network input buffer as the app writes it ([input].layout), shaped like the model input
+        (int8, or float32 at a float32 input boundary)."""
+        f = np.asarray(feats, np.int8 if self.boundary == "int8" else np.float32)
         single = f.ndim == 2
         f = f[None] if single else f
         if self.config.input.layout == "frame-major":
@@ -174,7 +184,7 @@ class Device:
 
     def run(self, buffers):
         """int8 network outputs [P, n_classes] for input buffers [P, *input shape]."""
-        b = np.asarray(buffers, np.int8)
+        b = np.asarray(buffers)
         if b.shape[0] == 0:
             return np.zeros((0, self.n_classes), np.int8)
         return np.asarray(self.runtime.run(b)).reshape(b.shape[0], self.n_classes)
@@ -226,7 +236,7 @@ class Device:
             pending.clear()
 
         for k, patch in audio.patches(blocks, keep, new):
-            f, s = self.frontend.patch(patch)
+            f, s = self.frontend.patch(patch, self.boundary)
             pending.append((k, f, s))
             if on_patch is not None:
                 on_patch(k, patch)

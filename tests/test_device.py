@@ -184,3 +184,79 @@ def test_config_contradicting_model_raises(mlperf_model, tmp_path):
     from emu.device import Device
     with pytest.raises(ConfigError, match="13 MFCCs"):
         Device(mlperf_config(tmp_path, mlperf_model, n_mfcc=13))
+
+
+# ---- the bundled default device (bundled QDQ model, st-f16 front end, ST app semantics) ---------------
+
+@pytest.fixture(scope="module")
+def bundled():
+    from emu.device import Device
+    return Device()
+
+
+def test_bundled_clips_are_classified(bundled):
+    from pathlib import Path
+
+    from emu import audio
+    clips = sorted((Path(__file__).resolve().parent.parent / "emu" / "data" / "clips").glob("*.wav"))
+    assert len(clips) >= 10
+    for clip in clips:
+        word = clip.stem.split("_")[0]
+        recs = list(bundled.replay([str(clip)]))
+        assert len(recs) == 1
+        rec = recs[0]
+        if word == "silence":
+            assert rec["gated"] and rec["label"] is None
+            assert rec["silence_sum"] < bundled.config.app.silence_threshold
+        else:
+            want = "_unknown_" if word == "unknown" else word
+            assert rec["label"] == want, (clip.name, rec["label"], rec["score"])
+            assert rec["silence_sum"] >= bundled.config.app.silence_threshold
+
+
+def test_bundled_replay_equals_composition(bundled):
+    """st-f16 compute_patch -> [1,1,40,49] mel-major buffer -> Runtime(cmsis-nn) -> float softmax."""
+    from emu.frontend import st
+    from emu.graph.runtime import Runtime
+
+    x = speechlike(16000 * 2 + 5000, 11)
+    recs = list(bundled.replay_pcm([x]))
+    p = bundled.frontend.params
+    state = st.prepare(p)
+    rt = Runtime(bundled.graph, profile="cmsis-nn")
+    padded = np.concatenate([np.zeros(320, np.int16), x])
+    for k, rec in enumerate(recs):
+        stages = st.compute_stages(padded[k * 15680:k * 15680 + 16000], state)
+        y = rt.run(stages["int8"].reshape(1, 1, 40, 49)).reshape(-1)
+        assert np.array_equal(rec["output"], y)
+        assert np.float32(rec["silence_sum"]) == stages["silence_sum"]
+
+
+def test_bundled_float_boundary(bundled):
+    """[input].boundary = float32: the f16 log stage goes through the model's QuantizeLinear (cmsis-nn rule)."""
+    from emu.device import Device
+    from emu.graph.runtime import Runtime
+
+    dev = Device(bundled.config.replace("input", boundary="float32"))
+    x = speechlike(16000, 5)
+    feats, _ = dev.features(x)
+    assert feats.dtype == np.float32 and feats.shape == (1, 40, 49)
+    rt = Runtime(bundled.graph, profile="cmsis-nn", input_boundary="float32")
+    want = rt.run(feats.reshape(1, 1, 40, 49)).reshape(-1)
+    assert np.array_equal(list(dev.replay_pcm([x]))[0]["output"], want)
+    bad = feats.copy()
+    bad[0, 3, 7] = np.nan
+    from emu.errors import N6Error
+    with pytest.raises(N6Error, match="NaN feature"):
+        dev.run(dev.input_buffer(bad))
+
+
+@pytest.mark.parametrize("section, change, needle", [
+    ("frontend", dict(n_mels=64), "holds 1960 values but the front end makes 64 mels"),
+    ("input", dict(layout="frame-major"), "set layout = \"mel-major\""),
+    ("app", dict(classes=("a", "b")), "2 class names for a model with 12 outputs"),
+])
+def test_bundled_config_contradicting_model(bundled, section, change, needle):
+    from emu.device import Device
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        Device(bundled.config.replace(section, **change))

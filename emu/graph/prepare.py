@@ -292,7 +292,12 @@ def quantize_float(x, tensor, profile):
         raise N6Error(f"the float input must be float32, got {x.dtype}; convert it with x.astype(np.float32)")
     if tensor.scale is None or tensor.per_channel:
         raise N6Error(f"input {tensor.name!r} has no per-tensor quantization; pass the int8 buffer instead")
-    v = x / np.float32(tensor.scale[0])
+    nan = np.isnan(x)
+    if nan.any():
+        first = tuple(int(i) for i in np.argwhere(nan)[0])
+        raise N6Error(f"{int(nan.sum())} NaN feature value(s) (first at index {first}) cannot be quantized; "
+                      f"fix the front end that produced them (e.g. log of a negative value)")
+    v = x / np.float32(tensor.scale[0])   # +-inf saturate to the int8 range below
     if profile == "onnxruntime":
         r = np.rint(v).astype(np.float64)
     elif profile == "cmsis-nn":
