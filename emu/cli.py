@@ -79,35 +79,28 @@ def cmd_inspect(args, out):
 
 
 def cmd_run(args, out):
-    from emu.graph.runtime import Runtime
-    from emu.models import load_model
+    from emu.models import ModelSession
     from emu.outputs import save_npy, save_npz
 
     x = _load_npy(args.input, "input")
-    graph = load_model(args.model)
-    options = {}
-    if args.input_boundary is not None:
-        options["input_boundary"] = args.input_boundary
-    if args.float_output:
-        options["float_output"] = True
-    rt = Runtime(graph, profile=args.profile, backend=args.backend, rounding=args.rounding, **options)
-    if args.dump:
-        tensors = rt.run_all(x)
-        y = tensors[graph.outputs[0]] if len(graph.outputs) == 1 else None
-        if y is None:
-            raise N6Error("--output with a multi-output model is not supported; use --dump to get every tensor")
-    else:
-        y = rt.run(x)
-        tensors = None
-    meta = dict(rt.metadata, model=os.path.abspath(args.model), input=os.path.abspath(args.input), n6emu=__version__)
+    boundary = args.input_boundary or "int8"
+    session = ModelSession(args.model, profile=args.profile, backend=args.backend, rounding=args.rounding)
+    q, f = session.run(x, boundary)
+    if args.float_output and f is None:
+        raise N6Error(f"{args.model}: the model has no float output (no DequantizeLinear tail); drop --float-output")
+    if isinstance(q, tuple):
+        raise N6Error("--output with a multi-output model is not supported; use --dump to get every tensor")
+    y = f if args.float_output else q
+    meta = dict(session.metadata, input_boundary=boundary, float_output=bool(args.float_output),
+                model=os.path.abspath(args.model), input=os.path.abspath(args.input), n6emu=__version__)
+    tensors = session.run_all(x, boundary) if args.dump else None
     save_npy(args.output, y)
     if tensors is not None:
         dump = dict(tensors)
         dump["__meta__"] = np.array(json.dumps(meta))
         save_npz(args.dump, dump)
-    shape = _fmt_shape(y.shape)
-    print(f"wrote {args.output}: {shape} {y.dtype} (profile {meta['profile']}, rounding {meta['rounding']}, "
-          f"backend {meta['backend']})" + (f"; {len(tensors)} tensors in {args.dump}" if tensors is not None else ""),
+    print(f"wrote {args.output}: {_fmt_shape(y.shape)} {y.dtype} (profile {meta['profile']}, rounding "
+          f"{meta['rounding']}, backend {meta['backend']})" + (f"; {len(tensors)} tensors in {args.dump}" if tensors else ""),
           file=out)
     return EXIT_OK
 
@@ -284,11 +277,13 @@ def build_parser():
     s.add_argument("--input", required=True, help="IN.npy: int8 inputs in the model's input layout, optional leading batch axis")
     s.add_argument("--output", required=True, help="OUT.npy: the model output (N outputs for N inputs)")
     s.add_argument("--profile", default="cmsis-nn", help="arithmetic profile: cmsis-nn (default) or onnxruntime (ONNX models)")
-    s.add_argument("--rounding", default=None, choices=("double", "single"), help="requantization rounding (profile default: double)")
+    s.add_argument("--rounding", default=None, choices=("double", "single", "half-even"),
+                   help="requantization rounding: cmsis-nn double (default) or single; onnxruntime half-even")
     s.add_argument("--backend", default="numba", choices=("numba", "c"), help="kernel implementation (default numba)")
     s.add_argument("--input-boundary", default=None, choices=("int8", "float32"),
                    help="int8 input buffer (ST default) or float32 input quantized by the model's QuantizeLinear")
-    s.add_argument("--float-output", action="store_true", help="dequantized float output (graphs ending in DequantizeLinear[+Softmax])")
+    s.add_argument("--float-output", action="store_true",
+                   help="the float output: ONNX DequantizeLinear(+Softmax) tail, TFLite dequantized output")
     s.add_argument("--dump", default=None, help="TENSORS.npz: every tensor by name (+ __meta__ JSON)")
     s.set_defaults(func=cmd_run)
 

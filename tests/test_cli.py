@@ -126,3 +126,47 @@ def test_subprocess_entry_point(mlperf_model, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
     assert not (tmp_path / "o.npy").exists()
+
+
+def test_run_onnx_bundled_batch_float_output(tmp_path):
+    """A batch through the bundled QDQ model: int8 logits equal one-by-one runs; the float output is the
+    model's DequantizeLinear+Softmax tail per sample (not over the batch axis)."""
+    import onnxruntime as ort
+
+    from emu.config import load_config
+    model = load_config().model_path()
+    x = np.random.default_rng(3).integers(-128, 128, (3, 1, 1, 40, 49)).astype(np.int8)
+    np.save(tmp_path / "in.npy", x)
+    for profile in ("onnxruntime", "cmsis-nn"):
+        code, _, err = call(["run", model, "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "q.npy"),
+                             "--profile", profile])
+        assert code == 0, err
+        code, _, err = call(["run", model, "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "f.npy"),
+                             "--profile", profile, "--float-output"])
+        assert code == 0, err
+        q, f = np.load(tmp_path / "q.npy"), np.load(tmp_path / "f.npy")
+        assert q.shape == f.shape == (3, 1, 12) and q.dtype == np.int8 and f.dtype == np.float32
+        for i in range(3):
+            np.save(tmp_path / "one.npy", x[i])
+            assert call(["run", model, "--input", str(tmp_path / "one.npy"), "--output", str(tmp_path / "q1.npy"),
+                         "--profile", profile])[0] == 0
+            assert np.array_equal(np.load(tmp_path / "q1.npy"), q[i])
+        assert np.allclose(f.sum(axis=-1), 1.0, atol=1e-6)
+        if profile == "onnxruntime":
+            f_ort = f
+    # onnxruntime profile: the float tail agrees with onnxruntime itself (float softmax: within a few ulps)
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    t = sess.get_inputs()[0]
+    scale, zp = 0.11069900542497635, 78
+    for i in range(3):
+        xf = (x[i].astype(np.float32) - zp) * np.float32(scale)
+        want = sess.run(None, {t.name: xf})[0]
+        assert np.allclose(f_ort[i], want, rtol=0, atol=1e-6)
+
+
+def test_run_float_boundary_on_tflite_is_one_line(mlperf_model, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 49, 10, 1), np.float32))
+    code, _, err = call(["run", str(mlperf_model), "--input", str(tmp_path / "x.npy"), "--output",
+                         str(tmp_path / "o.npy"), "--input-boundary", "float32"])
+    assert_one_line_error(code, err, "int8 inputs")
+    assert not (tmp_path / "o.npy").exists()

@@ -629,16 +629,14 @@ class ModelRunner:
     boundary): run(x, input_boundary) -> dict(output=<io-typed buffer>, float=<dequantized (+softmax) or None>).
     profile: 'onnxruntime' | 'cmsis-nn'; elementwise (onnxruntime): None = ort_default_elementwise(io dtype)."""
 
-    def __init__(self, model, profile="onnxruntime", elementwise=None, backend="numba"):
+    def __init__(self, model, profile="onnxruntime", elementwise=None, backend="numba", rounding=None):
         from .runtime import Runtime
         if profile not in PROFILES:
             raise N6Error(f"unknown arithmetic profile {profile!r}; choose one of {list(PROFILES)}")
         self.model, self.profile = model, profile
-        if profile == "onnxruntime":
-            mode = ort_default_elementwise(model.io_dtype) if elementwise is None else elementwise
-            self.runtime = Runtime(model.graph, profile, backend=backend, elementwise=mode)
-        else:
-            self.runtime = Runtime(model.graph, profile, backend=backend, elementwise=elementwise)
+        if profile == "onnxruntime" and elementwise is None:
+            elementwise = ort_default_elementwise(model.io_dtype)
+        self.runtime = Runtime(model.graph, profile, backend=backend, rounding=rounding, elementwise=elementwise)
 
     @property
     def metadata(self):
@@ -658,7 +656,9 @@ class ModelRunner:
         if model.output_tail is not None:
             f = dequantize_output(model, q)
             if model.output_tail == "dequantize+softmax":
-                f = softmax_f32(f, model.softmax_axis)
+                # the axis counts from the end of the model's output shape, so a leading batch axis N is skipped
+                axis = model.softmax_axis
+                f = softmax_f32(f, axis - len(model.output_shape) if axis >= 0 else axis)
         return dict(output=q, float=f)
 
 
