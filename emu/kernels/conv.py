@@ -3,8 +3,13 @@
 acc[oc] = bias[oc] + sum over non-padded taps of (x + input_offset) * w   (int32, wrapping like the MCU)
 out     = clamp(requantize(acc, mult[oc], shift[oc], rounding) + output_offset, act_min, act_max)
 groups = Cin // Cin_g; output channel oc reads input channels (oc // (Cout // groups)) * Cin_g + [0, Cin_g).
-Speed: per output pixel the int32 accumulators of all output channels live in a scratch row and the innermost
-loop runs over output channels against a transposed copy of the filter (contiguous, vectorized by LLVM).
+Speed, fast path (groups == 1 and x + input_offset fits int16, i.e. any real zero-point): per output pixel the
+(x + input_offset) values of the receptive field are gathered into an int16 row (0 for padded taps, so they add
+nothing), zero-filled up to Kp = KH*KW*Cin rounded up to a multiple of 64; each output channel is one dot product
+of that row with its filter row (widened to int16 and zero-padded to Kp once per call) in constant 64-long blocks,
+which LLVM vectorizes with vpmaddwd. General path (grouped convolution, offsets beyond int16): per output pixel the
+int32 accumulators of all output channels live in a scratch row and the innermost loop runs over output channels
+against a transposed copy of the filter. Both sum the same int32 products with wrapping additions: equal results.
 """
 import numpy as np
 from numba import njit
@@ -18,8 +23,8 @@ def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h,
             dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None):
     """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _conv_s8.
 
-    scratch: optional caller-owned int32 work buffer of at least Cout + KH*KW*Cin_g*Cout values (CMSIS-NN's ctx
-    buffer); when None a fresh one is made here, so the njit kernel itself never allocates.
+    scratch: optional caller-owned int32 work buffer of at least conv_scratch_size(filt.shape) values (CMSIS-NN's
+    ctx buffer); when None a fresh one is made here, so the njit kernels never allocate.
     """
     inp = check_array("inp", inp, np.int8, 4)
     filt = check_array("filt", filt, np.int8, 4)
@@ -40,20 +45,114 @@ def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h,
     check_no_alias(out, inp, filt)
     args = (inp, filt, bias, mult, shift, check_int("input_offset", input_offset),
             check_int("output_offset", output_offset), *geo, lo, hi, rounding, out)
-    need = cout + filt.size
+    need = conv_scratch_size(filt.shape)
     if scratch is None:
         scratch = np.empty(need, np.int32)
     elif check_array("scratch", scratch, np.int32, 1, writable=True).size < need:
         raise KernelArgumentError(f"scratch holds {scratch.size} int32 values, conv needs {need}; pass a larger buffer")
     else:
         check_no_alias(scratch, inp, filt, bias, mult, shift, out)
-    _conv_s8(*args, scratch)
+    run_conv_s8(*args, scratch)
+
+
+# x + input_offset must fit int16 for the fast path's row (x in [-128, 127]); real offsets are in [-127, 128].
+ROW_OFFSET_MIN = -32768 + 128
+ROW_OFFSET_MAX = 32767 - 127
+DOT_BLOCK = 64   # constant inner trip count: LLVM vectorizes it fully (a runtime trip count defeats it)
+
+
+def conv_scratch_size(filt_shape):
+    """int32 values of scratch conv_s8 needs for an OHWI filter shape (enough for either path)."""
+    cout, kh, kw, cin_g = (int(v) for v in filt_shape)
+    k = kh * kw * cin_g
+    kp = -(-k // DOT_BLOCK) * DOT_BLOCK
+    fast = cout + kp // 2 + cout * kp // 2       # int32 accumulators + int16 row + int16 padded filter rows
+    general = cout + cout * k                    # int32 accumulators + int32 transposed filter
+    return max(fast, general)
+
+
+@njit(cache=True)
+def run_conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
+                dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
+    """Unchecked entry (arguments valid as conv_s8 checks them; scratch >= conv_scratch_size): picks the path."""
+    if inp.shape[3] == filt.shape[3] and ROW_OFFSET_MIN <= input_offset <= ROW_OFFSET_MAX:
+        _conv_s8_rows(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top,
+                      pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch)
+    else:
+        _conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
+                 dilation_h, dilation_w, act_min, act_max, rounding, out, scratch)
+
+
+@njit(cache=True)
+def _conv_s8_rows(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
+                  dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
+    """Fast path (groups == 1, x + input_offset fits int16). Loops: output pixel -> gather the int16 row
+    [KH, KW, Cin] -> output channel -> 64-blocks of the row (int16 x int16 products summed in int32, wrapping).
+
+    scratch as int32 [0, Cout): accumulators; as int16 after them: the row [Kp], then the filter rows [Cout, Kp]
+    (int8 widened, zero tail). A zero row entry (padded tap, or the tail) adds nothing.
+    """
+    n, h, w, cin = inp.shape
+    cout, kh, kw, _ = filt.shape
+    oh, ow = out.shape[1], out.shape[2]
+    k = kh * kw * cin
+    kp = ((k + DOT_BLOCK - 1) // DOT_BLOCK) * DOT_BLOCK
+    nblk = kp // DOT_BLOCK
+    acc = scratch[:cout]
+    s16 = scratch.view(np.int16)
+    row = s16[2 * cout:2 * cout + kp]
+    wp = s16[2 * cout + kp:2 * cout + kp + cout * kp]
+    w_in = filt.reshape(cout * k)
+    for oc in range(cout):
+        for i in range(k):
+            wp[np.uint64(oc * kp + i)] = np.int16(w_in[np.uint64(oc * k + i)])
+        for i in range(k, kp):
+            wp[np.uint64(oc * kp + i)] = np.int16(0)
+    for i in range(k, kp):
+        row[np.uint64(i)] = np.int16(0)
+    x_flat = inp.reshape(n * h * w * cin)
+    o_flat = out.reshape(n * oh * ow * cout)
+    in_off = np.int32(input_offset)
+    for b in range(n):
+        for oy in range(oh):
+            iy0 = oy * stride_h - pad_top
+            for ox in range(ow):
+                ix0 = ox * stride_w - pad_left
+                for ky in range(kh):
+                    iy = iy0 + ky * dilation_h
+                    for kx in range(kw):
+                        ix = ix0 + kx * dilation_w
+                        r0 = (ky * kw + kx) * cin
+                        if iy < 0 or iy >= h or ix < 0 or ix >= w:
+                            for ic in range(cin):
+                                row[np.uint64(r0 + ic)] = np.int16(0)
+                        else:
+                            x_pix = ((b * h + iy) * w + ix) * cin
+                            for ic in range(cin):
+                                row[np.uint64(r0 + ic)] = np.int16(np.int32(x_flat[np.uint64(x_pix + ic)]) + in_off)
+                for oc in range(cout):
+                    a = np.int32(bias[np.uint64(oc)])
+                    w_row = oc * kp
+                    for blk in range(nblk):
+                        r = blk * DOT_BLOCK
+                        for j in range(DOT_BLOCK):
+                            a = np.int32(a + np.int32(row[np.uint64(r + j)]) * np.int32(wp[np.uint64(w_row + r + j)]))
+                    acc[np.uint64(oc)] = a
+                o_base = ((b * oh + oy) * ow + ox) * cout
+                for oc in range(cout):
+                    v = np.int64(requantize(acc[np.uint64(oc)], mult[np.uint64(oc)], shift[np.uint64(oc)], rounding)) \
+                        + np.int64(output_offset)
+                    if v < act_min:
+                        v = act_min
+                    elif v > act_max:
+                        v = act_max
+                    o_flat[np.uint64(o_base + oc)] = np.int8(v)
 
 
 @njit(cache=True)
 def _conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
              dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
-    """Loops: output pixel -> valid kh -> valid kw -> group -> ic -> output channel (vectorizes over Cout).
+    """General path. Loops: output pixel -> valid kh -> valid kw -> group -> ic -> output channel (vectorizes over Cout).
 
     scratch[:Cout] holds the int32 accumulators (wrapping, explicit casts); scratch[Cout:] the filter transposed
     to [KH, KW, Cin_g, Cout] (int8 values widened to int32) so the innermost loop is contiguous.
