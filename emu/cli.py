@@ -105,6 +105,58 @@ def cmd_run(args, out):
     return EXIT_OK
 
 
+def cmd_features(args, out):
+    import shutil
+    import tempfile
+
+    from emu import audio
+    from emu.config import load_config
+    from emu.device import FrontEnd, frontend_params
+    from emu.outputs import save_npy
+
+    cfg = load_config(args.config)
+    params = frontend_params(cfg)
+    fe = FrontEnd(params)
+    info = audio.probe(args.audio, raw_rate=args.rate)
+    audio.check_rate(info, params.sample_rate)
+    if args.stages is not None and os.path.exists(args.stages) and os.listdir(args.stages):
+        raise N6Error(f"--stages {args.stages}: the folder exists and is not empty; give a new folder")
+    keep, new = params.win_length - params.hop_length, params.n_frames * params.hop_length
+    feats = []
+    tmp = None
+    if args.stages is not None:
+        parent = os.path.dirname(os.path.abspath(args.stages))
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".n6emu-stages-", dir=parent)
+    try:
+        for k, patch in audio.patches(audio.iter_blocks(info, 1 << 16), keep, new):
+            stages = fe.stages(patch)
+            feats.append(stages["features"])
+            if tmp is not None:
+                folder = os.path.join(tmp, f"patch_{k:05d}")
+                os.makedirs(folder)
+                np.save(os.path.join(folder, "pcm.npy"), patch)
+                for name, value in stages.items():
+                    np.save(os.path.join(folder, f"{name}.npy"), np.asarray(value))
+        if not feats:
+            raise N6Error(f"{args.audio}: shorter than one patch ({new} new samples at {params.sample_rate} Hz); "
+                          f"nothing to compute")
+        arr = np.stack(feats)
+        save_npy(args.output, arr)
+        if tmp is not None:
+            if os.path.exists(args.stages):
+                os.rmdir(args.stages)
+            os.replace(tmp, args.stages)
+            tmp = None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {args.output}: {_fmt_shape(arr.shape)} int8 [patch, {'mfcc' if fe.frame_major else 'mel'}, frame] "
+          f"({params.profile}, scale {params.quant_scale:.6g}, zero-point {params.quant_zero_point})"
+          + (f"; every stage of every patch in {args.stages}" if args.stages else ""), file=out)
+    return EXIT_OK
+
+
 def cmd_conformance(args, out):
     from emu.conformance import run_all
 
@@ -297,6 +349,14 @@ def build_parser():
     s.add_argument("--backend", default=None, choices=("numba", "c"), help="override [model].backend")
     s.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     s.set_defaults(func=cmd_replay)
+
+    s = sub.add_parser("features", help="the device front end's int8 feature patches of a recording (and every stage)")
+    s.add_argument("audio", help="WAV (16-bit PCM mono), raw int16 LE (.raw/.pcm, needs --rate) or .npy int16")
+    s.add_argument("--config", default=None, help="device TOML; its [frontend] table (default: the bundled device)")
+    s.add_argument("--output", required=True, help="FEATS.npy: int8 [patches, mels (or MFCCs), frames]")
+    s.add_argument("--stages", default=None, help="DIR: every stage of every patch as .npy (patch_00000/<stage>.npy)")
+    s.add_argument("--rate", type=int, default=None, help="sample rate of raw/.npy inputs")
+    s.set_defaults(func=cmd_features)
 
     s = sub.add_parser("inspect", help="layers, shapes, dtypes, scales/zero-points and MACs of a model")
     s.add_argument("model")

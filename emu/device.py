@@ -59,6 +59,22 @@ class FrontEnd:
         return feats, float(st.get("silence_sum", np.nan))
 
 
+def frontend_params(cfg, graph=None):
+    """The config's [frontend] with the int8 quantization resolved: when quant_scale is omitted the app reads
+    scale and zero-point from the model's input buffer info (the model is loaded if `graph` is None)."""
+    fe = cfg.frontend
+    if fe.quant_scale is not None:
+        return fe
+    if graph is None:
+        from emu.models import load_model
+        graph = load_model(cfg.model_path())
+    t_in = graph.tensors[graph.inputs[0]]
+    if t_in.scale is None:
+        raise ConfigError(f"{cfg.model_path()}: the model input is not quantized; set [frontend].quant_scale "
+                          "and quant_zero_point")
+    return fe.replace(quant_scale=float(t_in.scale[0]), quant_zero_point=int(t_in.zero_point[0]))
+
+
 def _softmax_f32(x):
     """Float32 softmax over the last axis (the app's software Softmax after DequantizeLinear)."""
     x = np.asarray(x, np.float32)
@@ -91,12 +107,7 @@ class Device:
             raise ConfigError(f"{model_path}: the device chain drives one input and one output, the model has "
                               f"{len(g.inputs)} inputs and {len(g.outputs)} outputs")
         t_in, t_out = g.tensors[g.inputs[0]], g.tensors[g.outputs[0]]
-        fe = cfg.frontend
-        if fe.quant_scale is None:        # the app reads scale/zero-point from the runtime's buffer info
-            if t_in.scale is None:
-                raise ConfigError(f"{model_path}: the model input is not quantized; set [frontend].quant_scale "
-                                  "and quant_zero_point")
-            fe = fe.replace(quant_scale=float(t_in.scale[0]), quant_zero_point=int(t_in.zero_point[0]))
+        fe = frontend_params(cfg, g)
         self.frontend = FrontEnd(fe)
         self.boundary = cfg.input.boundary
         if self.boundary == "float32" and fe.profile == "cmsis-q15":

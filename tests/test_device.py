@@ -260,3 +260,50 @@ def test_bundled_config_contradicting_model(bundled, section, change, needle):
     from emu.device import Device
     with pytest.raises(ConfigError, match=re.escape(needle)):
         Device(bundled.config.replace(section, **change))
+
+
+def test_cli_features_and_stages(tmp_path):
+    """`n6emu features`: int8 patches equal st.compute_patch of the app's patches; --stages holds every stage."""
+    from emu.config import load_config
+    from emu.device import frontend_params
+    from emu.frontend import st
+
+    x = speechlike(16000 * 2, 21)
+    write_wav(tmp_path / "a.wav", x)
+    code, out, err = call(["features", str(tmp_path / "a.wav"), "--output", str(tmp_path / "f.npy"),
+                           "--stages", str(tmp_path / "stages")])
+    assert code == 0, err
+    f = np.load(tmp_path / "f.npy")
+    params = frontend_params(load_config())
+    state = st.prepare(params)
+    padded = np.concatenate([np.zeros(320, np.int16), x])
+    assert f.shape == (2, 40, 49) and f.dtype == np.int8
+    for k in range(2):
+        patch = padded[k * 15680:k * 15680 + 16000]
+        assert np.array_equal(f[k], st.compute_patch(patch, state))
+        folder = tmp_path / "stages" / f"patch_{k:05d}"
+        assert np.array_equal(np.load(folder / "pcm.npy"), patch)
+        for name in ("framed", "windowed", "fft", "power", "spectrum", "mel", "log", "int8", "silence_sum"):
+            assert (folder / f"{name}.npy").is_file(), name
+
+
+@pytest.mark.parametrize("toml, needle", [
+    ('[frontend]\nn_fft = 1000\n', "power of two"),
+    ('[frontend]\nwin_length = 2048\n', "win_length"),
+    ('[frontend]\nfmax = 9000.0\n', "fmax"),
+    ('[frontend]\nn_fft = 64\nwin_length = 64\nhop_length = 32\nquant_scale = 0.1\n', "no non-zero"),
+])
+def test_cli_features_bad_frontend(tmp_path, toml, needle):
+    write_wav(tmp_path / "a.wav", speechlike(16000, 0))
+    (tmp_path / "d.toml").write_text(toml)
+    code, _, err = call(["features", str(tmp_path / "a.wav"), "--config", str(tmp_path / "d.toml"),
+                         "--output", str(tmp_path / "f.npy")])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert re.search(needle, err), err
+    assert not (tmp_path / "f.npy").exists()
+
+
+def test_cli_features_short_audio(tmp_path):
+    write_wav(tmp_path / "a.wav", speechlike(8000, 0))
+    code, _, err = call(["features", str(tmp_path / "a.wav"), "--output", str(tmp_path / "f.npy")])
+    assert code == 2 and "shorter than one patch" in err and not (tmp_path / "f.npy").exists()
