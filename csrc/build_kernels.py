@@ -1,6 +1,6 @@
 """cffi API-mode builder for emu._c_kernels: the C twins of the int8 network kernels (csrc/kernels_s8.c).
 
-The cdef is the public header itself with its preprocessor lines removed, so declarations live in one place.
+The cdef is the public header itself (cffi_common.cdef_from_header), so declarations live in one place.
 """
 import os
 import sys
@@ -12,13 +12,7 @@ if _here not in sys.path:
 from cffi_common import make_builder  # noqa: E402
 
 
-def _cdef_from_header(path):
-    with open(path) as f:
-        return "\n".join(line for line in f if not line.lstrip().startswith("#"))
-
-
-ffibuilder = make_builder("kernels", _cdef_from_header(os.path.join(_here, "kernels_s8.h")),
-                          "kernels_s8.h", ["kernels_s8.c"])
+ffibuilder = make_builder("kernels", "kernels_s8.h", ["kernels_s8.c"])
 
 if __name__ == "__main__":
     from cffi_common import build_inplace

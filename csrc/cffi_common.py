@@ -11,10 +11,17 @@ CSRC = os.path.dirname(os.path.abspath(__file__))
 CFLAGS = ["-O2", "-fno-fast-math", "-ffp-contract=off", "-fexcess-precision=standard", "-std=c11"]
 
 
-def make_builder(area, cdef, header, sources):
-    """FFI builder for module `emu._c_<area>`: `cdef` declarations, `header` and `.c` sources in csrc/."""
+def cdef_from_header(header):
+    """The declarations of a csrc/ header for cffi: the header itself minus its preprocessor lines, so each
+    C API is declared in one place."""
+    with open(os.path.join(CSRC, header)) as f:
+        return "\n".join(line for line in f if not line.lstrip().startswith("#"))
+
+
+def make_builder(area, header, sources):
+    """FFI builder for module `emu._c_<area>`: the declarations of `header` and the `.c` sources in csrc/."""
     ffi = cffi.FFI()
-    ffi.cdef(cdef)
+    ffi.cdef(cdef_from_header(header))
     ffi.set_source(
         f"emu._c_{area}",
         f'#include "{header}"',

@@ -31,7 +31,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from emu.errors import N6Error
-from emu.frontend.params import FrontendParams
+from emu.frontend.params import FrontendParams, toml_value
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 BUNDLED_CONFIG = os.path.join(DATA_DIR, "device_default.toml")
@@ -181,21 +181,10 @@ def to_toml(cfg):
     for section, table in cfg.to_dict().items():
         nested = {k: v for k, v in table.items() if isinstance(v, dict)}
         lines.append(f"[{section}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items() if k not in nested and v is not None)
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in table.items() if k not in nested and v is not None)
         for k, v in nested.items():
             lines.append(f"\n[{section}.{k}]")
-            lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items() if vv is not None)
+            lines.extend(f"{kk} = {toml_value(vv)}" for kk, vv in v.items() if vv is not None)
         lines.append("")
     return "\n".join(lines)
 
-
-def _toml_value(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise ConfigError(f"cannot write {v!r} to TOML")

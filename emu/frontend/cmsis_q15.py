@@ -1015,19 +1015,6 @@ class Q15State:
     lut: np.ndarray = field(repr=False, default_factory=sqrt_lut_q31)
 
 
-def _float_mel(params):
-    """The float mel filter bank [n_mels, n_bins] named by params.mel_source (tables.py owns the math)."""
-    from emu.frontend import tables
-    src = params.mel_source
-    norm = None if params.mel_norm == "none" else params.mel_norm
-    if src in ("librosa", "torchaudio"):
-        return tables.mel_filterbank(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax,
-                                     scale=params.mel_scale, norm=norm, flavor=src)
-    if str(src).endswith(".npy"):
-        return tables.load_mel_npy(src, params.n_mels, params.n_fft // 2 + 1)
-    return tables.load_mel_c(src, params.n_fft // 2 + 1)
-
-
 def _q15_section(params, q15):
     if q15 is None:
         q15 = getattr(params, "q15", None)
@@ -1060,7 +1047,8 @@ def prepare(params, q15=None, mel_matrix=None, window=None, dct=None):
     full_window = np.zeros(n_fft, np.int16)
     full_window[pad_left:pad_left + win_len] = float_to_q15(window, q.table_rounding)
     if mel_matrix is None:
-        mel_matrix = _float_mel(params)
+        from emu.frontend import tables
+        mel_matrix = tables.mel_matrix(params)
     mel_matrix = np.asarray(mel_matrix, dtype=np.float64)
     if mel_matrix.shape != (int(params.n_mels), n_fft // 2 + 1):
         raise _Error(f"mel matrix shape {mel_matrix.shape} != (n_mels, n_fft/2+1) = ({params.n_mels}, {n_fft // 2 + 1})")

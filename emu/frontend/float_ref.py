@@ -15,23 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from emu.frontend.params import FrontendError, FrontendParams
-from emu.frontend.tables import hann_periodic, load_mel_c, load_mel_npy, mel_filterbank
-
-
-def mel_matrix(params: FrontendParams) -> np.ndarray:
-    """The float32 [n_mels, n_fft//2+1] filter bank named by params.mel_source (librosa, torchaudio or a file)."""
-    src = params.mel_source
-    if src in ("librosa", "torchaudio"):
-        norm = None if params.mel_norm == "none" else params.mel_norm
-        return mel_filterbank(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax_hz,
-                              scale=params.mel_scale, norm=norm, flavor=src)
-    if src.endswith(".npy"):
-        return load_mel_npy(src, params.n_mels, params.n_bins)
-    matrix = load_mel_c(src, n_bins=params.n_bins)
-    if matrix.shape != (params.n_mels, params.n_bins):
-        raise FrontendError(f"{src}: mel table is {matrix.shape}, expected ({params.n_mels}, {params.n_bins}); "
-                            f"regenerate it for n_mels={params.n_mels}, n_fft={params.n_fft}")
-    return matrix
+from emu.frontend.tables import hann_periodic, mel_matrix  # noqa: F401  (mel_matrix: public here too)
 
 
 class FloatLogMel:

@@ -180,18 +180,21 @@ def to_toml(params: FrontendParams) -> str:
         if isinstance(v, dict):
             sub = (k, v)
             continue
-        lines.append(f"{k} = {_toml_value(v)}")
+        lines.append(f"{k} = {toml_value(v)}")
     if sub is not None:
         lines.append(f"\n[frontend.{sub[0]}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in sub[1].items())
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in sub[1].items())
     return "\n".join(lines) + "\n"
 
 
-def _toml_value(v):
+def toml_value(v):
+    """One TOML value (bool, int, float, string, list of those): the one writer the device TOML files use."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    raise FrontendError(f"cannot write {v!r} to TOML; use scalars or a mapping")
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise FrontendError(f"cannot write {v!r} to TOML; use scalars, lists or a mapping")

@@ -761,20 +761,6 @@ class STState:
         return to_f16_bits(getattr(self, name))
 
 
-def _mel_matrix(p):
-    if p.mel_source in ("librosa", "torchaudio"):
-        return tables.mel_filterbank(p.sample_rate, p.n_fft, p.n_mels, p.fmin, p.fmax_hz, scale=p.mel_scale,
-                                     norm=None if p.mel_norm == "none" else "slaney", flavor=p.mel_source)
-    if str(p.mel_source).endswith(".npy"):
-        return tables.load_mel_npy(p.mel_source, p.n_mels, p.n_bins)
-    if str(p.mel_source).endswith((".h", ".c")):
-        m = tables.load_mel_c(p.mel_source, p.n_bins)
-        if m.shape != (p.n_mels, p.n_bins):
-            raise FrontendError(f"mel table {p.mel_source} has shape {m.shape}, expected ({p.n_mels}, {p.n_bins})")
-        return m
-    raise FrontendError(f"mel_source {p.mel_source!r} is neither librosa, torchaudio nor a .npy/.h/.c path")
-
-
 def prepare(params: FrontendParams, mel_matrix=None, window=None) -> STState:
     """All float table math once: window, twiddles, bit reversal, sparse mel, inverse scale, rounded to
     the device type. `mel_matrix` [n_mels, n_bins] / `window` [win_length] override the generated tables
@@ -803,7 +789,7 @@ def prepare(params: FrontendParams, mel_matrix=None, window=None) -> STState:
             raise FrontendError(f"window table has shape {win.shape}, expected ({p.win_length},); regenerate it")
         win = win.astype(np.float32).astype(dev).astype(np.float32)
 
-    m = _mel_matrix(p) if mel_matrix is None else np.asarray(mel_matrix)
+    m = tables.mel_matrix(p) if mel_matrix is None else np.asarray(mel_matrix)
     if m.shape != (p.n_mels, p.n_bins):
         raise FrontendError(f"mel matrix has shape {m.shape}, expected ({p.n_mels}, {p.n_bins}); "
                             f"match n_mels and n_fft//2+1")

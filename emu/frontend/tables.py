@@ -361,3 +361,22 @@ def write_c_tables(path, start, stop, coefs, window=None, dtype=np.float32, pref
         parts.append(floats("win", window))
     Path(path).write_text("\n".join(parts))
     return Path(path)
+
+
+def mel_matrix(params):
+    """The float32 [n_mels, n_fft//2+1] filter bank named by params.mel_source (FrontendParams): generated
+    ("librosa" | "torchaudio", with params' scale/norm/fmin/fmax) or loaded from a .npy / C table file."""
+    src = str(params.mel_source)
+    if src in ("librosa", "torchaudio"):
+        norm = None if params.mel_norm == "none" else params.mel_norm
+        return mel_filterbank(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax_hz,
+                              scale=params.mel_scale, norm=norm, flavor=src)
+    if src.endswith(".npy"):
+        return load_mel_npy(src, params.n_mels, params.n_bins)
+    if not src.endswith((".h", ".c")):
+        raise FrontendError(f"mel_source {src!r} is neither librosa, torchaudio nor a .npy/.h/.c table file")
+    matrix = load_mel_c(src, n_bins=params.n_bins)
+    if matrix.shape != (params.n_mels, params.n_bins):
+        raise FrontendError(f"{src}: mel table is {matrix.shape}, expected ({params.n_mels}, {params.n_bins}); "
+                            f"regenerate it for n_mels={params.n_mels}, n_fft={params.n_fft}")
+    return matrix
