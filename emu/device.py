@@ -75,13 +75,6 @@ def frontend_params(cfg, graph=None):
     return fe.replace(quant_scale=float(t_in.scale[0]), quant_zero_point=int(t_in.zero_point[0]))
 
 
-def _softmax_f32(x):
-    """Float32 softmax over the last axis (the app's software Softmax after DequantizeLinear)."""
-    x = np.asarray(x, np.float32)
-    e = np.exp(x - x.max(axis=-1, keepdims=True), dtype=np.float32)
-    return (e / e.sum(axis=-1, keepdims=True, dtype=np.float32)).astype(np.float32)
-
-
 def _labels_beside(model_path):
     p = os.path.join(os.path.dirname(model_path), "labels.txt")
     if not os.path.isfile(p):
@@ -209,7 +202,8 @@ class Device:
         x = (q.astype(np.float32) - np.float32(self.output_zero_point)) * self.output_scale
         if self.output_is_softmax or self.config.app.output == "int8":
             return x
-        return _softmax_f32(x)
+        from emu.graph.onnx_qdq import softmax_f32   # the same float tail as the ONNX model runner
+        return softmax_f32(x)
 
     def decide(self, outputs, silence=None):
         """Per patch: (index of the first maximum, its probability, label or None when gated)."""
