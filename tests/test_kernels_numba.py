@@ -501,6 +501,106 @@ def test_c_backend_matches_numba_softmax_add(sm, add):
     assert_same(outs[0], outs[1], "add_s8 C vs numba")
 
 
+@st.composite
+def wide_conv_cases(draw):
+    """Model-sized convolutions (groups 1): channel counts around the 64-long dot blocks, paddings up to beyond the
+    kernel, input offsets at and beyond the int16 row limit (conv_s8's fast path vs its general path)."""
+    from emu.kernels.conv import ROW_OFFSET_MAX, ROW_OFFSET_MIN
+    cin = draw(st.sampled_from([1, 3, 63, 64, 65, 130]))
+    cout = draw(st.sampled_from([1, 5, 64, 70]))
+    kh, kw = draw(st.sampled_from([(1, 1), (3, 3), (10, 4), (2, 5)]))
+    sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    dh, dw = draw(st.sampled_from([(1, 1), (1, 1), (2, 1), (1, 2)]))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 6))
+    pt, pl = draw(st.integers(0, kh + 2)), draw(st.integers(0, kw + 2))
+    oh = out_size(h, kh, sh, dh, pt, draw(st.integers(0, 3)))
+    ow = out_size(w, kw, sw, dw, pl, draw(st.integers(0, 3)))
+    rounding, mult, shift, bias = draw(requant_params(cout))
+    lo, hi = draw(act_ranges())
+    offset = draw(st.one_of(zero_point_offsets, st.sampled_from(
+        [ROW_OFFSET_MIN, ROW_OFFSET_MAX, ROW_OFFSET_MIN - 1, ROW_OFFSET_MAX + 1, INT32_MIN + 128, INT32_MAX - 127])))
+    return dict(inp=int8_array(draw, (draw(st.integers(1, 2)), h, w, cin)), filt=int8_array(draw, (cout, kh, kw, cin)),
+                bias=bias, mult=mult, shift=shift, ch_mult=None, input_offset=offset,
+                output_offset=draw(st.integers(-128, 127)), stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl,
+                dilation_h=dh, dilation_w=dw, act_min=lo, act_max=hi, rounding=rounding,
+                out_shape=(None, oh, ow, cout))
+
+
+def _fix_batch(c):
+    c["out_shape"] = (c["inp"].shape[0],) + c["out_shape"][1:]
+    return c
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wide_conv_cases())
+def test_conv_wide_channels_match_naive(c):
+    """conv_s8 == naive on model-sized channel counts (64-blocks, zero tails, padding runs, both paths)."""
+    c = _fix_batch(c)
+    assert_same(run_conv(NUMBA, c, False), run_conv(naive, c, False), "conv_s8 (wide)")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wide_conv_cases())
+def test_conv_fast_path_equals_general_path(c):
+    """The int16-row fast path and the general transposed-filter path give identical outputs where both apply."""
+    from emu.kernels import conv
+    c = _fix_batch(c)
+    if not conv.ROW_OFFSET_MIN <= c["input_offset"] <= conv.ROW_OFFSET_MAX:
+        c["input_offset"] = 128
+    args = [c[k] for k in ("inp", "filt", "bias", "mult", "shift", "input_offset", "output_offset", "stride_h",
+                           "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w", "act_min", "act_max",
+                           "rounding")]
+    outs = []
+    for kernel in (conv._conv_s8_rows, conv._conv_s8):
+        out = np.full(c["out_shape"], 99, np.int8)
+        kernel(*args, out, np.full(conv.conv_scratch_size(c["filt"].shape), -7, np.int32))
+        outs.append(out)
+    assert_same(outs[0], outs[1], "conv fast path vs general path")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases(), conv_cases(depthwise=True), fc_cases(), pool_cases(), softmax_cases())
+def test_bound_kernels_equal_checked_kernels(conv, dw, fc, pool, sm):
+    """backends.bind(numba, name, *args)() (checked once, unchecked kernel per call, run twice on new data) equals
+    the checked kernel."""
+    names = ("input_offset", "output_offset", "stride_h", "stride_w", "pad_top", "pad_left", "dilation_h",
+             "dilation_w", "act_min", "act_max", "rounding")
+    cases = [("conv_s8", [conv[k] for k in ("inp", "filt", "bias", "mult", "shift")] + [conv[k] for k in names],
+              conv["out_shape"]),
+             ("depthwise_conv_s8", [dw[k] for k in ("inp", "filt", "bias", "mult", "shift", "ch_mult")]
+              + [dw[k] for k in names], dw["out_shape"]),
+             ("fully_connected_s8", [fc[k] for k in ("inp", "filt", "bias", "mult", "shift", "input_offset",
+                                                     "filter_offset", "output_offset", "act_min", "act_max",
+                                                     "rounding")], fc["out_shape"]),
+             ("avgpool_s8", [pool["inp"], *pool["args"]], pool["out_shape"]),
+             ("maxpool_s8", [pool["inp"], *pool["args"]], pool["out_shape"]),
+             ("softmax_s8", list(sm), sm[0].shape)]
+    rng = np.random.default_rng(0)
+    for name, args, out_shape in cases:
+        inp = args[0].copy()
+        bound_out = np.full(out_shape, 99, np.int8)
+        run = backends.bind(NUMBA, name, inp, *args[1:], bound_out)
+        for _ in range(2):
+            inp[...] = rng.integers(-128, 128, inp.shape, dtype=np.int8)
+            run()
+            want = np.full(out_shape, 99, np.int8)
+            getattr(NUMBA, name)(inp.copy(), *args[1:], want)
+            assert_same(bound_out, want, f"bound {name}")
+
+
+def test_bind_checks_arguments_once_at_bind_time():
+    inp = np.zeros((1, 3, 3, 2), np.int16)
+    filt = np.zeros((2, 1, 1, 2), np.int8)
+    q = np.zeros(2, np.int32)
+    with pytest.raises(KernelArgumentError, match="dtype"):
+        backends.bind(NUMBA, "conv_s8", inp, filt, q, q, q, 0, 0, 1, 1, 0, 0, 1, 1, -128, 127, 0,
+                      np.zeros((1, 3, 3, 2), np.int8))
+    calls = []
+    fallback = backends.bind(type("K", (), {"conv_s8": staticmethod(lambda *a: calls.append(len(a)))}), "conv_s8", 1, 2)
+    fallback()
+    assert calls == [2]
+
+
 # ---- registry and argument checks -------------------------------------------------------------------------
 
 def test_registry():

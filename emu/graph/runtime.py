@@ -193,7 +193,9 @@ class Runtime:
         return builder(self, node, buffers)
 
     def _cmsis_nn_step(self, node, buffers):
-        """cmsis-nn: the KERNEL SPEC kernels (emu.kernels) with the parameters of prepare.PROFILES['cmsis-nn']."""
+        """cmsis-nn: the KERNEL SPEC kernels (emu.kernels) with the parameters of prepare.PROFILES['cmsis-nn'];
+        each step is bound once per plan (backends.bind: arguments checked here, unchecked kernel per run)."""
+        from ..kernels.backends import bind
         k = self.kernels
         p = self.prepared.params[node.name]
         x = self._tensor(node.inputs[0], buffers)
@@ -203,12 +205,12 @@ class Runtime:
             args = (x, p["filt"], p["bias"], p["mult"], p["shift"], p["input_offset"], p["output_offset"],
                     p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"], p["dilation_h"], p["dilation_w"],
                     p["act_min"], p["act_max"], p["rounding"], out)
-            return lambda: k.conv_s8(*args)
+            return bind(k, "conv_s8", *args)
         if op == "depthwise_conv2d":
             args = (x, p["filt"], p["bias"], p["mult"], p["shift"], p["ch_mult"], p["input_offset"],
                     p["output_offset"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"],
                     p["dilation_h"], p["dilation_w"], p["act_min"], p["act_max"], p["rounding"], out)
-            return lambda: k.depthwise_conv_s8(*args)
+            return bind(k, "depthwise_conv_s8", *args)
         if op == "fully_connected":
             depth = p["filt"].shape[1]
             if x.size % depth:
@@ -217,21 +219,20 @@ class Runtime:
             args = (x.reshape(-1, depth), p["filt"], p["bias"], p["mult"], p["shift"], p["input_offset"],
                     p["filter_offset"], p["output_offset"], p["act_min"], p["act_max"], p["rounding"],
                     out.reshape(-1, p["filt"].shape[0]))
-            return lambda: k.fully_connected_s8(*args)
+            return bind(k, "fully_connected_s8", *args)
         if op == "avg_pool" and p.get("as_depthwise"):      # a rescaling mean (prepare._cmsis_mean)
             args = (x, p["filt"], p["bias"], p["mult"], p["shift"], p["ch_mult"], p["input_offset"],
                     p["output_offset"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"],
                     p["dilation_h"], p["dilation_w"], p["act_min"], p["act_max"], p["rounding"], out)
-            return lambda: k.depthwise_conv_s8(*args)
+            return bind(k, "depthwise_conv_s8", *args)
         if op in ("avg_pool", "max_pool"):
-            fn = k.avgpool_s8 if op == "avg_pool" else k.maxpool_s8
             args = (x, p["kernel_h"], p["kernel_w"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"],
                     p["act_min"], p["act_max"], out)
-            return lambda: fn(*args)
+            return bind(k, "avgpool_s8" if op == "avg_pool" else "maxpool_s8", *args)
         if op == "softmax":
             rows = x.reshape(-1, x.shape[-1])
             args = (rows, p["mult"], p["shift"], p["diff_min"], out.reshape(rows.shape))
-            return lambda: k.softmax_s8(*args)
+            return bind(k, "softmax_s8", *args)
         if op in ("add", "mul"):
             y = self._tensor(node.inputs[1], buffers)
             copies = []

@@ -5,6 +5,9 @@ get_backend("c")     -> emu.kernels.ctwin (C twins, module emu._c_kernels; impor
 Both expose the same names with the same argument order (see emu/kernels/__init__.py): conv_s8,
 depthwise_conv_s8, fully_connected_s8, avgpool_s8, maxpool_s8, softmax_s8, add_s8, mul_s8, pad_s8,
 transpose_s8. Kernels write into the caller's `out` and return None.
+A backend may also offer bind_<name>(same arguments) -> no-argument callable: the arguments are checked once and
+the callable runs the unchecked kernel on those arrays (a runtime plan's fixed buffers). bind(kernels, name, *args)
+uses it when present and otherwise wraps the checked kernel.
 """
 import types
 
@@ -54,8 +57,22 @@ def _numba_backend():
             fully_connected_s8=fully_connected.fully_connected_s8,
             avgpool_s8=pooling.avgpool_s8, maxpool_s8=pooling.maxpool_s8, softmax_s8=softmax.softmax_s8,
             add_s8=elementwise.add_s8, mul_s8=elementwise.mul_s8,
-            pad_s8=layout.pad_s8, transpose_s8=layout.transpose_s8)
+            pad_s8=layout.pad_s8, transpose_s8=layout.transpose_s8,
+            bind_conv_s8=conv.bind_conv_s8, bind_depthwise_conv_s8=depthwise.bind_depthwise_conv_s8,
+            bind_fully_connected_s8=fully_connected.bind_fully_connected_s8,
+            bind_avgpool_s8=pooling.bind_avgpool_s8, bind_maxpool_s8=pooling.bind_maxpool_s8,
+            bind_softmax_s8=softmax.bind_softmax_s8)
     return _NUMBA
+
+
+def bind(kernels, name, *args):
+    """A no-argument callable running kernel `name` of namespace `kernels` on `args`: the backend's
+    bind_<name> (arguments checked once, unchecked kernel per call) when it has one, else the checked kernel."""
+    binder = getattr(kernels, "bind_" + name, None)
+    if binder is not None:
+        return binder(*args)
+    fn = getattr(kernels, name)
+    return lambda: fn(*args)
 
 
 # ---- argument checks used by the public wrappers (cheap: a few microseconds per call) -----------------

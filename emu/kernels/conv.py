@@ -11,6 +11,8 @@ which LLVM vectorizes with vpmaddwd. General path (grouped convolution, offsets 
 int32 accumulators of all output channels live in a scratch row and the innermost loop runs over output channels
 against a transposed copy of the filter. Both sum the same int32 products with wrapping additions: equal results.
 """
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -21,11 +23,27 @@ from emu.kernels.backends import (KernelArgumentError, check_activation, check_a
 
 def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
             dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None):
-    """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _conv_s8.
+    """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs run_conv_s8.
 
     scratch: optional caller-owned int32 work buffer of at least conv_scratch_size(filt.shape) values (CMSIS-NN's
     ctx buffer); when None a fresh one is made here, so the njit kernels never allocate.
     """
+    run_conv_s8(*_checked_conv_args(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w,
+                                    pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch))
+
+
+def bind_conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
+                 dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None):
+    """Checks the arguments once (as conv_s8) and returns a no-argument callable running the unchecked kernel on
+    these very arrays (a plan's buffers: their contents may change between calls, never their shape or dtype)."""
+    return functools.partial(run_conv_s8, *_checked_conv_args(
+        inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
+        dilation_h, dilation_w, act_min, act_max, rounding, out, scratch))
+
+
+def _checked_conv_args(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top,
+                       pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
+    """conv_s8's checks; returns run_conv_s8's arguments (scratch allocated when None)."""
     inp = check_array("inp", inp, np.int8, 4)
     filt = check_array("filt", filt, np.int8, 4)
     out = check_array("out", out, np.int8, 4, writable=True)
@@ -52,7 +70,7 @@ def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h,
         raise KernelArgumentError(f"scratch holds {scratch.size} int32 values, conv needs {need}; pass a larger buffer")
     else:
         check_no_alias(scratch, inp, filt, bias, mult, shift, out)
-    run_conv_s8(*args, scratch)
+    return args + (scratch,)
 
 
 # x + input_offset must fit int16 for the fast path's row (x in [-128, 127]); real offsets are in [-127, 128].
@@ -120,16 +138,36 @@ def _conv_s8_rows(inp, filt, bias, mult, shift, input_offset, output_offset, str
                 ix0 = ox * stride_w - pad_left
                 for ky in range(kh):
                     iy = iy0 + ky * dilation_h
-                    for kx in range(kw):
-                        ix = ix0 + kx * dilation_w
-                        r0 = (ky * kw + kx) * cin
-                        if iy < 0 or iy >= h or ix < 0 or ix >= w:
-                            for ic in range(cin):
-                                row[np.uint64(r0 + ic)] = np.int16(0)
-                        else:
-                            x_pix = ((b * h + iy) * w + ix) * cin
-                            for ic in range(cin):
-                                row[np.uint64(r0 + ic)] = np.int16(np.int32(x_flat[np.uint64(x_pix + ic)]) + in_off)
+                    r_ky = ky * kw * cin
+                    if iy < 0 or iy >= h:
+                        for i in range(kw * cin):
+                            row[np.uint64(r_ky + i)] = np.int16(0)
+                    elif dilation_w == 1:
+                        # valid taps [kx_lo, kx_hi) read one contiguous input run; the rest of the row is padding
+                        kx_lo = min(-ix0, kw) if ix0 < 0 else 0
+                        kx_hi = w - ix0 if w - ix0 < kw else kw
+                        if kx_hi < kx_lo:
+                            kx_hi = kx_lo
+                        for i in range(kx_lo * cin):
+                            row[np.uint64(r_ky + i)] = np.int16(0)
+                        x_run = ((b * h + iy) * w + ix0 + kx_lo) * cin
+                        r_run = r_ky + kx_lo * cin
+                        for i in range((kx_hi - kx_lo) * cin):
+                            row[np.uint64(r_run + i)] = np.int16(np.int32(x_flat[np.uint64(x_run + i)]) + in_off)
+                        for i in range(kx_hi * cin, kw * cin):
+                            row[np.uint64(r_ky + i)] = np.int16(0)
+                    else:
+                        for kx in range(kw):
+                            ix = ix0 + kx * dilation_w
+                            r0 = r_ky + kx * cin
+                            if ix < 0 or ix >= w:
+                                for ic in range(cin):
+                                    row[np.uint64(r0 + ic)] = np.int16(0)
+                            else:
+                                x_pix = ((b * h + iy) * w + ix) * cin
+                                for ic in range(cin):
+                                    row[np.uint64(r0 + ic)] = np.int16(np.int32(x_flat[np.uint64(x_pix + ic)])
+                                                                       + in_off)
                 for oc in range(cout):
                     a = np.int32(bias[np.uint64(oc)])
                     w_row = oc * kp

@@ -4,6 +4,8 @@ Output channel oc = ic * ch_mult + m reads input channel ic.
 acc[oc] = bias[oc] + sum over non-padded taps of (x + input_offset) * w   (int32, wrapping)
 out     = clamp(requantize(acc, mult[oc], shift[oc], rounding) + output_offset, act_min, act_max)
 """
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -19,6 +21,23 @@ def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, outpu
     scratch: optional caller-owned int32 buffer of at least Cin*ch_mult values (the accumulator row; CMSIS-NN's
     ctx buffer); when None a fresh one is made here, so the njit kernel itself never allocates.
     """
+    _depthwise_conv_s8(*_checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset,
+                                                stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w,
+                                                act_min, act_max, rounding, out, scratch))
+
+
+def bind_depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
+                           pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None):
+    """Checks the arguments once (as depthwise_conv_s8) and returns a no-argument callable running the unchecked
+    kernel on these very arrays (contents may change between calls, never shapes or dtypes)."""
+    return functools.partial(_depthwise_conv_s8, *_checked_depthwise_args(
+        inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
+        dilation_h, dilation_w, act_min, act_max, rounding, out, scratch))
+
+
+def _checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
+                            pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
+    """depthwise_conv_s8's checks; returns _depthwise_conv_s8's arguments (scratch allocated when None)."""
     inp = check_array("inp", inp, np.int8, 4)
     filt = check_array("filt", filt, np.int8, 4)
     out = check_array("out", out, np.int8, 4, writable=True)
@@ -42,8 +61,8 @@ def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, outpu
     else:
         check_no_alias(scratch, inp, filt, bias, mult, shift, out)
         scratch = scratch[:cout]
-    _depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, check_int("input_offset", input_offset),
-                       check_int("output_offset", output_offset), *geo, lo, hi, rounding, out, scratch)
+    return (inp, filt, bias, mult, shift, ch_mult, check_int("input_offset", input_offset),
+            check_int("output_offset", output_offset), *geo, lo, hi, rounding, out, scratch)
 
 
 @njit(cache=True)

@@ -4,6 +4,8 @@ acc = bias[o] + sum_k (x + input_offset) * (w + filter_offset)   (int32, wrappin
 out = clamp(requantize(acc, mult[o], shift[o], rounding) + output_offset, act_min, act_max)
 Per-tensor quantization = mult/shift arrays filled with one value.
 """
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -15,6 +17,21 @@ from emu.kernels.backends import (check_activation, check_array, check_int, chec
 def fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
                        act_min, act_max, rounding, out):
     """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _fully_connected_s8."""
+    _fully_connected_s8(*_checked_fc_args(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
+                                          act_min, act_max, rounding, out))
+
+
+def bind_fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
+                            act_min, act_max, rounding, out):
+    """Checks the arguments once (as fully_connected_s8) and returns a no-argument callable running the unchecked
+    kernel on these very arrays (contents may change between calls, never shapes or dtypes)."""
+    return functools.partial(_fully_connected_s8, *_checked_fc_args(
+        inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset, act_min, act_max, rounding, out))
+
+
+def _checked_fc_args(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
+                     act_min, act_max, rounding, out):
+    """fully_connected_s8's checks; returns _fully_connected_s8's arguments."""
     inp = check_array("inp", inp, np.int8, 2)
     filt = check_array("filt", filt, np.int8, 2)
     out = check_array("out", out, np.int8, 2, writable=True)
@@ -26,9 +43,9 @@ def fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset
     check_per_channel(out_ch, rounding, bias=bias, mult=mult, shift=shift)
     lo, hi = check_activation(act_min, act_max)
     check_no_alias(out, inp, filt)
-    _fully_connected_s8(inp, filt, bias, mult, shift, check_int("input_offset", input_offset),
-                        check_int("filter_offset", filter_offset), check_int("output_offset", output_offset),
-                        lo, hi, rounding, out)
+    return (inp, filt, bias, mult, shift, check_int("input_offset", input_offset),
+            check_int("filter_offset", filter_offset), check_int("output_offset", output_offset),
+            lo, hi, rounding, out)
 
 
 @njit(cache=True)

@@ -5,6 +5,8 @@ z = SRDHM(int32(diff << shift), mult) (Q5.26), e = exp_on_negative_values(z) (Q0
 sum = sum RDBP(e, 12) (Q12.19, int32), hr = clz(sum), scale = one_over_one_plus_x(int32((sum << hr) - 2^31)),
 out = clamp(RDBP(SRDHM(scale, e), 35 - hr) - 128, -128, 127).
 """
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -17,12 +19,22 @@ ACCUMULATION_INTEGER_BITS = 12  # sum of exps in Q12.19
 
 def softmax_s8(inp, mult, shift, diff_min, out):
     """Checked entry point: inp/out int8 [rows, row_size]; mult > 0, shift 0..31 (left), diff_min <= 0."""
+    _softmax_s8(*_checked_softmax_args(inp, mult, shift, diff_min, out))
+
+
+def bind_softmax_s8(inp, mult, shift, diff_min, out):
+    """Checks the arguments once (as softmax_s8) and returns a no-argument callable running the unchecked kernel on
+    these very arrays (contents may change between calls, never shapes or dtypes)."""
+    return functools.partial(_softmax_s8, *_checked_softmax_args(inp, mult, shift, diff_min, out))
+
+
+def _checked_softmax_args(inp, mult, shift, diff_min, out):
     inp = check_array("inp", inp, np.int8, 2)
     out = check_array("out", out, np.int8, 2, writable=True)
     check_shape("out", out, inp.shape)
     check_no_alias(out, inp)
-    _softmax_s8(inp, check_int("mult", mult, 0), check_int("shift", shift, 0, 31),
-                check_int("diff_min", diff_min, hi=0), out)
+    return (inp, check_int("mult", mult, 0), check_int("shift", shift, 0, 31), check_int("diff_min", diff_min, hi=0),
+            out)
 
 
 @njit(cache=True)
