@@ -9,6 +9,12 @@ emu._c_kernels, wrapped by emu/kernels/ctwin.py) and the obvious references (tes
   offsets), geometry (strides, paddings, dilations), activation range, rounding code, output.
   `input_offset = -zp_in`, `output_offset = +zp_out`, `filter_offset = -zp_w`; shift > 0 means left.
   `rounding` is emu.fixedpoint.DOUBLE_ROUNDING (0, default) or SINGLE_ROUNDING (1).
-- Kernels never allocate and return nothing: the caller owns and passes `out`.
+- Kernels never allocate and return nothing: the caller owns and passes `out`. Work buffers are int32 `scratch`
+  arrays the caller owns too (conv: conv.conv_scratch_size(filt.shape) values, depthwise: Cout, avgpool: C sums;
+  the wrappers and binders allocate them when none is given). Scratch contents are dirty between calls.
+- conv, depthwise, fully connected, pooling and softmax also have `bind_<name>(same arguments)`, which checks
+  once and returns a no-argument callable running the unchecked @njit kernel on those very arrays (what the
+  runtime's plans use: fixed buffers, per-inference cost = the kernel alone). backends.bind falls back to the
+  checked kernel for backends without binders (the C twins, tests/naive.py).
 - Accumulators are int32 and wrap like the MCU (explicit casts; never a silent int64).
 """
