@@ -3,19 +3,38 @@
     python benchmarks/bench_engine.py [--model ../shared/models/kws_ref_model.tflite] [--repeats 31]
 
 Each engine runs the same random int8 input; outputs are checked equal before timing. Reported: median
-per-inference wall time over `repeats` rounds of `number` inferences (after warm-up), ratios against
-tflite-micro measured in the same run, and the machine. Results go to benchmarks/results/engine.json.
+per-inference wall time over `repeats` rounds of `number` inferences (after warm-up; the engines take turns
+round by round, so a change in machine load affects all of them alike), ratios against tflite-micro measured
+in the same run, the Numba engine's median time per layer (its plan's bound steps), the load average before
+and after, and the machine. Results go to benchmarks/results/engine.json.
 Target (issue 2): Numba at least 10x faster than tflite-micro.
 """
 import argparse
 import json
 import os
+import statistics
 import sys
+import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import describe, median_time  # noqa: E402
+
+
+def interleaved_medians(fns, repeats, number, warmup=3):
+    """name -> median per-call seconds; each round times `number` calls of every fn in turn."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            times[name].append((time.perf_counter() - t0) / number)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL = os.path.join(HERE, "..", "..", "shared", "models", "kws_ref_model.tflite")
@@ -43,20 +62,31 @@ def main(argv=None):
         got = rt.run(x)
         assert np.array_equal(got.reshape(want.shape), want), f"{name} disagrees with tflite-micro"
 
-    timings = {"tflite-micro": median_time(lambda: tflm.run(x), args.repeats, args.number)}
-    for name, rt in engines.items():
-        timings[name] = median_time(lambda rt=rt: rt.run(x), args.repeats, args.number)
+    load_before = os.getloadavg()
+    fns = {"tflite-micro": lambda: tflm.run(x)}
+    fns.update({name: (lambda rt=rt: rt.run(x)) for name, rt in engines.items()})
+    timings = interleaved_medians(fns, args.repeats, args.number)
+    # per layer: the Numba plan's bound steps (the plan of the run above; buffers hold that inference)
+    _, steps = engines["numba"]._plan(1)
+    layers = [dict(op=node.op, seconds=median_time(step, args.repeats, args.number))
+              for node, step in zip(graph.nodes, steps)]
+    load_after = os.getloadavg()
     ref = timings["tflite-micro"]
+    speedup = {k: ref / v for k, v in timings.items()}
     result = dict(benchmark="mlperf-tiny ds-cnn single inference", model=os.path.basename(args.model),
                   repeats=args.repeats, number=args.number, machine=describe(),
-                  median_seconds=timings, speedup_vs_tflite_micro={k: ref / v for k, v in timings.items()},
-                  target="numba >= 10x faster than tflite-micro")
+                  load_average_1_5_15=dict(before=load_before, after=load_after),
+                  median_seconds=timings, speedup_vs_tflite_micro=speedup,
+                  numba_layer_median_seconds=layers,
+                  target="numba >= 10x faster than tflite-micro", target_met=speedup["numba"] >= 10.0)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"machine: {result['machine']['cpu']} ({result['machine']['cores']} cores), python {result['machine']['python']}")
+    print(f"load average before {load_before}, after {load_after}")
     for name, t in timings.items():
         print(f"{name:>13}: {t * 1e6:9.1f} us/inference   {ref / t:6.2f}x vs tflite-micro")
+    print("numba per layer: " + ", ".join(f"{d['op']} {d['seconds'] * 1e6:.1f}" for d in layers) + " us")
     return 0
 
 
