@@ -11,8 +11,9 @@ Runtime(graph, profile="cmsis-nn", backend="numba", rounding=None, input_boundar
 
 Planning: every activation buffer is allocated once per batch size (a plan); kernels write into them
 (they never allocate). cmsis-nn steps are bound once per plan (emu.kernels.backends.bind: arguments and scratch
-checked at plan time, the unchecked kernel per inference). A batch of N runs as one kernel call per layer when every activation has a
-leading batch dimension of 1 that no layer moves (batch folded into axis 0); otherwise sample by sample.
+checked at plan time, the unchecked kernel per inference). A batch of N runs as one kernel call per layer when
+every activation has a leading batch dimension of 1 that no layer moves (batch folded into axis 0); otherwise
+sample by sample.
 """
 import numpy as np
 
