@@ -1,7 +1,7 @@
 """Benchmark: cmsis-q15 front end on one second of 16 kHz audio (one 49-frame patch) — n6emu (Numba and
 C twin, whole patch per call) vs calling the cmsisdsp Python package frame by frame (the same primitives).
 
-Usage: python benchmarks/bench_frontend_q15.py [--repeats 30] [--out benchmarks/results/bench_frontend_q15.json]
+Usage: python benchmarks/bench_frontend_q15.py [--repeats 30] [--out benchmarks/results/frontend_q15.json]
 Reports the median wall time per second of audio over the repeats; describes the machine.
 Both sides compute the same integers: the script checks equality before timing.
 """
@@ -73,7 +73,7 @@ def cmsisdsp_mfcc(dsp, state, pcm):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=30)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "bench_frontend_q15.json"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "frontend_q15.json"))
     args = ap.parse_args(argv)
     import cmsisdsp as dsp
     from emu.frontend import ctwin_q15
