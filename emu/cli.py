@@ -290,7 +290,8 @@ def cmd_replay(args, out, err):
             label = "(silence gate)" if rec["gated"] else rec["label"]
             counts[label] = counts.get(label, 0) + 1
             if sink is None:
-                print(f"{rec['start_s']:8.2f}-{rec['end_s']:<8.2f} s  {label:<14} p={rec['score']:.3f}  "
+                span = f"{rec['start_s']:.2f}-{rec['end_s']:.2f} s"
+                print(f"{span:>18}  {label:<14} p={rec['score']:.3f}  "
                       f"top={dev.classes[rec['index']]:<12} {rec['file']}", file=out)
             elif writer is not None:
                 j = _record_json(rec)
