@@ -307,3 +307,26 @@ def test_cli_features_short_audio(tmp_path):
     write_wav(tmp_path / "a.wav", speechlike(8000, 0))
     code, _, err = call(["features", str(tmp_path / "a.wav"), "--output", str(tmp_path / "f.npy")])
     assert code == 2 and "shorter than one patch" in err and not (tmp_path / "f.npy").exists()
+
+
+@pytest.mark.slow
+def test_bundled_heldout_accuracy_reproduces(bundled):
+    """The 900 held-out clips (the training cache of `python -m emu.training`, located by N6EMU_KWS_CACHE or
+    /tmp/n6emu-kws): replayed with the bundled default and fed as patches, the accuracies recorded in
+    emu/data/kws/accuracy.json are reproduced exactly."""
+    import glob
+    import os
+    from pathlib import Path
+
+    cache = os.environ.get("N6EMU_KWS_CACHE", "/tmp/n6emu-kws")
+    found = sorted(glob.glob(os.path.join(cache, "test_pcm_*.npz")))
+    if not found:
+        pytest.skip(f"no held-out clips in {cache} (run python -m emu.training --cache {cache})")
+    acc = json.loads((Path(__file__).resolve().parent.parent / "emu" / "data" / "kws" / "accuracy.json").read_text())
+    with np.load(found[-1]) as z:
+        pcm, labels = z["pcm"], z["labels"]
+    replay = np.array([list(bundled.replay_pcm([x]))[0]["index"] for x in pcm])
+    feats = np.stack([bundled.frontend.patch(x)[0] for x in pcm])
+    patch = np.argmax(bundled.run(bundled.input_buffer(feats)), axis=1)
+    assert (replay == labels).mean() == acc["replay_accuracy"]["cmsis-nn"]
+    assert (patch == labels).mean() == acc["replay_accuracy"]["clip_as_patch"]["cmsis-nn"] == acc["qdq_device_accuracy"]
