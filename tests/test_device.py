@@ -3,7 +3,6 @@ chunking equals whole-file processing; bad inputs and contradicting configs are 
 import io
 import json
 import re
-import wave
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emu.cli import main
+from test_audio import write_wav  # one WAV writer for the tests
 from emu.config import ConfigError
 
 MLPERF_TOML = """
@@ -43,14 +43,6 @@ def mlperf_config(tmp_path, model, n_mfcc=10, layout="frame-major"):
     p = tmp_path / f"mlperf_{n_mfcc}_{layout}.toml"
     p.write_text(MLPERF_TOML.format(model=model, n_mfcc=n_mfcc, layout=layout))
     return p
-
-
-def write_wav(path, x, rate=16000, channels=1, width=2):
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(width)
-        w.setframerate(rate)
-        w.writeframes(np.asarray(x).tobytes())
 
 
 def speechlike(n, seed):
