@@ -7,7 +7,9 @@ Two halves:
   results wrapped to int32 as an MCU would.
 
 Rounding modes are named, never global: `DOUBLE_ROUNDING` (TFLite/CMSIS-NN default: SRDHM then RDBP)
-and `SINGLE_ROUNDING` (CMSIS_NN_USE_SINGLE_ROUNDING / TFLITE_SINGLE_ROUNDING: one rounding step).
+and `SINGLE_ROUNDING` (CMSIS_NN_USE_SINGLE_ROUNDING / TFLITE_SINGLE_ROUNDING: one rounding step). The
+weighted kernels also take `FLOAT32_RNE` (ONNX Runtime / MLAS: float32 per-channel scale, round half to
+even; see requantize_float32), which is not a fixed-point rounding and so not in ROUNDING_NAMES.
 """
 import math
 
@@ -21,6 +23,9 @@ INT32_MAX = (1 << 31) - 1
 DOUBLE_ROUNDING = 0
 SINGLE_ROUNDING = 1
 ROUNDING_NAMES = {"double": DOUBLE_ROUNDING, "single": SINGLE_ROUNDING}
+# Requantization mode of the weighted kernels' epilogue (conv/depthwise/fully connected): float32 scale per
+# output channel instead of (multiplier, shift); the onnxruntime profile's mode.
+FLOAT32_RNE = 2
 
 
 def rounding_code(name):
@@ -163,6 +168,47 @@ def requantize(acc, multiplier, shift, rounding):
     if rounding == 1:
         return requantize_single(acc, multiplier, shift)
     return requantize_double(acc, multiplier, shift)
+
+
+@njit(cache=True)
+def requantize_float32(acc, scale, output_offset, act_min, act_max):
+    """MLAS requantization (MlasRequantizeOutput, x86 order), all float32, no float64 anywhere:
+    v = float32(int32 acc) * float32 scale; v = min(max(v, float32(act_min - output_offset)),
+    float32(act_max - output_offset)); result = int32(rint(v)) + output_offset (rint: round half to even).
+    Returns the int32 output value, already inside [act_min, act_max]."""
+    v = np.float32(acc) * np.float32(scale)
+    lo = np.float32(act_min - output_offset)
+    hi = np.float32(act_max - output_offset)
+    if v < lo:
+        v = lo
+    if v > hi:
+        v = hi
+    return np.int32(np.int32(np.rint(v)) + np.int32(output_offset))
+
+
+@njit(cache=True, inline="always")
+def requantize_channel(acc, mult, shift, scale, c, output_offset, act_min, act_max, rounding):
+    """The weighted kernels' epilogue for accumulator `acc` of channel c -> int32 output value in [act_min, act_max].
+    scale None (DOUBLE_ROUNDING / SINGLE_ROUNDING): clamp(requantize(acc, mult[c], shift[c], rounding) + output_offset);
+    scale a float32 array (FLOAT32_RNE): requantize_float32(acc, scale[c], ...), mult/shift unused.
+    `scale is None` is decided by type when Numba compiles the caller (inlined here), so each mode gets its own
+    machine code without a run-time branch."""
+    if scale is not None:
+        return requantize_float32(acc, scale[np.uint64(c)], output_offset, act_min, act_max)
+    v = np.int64(requantize(acc, mult[np.uint64(c)], shift[np.uint64(c)], rounding)) + np.int64(output_offset)
+    if v < act_min:
+        v = np.int64(act_min)
+    elif v > act_max:
+        v = np.int64(act_max)
+    return np.int32(v)
+
+
+@njit(cache=True, inline="always")
+def requantize_row(acc, mult, shift, scale, output_offset, act_min, act_max, rounding, out, out_start):
+    """requantize_channel of every acc[c] (one output pixel's channels) into int8 out[out_start + c]."""
+    for c in range(acc.shape[0]):
+        out[np.uint64(out_start + c)] = np.int8(requantize_channel(acc[np.uint64(c)], mult, shift, scale, c,
+                                                                   output_offset, act_min, act_max, rounding))
 
 
 @njit(cache=True)

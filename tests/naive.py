@@ -76,10 +76,26 @@ def _wrap32_array(a):
     return ((a.astype(np.int64).astype(np.uint64) + np.uint64(1 << 31)) & np.uint64(0xFFFFFFFF)).astype(np.int64) - (1 << 31)
 
 
-def _activate_channels(acc, mult, shift, output_offset, act_min, act_max, rounding, out):
-    """acc: exact accumulators [..., C]; wrap to int32, requantize per channel, add the offset, clamp, store."""
+FLOAT32_RNE = 2   # rounding code of the onnxruntime profile's float32 epilogue (emu.fixedpoint.FLOAT32_RNE)
+
+
+def requantize_float32_array(acc32, scale, output_offset, act_min, act_max):
+    """MLAS requantization in numpy float32 arrays: clip(float32(acc) * scale, act_min - zp, act_max - zp),
+    numpy's rint (round half to even), + zp. acc32: int32 values (already wrapped) [..., C]; scale float32 [C]."""
+    v = acc32.astype(np.float32) * np.asarray(scale, np.float32)
+    assert v.dtype == np.float32
+    v = np.minimum(np.maximum(v, np.float32(act_min - output_offset)), np.float32(act_max - output_offset))
+    return np.rint(v).astype(np.int64) + output_offset
+
+
+def _activate_channels(acc, mult, shift, output_offset, act_min, act_max, rounding, out, scale=None):
+    """acc: exact accumulators [..., C]; wrap to int32, requantize per channel, add the offset, clamp, store
+    (rounding FLOAT32_RNE: the float32 epilogue with the per-channel `scale`)."""
     if acc.dtype == object:   # wider than int64 (huge filter offsets): wrap with Python ints first
         acc = np.vectorize(wrap32, otypes=[np.int64])(acc)
+    if rounding == FLOAT32_RNE:
+        out[...] = requantize_float32_array(_wrap32_array(acc), scale, output_offset, act_min, act_max)
+        return
     q = requantize_array(acc, mult, shift, rounding)
     out[...] = np.clip(q + output_offset, act_min, act_max)
 
@@ -104,8 +120,9 @@ def _border(size, k, stride, dilation, pad, out_size):
 
 
 def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-            dilation_h, dilation_w, act_min, act_max, rounding, out):
-    """Sum over taps of (x + input_offset) * w, one tap at a time with exact int64 einsum, per group."""
+            dilation_h, dilation_w, act_min, act_max, rounding, out, *, filter_offset=0, scale=None):
+    """Sum over taps of (x + input_offset) * (w + filter_offset), one tap at a time with exact int64 einsum,
+    per group (padded taps contribute 0)."""
     n, h, w, cin = inp.shape
     cout, kh, kw, cin_g = filt.shape
     oh, ow = out.shape[1], out.shape[2]
@@ -114,7 +131,7 @@ def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h,
     xp = _offset_padded(inp, input_offset, pad_top, pad_left, _border(h, kh, stride_h, dilation_h, pad_top, oh),
                         _border(w, kw, stride_w, dilation_w, pad_left, ow))
     acc = np.zeros((n, oh, ow, cout), np.int64) + bias.astype(np.int64)
-    f = filt.astype(np.int64)
+    f = filt.astype(np.int64) + filter_offset
     for ky in range(kh):
         for kx in range(kw):
             x = _tap(xp, ky, kx, pad_top, pad_left, stride_h, stride_w, dilation_h, dilation_w, oh, ow)
@@ -122,12 +139,14 @@ def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h,
                 xs = x[..., g * cin_g:(g + 1) * cin_g]
                 ws = f[g * per_group:(g + 1) * per_group, ky, kx, :]
                 acc[..., g * per_group:(g + 1) * per_group] += np.einsum("nhwc,oc->nhwo", xs, ws)
-    _activate_channels(acc, mult, shift, output_offset, act_min, act_max, rounding, out)
+    _activate_channels(acc, mult, shift, output_offset, act_min, act_max, rounding, out, scale)
 
 
 def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
-                      pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out):
-    """Output channel ic*ch_mult + m: sum over taps of (x[ic] + input_offset) * w[oc], exact int64."""
+                      pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, *, filter_offset=0,
+                      scale=None):
+    """Output channel ic*ch_mult + m: sum over taps of (x[ic] + input_offset) * (w[oc] + filter_offset), exact int64
+    (padded taps contribute 0)."""
     n, h, w, cin = inp.shape
     kh, kw = filt.shape[1], filt.shape[2]
     oh, ow = out.shape[1], out.shape[2]
@@ -138,17 +157,17 @@ def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, outpu
     for ky in range(kh):
         for kx in range(kw):
             x = _tap(xp, ky, kx, pad_top, pad_left, stride_h, stride_w, dilation_h, dilation_w, oh, ow)
-            acc += x * filt[0, ky, kx, :].astype(np.int64)
-    _activate_channels(acc, mult, shift, output_offset, act_min, act_max, rounding, out)
+            acc += x * (filt[0, ky, kx, :].astype(np.int64) + filter_offset)
+    _activate_channels(acc, mult, shift, output_offset, act_min, act_max, rounding, out, scale)
 
 
 def fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
-                       act_min, act_max, rounding, out):
+                       act_min, act_max, rounding, out, *, scale=None):
     """acc = bias + (x + input_offset) @ (w + filter_offset)^T, exact (Python ints via object arrays)."""
     x = inp.astype(object) + input_offset
     wt = filt.astype(object) + filter_offset
     acc = x.dot(wt.T) + bias.astype(object)
-    _activate_channels(acc, mult, shift, output_offset, act_min, act_max, rounding, out)
+    _activate_channels(acc, mult, shift, output_offset, act_min, act_max, rounding, out, scale)
 
 
 def _windows(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, out):

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import naive
+from emu import fixedpoint
 from emu.kernels import backends
 from emu.kernels.backends import BACKENDS, KERNEL_NAMES, KernelArgumentError, get_backend
 
@@ -540,16 +541,22 @@ def test_conv_wide_channels_match_naive(c):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(wide_conv_cases())
-def test_conv_fast_path_equals_general_path(c):
+@given(wide_conv_cases(), st.booleans())
+def test_conv_fast_path_equals_general_path(c, ort):
     """The int16-row fast path and the general transposed-filter path give identical outputs where both apply."""
     from emu.kernels import conv
     c = _fix_batch(c)
     if not conv.ROW_OFFSET_MIN <= c["input_offset"] <= conv.ROW_OFFSET_MAX:
         c["input_offset"] = 128
-    args = [c[k] for k in ("inp", "filt", "bias", "mult", "shift", "input_offset", "output_offset", "stride_h",
-                           "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w", "act_min", "act_max",
-                           "rounding")]
+    cout = c["filt"].shape[0]
+    scale = None
+    filter_offset = 0
+    if ort:                                     # the onnxruntime profile's epilogue and asymmetric weights
+        c["rounding"], scale = FLOAT32_RNE, ort_scales(cout, c["filt"].size)
+        filter_offset = int(np.random.default_rng(cout).choice([128, -127, 5, 0]))
+    args = [c[k] for k in ("inp", "filt", "bias", "mult", "shift")] + [scale, c["input_offset"], filter_offset] + \
+        [c[k] for k in ("output_offset", "stride_h", "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w",
+                        "act_min", "act_max", "rounding")]
     outs = []
     for kernel in (conv._conv_s8_rows, conv._conv_s8):
         out = np.full(c["out_shape"], 99, np.int8)
@@ -715,3 +722,121 @@ def test_conformance_ds_cnn_s_whole_network(conformance_dir):
     probs = np.zeros_like(logits)
     NUMBA.softmax_s8(logits, d["SOFTMAX_13_MULT"], d["SOFTMAX_13_SHIFT"], d["SOFTMAX_13_DIFF_MIN"], probs)
     assert_same(probs.reshape(-1), a["output_ref"], "ds_cnn_s output")
+
+
+# ---- onnxruntime profile epilogue: rounding FLOAT32_RNE, float32 scale, filter_offset ----------------------
+
+FLOAT32_RNE = fixedpoint.FLOAT32_RNE
+
+
+def ort_scales(count, seed):
+    """float32 per-channel scales: real ORT-like ranges plus ties (0.5, 1.5), 1.0, large and tiny values."""
+    rng = np.random.default_rng(seed)
+    special = np.array([0.5, 1.5, 1.0, 0.25, 3.0, 1e-6, 2.0 ** -20, 0.0001234], np.float32)
+    s = rng.uniform(1e-5, 0.05, count).astype(np.float32)
+    pick = rng.random(count) < 0.3
+    s[pick] = rng.choice(special, int(pick.sum()))
+    return s
+
+
+ort_filter_offsets = st.one_of(st.sampled_from([0, 128, -127, 1, 255]), st.integers(-128, 128),
+                               st.integers(-(1 << 20), 1 << 20))
+
+
+@st.composite
+def ort_cases(draw, kind):
+    """A conv/depthwise/fc case turned to the onnxruntime profile: FLOAT32_RNE, scale, filter_offset, mult/shift None."""
+    c = draw(fc_cases() if kind == "fc" else conv_cases(depthwise=kind == "dw"))
+    count = c["out_shape"][-1]
+    c.update(rounding=FLOAT32_RNE, scale=ort_scales(count, draw(st.integers(0, 2 ** 32 - 1))), mult=None, shift=None,
+             filter_offset=draw(ort_filter_offsets))
+    if draw(st.booleans()):          # small accumulators too, so ties and the clamp both happen often
+        c["bias"] = np.asarray(np.random.default_rng(count).integers(-300, 300, count), np.int32)
+    return c
+
+
+def run_ort(impl, c, kind):
+    out = np.full(c["out_shape"], 99, np.int8)
+    if kind == "fc":
+        impl.fully_connected_s8(*[c[k] for k in ("inp", "filt", "bias", "mult", "shift", "input_offset",
+                                                 "filter_offset", "output_offset", "act_min", "act_max", "rounding")],
+                                out, scale=c["scale"])
+        return out
+    args = [c["inp"], c["filt"], c["bias"], c["mult"], c["shift"]] + ([c["ch_mult"]] if kind == "dw" else [])
+    args += [c[k] for k in ("input_offset", "output_offset", "stride_h", "stride_w", "pad_top", "pad_left",
+                            "dilation_h", "dilation_w", "act_min", "act_max", "rounding")]
+    (impl.depthwise_conv_s8 if kind == "dw" else impl.conv_s8)(*args, out, filter_offset=c["filter_offset"],
+                                                              scale=c["scale"])
+    return out
+
+
+@FAST
+@given(ort_cases("conv"), ort_cases("dw"), ort_cases("fc"))
+def test_float32_epilogue_kernels_match_naive(conv, dw, fc):
+    """conv / depthwise / fully connected with rounding FLOAT32_RNE, filter_offset and float32 scales == naive
+    (exact int64 accumulators wrapped to int32, numpy float32 epilogue)."""
+    for kind, c in (("conv", conv), ("dw", dw), ("fc", fc)):
+        assert_same(run_ort(NUMBA, c, kind), run_ort(naive, c, kind), f"{kind} FLOAT32_RNE")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ort_cases("conv"), ort_cases("dw"), ort_cases("fc"))
+def test_float32_epilogue_bound_equals_checked(conv, dw, fc):
+    """bind_<name> with rounding FLOAT32_RNE / filter_offset / scale (what the onnxruntime runtime binds) equals the
+    checked kernel, run twice on new input data."""
+    rng = np.random.default_rng(1)
+    for kind, c in (("conv", conv), ("dw", dw), ("fc", fc)):
+        bound_out = np.full(c["out_shape"], 99, np.int8)
+        inp = c["inp"].copy()
+        name = {"conv": "conv_s8", "dw": "depthwise_conv_s8", "fc": "fully_connected_s8"}[kind]
+        if kind == "fc":
+            args = [inp] + [c[k] for k in ("filt", "bias", "mult", "shift", "input_offset", "filter_offset",
+                                           "output_offset", "act_min", "act_max", "rounding")]
+            kwargs = dict(scale=c["scale"])
+        else:
+            args = [inp, c["filt"], c["bias"], None, None] + ([c["ch_mult"]] if kind == "dw" else [])
+            args += [c[k] for k in ("input_offset", "output_offset", "stride_h", "stride_w", "pad_top", "pad_left",
+                                    "dilation_h", "dilation_w", "act_min", "act_max", "rounding")]
+            kwargs = dict(scale=c["scale"], filter_offset=c["filter_offset"])
+        run = backends.bind(NUMBA, name, *args, bound_out, **kwargs)
+        for _ in range(2):
+            inp[...] = rng.integers(-128, 128, inp.shape, dtype=np.int8)
+            run()
+            c["inp"] = inp.copy()
+            assert_same(bound_out, run_ort(NUMBA, c, kind), f"bound {name} FLOAT32_RNE")
+
+
+def test_requantize_float32_matches_numpy_float32():
+    """emu.fixedpoint.requantize_float32 == naive's numpy float32 expression on int32 extremes, ties (x.5 after the
+    scale), both clamp edges and random accumulators, for several scales and offsets."""
+    rng = np.random.default_rng(7)
+    accs = np.concatenate([np.array([INT32_MIN, INT32_MAX, 0, 1, -1, 3, -3, 5, -5, 255, -255, 16777217, -16777217],
+                                    np.int64), rng.integers(-300, 300, 300), rng.integers(INT32_MIN, INT32_MAX, 300)])
+    for scale in (0.5, 1.5, 1.0, 0.0078125, 1e-6, 0.0123, 7.0):
+        for zp, lo, hi in ((0, -128, 127), (-128, -128, 127), (127, -128, 127), (5, 0, 6), (-3, -100, 100)):
+            want = naive.requantize_float32_array(accs, np.float32(scale), zp, lo, hi)
+            got = np.array([fixedpoint.requantize_float32(np.int32(a), np.float32(scale), zp, lo, hi) for a in accs])
+            assert_same(got, want, f"requantize_float32 scale {scale} zp {zp}")
+    # ties go to even: acc * 0.5 for acc = -5..5
+    got = [int(fixedpoint.requantize_float32(np.int32(a), np.float32(0.5), 0, -128, 127)) for a in range(-5, 6)]
+    assert got == [-2, -2, -2, -1, 0, 0, 0, 1, 2, 2, 2]
+
+
+def test_epilogue_argument_errors():
+    x = np.zeros((1, 3, 3, 2), np.int8)
+    filt = np.zeros((2, 1, 1, 2), np.int8)
+    q = np.zeros(2, np.int32)
+    out = np.zeros((1, 3, 3, 2), np.int8)
+    geo = (0, 0, 1, 1, 0, 0, 1, 1, -128, 127)
+    with pytest.raises(KernelArgumentError, match="needs a float32 per-channel scale"):
+        NUMBA.conv_s8(x, filt, q, None, None, *geo, FLOAT32_RNE, out)
+    with pytest.raises(KernelArgumentError, match="scale must have dtype float32"):
+        NUMBA.conv_s8(x, filt, q, None, None, *geo, FLOAT32_RNE, out, scale=np.ones(2))
+    with pytest.raises(KernelArgumentError, match="scale has shape"):
+        NUMBA.conv_s8(x, filt, q, None, None, *geo, FLOAT32_RNE, out, scale=np.ones(3, np.float32))
+    with pytest.raises(KernelArgumentError, match="only used with rounding FLOAT32_RNE"):
+        NUMBA.conv_s8(x, filt, q, q, q, *geo, 0, out, scale=np.ones(2, np.float32))
+    with pytest.raises(KernelArgumentError, match="rounding"):
+        NUMBA.conv_s8(x, filt, q, q, q, *geo, 3, out)
+    with pytest.raises(KernelArgumentError, match="rounding"):     # the C twin keeps fixed-point roundings only
+        backends.check_rounding(FLOAT32_RNE)

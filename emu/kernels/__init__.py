@@ -9,6 +9,11 @@ emu._c_kernels, wrapped by emu/kernels/ctwin.py) and the obvious references (tes
   offsets), geometry (strides, paddings, dilations), activation range, rounding code, output.
   `input_offset = -zp_in`, `output_offset = +zp_out`, `filter_offset = -zp_w`; shift > 0 means left.
   `rounding` is emu.fixedpoint.DOUBLE_ROUNDING (0, default) or SINGLE_ROUNDING (1).
+- Weighted kernels (conv, depthwise, fully connected; Numba only) also take rounding FLOAT32_RNE (2), the
+  onnxruntime profile's epilogue emu.fixedpoint.requantize_float32 with a float32 per-channel keyword `scale`
+  (mult/shift may be None), and conv/depthwise a keyword `filter_offset` (default 0; fully connected has it
+  positional). One set of loops serves both profiles; the epilogue is emu.fixedpoint.requantize_channel
+  (scale None for the fixed-point roundings: Numba compiles each mode separately).
 - Kernels never allocate and return nothing: the caller owns and passes `out`. Work buffers are int32 `scratch`
   arrays the caller owns too (conv: conv.conv_scratch_size(filt.shape) values, depthwise: Cout, avgpool: C sums;
   the wrappers and binders allocate them when none is given). Scratch contents are dirty between calls.

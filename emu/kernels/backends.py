@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from emu.errors import N6Error
+from emu.fixedpoint import FLOAT32_RNE
 
 BACKENDS = ("numba", "c")
 KERNEL_NAMES = ("conv_s8", "depthwise_conv_s8", "fully_connected_s8", "avgpool_s8", "maxpool_s8",
@@ -65,14 +66,15 @@ def _numba_backend():
     return _NUMBA
 
 
-def bind(kernels, name, *args):
-    """A no-argument callable running kernel `name` of namespace `kernels` on `args`: the backend's
-    bind_<name> (arguments checked once, unchecked kernel per call) when it has one, else the checked kernel."""
+def bind(kernels, name, *args, **kwargs):
+    """A no-argument callable running kernel `name` of namespace `kernels` on `args` (and keyword `kwargs`): the
+    backend's bind_<name> (arguments checked once, unchecked kernel per call) when it has one, else the checked
+    kernel."""
     binder = getattr(kernels, "bind_" + name, None)
     if binder is not None:
-        return binder(*args)
+        return binder(*args, **kwargs)
     fn = getattr(kernels, name)
-    return lambda: fn(*args)
+    return lambda: fn(*args, **kwargs)
 
 
 # ---- argument checks used by the public wrappers (cheap: a few microseconds per call) -----------------
@@ -132,6 +134,36 @@ def _min_max(a):
         if v > hi:
             hi = v
     return lo, hi
+
+
+def check_epilogue(count, rounding, bias, mult, shift, scale):
+    """The weighted kernels' requantization arguments (emu.fixedpoint.requantize_channel); returns
+    (rounding, mult, shift, scale) ready for the njit kernel. rounding DOUBLE_ROUNDING (0) / SINGLE_ROUNDING (1):
+    int32 mult/shift of `count` values, scale None; FLOAT32_RNE (2): float32 scale of `count` values, mult/shift
+    None (then zeros of `count` values are passed) or int32 of `count` values (unused)."""
+    rounding = check_int("rounding", rounding, 0, FLOAT32_RNE)
+    if rounding == FLOAT32_RNE:
+        check_array("bias", bias, np.int32, 1)
+        if bias.shape[0] != count:
+            raise KernelArgumentError(f"bias has shape {bias.shape}, expected ({count},)")
+        if scale is None:
+            raise KernelArgumentError("rounding FLOAT32_RNE (2) needs a float32 per-channel scale; pass scale=")
+        check_array("scale", scale, np.float32, 1)
+        if scale.shape[0] != count:
+            raise KernelArgumentError(f"scale has shape {scale.shape}, expected ({count},)")
+        if mult is None or shift is None:
+            mult = shift = np.zeros(count, np.int32)
+        else:
+            for name, a in (("mult", mult), ("shift", shift)):
+                check_array(name, a, np.int32, 1)
+                if a.shape[0] != count:
+                    raise KernelArgumentError(f"{name} has shape {a.shape}, expected ({count},)")
+        return rounding, mult, shift, scale
+    if scale is not None:
+        raise KernelArgumentError(f"scale is only used with rounding FLOAT32_RNE (2), got rounding {rounding}; "
+                                  "pass scale=None or rounding=2")
+    check_per_channel(count, rounding, bias=bias, mult=mult, shift=shift)
+    return rounding, mult, shift, None
 
 
 def check_shift(name, shift, rounding):

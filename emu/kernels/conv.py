@@ -1,48 +1,55 @@
 """conv_s8: grouped 2-D convolution, int8 NHWC x OHWI -> int8 NHWC (TFLite Micro ConvPerChannel semantics).
 
-acc[oc] = bias[oc] + sum over non-padded taps of (x + input_offset) * w   (int32, wrapping like the MCU)
-out     = clamp(requantize(acc, mult[oc], shift[oc], rounding) + output_offset, act_min, act_max)
+acc[oc] = bias[oc] + sum over non-padded taps of (x + input_offset) * (w + filter_offset)   (int32, wrapping)
+out     = emu.fixedpoint.requantize_channel(acc, mult, shift, scale, oc, output_offset, act_min, act_max,
+          rounding): clamp(requantize(acc, mult, shift) + output_offset) for DOUBLE_/SINGLE_ROUNDING, or the
+          onnxruntime profile's float32 epilogue for FLOAT32_RNE (keyword `scale`, float32 per channel).
+filter_offset (keyword, default 0 = CMSIS-NN's symmetric weights) is -zp_w of asymmetric (ORT uint8) weights.
 groups = Cin // Cin_g; output channel oc reads input channels (oc // (Cout // groups)) * Cin_g + [0, Cin_g).
 Speed, fast path (groups == 1 and x + input_offset fits int16, i.e. any real zero-point): per output pixel the
 (x + input_offset) values of the receptive field are gathered into an int16 row (0 for padded taps, so they add
 nothing), zero-filled up to Kp = KH*KW*Cin rounded up to a multiple of 64; each output channel is one dot product
-of that row with its filter row (widened to int16 and zero-padded to Kp once per call) in constant 64-long blocks,
+of that row with its filter row (w + filter_offset widened to int16 and zero-padded to Kp once per call; the path
+also needs filter_offset in the int16 row range) in constant 64-long blocks,
 which LLVM vectorizes with vpmaddwd. General path (grouped convolution, offsets beyond int16): per output pixel the
 int32 accumulators of all output channels live in a scratch row and the innermost loop runs over output channels
-against a transposed copy of the filter. Both sum the same int32 products with wrapping additions: equal results.
+against a transposed copy of the filter (w + filter_offset, int32). Both sum the same int32 products with wrapping additions: equal results.
 """
 import functools
 
 import numpy as np
 from numba import njit
 
-from emu.fixedpoint import requantize
+from emu.fixedpoint import requantize_row
 from emu.kernels.backends import (KernelArgumentError, check_activation, check_array, check_geometry, check_int,
-                                  check_no_alias, check_per_channel, check_rounding)
+                                  check_epilogue, check_no_alias)
 
 
 def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-            dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None):
+            dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None, *, filter_offset=0, scale=None):
     """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs run_conv_s8.
+    rounding FLOAT32_RNE takes the float32 per-channel `scale` (mult/shift may then be None).
 
     scratch: optional caller-owned int32 work buffer of at least conv_scratch_size(filt.shape) values (CMSIS-NN's
     ctx buffer); when None a fresh one is made here, so the njit kernels never allocate.
     """
     run_conv_s8(*_checked_conv_args(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w,
-                                    pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch))
+                                    pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch,
+                                    filter_offset, scale))
 
 
 def bind_conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-                 dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None):
+                 dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None, *, filter_offset=0, scale=None):
     """Checks the arguments once (as conv_s8) and returns a no-argument callable running the unchecked kernel on
     these very arrays (a plan's buffers: their contents may change between calls, never their shape or dtype)."""
     return functools.partial(run_conv_s8, *_checked_conv_args(
         inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-        dilation_h, dilation_w, act_min, act_max, rounding, out, scratch))
+        dilation_h, dilation_w, act_min, act_max, rounding, out, scratch, filter_offset, scale))
 
 
 def _checked_conv_args(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top,
-                       pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
+                       pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch, filter_offset,
+                       scale):
     """conv_s8's checks; returns run_conv_s8's arguments (scratch allocated when None)."""
     inp = check_array("inp", inp, np.int8, 4)
     filt = check_array("filt", filt, np.int8, 4)
@@ -56,24 +63,25 @@ def _checked_conv_args(inp, filt, bias, mult, shift, input_offset, output_offset
         raise KernelArgumentError(f"output channels {cout} are not divisible by groups {groups}")
     if out.shape[0] != n or out.shape[3] != cout:
         raise KernelArgumentError(f"out has shape {out.shape}, expected ({n}, OH, OW, {cout})")
-    rounding = check_rounding(rounding)
-    check_per_channel(cout, rounding, bias=bias, mult=mult, shift=shift)
+    rounding, mult, shift, scale = check_epilogue(cout, rounding, bias, mult, shift, scale)
     geo = check_geometry(stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w)
     lo, hi = check_activation(act_min, act_max)
     check_no_alias(out, inp, filt)
-    args = (inp, filt, bias, mult, shift, check_int("input_offset", input_offset),
-            check_int("output_offset", output_offset), *geo, lo, hi, rounding, out)
+    args = (inp, filt, bias, mult, shift, scale, check_int("input_offset", input_offset),
+            check_int("filter_offset", filter_offset), check_int("output_offset", output_offset), *geo, lo, hi,
+            rounding, out)
     need = conv_scratch_size(filt.shape)
     if scratch is None:
         scratch = np.empty(need, np.int32)
     elif check_array("scratch", scratch, np.int32, 1, writable=True).size < need:
         raise KernelArgumentError(f"scratch holds {scratch.size} int32 values, conv needs {need}; pass a larger buffer")
     else:
-        check_no_alias(scratch, inp, filt, bias, mult, shift, out)
+        check_no_alias(scratch, inp, filt, bias, mult, shift, scale, out)
     return args + (scratch,)
 
 
-# x + input_offset must fit int16 for the fast path's row (x in [-128, 127]); real offsets are in [-127, 128].
+# x + input_offset and w + filter_offset must fit int16 for the fast path (x, w in [-128, 127]); real offsets are
+# in [-127, 128].
 ROW_OFFSET_MIN = -32768 + 128
 ROW_OFFSET_MAX = 32767 - 127
 DOT_BLOCK = 64   # constant inner trip count: LLVM vectorizes it fully (a runtime trip count defeats it)
@@ -90,25 +98,27 @@ def conv_scratch_size(filt_shape):
 
 
 @njit(cache=True)
-def run_conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-                dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
-    """Unchecked entry (arguments valid as conv_s8 checks them; scratch >= conv_scratch_size): picks the path."""
-    if inp.shape[3] == filt.shape[3] and ROW_OFFSET_MIN <= input_offset <= ROW_OFFSET_MAX:
-        _conv_s8_rows(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top,
-                      pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch)
+def run_conv_s8(inp, filt, bias, mult, shift, scale, input_offset, filter_offset, output_offset, stride_h, stride_w,
+                pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
+    """Unchecked entry (arguments as _checked_conv_args returns them: mult, shift and scale all hold Cout values;
+    scratch >= conv_scratch_size): picks the path."""
+    if inp.shape[3] == filt.shape[3] and ROW_OFFSET_MIN <= input_offset <= ROW_OFFSET_MAX \
+            and ROW_OFFSET_MIN <= filter_offset <= ROW_OFFSET_MAX:
+        _conv_s8_rows(inp, filt, bias, mult, shift, scale, input_offset, filter_offset, output_offset, stride_h,
+                      stride_w, pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch)
     else:
-        _conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-                 dilation_h, dilation_w, act_min, act_max, rounding, out, scratch)
+        _conv_s8(inp, filt, bias, mult, shift, scale, input_offset, filter_offset, output_offset, stride_h, stride_w,
+                 pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch)
 
 
 @njit(cache=True)
-def _conv_s8_rows(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-                  dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
+def _conv_s8_rows(inp, filt, bias, mult, shift, scale, input_offset, filter_offset, output_offset, stride_h, stride_w,
+                  pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
     """Fast path (groups == 1, x + input_offset fits int16). Loops: output pixel -> gather the int16 row
     [KH, KW, Cin] -> output channel -> 64-blocks of the row (int16 x int16 products summed in int32, wrapping).
 
     scratch as int32 [0, Cout): accumulators; as int16 after them: the row [Kp], then the filter rows [Cout, Kp]
-    (int8 widened, zero tail). A zero row entry (padded tap, or the tail) adds nothing.
+    (w + filter_offset widened, zero tail). A zero row entry (padded tap, or the tail) adds nothing.
     """
     n, h, w, cin = inp.shape
     cout, kh, kw, _ = filt.shape
@@ -121,9 +131,10 @@ def _conv_s8_rows(inp, filt, bias, mult, shift, input_offset, output_offset, str
     row = s16[2 * cout:2 * cout + kp]
     wp = s16[2 * cout + kp:2 * cout + kp + cout * kp]
     w_in = filt.reshape(cout * k)
+    f_off = np.int32(filter_offset)
     for oc in range(cout):
         for i in range(k):
-            wp[np.uint64(oc * kp + i)] = np.int16(w_in[np.uint64(oc * k + i)])
+            wp[np.uint64(oc * kp + i)] = np.int16(np.int32(w_in[np.uint64(oc * k + i)]) + f_off)
         for i in range(k, kp):
             wp[np.uint64(oc * kp + i)] = np.int16(0)
     for i in range(k, kp):
@@ -177,23 +188,16 @@ def _conv_s8_rows(inp, filt, bias, mult, shift, input_offset, output_offset, str
                             a = np.int32(a + np.int32(row[np.uint64(r + j)]) * np.int32(wp[np.uint64(w_row + r + j)]))
                     acc[np.uint64(oc)] = a
                 o_base = ((b * oh + oy) * ow + ox) * cout
-                for oc in range(cout):
-                    v = np.int64(requantize(acc[np.uint64(oc)], mult[np.uint64(oc)], shift[np.uint64(oc)], rounding)) \
-                        + np.int64(output_offset)
-                    if v < act_min:
-                        v = act_min
-                    elif v > act_max:
-                        v = act_max
-                    o_flat[np.uint64(o_base + oc)] = np.int8(v)
+                requantize_row(acc, mult, shift, scale, output_offset, act_min, act_max, rounding, o_flat, o_base)
 
 
 @njit(cache=True)
-def _conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-             dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
+def _conv_s8(inp, filt, bias, mult, shift, scale, input_offset, filter_offset, output_offset, stride_h, stride_w,
+             pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
     """General path. Loops: output pixel -> valid kh -> valid kw -> group -> ic -> output channel (vectorizes over Cout).
 
     scratch[:Cout] holds the int32 accumulators (wrapping, explicit casts); scratch[Cout:] the filter transposed
-    to [KH, KW, Cin_g, Cout] (int8 values widened to int32) so the innermost loop is contiguous.
+    to [KH, KW, Cin_g, Cout] (w + filter_offset, int32 wrapping) so the innermost loop is contiguous.
     """
     n, h, w, cin = inp.shape
     cout, kh, kw, cin_g = filt.shape
@@ -206,7 +210,8 @@ def _conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h
         for ky in range(kh):
             for kx in range(kw):
                 for ic in range(cin_g):
-                    wt[np.uint64(((ky * kw + kx) * cin_g + ic) * cout + oc)] = np.int32(filt[oc, ky, kx, ic])
+                    wt[np.uint64(((ky * kw + kx) * cin_g + ic) * cout + oc)] = np.int32(
+                        np.int64(filt[oc, ky, kx, ic]) + np.int64(filter_offset))
     x_flat = inp.reshape(n * h * w * cin)
     o_flat = out.reshape(n * oh * ow * cout)
     in_off = np.int32(input_offset)
@@ -235,11 +240,4 @@ def _conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h
                                     acc[np.uint64(a0 + j)] = np.int32(acc[np.uint64(a0 + j)]
                                                                       + xv * wt[np.uint64(w_tap + j)])
                 o_base = ((b * oh + oy) * ow + ox) * cout
-                for oc in range(cout):
-                    v = np.int64(requantize(acc[np.uint64(oc)], mult[np.uint64(oc)], shift[np.uint64(oc)], rounding)) \
-                        + np.int64(output_offset)
-                    if v < act_min:
-                        v = act_min
-                    elif v > act_max:
-                        v = act_max
-                    o_flat[np.uint64(o_base + oc)] = np.int8(v)
+                requantize_row(acc, mult, shift, scale, output_offset, act_min, act_max, rounding, o_flat, o_base)

@@ -1,42 +1,48 @@
 """depthwise_conv_s8: depthwise 2-D convolution, int8 NHWC x [1,KH,KW,Cin*ch_mult] -> int8 NHWC (TFLM DepthwiseConvPerChannel).
 
 Output channel oc = ic * ch_mult + m reads input channel ic.
-acc[oc] = bias[oc] + sum over non-padded taps of (x + input_offset) * w   (int32, wrapping)
-out     = clamp(requantize(acc, mult[oc], shift[oc], rounding) + output_offset, act_min, act_max)
+acc[oc] = bias[oc] + sum over non-padded taps of (x + input_offset) * (w + filter_offset)   (int32, wrapping)
+out     = emu.fixedpoint.requantize_channel(acc, mult, shift, scale, oc, output_offset, act_min, act_max,
+          rounding): fixed-point (DOUBLE_/SINGLE_ROUNDING) or float32 (FLOAT32_RNE, keyword `scale`).
+filter_offset (keyword, default 0 = CMSIS-NN's symmetric weights) is -zp_w of asymmetric (ORT uint8) weights.
 """
 import functools
 
 import numpy as np
 from numba import njit
 
-from emu.fixedpoint import requantize
+from emu.fixedpoint import requantize_row
 from emu.kernels.backends import (KernelArgumentError, check_activation, check_array, check_geometry, check_int,
-                                  check_no_alias, check_per_channel, check_rounding)
+                                  check_epilogue, check_no_alias)
 
 
 def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
-                      pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None):
+                      pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None, *,
+                      filter_offset=0, scale=None):
     """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _depthwise_conv_s8.
+    rounding FLOAT32_RNE takes the float32 per-channel `scale` (mult/shift may then be None).
 
     scratch: optional caller-owned int32 buffer of at least Cin*ch_mult values (the accumulator row; CMSIS-NN's
     ctx buffer); when None a fresh one is made here, so the njit kernel itself never allocates.
     """
     _depthwise_conv_s8(*_checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset,
                                                 stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w,
-                                                act_min, act_max, rounding, out, scratch))
+                                                act_min, act_max, rounding, out, scratch, filter_offset, scale))
 
 
 def bind_depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
-                           pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None):
+                           pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None, *,
+                           filter_offset=0, scale=None):
     """Checks the arguments once (as depthwise_conv_s8) and returns a no-argument callable running the unchecked
     kernel on these very arrays (contents may change between calls, never shapes or dtypes)."""
     return functools.partial(_depthwise_conv_s8, *_checked_depthwise_args(
         inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-        dilation_h, dilation_w, act_min, act_max, rounding, out, scratch))
+        dilation_h, dilation_w, act_min, act_max, rounding, out, scratch, filter_offset, scale))
 
 
 def _checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
-                            pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
+                            pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch,
+                            filter_offset, scale):
     """depthwise_conv_s8's checks; returns _depthwise_conv_s8's arguments (scratch allocated when None)."""
     inp = check_array("inp", inp, np.int8, 4)
     filt = check_array("filt", filt, np.int8, 4)
@@ -48,8 +54,7 @@ def _checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset,
         raise KernelArgumentError(f"filt has shape {filt.shape}, expected (1, KH, KW, {cout}) for Cin {cin} x ch_mult {ch_mult}")
     if out.shape[0] != n or out.shape[3] != cout:
         raise KernelArgumentError(f"out has shape {out.shape}, expected ({n}, OH, OW, {cout})")
-    rounding = check_rounding(rounding)
-    check_per_channel(cout, rounding, bias=bias, mult=mult, shift=shift)
+    rounding, mult, shift, scale = check_epilogue(cout, rounding, bias, mult, shift, scale)
     geo = check_geometry(stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w)
     lo, hi = check_activation(act_min, act_max)
     check_no_alias(out, inp, filt)
@@ -59,15 +64,17 @@ def _checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset,
         raise KernelArgumentError(f"scratch holds {scratch.size} int32 values, depthwise needs {cout}; "
                                   "pass a larger buffer")
     else:
-        check_no_alias(scratch, inp, filt, bias, mult, shift, out)
+        check_no_alias(scratch, inp, filt, bias, mult, shift, scale, out)
         scratch = scratch[:cout]
-    return (inp, filt, bias, mult, shift, ch_mult, check_int("input_offset", input_offset),
-            check_int("output_offset", output_offset), *geo, lo, hi, rounding, out, scratch)
+    return (inp, filt, bias, mult, shift, scale, ch_mult, check_int("input_offset", input_offset),
+            check_int("filter_offset", filter_offset), check_int("output_offset", output_offset), *geo, lo, hi,
+            rounding, out, scratch)
 
 
 @njit(cache=True)
-def _depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
-                       pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, acc):
+def _depthwise_conv_s8(inp, filt, bias, mult, shift, scale, ch_mult, input_offset, filter_offset, output_offset,
+                       stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out,
+                       acc):
     """Loops: output pixel -> valid kh -> valid kw -> output channel (contiguous: vectorizes), accumulating in
     the caller's int32 row `acc` (wrapping, explicit casts); then one requantize pass over the channels."""
     n, h, w, cin = inp.shape
@@ -77,6 +84,7 @@ def _depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, outp
     w_flat = filt.reshape(kh * kw * cout)
     o_flat = out.reshape(n * oh * ow * cout)
     in_off = np.int32(input_offset)
+    f_off = np.int32(filter_offset)
     for b in range(n):
         for oy in range(oh):
             iy0 = oy * stride_h - pad_top
@@ -94,24 +102,23 @@ def _depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, outp
                             continue
                         x_row = ((b * h + iy) * w + ix) * cin
                         w_row = (ky * kw + kx) * cout
-                        if ch_mult == 1:
+                        if ch_mult == 1 and f_off == 0:     # symmetric weights (cmsis-nn): no weight offset add
                             for oc in range(cout):
                                 acc[np.uint64(oc)] = np.int32(
                                     acc[np.uint64(oc)] + (np.int32(x_flat[np.uint64(x_row + oc)]) + in_off)
                                     * np.int32(w_flat[np.uint64(w_row + oc)]))
+                        elif ch_mult == 1:
+                            for oc in range(cout):
+                                acc[np.uint64(oc)] = np.int32(
+                                    acc[np.uint64(oc)] + (np.int32(x_flat[np.uint64(x_row + oc)]) + in_off)
+                                    * (np.int32(w_flat[np.uint64(w_row + oc)]) + f_off))
                         else:
                             for ic in range(cin):
                                 xv = np.int32(x_flat[np.uint64(x_row + ic)]) + in_off
                                 for mm in range(ch_mult):
                                     oc = ic * ch_mult + mm
                                     acc[np.uint64(oc)] = np.int32(acc[np.uint64(oc)]
-                                                                  + xv * np.int32(w_flat[np.uint64(w_row + oc)]))
+                                                                  + xv * (np.int32(w_flat[np.uint64(w_row + oc)])
+                                                                          + f_off))
                 o_base = ((b * oh + oy) * ow + ox) * cout
-                for oc in range(cout):
-                    v = np.int64(requantize(acc[np.uint64(oc)], mult[np.uint64(oc)], shift[np.uint64(oc)], rounding)) \
-                        + np.int64(output_offset)
-                    if v < act_min:
-                        v = act_min
-                    elif v > act_max:
-                        v = act_max
-                    o_flat[np.uint64(o_base + oc)] = np.int8(v)
+                requantize_row(acc, mult, shift, scale, output_offset, act_min, act_max, rounding, o_flat, o_base)

@@ -1,7 +1,8 @@
 """fully_connected_s8: int8 [N,K] x [Out,K] -> int8 [N,Out] (TFLM FullyConnected int8, per-tensor or per-channel).
 
 acc = bias[o] + sum_k (x + input_offset) * (w + filter_offset)   (int32, wrapping)
-out = clamp(requantize(acc, mult[o], shift[o], rounding) + output_offset, act_min, act_max)
+out = emu.fixedpoint.requantize_channel(acc, mult, shift, scale, o, output_offset, act_min, act_max, rounding):
+      fixed-point (DOUBLE_/SINGLE_ROUNDING, scale None) or float32 (FLOAT32_RNE, keyword `scale`, float32 per output).
 Per-tensor quantization = mult/shift arrays filled with one value.
 """
 import functools
@@ -9,28 +10,29 @@ import functools
 import numpy as np
 from numba import njit
 
-from emu.fixedpoint import requantize
-from emu.kernels.backends import (check_activation, check_array, check_int, check_no_alias, check_per_channel,
-                                  check_rounding, check_shape)
+from emu.fixedpoint import requantize_channel
+from emu.kernels.backends import check_activation, check_array, check_epilogue, check_int, check_no_alias, check_shape
 
 
 def fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
-                       act_min, act_max, rounding, out):
-    """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _fully_connected_s8."""
+                       act_min, act_max, rounding, out, *, scale=None):
+    """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _fully_connected_s8.
+    rounding FLOAT32_RNE takes the float32 per-output `scale` (mult/shift may then be None)."""
     _fully_connected_s8(*_checked_fc_args(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
-                                          act_min, act_max, rounding, out))
+                                          act_min, act_max, rounding, out, scale))
 
 
 def bind_fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
-                            act_min, act_max, rounding, out):
+                            act_min, act_max, rounding, out, *, scale=None):
     """Checks the arguments once (as fully_connected_s8) and returns a no-argument callable running the unchecked
     kernel on these very arrays (contents may change between calls, never shapes or dtypes)."""
     return functools.partial(_fully_connected_s8, *_checked_fc_args(
-        inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset, act_min, act_max, rounding, out))
+        inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset, act_min, act_max, rounding, out,
+        scale))
 
 
 def _checked_fc_args(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
-                     act_min, act_max, rounding, out):
+                     act_min, act_max, rounding, out, scale):
     """fully_connected_s8's checks; returns _fully_connected_s8's arguments."""
     inp = check_array("inp", inp, np.int8, 2)
     filt = check_array("filt", filt, np.int8, 2)
@@ -39,17 +41,16 @@ def _checked_fc_args(inp, filt, bias, mult, shift, input_offset, filter_offset, 
     out_ch = filt.shape[0]
     check_shape("filt", filt, (out_ch, k))
     check_shape("out", out, (n, out_ch))
-    rounding = check_rounding(rounding)
-    check_per_channel(out_ch, rounding, bias=bias, mult=mult, shift=shift)
+    rounding, mult, shift, scale = check_epilogue(out_ch, rounding, bias, mult, shift, scale)
     lo, hi = check_activation(act_min, act_max)
     check_no_alias(out, inp, filt)
-    return (inp, filt, bias, mult, shift, check_int("input_offset", input_offset),
+    return (inp, filt, bias, mult, shift, scale, check_int("input_offset", input_offset),
             check_int("filter_offset", filter_offset), check_int("output_offset", output_offset),
             lo, hi, rounding, out)
 
 
 @njit(cache=True)
-def _fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
+def _fully_connected_s8(inp, filt, bias, mult, shift, scale, input_offset, filter_offset, output_offset,
                         act_min, act_max, rounding, out):
     """Loops: row -> output -> k (contiguous); int32 accumulator (explicit wrapping casts)."""
     n, k = inp.shape
@@ -65,9 +66,5 @@ def _fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offse
             for i in range(k):
                 acc = np.int32(acc + (np.int32(x_flat[np.uint64(b * k + i)]) + in_off)
                                * (np.int32(w_flat[np.uint64(o * k + i)]) + f_off))
-            v = np.int64(requantize(acc, mult[o], shift[o], rounding)) + np.int64(output_offset)
-            if v < act_min:
-                v = act_min
-            elif v > act_max:
-                v = act_max
-            out[b, o] = np.int8(v)
+            out[b, o] = np.int8(requantize_channel(acc, mult, shift, scale, o, output_offset, act_min, act_max,
+                                                   rounding))
