@@ -249,7 +249,7 @@ def _ort_weighted(g, node, _):
     act_min, act_max = _ort_act(node)
     p = dict(filt=np.ascontiguousarray(w.data, dtype=np.int8), bias=_bias(g, node, n_out),
              scale=ort_conv_scales(_s(x), scales, _s(o)), input_offset=-_zp(x), filter_offset=-int(w.zero_point[0]),
-             output_offset=_zp(o), act_min=act_min, act_max=act_max)
+             output_offset=_zp(o), act_min=act_min, act_max=act_max, rounding=fx.FLOAT32_RNE)
     if node.op != "fully_connected":
         a = node.attrs
         p.update(stride_h=a["stride_h"], stride_w=a["stride_w"], pad_top=a["pad_top"], pad_left=a["pad_left"],

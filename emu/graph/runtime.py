@@ -288,31 +288,38 @@ class Runtime:
         raise N6Error(f"the runtime has no kernel for op {op} (layer {node.name!r})")
 
     def _onnxruntime_step(self, node, buffers):
-        """onnxruntime: emu.kernels.ort (ORT/MLAS float32 requantization) with prepare.PROFILES['onnxruntime'];
-        MaxPool/Transpose/Reshape are the same kernels as cmsis-nn."""
+        """onnxruntime: conv/depthwise/fully connected are the Numba cmsis-nn kernels bound with rounding FLOAT32_RNE,
+        the weights' filter_offset and the float32 scales of prepare.PROFILES['onnxruntime']; the other ops are
+        emu.kernels.ort (ORT/MLAS float math); MaxPool/Transpose/Reshape are the same kernels as cmsis-nn."""
         from ..kernels import ort
+        from ..kernels.backends import bind, get_backend
         from .prepare import ORT_UINT8_DOMAIN_SHIFT
         p = self.prepared.params[node.name]
         x = self._tensor(node.inputs[0], buffers)
         out = buffers[node.outputs[0]]
         op = node.op
         geo = ("stride_h", "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w", "act_min", "act_max")
+        if op in ("conv2d", "depthwise_conv2d", "fully_connected"):
+            numba_kernels = get_backend("numba")
+            ort_epilogue = dict(scale=p["scale"])
+            if op != "fully_connected":
+                ort_epilogue["filter_offset"] = p["filter_offset"]
         if op == "conv2d":
-            args = (x, p["filt"], p["bias"], p["scale"], p["input_offset"], p["filter_offset"], p["output_offset"],
-                    *(p[k] for k in geo), out)
-            return lambda: ort.conv_ort_s8(*args)
+            args = (x, p["filt"], p["bias"], None, None, p["input_offset"], p["output_offset"],
+                    *(p[k] for k in geo), p["rounding"], out)
+            return bind(numba_kernels, "conv_s8", *args, **ort_epilogue)
         if op == "depthwise_conv2d":
-            args = (x, p["filt"], p["bias"], p["scale"], p["ch_mult"], p["input_offset"], p["filter_offset"],
-                    p["output_offset"], *(p[k] for k in geo), out)
-            return lambda: ort.depthwise_conv_ort_s8(*args)
+            args = (x, p["filt"], p["bias"], None, None, p["ch_mult"], p["input_offset"], p["output_offset"],
+                    *(p[k] for k in geo), p["rounding"], out)
+            return bind(numba_kernels, "depthwise_conv_s8", *args, **ort_epilogue)
         if op == "fully_connected":
             depth = p["filt"].shape[1]
             if x.size % depth:
                 raise N6Error(f"layer {node.name!r}: input of {x.size} values is not a multiple of the "
                               f"weights' depth {depth}; check the model")
-            args = (x.reshape(-1, depth), p["filt"], p["bias"], p["scale"], p["input_offset"], p["filter_offset"],
-                    p["output_offset"], p["act_min"], p["act_max"], out.reshape(-1, p["filt"].shape[0]))
-            return lambda: ort.fully_connected_ort_s8(*args)
+            args = (x.reshape(-1, depth), p["filt"], p["bias"], None, None, p["input_offset"], p["filter_offset"],
+                    p["output_offset"], p["act_min"], p["act_max"], p["rounding"], out.reshape(-1, p["filt"].shape[0]))
+            return bind(numba_kernels, "fully_connected_s8", *args, **ort_epilogue)
         if op == "avg_pool" and p["global_pool"]:
             args = (x, p["scale"], p["input_offset"], p["output_offset"], p["act_min"], p["act_max"], out)
             return lambda: ort.global_avgpool_ort_s8(*args)

@@ -1,9 +1,12 @@
 """Numba kernels of the "onnxruntime" profile (ONNX Runtime / MLAS QDQ semantics), where they differ from
-the cmsis-nn kernels: float32 requantization with round-half-even, and ORT's float average pools.
+the cmsis-nn kernels: ORT's average pools, elementwise ops, concat requantization and softmax.
 
-Requantization (MlasRequantizeOutput, x86/SSE order): v = float32(int32 acc) * float32 scale[c]; clamp v to
-[float(act_min - zp), float(act_max - zp)]; q = round_half_even(v) + zp. Scale per output channel is
-float32(float32(s_in * s_w[c]) / s_out), computed once by the importer (see onnx_qdq.ort_conv_scales).
+Conv, depthwise and fully connected ARE the cmsis-nn kernels (emu.kernels.conv/depthwise/fully_connected) run
+with rounding=FLOAT32_RNE, the weights' filter_offset and a float32 per-channel scale: their epilogue is then
+emu.fixedpoint.requantize_float32 (MlasRequantizeOutput, x86/SSE order: v = float32(int32 acc) * scale[c],
+clamped to [float(act_min - zp), float(act_max - zp)], round half to even, + zp). The *_ort_s8 wrappers below
+only keep this module's argument order. Scale per output channel is float32(float32(s_in * s_w[c]) / s_out),
+computed once by the importer (see prepare.ort_conv_scales).
 Layouts and offsets follow emu.kernels (NHWC int8, OHWI / [1,KH,KW,C*M] / [Out,K] weights,
 input_offset = -zp_in, filter_offset = -zp_w, output_offset = +zp_out). uint8 models are run as int8 after a
 zero-point shift of -128 (exact: every op here is invariant under x - zp). Kernels never allocate.
@@ -12,103 +15,10 @@ MaxPool, Transpose and Reshape are the same in both profiles: the runner uses em
 import numpy as np
 from numba import njit
 
-
-@njit(cache=True)
-def _requant_f32(acc, scale, output_offset, act_min, act_max):
-    """int32 acc -> int8: round_half_even(clamp(float32(acc) * scale)) + zp (MLAS requantize order)."""
-    v = np.float32(acc) * scale
-    lo = np.float32(act_min - output_offset)
-    hi = np.float32(act_max - output_offset)
-    if v < lo:
-        v = lo
-    if v > hi:
-        v = hi
-    return np.int8(np.int32(np.rint(v)) + output_offset)
-
-
-@njit(cache=True)
-def _tap_range(origin, k, dilation, size):
-    """Valid taps [lo, hi) of a window starting at `origin`: 0 <= origin + t*dilation < size."""
-    lo = 0
-    while lo < k and origin + lo * dilation < 0:
-        lo += 1
-    hi = k
-    while hi > lo and origin + (hi - 1) * dilation >= size:
-        hi -= 1
-    return lo, hi
-
-
-@njit(cache=True)
-def _conv(inp, filt, bias, scale, input_offset, filter_offset, output_offset, stride_h, stride_w, pad_top,
-          pad_left, dilation_h, dilation_w, act_min, act_max, out):
-    n_b, in_h, in_w, in_c = inp.shape
-    c_out, k_h, k_w, cin_g = filt.shape
-    _, out_h, out_w, _ = out.shape
-    groups = in_c // cin_g
-    cout_g = c_out // groups
-    for b in range(n_b):
-        for oy in range(out_h):
-            for ox in range(out_w):
-                for oc in range(c_out):
-                    g0 = (oc // cout_g) * cin_g
-                    acc = np.int32(bias[oc])
-                    for ky in range(k_h):
-                        iy = oy * stride_h - pad_top + ky * dilation_h
-                        if iy < 0 or iy >= in_h:
-                            continue
-                        for kx in range(k_w):
-                            ix = ox * stride_w - pad_left + kx * dilation_w
-                            if ix < 0 or ix >= in_w:
-                                continue
-                            for ic in range(cin_g):
-                                x = np.int32(inp[b, iy, ix, g0 + ic]) + np.int32(input_offset)
-                                w = np.int32(filt[oc, ky, kx, ic]) + np.int32(filter_offset)
-                                acc = np.int32(acc + np.int32(x * w))
-                    out[b, oy, ox, oc] = _requant_f32(acc, scale[oc], output_offset, act_min, act_max)
-
-
-@njit(cache=True)
-def _depthwise(inp, filt, bias, scale, ch_mult, input_offset, filter_offset, output_offset, stride_h, stride_w,
-               pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, out):
-    n_b, in_h, in_w, in_c = inp.shape
-    _, k_h, k_w, c_out = filt.shape
-    _, out_h, out_w, _ = out.shape
-    x_flat = inp.reshape(-1)
-    w_flat = filt.reshape(-1)
-    in_off = np.int32(input_offset)
-    w_off = np.int32(filter_offset)
-    for b in range(n_b):
-        for oy in range(out_h):
-            y0 = oy * stride_h - pad_top
-            ky_lo, ky_hi = _tap_range(y0, k_h, dilation_h, in_h)
-            for ox in range(out_w):
-                x0 = ox * stride_w - pad_left
-                kx_lo, kx_hi = _tap_range(x0, k_w, dilation_w, in_w)
-                for oc in range(c_out):
-                    ic = oc // ch_mult
-                    acc = np.int32(bias[oc])
-                    for ky in range(ky_lo, ky_hi):
-                        x_row = ((b * in_h + y0 + ky * dilation_h) * in_w) * in_c + ic
-                        w_row = (ky * k_w) * c_out + oc
-                        for kx in range(kx_lo, kx_hi):
-                            xv = np.int32(x_flat[x_row + (x0 + kx * dilation_w) * in_c]) + in_off
-                            wv = np.int32(w_flat[w_row + kx * c_out]) + w_off
-                            acc = np.int32(acc + np.int32(xv * wv))
-                    out[b, oy, ox, oc] = _requant_f32(acc, scale[oc], output_offset, act_min, act_max)
-
-
-@njit(cache=True)
-def _fully_connected(inp, filt, bias, scale, input_offset, filter_offset, output_offset, act_min, act_max, out):
-    n_b, depth = inp.shape
-    n_out = filt.shape[0]
-    for b in range(n_b):
-        for o in range(n_out):
-            acc = np.int32(bias[o])
-            for k in range(depth):
-                x = np.int32(inp[b, k]) + np.int32(input_offset)
-                w = np.int32(filt[o, k]) + np.int32(filter_offset)
-                acc = np.int32(acc + np.int32(x * w))
-            out[b, o] = _requant_f32(acc, scale[o], output_offset, act_min, act_max)
+from emu.fixedpoint import FLOAT32_RNE, requantize_float32
+from emu.kernels.conv import conv_s8
+from emu.kernels.depthwise import depthwise_conv_s8
+from emu.kernels.fully_connected import fully_connected_s8
 
 
 @njit(cache=True)
@@ -123,7 +33,7 @@ def _global_avgpool(inp, scale, input_offset, output_offset, act_min, act_max, o
             for y in range(in_h):
                 for x in range(in_w):
                     acc = np.int32(acc + np.int32(inp[b, y, x, c]))
-            out[b, 0, 0, c] = _requant_f32(acc, scale, output_offset, act_min, act_max)
+            out[b, 0, 0, c] = np.int8(requantize_float32(acc, scale, output_offset, act_min, act_max))
 
 
 @njit(cache=True)
@@ -223,38 +133,30 @@ def _check(name, a, dtype, ndim=None):
 
 def conv_ort_s8(inp, filt, bias, scale, input_offset, filter_offset, output_offset, stride_h, stride_w, pad_top,
                 pad_left, dilation_h, dilation_w, act_min, act_max, out):
-    """QLinearConv (groups = Cin // Cin_g), int32 accumulation, float32 per-channel requantization."""
-    for n, a, t, d in (("inp", inp, np.int8, 4), ("filt", filt, np.int8, 4), ("bias", bias, np.int32, 1),
-                       ("scale", scale, np.float32, 1), ("out", out, np.int8, 4)):
-        _check(n, a, t, d)
+    """QLinearConv (groups = Cin // Cin_g), int32 accumulation, float32 per-channel requantization:
+    emu.kernels.conv.conv_s8 with rounding FLOAT32_RNE."""
+    _check("inp", inp, np.int8, 4)
+    _check("filt", filt, np.int8, 4)
     if inp.shape[3] % filt.shape[3] or filt.shape[0] % (inp.shape[3] // filt.shape[3]):
         raise ValueError(f"conv: input channels {inp.shape[3]} and filter {filt.shape} do not form whole groups")
-    if not bias.size == scale.size == filt.shape[0] == out.shape[3]:
-        raise ValueError("conv: bias, scale, filter and output channel counts differ")
-    _conv(inp, filt, bias, scale, input_offset, filter_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-          dilation_h, dilation_w, act_min, act_max, out)
+    conv_s8(inp, filt, bias, None, None, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
+            dilation_h, dilation_w, act_min, act_max, FLOAT32_RNE, out, filter_offset=filter_offset, scale=scale)
 
 
 def depthwise_conv_ort_s8(inp, filt, bias, scale, ch_mult, input_offset, filter_offset, output_offset, stride_h,
                           stride_w, pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, out):
-    """Depthwise QLinearConv (group == Cin), filter [1,KH,KW,Cin*ch_mult], float32 requantization."""
-    for n, a, t, d in (("inp", inp, np.int8, 4), ("filt", filt, np.int8, 4), ("bias", bias, np.int32, 1),
-                       ("scale", scale, np.float32, 1), ("out", out, np.int8, 4)):
-        _check(n, a, t, d)
-    if filt.shape[3] != inp.shape[3] * ch_mult or not bias.size == scale.size == out.shape[3] == filt.shape[3]:
-        raise ValueError(f"depthwise conv: filter {filt.shape}, ch_mult {ch_mult} and output {out.shape} disagree")
-    _depthwise(inp, filt, bias, scale, ch_mult, input_offset, filter_offset, output_offset, stride_h, stride_w,
-               pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, out)
+    """Depthwise QLinearConv (group == Cin), filter [1,KH,KW,Cin*ch_mult], float32 requantization:
+    emu.kernels.depthwise.depthwise_conv_s8 with rounding FLOAT32_RNE."""
+    depthwise_conv_s8(inp, filt, bias, None, None, ch_mult, input_offset, output_offset, stride_h, stride_w,
+                      pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, FLOAT32_RNE, out,
+                      filter_offset=filter_offset, scale=scale)
 
 
 def fully_connected_ort_s8(inp, filt, bias, scale, input_offset, filter_offset, output_offset, act_min, act_max, out):
-    """QGemm / QLinearMatMul: [N,K] x [Out,K]^T + bias, float32 per-output requantization."""
-    for n, a, t, d in (("inp", inp, np.int8, 2), ("filt", filt, np.int8, 2), ("bias", bias, np.int32, 1),
-                       ("scale", scale, np.float32, 1), ("out", out, np.int8, 2)):
-        _check(n, a, t, d)
-    if inp.shape[1] != filt.shape[1] or out.shape != (inp.shape[0], filt.shape[0]):
-        raise ValueError(f"fully connected: input {inp.shape}, filter {filt.shape} and output {out.shape} disagree")
-    _fully_connected(inp, filt, bias, scale, input_offset, filter_offset, output_offset, act_min, act_max, out)
+    """QGemm / QLinearMatMul: [N,K] x [Out,K]^T + bias, float32 per-output requantization:
+    emu.kernels.fully_connected.fully_connected_s8 with rounding FLOAT32_RNE."""
+    fully_connected_s8(inp, filt, bias, None, None, input_offset, filter_offset, output_offset, act_min, act_max,
+                       FLOAT32_RNE, out, scale=scale)
 
 
 def global_avgpool_ort_s8(inp, scale, input_offset, output_offset, act_min, act_max, out):
