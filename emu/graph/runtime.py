@@ -236,21 +236,7 @@ class Runtime:
             args = (rows, p["mult"], p["shift"], p["diff_min"], out.reshape(rows.shape))
             return bind(k, "softmax_s8", *args)
         if op in ("add", "mul"):
-            y = self._tensor(node.inputs[1], buffers)
-            copies = []
-            flat = []
-            for src in (x, y):
-                if src.shape == out.shape:
-                    flat.append(src.reshape(-1))
-                else:
-                    try:
-                        view = np.broadcast_to(src, out.shape)
-                    except ValueError:
-                        raise N6Error(f"layer {node.name!r} ({op}): input shape {src.shape} does not broadcast "
-                                      f"to the output {out.shape}") from None
-                    scratch = np.empty(out.shape, np.int8)
-                    copies.append((scratch, view))
-                    flat.append(scratch.reshape(-1))
+            flat, copies = self._flat_operands(node, buffers, out)
             o = out.reshape(-1)
             if op == "add":
                 args = (flat[0], flat[1], p["in1_offset"], p["in1_mult"], p["in1_shift"], p["in2_offset"],
