@@ -29,7 +29,9 @@ import functools
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from emu import fixedpoint
 
@@ -204,28 +206,23 @@ def _sat32(x):
     return np.int64(x)
 
 
+@intrinsic
+def _ctlz32(typingctx, x):
+    """LLVM ctlz on the low 32 bits of an int64 (defined for 0: 32), returned as int64."""
+    if x != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        low = builder.trunc(args[0], ir.IntType(32))
+        count = builder.ctlz(low, ir.Constant(ir.IntType(1), 0))
+        return builder.zext(count, ir.IntType(64))
+    return types.int64(types.int64), codegen
+
+
 @njit(cache=True)
 def _clz32(x):
     """__CLZ on the low 32 bits (clz(0) = 32)."""
-    v = np.int64(x) & 0xFFFFFFFF
-    if v == 0:
-        return np.int64(32)
-    n = np.int64(0)
-    if v <= 0x0000FFFF:
-        n += 16
-        v = v << 16
-    if v <= 0x00FFFFFF:
-        n += 8
-        v = v << 8
-    if v <= 0x0FFFFFFF:
-        n += 4
-        v = v << 4
-    if v <= 0x3FFFFFFF:
-        n += 2
-        v = v << 2
-    if v <= 0x7FFFFFFF:
-        n += 1
-    return n
+    return _ctlz32(np.int64(x))
 
 
 @njit(cache=True)
@@ -520,11 +517,9 @@ def _sqrt_q31(value, lut):
     number = np.int64(value)
     if number <= 0:
         return np.int64(0)
-    sign_bits = _clz32(number) - 1
-    if sign_bits % 2 == 0:
-        number = _wrap32(number << sign_bits)
-    else:
-        number = _wrap32(number << (sign_bits - 1))
+    sign_bits = _clz32(number) - 1          # 0..30 for 0 < number < 2^31
+    even_shift = sign_bits & ~np.int64(1)   # sign_bits rounded down to even
+    number = _wrap32(number << even_shift)
     var1 = np.int64(lut[(number >> 26) - 8])
     for _ in range(3):
         temp = _wrap32((var1 * var1) >> 28)
@@ -532,10 +527,7 @@ def _sqrt_q31(value, lut):
         temp = _wrap32(0x30000000 - temp)
         var1 = _wrap32((var1 * temp) >> 29)
     var1 = _wrap32((number * var1) >> 28)
-    if sign_bits % 2 == 0:
-        var1 = var1 >> (sign_bits // 2)
-    else:
-        var1 = var1 >> ((sign_bits - 1) // 2)
+    var1 = var1 >> (even_shift >> 1)
     return var1
 
 
@@ -565,24 +557,72 @@ def _cmplx_mag_squared_q15_kernel(src, dst, n):
 
 
 @njit(cache=True)
-def _log_q31_scalar(value):
-    """arm_vlog_q31 element: q31 -> q5.26 natural log (Clay Turner log2, 31 iterations)."""
+def _log_q31_normalise(value):
+    """arm_vlog_q31 input step: (x, c) with c = clz32(value) and x = value normalised to bit 30 (unsigned 32)."""
     src = np.int64(value) & 0xFFFFFFFF
     c = _clz32(src)
     if c - 1 < 0:
         x = src >> (1 - c)
     else:
         x = (src << (c - 1)) & 0xFFFFFFFF
+    return x, c
+
+
+@njit(cache=True)
+def _log_q31_step(x, y, inc):
+    """One Clay Turner iteration, branch free: x = x*x >> 30 (x < 2^31); if bit 31: y += inc, x >>= 1."""
+    x = ((x * x) >> 30) & 0xFFFFFFFF
+    bit = x >> 31
+    return x >> bit, y + (inc & -bit)
+
+
+@njit(cache=True)
+def _log_q31_finish(y, c):
+    """arm_vlog_q31 output step: (log2 - c) in q5.26 times 1/log2(e) (q31), 32-bit wraps."""
+    tmp = _wrap32(_wrap32(y) - _wrap32(c << 26))
+    return _wrap32((tmp * 0x58B90BFB) >> 31)
+
+
+@njit(cache=True)
+def _log_q31_scalar(value):
+    """arm_vlog_q31 element: q31 -> q5.26 natural log (Clay Turner log2, 31 iterations)."""
+    x, c = _log_q31_normalise(value)
     y = np.int64(0)
     inc = np.int64(1) << 25
     for _ in range(31):
-        x = ((x * x) >> 30) & 0xFFFFFFFF
-        if x >= 0x80000000:
-            y += inc
-            x = x >> 1
+        x, y = _log_q31_step(x, y, inc)
         inc = inc >> 1
-    tmp = _wrap32(_wrap32(y) - _wrap32(c << 26))
-    return _wrap32((tmp * 0x58B90BFB) >> 31)
+    return _log_q31_finish(y, c)
+
+
+@njit(cache=True)
+def _vlog_q31_kernel(src, dst, n):
+    """arm_vlog_q31 on src[:n] -> dst[:n] (q5.26); four independent iteration chains interleaved."""
+    i = 0
+    while i + 4 <= n:
+        x0, c0 = _log_q31_normalise(src[i])
+        x1, c1 = _log_q31_normalise(src[i + 1])
+        x2, c2 = _log_q31_normalise(src[i + 2])
+        x3, c3 = _log_q31_normalise(src[i + 3])
+        y0 = np.int64(0)
+        y1 = np.int64(0)
+        y2 = np.int64(0)
+        y3 = np.int64(0)
+        inc = np.int64(1) << 25
+        for _ in range(31):
+            x0, y0 = _log_q31_step(x0, y0, inc)
+            x1, y1 = _log_q31_step(x1, y1, inc)
+            x2, y2 = _log_q31_step(x2, y2, inc)
+            x3, y3 = _log_q31_step(x3, y3, inc)
+            inc = inc >> 1
+        dst[i] = _log_q31_finish(y0, c0)
+        dst[i + 1] = _log_q31_finish(y1, c1)
+        dst[i + 2] = _log_q31_finish(y2, c2)
+        dst[i + 3] = _log_q31_finish(y3, c3)
+        i += 4
+    while i < n:
+        dst[i] = _log_q31_scalar(src[i])
+        i += 1
 
 
 @njit(cache=True)
@@ -604,12 +644,6 @@ def _log_q15_scalar(value):
         inc = inc >> 1
     tmp = _wrap16(_wrap16(y) - (c << 11))
     return _wrap16((tmp * 0x58B9) >> 15)
-
-
-@njit(cache=True)
-def _vlog_q31_kernel(src, dst, n):
-    for i in range(n):
-        dst[i] = _log_q31_scalar(src[i])
 
 
 @njit(cache=True)
@@ -688,9 +722,9 @@ def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifi
             tmp_mel[i] = _wrap32(o)
     fft_shift = 31 - _clz32(n_fft)
     log_exponent = _wrap32((fft_shift + 2 + SHIFT_MELFILTER_SATURATION_Q15) * LOG2TOLOG_Q15)
+    _vlog_q31_kernel(tmp_mel, rec_log, n_mels)
     for i in range(n_mels):
-        v = _log_q31_scalar(tmp_mel[i])
-        v = _sat32(v + log_exponent)        # arm_offset_q31
+        v = _sat32(np.int64(rec_log[i]) + log_exponent)    # arm_offset_q31
         rec_log[i] = v
         v = v >> 19                         # arm_shift_q31(-19)
         src[i] = _wrap16(v)                 # __SSAT((q15_t)v, 16): the cast wraps first
@@ -833,12 +867,14 @@ def _logmel_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, t
         else:
             _cmplx_mag_q15_kernel(rec_spec[t], rec_bins[t], n_bins, lut)
         _mel_q31(rec_bins[t], mel_start, mel_len, mel_coefs, mel_bias, mel_shift, rec_mel[t])
+        if not log_q15:
+            _vlog_q31_kernel(rec_mel[t], rec_log[t], n_mels)
         for m in range(n_mels):
             if log_q15:
                 rec_mel[t, m] = _sat16(rec_mel[t, m])
                 v = _sat16(_log_q15_scalar(rec_mel[t, m]) + log_offset)
             else:
-                v = _sat32(_log_q31_scalar(rec_mel[t, m]) + log_offset)
+                v = _sat32(np.int64(rec_log[t, m]) + log_offset)
             rec_log[t, m] = v
             features[m, t] = _quantize_s8(v, q_mult, q_shift, q_zp, q_rounding)
 
