@@ -235,7 +235,7 @@ def _mul16(a, b):
 def _mult_q15_kernel(a, b, out, n):
     """arm_mult_q15: out[i] = sat16((a[i]*b[i]) >> 15). out may alias a."""
     for i in range(n):
-        out[i] = _sat16((np.int64(a[i]) * np.int64(b[i])) >> 15)
+        out[np.uint64(i)] = _sat16((np.int64(a[np.uint64(i)]) * np.int64(b[np.uint64(i)])) >> 15)
 
 
 @njit(cache=True)
@@ -256,52 +256,52 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
         p1 = off + 2 * i1
         p2 = off + 2 * i2
         p3 = off + 2 * i3
-        t0 = np.int64(x[p0]) >> 2
-        t1 = np.int64(x[p0 + 1]) >> 2
-        s0 = np.int64(x[p2]) >> 2
-        s1 = np.int64(x[p2 + 1]) >> 2
+        t0 = np.int64(x[np.uint64(p0)]) >> 2
+        t1 = np.int64(x[np.uint64(p0 + 1)]) >> 2
+        s0 = np.int64(x[np.uint64(p2)]) >> 2
+        s1 = np.int64(x[np.uint64(p2 + 1)]) >> 2
         r0 = _sat16(t0 + s0)
         r1 = _sat16(t1 + s1)
         s0 = _sat16(t0 - s0)
         s1 = _sat16(t1 - s1)
-        t0 = np.int64(x[p1]) >> 2
-        t1 = np.int64(x[p1 + 1]) >> 2
-        u0 = np.int64(x[p3]) >> 2
-        u1 = np.int64(x[p3 + 1]) >> 2
+        t0 = np.int64(x[np.uint64(p1)]) >> 2
+        t1 = np.int64(x[np.uint64(p1 + 1)]) >> 2
+        u0 = np.int64(x[np.uint64(p3)]) >> 2
+        u1 = np.int64(x[np.uint64(p3 + 1)]) >> 2
         t0 = _sat16(t0 + u0)
         t1 = _sat16(t1 + u1)
         if dsp:
-            x[p0] = _wrap16((r0 + t0) >> 1)
-            x[p0 + 1] = _wrap16((r1 + t1) >> 1)
+            x[np.uint64(p0)] = _wrap16((r0 + t0) >> 1)
+            x[np.uint64(p0 + 1)] = _wrap16((r1 + t1) >> 1)
         else:
-            x[p0] = _wrap16((r0 >> 1) + (t0 >> 1))
-            x[p0 + 1] = _wrap16((r1 >> 1) + (t1 >> 1))
+            x[np.uint64(p0)] = _wrap16((r0 >> 1) + (t0 >> 1))
+            x[np.uint64(p0 + 1)] = _wrap16((r1 >> 1) + (t1 >> 1))
         r0 = _sat16(r0 - t0)
         r1 = _sat16(r1 - t1)
-        co2 = np.int64(coef[4 * ic])
-        si2 = np.int64(coef[4 * ic + 1])
+        co2 = np.int64(coef[np.uint64(4 * ic)])
+        si2 = np.int64(coef[np.uint64(4 * ic + 1)])
         out1 = _wrap16(_wrap32(co2 * r0 + si2 * r1) >> 16)
         out2 = _wrap16(_wrap32(-si2 * r0 + co2 * r1) >> 16)
-        t0 = np.int64(x[p1]) >> 2
-        t1 = np.int64(x[p1 + 1]) >> 2
-        x[p1] = out1
-        x[p1 + 1] = out2
-        u0 = np.int64(x[p3]) >> 2
-        u1 = np.int64(x[p3 + 1]) >> 2
+        t0 = np.int64(x[np.uint64(p1)]) >> 2
+        t1 = np.int64(x[np.uint64(p1 + 1)]) >> 2
+        x[np.uint64(p1)] = out1
+        x[np.uint64(p1 + 1)] = out2
+        u0 = np.int64(x[np.uint64(p3)]) >> 2
+        u1 = np.int64(x[np.uint64(p3 + 1)]) >> 2
         t0 = _sat16(t0 - u0)
         t1 = _sat16(t1 - u1)
         r0 = _sat16(s0 - t1)
         r1 = _sat16(s1 + t0)
         s0 = _sat16(s0 + t1)
         s1 = _sat16(s1 - t0)
-        co1 = np.int64(coef[2 * ic])
-        si1 = np.int64(coef[2 * ic + 1])
-        x[p2] = _wrap16(_wrap32(si1 * s1 + co1 * s0) >> 16)
-        x[p2 + 1] = _wrap16(_wrap32(-si1 * s0 + co1 * s1) >> 16)
-        co3 = np.int64(coef[6 * ic])
-        si3 = np.int64(coef[6 * ic + 1])
-        x[p3] = _wrap16(_wrap32(si3 * r1 + co3 * r0) >> 16)
-        x[p3 + 1] = _wrap16(_wrap32(-si3 * r0 + co3 * r1) >> 16)
+        co1 = np.int64(coef[np.uint64(2 * ic)])
+        si1 = np.int64(coef[np.uint64(2 * ic + 1)])
+        x[np.uint64(p2)] = _wrap16(_wrap32(si1 * s1 + co1 * s0) >> 16)
+        x[np.uint64(p2 + 1)] = _wrap16(_wrap32(-si1 * s0 + co1 * s1) >> 16)
+        co3 = np.int64(coef[np.uint64(6 * ic)])
+        si3 = np.int64(coef[np.uint64(6 * ic + 1)])
+        x[np.uint64(p3)] = _wrap16(_wrap32(si3 * r1 + co3 * r0) >> 16)
+        x[np.uint64(p3 + 1)] = _wrap16(_wrap32(-si3 * r0 + co3 * r1) >> 16)
         ic += tw_mod
     # middle stages
     tw_mod = tw_mod << 2
@@ -311,50 +311,50 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
         n2 = n2 >> 2
         ic = 0
         for j in range(n2):
-            co1 = np.int64(coef[2 * ic])
-            si1 = np.int64(coef[2 * ic + 1])
-            co2 = np.int64(coef[4 * ic])
-            si2 = np.int64(coef[4 * ic + 1])
-            co3 = np.int64(coef[6 * ic])
-            si3 = np.int64(coef[6 * ic + 1])
+            co1 = np.int64(coef[np.uint64(2 * ic)])
+            si1 = np.int64(coef[np.uint64(2 * ic + 1)])
+            co2 = np.int64(coef[np.uint64(4 * ic)])
+            si2 = np.int64(coef[np.uint64(4 * ic + 1)])
+            co3 = np.int64(coef[np.uint64(6 * ic)])
+            si3 = np.int64(coef[np.uint64(6 * ic + 1)])
             ic += tw_mod
             for i0 in range(j, fft_len, n1):
                 p0 = off + 2 * i0
                 p1 = p0 + 2 * n2
                 p2 = p1 + 2 * n2
                 p3 = p2 + 2 * n2
-                t0 = np.int64(x[p0])
-                t1 = np.int64(x[p0 + 1])
-                s0 = np.int64(x[p2])
-                s1 = np.int64(x[p2 + 1])
+                t0 = np.int64(x[np.uint64(p0)])
+                t1 = np.int64(x[np.uint64(p0 + 1)])
+                s0 = np.int64(x[np.uint64(p2)])
+                s1 = np.int64(x[np.uint64(p2 + 1)])
                 r0 = _sat16(t0 + s0)
                 r1 = _sat16(t1 + s1)
                 s0 = _sat16(t0 - s0)
                 s1 = _sat16(t1 - s1)
-                t0 = np.int64(x[p1])
-                t1 = np.int64(x[p1 + 1])
-                u0 = np.int64(x[p3])
-                u1 = np.int64(x[p3 + 1])
+                t0 = np.int64(x[np.uint64(p1)])
+                t1 = np.int64(x[np.uint64(p1 + 1)])
+                u0 = np.int64(x[np.uint64(p3)])
+                u1 = np.int64(x[np.uint64(p3 + 1)])
                 t0 = _sat16(t0 + u0)
                 t1 = _sat16(t1 + u1)
                 if dsp:
-                    x[p0] = _wrap16(((r0 + t0) >> 1) >> 1)
-                    x[p0 + 1] = _wrap16(((r1 + t1) >> 1) >> 1)
+                    x[np.uint64(p0)] = _wrap16(((r0 + t0) >> 1) >> 1)
+                    x[np.uint64(p0 + 1)] = _wrap16(((r1 + t1) >> 1) >> 1)
                     r0 = (r0 - t0) >> 1
                     r1 = (r1 - t1) >> 1
                 else:
-                    x[p0] = _wrap16(((r0 >> 1) + (t0 >> 1)) >> 1)
-                    x[p0 + 1] = _wrap16(((r1 >> 1) + (t1 >> 1)) >> 1)
+                    x[np.uint64(p0)] = _wrap16(((r0 >> 1) + (t0 >> 1)) >> 1)
+                    x[np.uint64(p0 + 1)] = _wrap16(((r1 >> 1) + (t1 >> 1)) >> 1)
                     r0 = _wrap16((r0 >> 1) - (t0 >> 1))
                     r1 = _wrap16((r1 >> 1) - (t1 >> 1))
                 out1 = _wrap16(_wrap32(co2 * r0 + si2 * r1) >> 16)
                 out2 = _wrap16(_wrap32(-si2 * r0 + co2 * r1) >> 16)
-                t0 = np.int64(x[p1])
-                t1 = np.int64(x[p1 + 1])
-                x[p1] = out1
-                x[p1 + 1] = out2
-                u0 = np.int64(x[p3])
-                u1 = np.int64(x[p3 + 1])
+                t0 = np.int64(x[np.uint64(p1)])
+                t1 = np.int64(x[np.uint64(p1 + 1)])
+                x[np.uint64(p1)] = out1
+                x[np.uint64(p1 + 1)] = out2
+                u0 = np.int64(x[np.uint64(p3)])
+                u1 = np.int64(x[np.uint64(p3 + 1)])
                 t0 = _sat16(t0 - u0)
                 t1 = _sat16(t1 - u1)
                 if dsp:
@@ -367,10 +367,10 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
                     r1 = _wrap16((s1 >> 1) + (t0 >> 1))
                     s0n = _wrap16((s0 >> 1) + (t1 >> 1))
                     s1n = _wrap16((s1 >> 1) - (t0 >> 1))
-                x[p2] = _wrap16(_wrap32(co1 * s0n + si1 * s1n) >> 16)
-                x[p2 + 1] = _wrap16(_wrap32(-si1 * s0n + co1 * s1n) >> 16)
-                x[p3] = _wrap16(_wrap32(si3 * r1 + co3 * r0) >> 16)
-                x[p3 + 1] = _wrap16(_wrap32(-si3 * r0 + co3 * r1) >> 16)
+                x[np.uint64(p2)] = _wrap16(_wrap32(co1 * s0n + si1 * s1n) >> 16)
+                x[np.uint64(p2 + 1)] = _wrap16(_wrap32(-si1 * s0n + co1 * s1n) >> 16)
+                x[np.uint64(p3)] = _wrap16(_wrap32(si3 * r1 + co3 * r0) >> 16)
+                x[np.uint64(p3 + 1)] = _wrap16(_wrap32(-si3 * r0 + co3 * r1) >> 16)
         tw_mod = tw_mod << 2
         k = k >> 2
     # last stage: twiddles are all 1
@@ -381,14 +381,14 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
         p1 = p0 + 2 * n2
         p2 = p1 + 2 * n2
         p3 = p2 + 2 * n2
-        a0 = np.int64(x[p0])
-        a1 = np.int64(x[p0 + 1])
-        b0 = np.int64(x[p1])
-        b1 = np.int64(x[p1 + 1])
-        c0 = np.int64(x[p2])
-        c1 = np.int64(x[p2 + 1])
-        d0 = np.int64(x[p3])
-        d1 = np.int64(x[p3 + 1])
+        a0 = np.int64(x[np.uint64(p0)])
+        a1 = np.int64(x[np.uint64(p0 + 1)])
+        b0 = np.int64(x[np.uint64(p1)])
+        b1 = np.int64(x[np.uint64(p1 + 1)])
+        c0 = np.int64(x[np.uint64(p2)])
+        c1 = np.int64(x[np.uint64(p2 + 1)])
+        d0 = np.int64(x[np.uint64(p3)])
+        d1 = np.int64(x[np.uint64(p3 + 1)])
         r0 = _sat16(a0 + c0)
         r1 = _sat16(a1 + c1)
         s0 = _sat16(a0 - c0)
@@ -398,23 +398,23 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
         u0 = _sat16(b0 - d0)
         u1 = _sat16(b1 - d1)
         if dsp:
-            x[p0] = _wrap16((r0 + t0) >> 1)
-            x[p0 + 1] = _wrap16((r1 + t1) >> 1)
-            x[p1] = _wrap16((r0 - t0) >> 1)
-            x[p1 + 1] = _wrap16((r1 - t1) >> 1)
-            x[p2] = _wrap16((s0 + u1) >> 1)
-            x[p2 + 1] = _wrap16((s1 - u0) >> 1)
-            x[p3] = _wrap16((s0 - u1) >> 1)
-            x[p3 + 1] = _wrap16((s1 + u0) >> 1)
+            x[np.uint64(p0)] = _wrap16((r0 + t0) >> 1)
+            x[np.uint64(p0 + 1)] = _wrap16((r1 + t1) >> 1)
+            x[np.uint64(p1)] = _wrap16((r0 - t0) >> 1)
+            x[np.uint64(p1 + 1)] = _wrap16((r1 - t1) >> 1)
+            x[np.uint64(p2)] = _wrap16((s0 + u1) >> 1)
+            x[np.uint64(p2 + 1)] = _wrap16((s1 - u0) >> 1)
+            x[np.uint64(p3)] = _wrap16((s0 - u1) >> 1)
+            x[np.uint64(p3 + 1)] = _wrap16((s1 + u0) >> 1)
         else:
-            x[p0] = _wrap16((r0 >> 1) + (t0 >> 1))
-            x[p0 + 1] = _wrap16((r1 >> 1) + (t1 >> 1))
-            x[p1] = _wrap16((r0 >> 1) - (t0 >> 1))
-            x[p1 + 1] = _wrap16((r1 >> 1) - (t1 >> 1))
-            x[p2] = _wrap16((s0 >> 1) + (u1 >> 1))
-            x[p2 + 1] = _wrap16((s1 >> 1) - (u0 >> 1))
-            x[p3] = _wrap16((s0 >> 1) - (u1 >> 1))
-            x[p3 + 1] = _wrap16((s1 >> 1) + (u0 >> 1))
+            x[np.uint64(p0)] = _wrap16((r0 >> 1) + (t0 >> 1))
+            x[np.uint64(p0 + 1)] = _wrap16((r1 >> 1) + (t1 >> 1))
+            x[np.uint64(p1)] = _wrap16((r0 >> 1) - (t0 >> 1))
+            x[np.uint64(p1 + 1)] = _wrap16((r1 >> 1) - (t1 >> 1))
+            x[np.uint64(p2)] = _wrap16((s0 >> 1) + (u1 >> 1))
+            x[np.uint64(p2 + 1)] = _wrap16((s1 >> 1) - (u0 >> 1))
+            x[np.uint64(p3)] = _wrap16((s0 >> 1) - (u1 >> 1))
+            x[np.uint64(p3 + 1)] = _wrap16((s1 >> 1) + (u0 >> 1))
 
 
 @njit(cache=True)
@@ -426,27 +426,27 @@ def _radix4by2_q15(x, fft_len, coef, dsp):
     """
     n2 = fft_len >> 1
     for i in range(n2):
-        cos_v = np.int64(coef[2 * i])
-        sin_v = np.int64(coef[2 * i + 1])
+        cos_v = np.int64(coef[np.uint64(2 * i)])
+        sin_v = np.int64(coef[np.uint64(2 * i + 1)])
         l = i + n2
-        a0 = np.int64(x[2 * i]) >> 1
-        a1 = np.int64(x[2 * i + 1]) >> 1
-        b0 = np.int64(x[2 * l]) >> 1
-        b1 = np.int64(x[2 * l + 1]) >> 1
+        a0 = np.int64(x[np.uint64(2 * i)]) >> 1
+        a1 = np.int64(x[np.uint64(2 * i + 1)]) >> 1
+        b0 = np.int64(x[np.uint64(2 * l)]) >> 1
+        b1 = np.int64(x[np.uint64(2 * l + 1)]) >> 1
         xt = _wrap16(a0 - b0)
         yt = _wrap16(a1 - b1)
-        x[2 * i] = _wrap16((a0 + b0) >> 1)
-        x[2 * i + 1] = _wrap16((b1 + a1) >> 1)
+        x[np.uint64(2 * i)] = _wrap16((a0 + b0) >> 1)
+        x[np.uint64(2 * i + 1)] = _wrap16((b1 + a1) >> 1)
         if dsp:
-            x[2 * l] = _wrap16(_wrap32(cos_v * xt + sin_v * yt) >> 16)
-            x[2 * l + 1] = _wrap16(_wrap32(cos_v * yt - sin_v * xt) >> 16)
+            x[np.uint64(2 * l)] = _wrap16(_wrap32(cos_v * xt + sin_v * yt) >> 16)
+            x[np.uint64(2 * l + 1)] = _wrap16(_wrap32(cos_v * yt - sin_v * xt) >> 16)
         else:
-            x[2 * l] = _wrap16(_mul16(xt, cos_v) + _mul16(yt, sin_v))
-            x[2 * l + 1] = _wrap16(_mul16(yt, cos_v) - _mul16(xt, sin_v))
+            x[np.uint64(2 * l)] = _wrap16(_mul16(xt, cos_v) + _mul16(yt, sin_v))
+            x[np.uint64(2 * l + 1)] = _wrap16(_mul16(yt, cos_v) - _mul16(xt, sin_v))
     _radix4_butterfly_q15(x, 0, n2, coef, 2, dsp)
     _radix4_butterfly_q15(x, fft_len, n2, coef, 2, dsp)
     for i in range(2 * fft_len):
-        x[i] = _wrap16(np.int64(x[i]) << 1)
+        x[np.uint64(i)] = _wrap16(np.int64(x[np.uint64(i)]) << 1)
 
 
 @njit(cache=True)
@@ -457,14 +457,14 @@ def _cfft_q15(x, fft_len, coef, bitrev, dsp):
     else:
         _radix4by2_q15(x, fft_len, coef, dsp)
     for i in range(fft_len):
-        j = bitrev[i]
+        j = bitrev[np.uint64(i)]
         if i < j:
-            re = x[2 * i]
-            im = x[2 * i + 1]
-            x[2 * i] = x[2 * j]
-            x[2 * i + 1] = x[2 * j + 1]
-            x[2 * j] = re
-            x[2 * j + 1] = im
+            re = x[np.uint64(2 * i)]
+            im = x[np.uint64(2 * i + 1)]
+            x[np.uint64(2 * i)] = x[np.uint64(2 * j)]
+            x[np.uint64(2 * i + 1)] = x[np.uint64(2 * j + 1)]
+            x[np.uint64(2 * j)] = re
+            x[np.uint64(2 * j + 1)] = im
 
 
 @njit(cache=True)
@@ -475,14 +475,14 @@ def _split_rfft_q15(src, half_len, coef_a, coef_b, dst, modifier):
     32-bit sums (wrapping), results stored to q15.
     """
     for i in range(1, half_len):
-        s1r = np.int64(src[2 * i])
-        s1i = np.int64(src[2 * i + 1])
-        s2r = np.int64(src[2 * half_len - 2 * i])
-        s2i = np.int64(src[2 * half_len - 2 * i + 1])
-        ar = np.int64(coef_a[2 * i * modifier])
-        ai = np.int64(coef_a[2 * i * modifier + 1])
-        br = np.int64(coef_b[2 * i * modifier])
-        bi = np.int64(coef_b[2 * i * modifier + 1])
+        s1r = np.int64(src[np.uint64(2 * i)])
+        s1i = np.int64(src[np.uint64(2 * i + 1)])
+        s2r = np.int64(src[np.uint64(2 * half_len - 2 * i)])
+        s2i = np.int64(src[np.uint64(2 * half_len - 2 * i + 1)])
+        ar = np.int64(coef_a[np.uint64(2 * i * modifier)])
+        ai = np.int64(coef_a[np.uint64(2 * i * modifier + 1)])
+        br = np.int64(coef_b[np.uint64(2 * i * modifier)])
+        bi = np.int64(coef_b[np.uint64(2 * i * modifier + 1)])
         out_r = _wrap32(s1r * ar)
         out_r = _wrap32(out_r - s1i * ai)
         out_r = _wrap32(out_r + s2r * br)
@@ -491,16 +491,16 @@ def _split_rfft_q15(src, half_len, coef_a, coef_b, dst, modifier):
         out_i = _wrap32(out_i - s2i * br)
         out_i = _wrap32(out_i + s1i * ar)
         out_i = _wrap32(out_i + s1r * ai)
-        dst[2 * i] = _wrap16(out_r)
-        dst[2 * i + 1] = _wrap16(out_i >> 16)
-        dst[4 * half_len - 2 * i] = _wrap16(out_r)
-        dst[4 * half_len - 2 * i + 1] = _wrap16(-(out_i >> 16))
-    s0 = np.int64(src[0])
-    s1 = np.int64(src[1])
-    dst[2 * half_len] = _wrap16((s0 - s1) >> 1)
-    dst[2 * half_len + 1] = 0
-    dst[0] = _wrap16((s0 + s1) >> 1)
-    dst[1] = 0
+        dst[np.uint64(2 * i)] = _wrap16(out_r)
+        dst[np.uint64(2 * i + 1)] = _wrap16(out_i >> 16)
+        dst[np.uint64(4 * half_len - 2 * i)] = _wrap16(out_r)
+        dst[np.uint64(4 * half_len - 2 * i + 1)] = _wrap16(-(out_i >> 16))
+    s0 = np.int64(src[np.uint64(0)])
+    s1 = np.int64(src[np.uint64(1)])
+    dst[np.uint64(2 * half_len)] = _wrap16((s0 - s1) >> 1)
+    dst[np.uint64(2 * half_len + 1)] = 0
+    dst[np.uint64(0)] = _wrap16((s0 + s1) >> 1)
+    dst[np.uint64(1)] = 0
 
 
 @njit(cache=True)
@@ -520,7 +520,7 @@ def _sqrt_q31(value, lut):
     sign_bits = _clz32(number) - 1          # 0..30 for 0 < number < 2^31
     even_shift = sign_bits & ~np.int64(1)   # sign_bits rounded down to even
     number = _wrap32(number << even_shift)
-    var1 = np.int64(lut[(number >> 26) - 8])
+    var1 = np.int64(lut[np.uint64((number >> 26) - 8)])
     for _ in range(3):
         temp = _wrap32((var1 * var1) >> 28)
         temp = _wrap32((number * temp) >> 31)
@@ -541,10 +541,10 @@ def _sqrt_q31_kernel(src, dst, n, lut):
 def _cmplx_mag_q15_kernel(src, dst, n, lut):
     """arm_cmplx_mag_q15 (pure C): sqrt_q31(((u32)re*re + (u32)im*im) >> 1) >> 16, 2.14."""
     for i in range(n):
-        re = np.int64(src[2 * i])
-        im = np.int64(src[2 * i + 1])
+        re = np.int64(src[np.uint64(2 * i)])
+        im = np.int64(src[np.uint64(2 * i + 1)])
         acc = ((re * re) + (im * im)) & 0xFFFFFFFF
-        dst[i] = _wrap16(_sqrt_q31(acc >> 1, lut) >> 16)
+        dst[np.uint64(i)] = _wrap16(_sqrt_q31(acc >> 1, lut) >> 16)
 
 
 @njit(cache=True)
@@ -657,7 +657,7 @@ def _dot_prod_q15(a, a_off, b, b_off, n):
     """arm_dot_prod_q15: exact q63 sum of q15 products (q34.30)."""
     acc = np.int64(0)
     for k in range(n):
-        acc += np.int64(a[a_off + k]) * np.int64(b[b_off + k])
+        acc += np.int64(a[np.uint64(a_off + k)]) * np.int64(b[np.uint64(b_off + k)])
     return acc
 
 
@@ -686,7 +686,7 @@ def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifi
     # arm_absmax_q15 (|-32768| saturates to 32767)
     m = np.int64(0)
     for i in range(n_fft):
-        v = np.int64(src[i])
+        v = np.int64(src[np.uint64(i)])
         a = v if v > 0 else (32767 if v == -32768 else -v)
         if a > m:
             m = a
@@ -701,39 +701,39 @@ def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifi
             shift = 0
         k_shift = 15 - shift
         for i in range(n_fft):
-            src[i] = _sat16((np.int64(src[i]) * temp) >> k_shift)
+            src[np.uint64(i)] = _sat16((np.int64(src[np.uint64(i)]) * temp) >> k_shift)
     _mult_q15_kernel(src, window, src, n_fft)
     for i in range(n_fft):
-        rec_frame[i] = src[i]
+        rec_frame[np.uint64(i)] = src[np.uint64(i)]
     _rfft_q15_kernel(src, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dsp, tmp_spec)
     n_bins = 1 + (n_fft >> 1)
     _cmplx_mag_q15_kernel(tmp_spec, src, n_bins, lut)
     for i in range(n_bins):
-        rec_bins[i] = src[i]
+        rec_bins[np.uint64(i)] = src[np.uint64(i)]
     _mel_q31(src, mel_start, mel_len, mel_coefs, MICRO_Q15, SHIFT_MELFILTER_SATURATION_Q15, tmp_mel)
     if normalised:
         # arm_scale_q31(tmp, m << 16, 0): ((q63)in * scale) >> 32, then << 1 with saturation
         scale = m << 16
         for i in range(n_mels):
-            v = (np.int64(tmp_mel[i]) * scale) >> 32
+            v = (np.int64(tmp_mel[np.uint64(i)]) * scale) >> 32
             o = _wrap32(v << 1)
             if v != (o >> 1):
                 o = 0x7FFFFFFF ^ (v >> 31)
-            tmp_mel[i] = _wrap32(o)
+            tmp_mel[np.uint64(i)] = _wrap32(o)
     fft_shift = 31 - _clz32(n_fft)
     log_exponent = _wrap32((fft_shift + 2 + SHIFT_MELFILTER_SATURATION_Q15) * LOG2TOLOG_Q15)
     _vlog_q31_kernel(tmp_mel, rec_log, n_mels)
     for i in range(n_mels):
-        v = _sat32(np.int64(rec_log[i]) + log_exponent)    # arm_offset_q31
-        rec_log[i] = v
+        v = _sat32(np.int64(rec_log[np.uint64(i)]) + log_exponent)    # arm_offset_q31
+        rec_log[np.uint64(i)] = v
         v = v >> 19                         # arm_shift_q31(-19)
-        src[i] = _wrap16(v)                 # __SSAT((q15_t)v, 16): the cast wraps first
+        src[np.uint64(i)] = _wrap16(v)                 # __SSAT((q15_t)v, 16): the cast wraps first
     # arm_mat_vec_mult_q15: q63 row sums, sat16(sum >> 15)
     for r in range(n_dct):
         acc = np.int64(0)
         for c in range(n_mels):
-            acc += np.int64(dct[r * n_mels + c]) * np.int64(src[c])
-        out[r] = _sat16(acc >> 15)
+            acc += np.int64(dct[np.uint64(r * n_mels + c)]) * np.int64(src[np.uint64(c)])
+        out[np.uint64(r)] = _sat16(acc >> 15)
 
 
 # ----------------------------------------------------------------------------------------------------
