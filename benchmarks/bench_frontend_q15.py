@@ -1,14 +1,18 @@
 """Benchmark: cmsis-q15 front end on one second of 16 kHz audio (one 49-frame patch) — n6emu (Numba and
 C twin, whole patch per call) vs calling the cmsisdsp Python package frame by frame (the same primitives).
 
-Usage: python benchmarks/bench_frontend_q15.py [--repeats 30] [--out benchmarks/results/frontend_q15.json]
-Reports the median wall time per second of audio over the repeats; describes the machine.
+Usage: python benchmarks/bench_frontend_q15.py [--repeats 100] [--out benchmarks/results/frontend_q15.json]
+Reports the median wall time per second of audio over the repeats; the cases of one mode are timed in
+interleaved rounds (one call of each per round) so load drift on the shared machine hits all of them alike;
+describes the machine.
 Both sides compute the same integers: the script checks equality before timing.
 """
 import argparse
 import json
 import os
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import describe, median_time  # noqa: E402  (benchmarks/machine.py: the shared helpers)
+from machine import describe  # noqa: E402  (benchmarks/machine.py: the shared helpers)
 
 from emu.frontend import cmsis_q15 as q15  # noqa: E402
 from emu.frontend.params import FrontendParams  # noqa: E402
@@ -29,8 +33,18 @@ def machine():
     return info
 
 
-def timeit(fn, repeats):
-    return {"median_s": median_time(fn, repeats), "repeats": repeats}
+def time_interleaved(fns, repeats, warmup=3):
+    """{name: {"median_s", "repeats"}}: `repeats` rounds, each calling every fn once (in turn), after warm-up."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: {"median_s": statistics.median(t), "repeats": repeats} for name, t in times.items()}
 
 
 def cmsisdsp_logmel(dsp, state, pcm):
@@ -72,7 +86,7 @@ def cmsisdsp_mfcc(dsp, state, pcm):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "frontend_q15.json"))
     args = ap.parse_args(argv)
     import cmsisdsp as dsp
@@ -97,11 +111,11 @@ def main(argv=None):
         else:
             assert np.array_equal(cmsisdsp_mfcc(dsp, state, pcm), stages["mfcc"]), "cmsisdsp and n6emu disagree"
             base = lambda: cmsisdsp_mfcc(dsp, state, pcm)  # noqa: E731
-        case = {"n6emu_numba": timeit(lambda: q15.compute_patch(pcm, state), args.repeats),
-                "cmsisdsp_python_frame_by_frame": timeit(base, args.repeats)}
+        fns = {"n6emu_numba": lambda: q15.compute_patch(pcm, state), "cmsisdsp_python_frame_by_frame": base}
         if ctwin_q15.available():
             assert all(np.array_equal(v, ctwin_q15.compute_stages(pcm, state)[k]) for k, v in stages.items())
-            case["n6emu_c_twin"] = timeit(lambda: ctwin_q15.compute_patch(pcm, state), args.repeats)
+            fns["n6emu_c_twin"] = lambda: ctwin_q15.compute_patch(pcm, state)
+        case = time_interleaved(fns, args.repeats)
         base_med = case["cmsisdsp_python_frame_by_frame"]["median_s"]
         for k, v in case.items():
             v["speedup_vs_cmsisdsp"] = base_med / v["median_s"]
