@@ -186,29 +186,103 @@ def requantize_float32(acc, scale, output_offset, act_min, act_max):
     return np.int32(np.int32(np.rint(v)) + np.int32(output_offset))
 
 
+# ---- precomputed epilogue: the per-channel pieces of requantize_double/single, derived once at bind time ----
+# qp = prepare_requantize(mult, shift, rounding): int64 [QP_ROWS, C], one row per piece, contiguous over channels.
+QP_MULT, QP_LEFT, QP_RIGHT, QP_NUDGE_POS, QP_NUDGE_NEG = range(5)
+QP_ROWS = 5
+
+
+def prepare_requantize(mult, shift, rounding):
+    """Per-channel pieces of the fixed-point requantizer (int32 arrays mult/shift of C values, rounding
+    DOUBLE_ROUNDING or SINGLE_ROUNDING) -> int64 qp [QP_ROWS, C] for requantize_prepared:
+    double: M, left = max(shift, 0), right = max(-shift, 0), nudge for v >= 0 = 2^(right-1) and for v < 0 =
+    2^(right-1) - 1 (both 0 when right == 0): RDBP(v, right) == (v + nudge(v)) >> right on int32 v.
+    single: M, left 0, right = 31 - shift, both nudges 2^(30 - shift).
+    Shifts must lie in backends.SHIFT_RANGE (double -62..62, single -31..30)."""
+    mult = np.ascontiguousarray(mult, dtype=np.int32).reshape(-1)
+    shift = np.ascontiguousarray(shift, dtype=np.int32).reshape(-1)
+    if mult.shape != shift.shape:
+        raise ValueError(f"mult has {mult.size} values and shift {shift.size}; pass one of each per channel")
+    if rounding not in (DOUBLE_ROUNDING, SINGLE_ROUNDING):
+        raise ValueError(f"rounding {rounding!r} has no fixed-point epilogue; pass DOUBLE_ROUNDING or SINGLE_ROUNDING")
+    qp = np.empty((QP_ROWS, mult.size), np.int64)
+    _fill_requantize_pieces(mult, shift, rounding, qp)
+    return qp
+
+
+@njit(cache=True)
+def _fill_requantize_pieces(mult, shift, rounding, qp):
+    """prepare_requantize's loop (integer only)."""
+    for c in range(mult.shape[0]):
+        s = np.int64(shift[c])
+        qp[QP_MULT, c] = np.int64(mult[c])
+        if rounding == 1:
+            qp[QP_LEFT, c] = 0
+            qp[QP_RIGHT, c] = np.int64(31) - s
+            qp[QP_NUDGE_POS, c] = np.int64(1) << (np.int64(30) - s)
+            qp[QP_NUDGE_NEG, c] = np.int64(1) << (np.int64(30) - s)
+        else:
+            right = -s if s < 0 else np.int64(0)
+            qp[QP_LEFT, c] = s if s > 0 else np.int64(0)
+            qp[QP_RIGHT, c] = right
+            half = (np.int64(1) << (right - np.int64(1))) if right > 0 else np.int64(0)
+            qp[QP_NUDGE_POS, c] = half
+            qp[QP_NUDGE_NEG, c] = half - np.int64(1) if right > 0 else np.int64(0)
+
+
 @njit(cache=True, inline="always")
-def requantize_channel(acc, mult, shift, scale, c, output_offset, act_min, act_max, rounding):
+def requantize_pieces(acc, m, left, right, nudge_pos, nudge_neg, rounding):
+    """requantize(acc, mult, shift, rounding) from one channel's prepare_requantize pieces (int64), without branches
+    on the data: double: x = int32(acc << left) (wraps), v = min((x*M + 2^30) >> 31, INT32_MAX) (SRDHM: only
+    x == M == INT32_MIN exceeds), (v + nudge(v)) >> right; single: int32((acc*M + nudge_pos) >> right)."""
+    m32 = np.int64(np.int32(m))     # M is an int32 (qp stores it widened): tells LLVM to use a 32x32->64 multiply
+    if rounding == 1:
+        return np.int32((np.int64(acc) * m32 + nudge_pos) >> right)
+    x = np.int64(np.int32(np.int64(acc) << left))
+    v = min((x * m32 + np.int64(1073741824)) >> np.int64(31), np.int64(2147483647))
+    return np.int32((v + (nudge_neg if v < 0 else nudge_pos)) >> right)
+
+
+@njit(cache=True, inline="always")
+def requantize_prepared(acc, qp, c, rounding):
+    """requantize(acc, mult[c], shift[c], rounding) from qp = prepare_requantize(mult, shift, rounding)."""
+    cc = np.uint64(c)
+    return requantize_pieces(acc, qp[QP_MULT, cc], qp[QP_LEFT, cc], qp[QP_RIGHT, cc], qp[QP_NUDGE_POS, cc],
+                             qp[QP_NUDGE_NEG, cc], rounding)
+
+
+@njit(cache=True, inline="always")
+def requantize_channel(acc, qp, scale, c, output_offset, act_min, act_max, rounding):
     """The weighted kernels' epilogue for accumulator `acc` of channel c -> int32 output value in [act_min, act_max].
-    scale None (DOUBLE_ROUNDING / SINGLE_ROUNDING): clamp(requantize(acc, mult[c], shift[c], rounding) + output_offset);
-    scale a float32 array (FLOAT32_RNE): requantize_float32(acc, scale[c], ...), mult/shift unused.
+    scale None (DOUBLE_ROUNDING / SINGLE_ROUNDING): clamp(requantize_prepared(acc, qp, c, rounding) + output_offset)
+    with qp = prepare_requantize(mult, shift, rounding) (== requantize(acc, mult[c], shift[c], rounding));
+    scale a float32 array (FLOAT32_RNE): requantize_float32(acc, scale[c], ...), qp unused.
     `scale is None` is decided by type when Numba compiles the caller (inlined here), so each mode gets its own
     machine code without a run-time branch."""
     if scale is not None:
         return requantize_float32(acc, scale[np.uint64(c)], output_offset, act_min, act_max)
-    v = np.int64(requantize(acc, mult[np.uint64(c)], shift[np.uint64(c)], rounding)) + np.int64(output_offset)
-    if v < act_min:
-        v = np.int64(act_min)
-    elif v > act_max:
-        v = np.int64(act_max)
-    return np.int32(v)
+    v = np.int64(requantize_prepared(acc, qp, c, rounding)) + np.int64(output_offset)
+    return np.int32(max(min(v, np.int64(act_max)), np.int64(act_min)))
 
 
 @njit(cache=True, inline="always")
-def requantize_row(acc, mult, shift, scale, output_offset, act_min, act_max, rounding, out, out_start):
-    """requantize_channel of every acc[c] (one output pixel's channels) into int8 out[out_start + c]."""
-    for c in range(acc.shape[0]):
-        out[np.uint64(out_start + c)] = np.int8(requantize_channel(acc[np.uint64(c)], mult, shift, scale, c,
-                                                                   output_offset, act_min, act_max, rounding))
+def requantize_row(acc, qp, scale, output_offset, act_min, act_max, rounding, out, out_start):
+    """requantize_channel of every acc[c] (one output pixel's channels) into int8 out[out_start + c]; the fixed-point
+    loop reads qp's rows as 1-D arrays (contiguous over c: LLVM vectorizes it)."""
+    if scale is not None:
+        for c in range(acc.shape[0]):
+            out[np.uint64(out_start + c)] = np.int8(requantize_float32(acc[np.uint64(c)], scale[np.uint64(c)],
+                                                                       output_offset, act_min, act_max))
+    else:
+        m, left, right, nudge_pos, nudge_neg = qp[QP_MULT], qp[QP_LEFT], qp[QP_RIGHT], qp[QP_NUDGE_POS], qp[QP_NUDGE_NEG]
+        off = np.int64(output_offset)
+        lo = np.int64(act_min)
+        hi = np.int64(act_max)
+        for c in range(acc.shape[0]):
+            cc = np.uint64(c)
+            v = np.int64(requantize_pieces(acc[cc], m[cc], left[cc], right[cc], nudge_pos[cc], nudge_neg[cc],
+                                           rounding)) + off
+            out[np.uint64(out_start + c)] = np.int8(max(min(v, hi), lo))
 
 
 @njit(cache=True)

@@ -9,8 +9,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 from hypothesis import example, given, settings, strategies as st
+from numba import njit
 
 from emu import fixedpoint as fx
+from emu.kernels.backends import SHIFT_RANGE
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 int32s = st.one_of(st.sampled_from([INT32_MIN, INT32_MIN + 1, -1, 0, 1, INT32_MAX - 1, INT32_MAX, 1 << 30, -(1 << 30)]),
@@ -214,6 +216,105 @@ def test_requantize_single(acc, m, s):
     want = oracle_requantize_single(acc, m, s)
     assert int(fx.requantize_single(acc, m, s)) == want
     assert int(fx.requantize(acc, m, s, fx.SINGLE_ROUNDING)) == want
+
+
+# ---- precomputed epilogue (prepare_requantize + requantize_prepared / requantize_row) ------------------------
+
+@njit
+def _prepared_all(accs, qp, rounding, out):
+    """requantize_prepared of every acc against every channel of qp: out[c, i]."""
+    for c in range(qp.shape[1]):
+        for i in range(accs.shape[0]):
+            out[c, i] = fx.requantize_prepared(accs[i], qp, c, rounding)
+
+
+@njit
+def _reference_all(accs, mult, shift, rounding, out):
+    for c in range(mult.shape[0]):
+        for i in range(accs.shape[0]):
+            out[c, i] = fx.requantize(accs[i], mult[c], shift[c], rounding)
+
+
+# accumulators: the int32 extremes, ties of every right shift (+-2^k, +-(2^k +- 1), +-3*2^(k-1)), random int32
+_EDGE_ACCS = np.unique(np.array(
+    [INT32_MIN, INT32_MIN + 1, -1, 0, 1, INT32_MAX - 1, INT32_MAX]
+    + [v for k in range(31) for b in (1 << k, 3 << k >> 1) for v in (b, b - 1, b + 1, -b, -b - 1, -b + 1)
+       if INT32_MIN <= v <= INT32_MAX], np.int64)).astype(np.int32)
+_EDGE_MULTS = [0, 1, -1, 1 << 30, (1 << 30) + 1, INT32_MAX, INT32_MIN, INT32_MIN + 1, 1518500250, -1518500250]
+
+
+@pytest.mark.parametrize("rounding", [fx.DOUBLE_ROUNDING, fx.SINGLE_ROUNDING])
+def test_prepared_requantize_every_shift(rounding):
+    """Every valid shift (double -62..62, single -31..30) x edge and random multipliers x edge and random int32
+    accumulators: requantize_prepared == requantize (requantize_double / requantize_single) exactly."""
+    lo, hi = SHIFT_RANGE[rounding]
+    rng = np.random.default_rng(rounding)
+    accs = np.concatenate([_EDGE_ACCS, rng.integers(INT32_MIN, INT32_MAX + 1, 3000).astype(np.int32)])
+    shifts = np.repeat(np.arange(lo, hi + 1, dtype=np.int32), len(_EDGE_MULTS) + 4)
+    mults = np.concatenate([np.array(_EDGE_MULTS + list(rng.integers(INT32_MIN, INT32_MAX + 1, 4)), np.int64)
+                            for _ in range(hi - lo + 1)]).astype(np.int32)
+    qp = fx.prepare_requantize(mults, shifts, rounding)
+    got = np.empty((mults.size, accs.size), np.int32)
+    want = np.empty_like(got)
+    _prepared_all(accs, qp, rounding, got)
+    _reference_all(accs, mults, shifts, rounding, want)
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, (f"{len(bad)} mismatches, first: acc {accs[bad[0][1]]} mult {mults[bad[0][0]]} "
+                           f"shift {shifts[bad[0][0]]}: {got[tuple(bad[0])]} != {want[tuple(bad[0])]}")
+
+
+@PROPS
+@given(accs, mults, st.integers(-62, 62), st.booleans())
+@example(INT32_MIN, INT32_MIN, 0, False)      # SRDHM saturation
+@example(INT32_MIN, INT32_MIN, 32, False)     # left shift wraps to 0
+@example(INT32_MIN, INT32_MAX, -32, False)    # RDBP tie beyond 31 bits
+@example(INT32_MIN, INT32_MIN, 30, True)
+def test_prepared_requantize_matches_oracle(acc, m, s, single):
+    """requantize_prepared against the independent Python oracles (and requantize_double / requantize_single)."""
+    rounding = fx.SINGLE_ROUNDING if single else fx.DOUBLE_ROUNDING
+    if single:
+        s = max(-31, min(30, s))
+    qp = fx.prepare_requantize(np.array([m], np.int32), np.array([s], np.int32), rounding)
+    if single:
+        want = oracle_requantize_single(acc, m, s)
+        assert int(fx.requantize_single(acc, m, s)) == want
+    else:
+        want = oracle_requantize_double(acc, m, s)
+        assert int(fx.requantize_double(acc, m, s)) == want
+    assert int(fx.requantize_prepared(np.int32(acc), qp, 0, rounding)) == want
+
+
+@njit
+def _row(acc, qp, output_offset, act_min, act_max, rounding, out):
+    fx.requantize_row(acc, qp, None, output_offset, act_min, act_max, rounding, out, 3)
+
+
+@PROPS
+@given(st.lists(accs, min_size=1, max_size=40), st.integers(-62, 62), st.integers(-128, 127),
+       st.integers(-128, 127), st.integers(-128, 127), st.booleans(), st.integers(0, 2 ** 32 - 1))
+def test_requantize_row_equals_clamped_requantize(acc_list, s0, off, a, b, single, seed):
+    """The kernels' epilogue row: clamp(requantize(acc, mult[c], shift[c]) + output_offset) into out[3 + c]."""
+    rounding = fx.SINGLE_ROUNDING if single else fx.DOUBLE_ROUNDING
+    rng = np.random.default_rng(seed)
+    acc = np.array(acc_list, np.int32)
+    mult = rng.integers(INT32_MIN, INT32_MAX + 1, acc.size).astype(np.int32)
+    lo_s, hi_s = SHIFT_RANGE[rounding]
+    shift = np.clip(rng.integers(-62, 63, acc.size) + s0, lo_s, hi_s).astype(np.int32)
+    act_min, act_max = min(a, b), max(a, b)
+    out = np.full(acc.size + 5, 77, np.int8)
+    _row(acc, fx.prepare_requantize(mult, shift, rounding), off, act_min, act_max, rounding, out)
+    want = [min(max(oracle_requantize_single(int(x), int(m), int(s)) if single
+                    else oracle_requantize_double(int(x), int(m), int(s)), act_min - off), act_max - off) + off
+            for x, m, s in zip(acc, mult, shift)]
+    assert out[3:3 + acc.size].tolist() == want
+    assert out[:3].tolist() == [77] * 3 and out[3 + acc.size:].tolist() == [77] * 2
+
+
+def test_prepare_requantize_rejects():
+    with pytest.raises(ValueError, match="one of each"):
+        fx.prepare_requantize(np.zeros(2, np.int32), np.zeros(3, np.int32), fx.DOUBLE_ROUNDING)
+    with pytest.raises(ValueError, match="no fixed-point epilogue"):
+        fx.prepare_requantize(np.zeros(2, np.int32), np.zeros(2, np.int32), fx.FLOAT32_RNE)
 
 
 def test_rounding_modes_on_ties():

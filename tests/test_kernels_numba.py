@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import naive
 from emu import fixedpoint
+from emu.fixedpoint import QP_ROWS, prepare_requantize
 from emu.kernels import backends
 from emu.kernels.backends import BACKENDS, KERNEL_NAMES, KernelArgumentError, get_backend
 
@@ -554,7 +555,8 @@ def test_conv_fast_path_equals_general_path(c, ort):
     if ort:                                     # the onnxruntime profile's epilogue and asymmetric weights
         c["rounding"], scale = FLOAT32_RNE, ort_scales(cout, c["filt"].size)
         filter_offset = int(np.random.default_rng(cout).choice([128, -127, 5, 0]))
-    args = [c[k] for k in ("inp", "filt", "bias", "mult", "shift")] + [scale, c["input_offset"], filter_offset] + \
+    qp = np.zeros((QP_ROWS, cout), np.int64) if ort else prepare_requantize(c["mult"], c["shift"], c["rounding"])
+    args = [c["inp"], c["filt"], c["bias"], qp, scale, c["input_offset"], filter_offset] + \
         [c[k] for k in ("output_offset", "stride_h", "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w",
                         "act_min", "act_max", "rounding")]
     outs = []

@@ -13,7 +13,9 @@ emu._c_kernels, wrapped by emu/kernels/ctwin.py) and the obvious references (tes
   onnxruntime profile's epilogue emu.fixedpoint.requantize_float32 with a float32 per-channel keyword `scale`
   (mult/shift may be None), and conv/depthwise a keyword `filter_offset` (default 0; fully connected has it
   positional). One set of loops serves both profiles; the epilogue is emu.fixedpoint.requantize_channel
-  (scale None for the fixed-point roundings: Numba compiles each mode separately).
+  (scale None for the fixed-point roundings: Numba compiles each mode separately). The fixed-point epilogue's
+  per-channel pieces are derived once per checked call / bind (emu.fixedpoint.prepare_requantize -> int64
+  qp [5, Cout]); the private njit kernels take (qp, scale) where the public ones take (mult, shift, scale=).
 - Kernels never allocate and return nothing: the caller owns and passes `out`. Work buffers are int32 `scratch`
   arrays the caller owns too (conv: conv.conv_scratch_size(filt.shape) values, depthwise: Cout, avgpool: C sums;
   the wrappers and binders allocate them when none is given). Scratch contents are dirty between calls.

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from emu.errors import N6Error
-from emu.fixedpoint import FLOAT32_RNE
+from emu.fixedpoint import FLOAT32_RNE, QP_ROWS, prepare_requantize
 
 BACKENDS = ("numba", "c")
 KERNEL_NAMES = ("conv_s8", "depthwise_conv_s8", "fully_connected_s8", "avgpool_s8", "maxpool_s8",
@@ -138,9 +138,9 @@ def _min_max(a):
 
 def check_epilogue(count, rounding, bias, mult, shift, scale):
     """The weighted kernels' requantization arguments (emu.fixedpoint.requantize_channel); returns
-    (rounding, mult, shift, scale) ready for the njit kernel. rounding DOUBLE_ROUNDING (0) / SINGLE_ROUNDING (1):
-    int32 mult/shift of `count` values, scale None; FLOAT32_RNE (2): float32 scale of `count` values, mult/shift
-    None (then zeros of `count` values are passed) or int32 of `count` values (unused)."""
+    (rounding, qp, scale) ready for the njit kernel. rounding DOUBLE_ROUNDING (0) / SINGLE_ROUNDING (1):
+    int32 mult/shift of `count` values, scale None, qp = fixedpoint.prepare_requantize(mult, shift, rounding);
+    FLOAT32_RNE (2): float32 scale of `count` values, mult/shift None or int32 of `count` values (unused; qp zeros)."""
     rounding = check_int("rounding", rounding, 0, FLOAT32_RNE)
     if rounding == FLOAT32_RNE:
         check_array("bias", bias, np.int32, 1)
@@ -151,19 +151,17 @@ def check_epilogue(count, rounding, bias, mult, shift, scale):
         check_array("scale", scale, np.float32, 1)
         if scale.shape[0] != count:
             raise KernelArgumentError(f"scale has shape {scale.shape}, expected ({count},)")
-        if mult is None or shift is None:
-            mult = shift = np.zeros(count, np.int32)
-        else:
+        if mult is not None and shift is not None:
             for name, a in (("mult", mult), ("shift", shift)):
                 check_array(name, a, np.int32, 1)
                 if a.shape[0] != count:
                     raise KernelArgumentError(f"{name} has shape {a.shape}, expected ({count},)")
-        return rounding, mult, shift, scale
+        return rounding, np.zeros((QP_ROWS, count), np.int64), scale
     if scale is not None:
         raise KernelArgumentError(f"scale is only used with rounding FLOAT32_RNE (2), got rounding {rounding}; "
                                   "pass scale=None or rounding=2")
     check_per_channel(count, rounding, bias=bias, mult=mult, shift=shift)
-    return rounding, mult, shift, None
+    return rounding, prepare_requantize(mult, shift, rounding), None
 
 
 def check_shift(name, shift, rounding):

@@ -1,8 +1,9 @@
 """conv_s8: grouped 2-D convolution, int8 NHWC x OHWI -> int8 NHWC (TFLite Micro ConvPerChannel semantics).
 
 acc[oc] = bias[oc] + sum over non-padded taps of (x + input_offset) * (w + filter_offset)   (int32, wrapping)
-out     = emu.fixedpoint.requantize_channel(acc, mult, shift, scale, oc, output_offset, act_min, act_max,
-          rounding): clamp(requantize(acc, mult, shift) + output_offset) for DOUBLE_/SINGLE_ROUNDING, or the
+out     = emu.fixedpoint.requantize_channel(acc, qp, scale, oc, output_offset, act_min, act_max, rounding), qp =
+          prepare_requantize(mult, shift, rounding) once per call/bind: clamp(requantize(acc, mult[oc], shift[oc])
+          + output_offset) for DOUBLE_/SINGLE_ROUNDING, or the
           onnxruntime profile's float32 epilogue for FLOAT32_RNE (keyword `scale`, float32 per channel).
 filter_offset (keyword, default 0 = CMSIS-NN's symmetric weights) is -zp_w of asymmetric (ORT uint8) weights.
 groups = Cin // Cin_g; output channel oc reads input channels (oc // (Cout // groups)) * Cin_g + [0, Cin_g).
@@ -63,11 +64,11 @@ def _checked_conv_args(inp, filt, bias, mult, shift, input_offset, output_offset
         raise KernelArgumentError(f"output channels {cout} are not divisible by groups {groups}")
     if out.shape[0] != n or out.shape[3] != cout:
         raise KernelArgumentError(f"out has shape {out.shape}, expected ({n}, OH, OW, {cout})")
-    rounding, mult, shift, scale = check_epilogue(cout, rounding, bias, mult, shift, scale)
+    rounding, qp, scale = check_epilogue(cout, rounding, bias, mult, shift, scale)
     geo = check_geometry(stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w)
     lo, hi = check_activation(act_min, act_max)
     check_no_alias(out, inp, filt)
-    args = (inp, filt, bias, mult, shift, scale, check_int("input_offset", input_offset),
+    args = (inp, filt, bias, qp, scale, check_int("input_offset", input_offset),
             check_int("filter_offset", filter_offset), check_int("output_offset", output_offset), *geo, lo, hi,
             rounding, out)
     need = conv_scratch_size(filt.shape)
@@ -76,7 +77,7 @@ def _checked_conv_args(inp, filt, bias, mult, shift, input_offset, output_offset
     elif check_array("scratch", scratch, np.int32, 1, writable=True).size < need:
         raise KernelArgumentError(f"scratch holds {scratch.size} int32 values, conv needs {need}; pass a larger buffer")
     else:
-        check_no_alias(scratch, inp, filt, bias, mult, shift, scale, out)
+        check_no_alias(scratch, inp, filt, bias, qp, scale, out)
     return args + (scratch,)
 
 
@@ -98,21 +99,21 @@ def conv_scratch_size(filt_shape):
 
 
 @njit(cache=True)
-def run_conv_s8(inp, filt, bias, mult, shift, scale, input_offset, filter_offset, output_offset, stride_h, stride_w,
+def run_conv_s8(inp, filt, bias, qp, scale, input_offset, filter_offset, output_offset, stride_h, stride_w,
                 pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
-    """Unchecked entry (arguments as _checked_conv_args returns them: mult, shift and scale all hold Cout values;
+    """Unchecked entry (arguments as _checked_conv_args returns them: qp [QP_ROWS, Cout] and scale [Cout];
     scratch >= conv_scratch_size): picks the path."""
     if inp.shape[3] == filt.shape[3] and ROW_OFFSET_MIN <= input_offset <= ROW_OFFSET_MAX \
             and ROW_OFFSET_MIN <= filter_offset <= ROW_OFFSET_MAX:
-        _conv_s8_rows(inp, filt, bias, mult, shift, scale, input_offset, filter_offset, output_offset, stride_h,
+        _conv_s8_rows(inp, filt, bias, qp, scale, input_offset, filter_offset, output_offset, stride_h,
                       stride_w, pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch)
     else:
-        _conv_s8(inp, filt, bias, mult, shift, scale, input_offset, filter_offset, output_offset, stride_h, stride_w,
+        _conv_s8(inp, filt, bias, qp, scale, input_offset, filter_offset, output_offset, stride_h, stride_w,
                  pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch)
 
 
 @njit(cache=True)
-def _conv_s8_rows(inp, filt, bias, mult, shift, scale, input_offset, filter_offset, output_offset, stride_h, stride_w,
+def _conv_s8_rows(inp, filt, bias, qp, scale, input_offset, filter_offset, output_offset, stride_h, stride_w,
                   pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
     """Fast path (groups == 1, x + input_offset fits int16). Loops: output pixel -> gather the int16 row
     [KH, KW, Cin] -> output channel -> 64-blocks of the row (int16 x int16 products summed in int32, wrapping).
@@ -188,11 +189,11 @@ def _conv_s8_rows(inp, filt, bias, mult, shift, scale, input_offset, filter_offs
                             a = np.int32(a + np.int32(row[np.uint64(r + j)]) * np.int32(wp[np.uint64(w_row + r + j)]))
                     acc[np.uint64(oc)] = a
                 o_base = ((b * oh + oy) * ow + ox) * cout
-                requantize_row(acc, mult, shift, scale, output_offset, act_min, act_max, rounding, o_flat, o_base)
+                requantize_row(acc, qp, scale, output_offset, act_min, act_max, rounding, o_flat, o_base)
 
 
 @njit(cache=True)
-def _conv_s8(inp, filt, bias, mult, shift, scale, input_offset, filter_offset, output_offset, stride_h, stride_w,
+def _conv_s8(inp, filt, bias, qp, scale, input_offset, filter_offset, output_offset, stride_h, stride_w,
              pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch):
     """General path. Loops: output pixel -> valid kh -> valid kw -> group -> ic -> output channel (vectorizes over Cout).
 
@@ -240,4 +241,4 @@ def _conv_s8(inp, filt, bias, mult, shift, scale, input_offset, filter_offset, o
                                     acc[np.uint64(a0 + j)] = np.int32(acc[np.uint64(a0 + j)]
                                                                       + xv * wt[np.uint64(w_tap + j)])
                 o_base = ((b * oh + oy) * ow + ox) * cout
-                requantize_row(acc, mult, shift, scale, output_offset, act_min, act_max, rounding, o_flat, o_base)
+                requantize_row(acc, qp, scale, output_offset, act_min, act_max, rounding, o_flat, o_base)

@@ -2,8 +2,9 @@
 
 Output channel oc = ic * ch_mult + m reads input channel ic.
 acc[oc] = bias[oc] + sum over non-padded taps of (x + input_offset) * (w + filter_offset)   (int32, wrapping)
-out     = emu.fixedpoint.requantize_channel(acc, mult, shift, scale, oc, output_offset, act_min, act_max,
-          rounding): fixed-point (DOUBLE_/SINGLE_ROUNDING) or float32 (FLOAT32_RNE, keyword `scale`).
+out     = emu.fixedpoint.requantize_channel(acc, qp, scale, oc, output_offset, act_min, act_max, rounding), qp =
+          prepare_requantize(mult, shift, rounding) once per call/bind: fixed-point (DOUBLE_/SINGLE_ROUNDING) or
+          float32 (FLOAT32_RNE, keyword `scale`).
 filter_offset (keyword, default 0 = CMSIS-NN's symmetric weights) is -zp_w of asymmetric (ORT uint8) weights.
 """
 import functools
@@ -54,7 +55,7 @@ def _checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset,
         raise KernelArgumentError(f"filt has shape {filt.shape}, expected (1, KH, KW, {cout}) for Cin {cin} x ch_mult {ch_mult}")
     if out.shape[0] != n or out.shape[3] != cout:
         raise KernelArgumentError(f"out has shape {out.shape}, expected ({n}, OH, OW, {cout})")
-    rounding, mult, shift, scale = check_epilogue(cout, rounding, bias, mult, shift, scale)
+    rounding, qp, scale = check_epilogue(cout, rounding, bias, mult, shift, scale)
     geo = check_geometry(stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w)
     lo, hi = check_activation(act_min, act_max)
     check_no_alias(out, inp, filt)
@@ -64,15 +65,15 @@ def _checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset,
         raise KernelArgumentError(f"scratch holds {scratch.size} int32 values, depthwise needs {cout}; "
                                   "pass a larger buffer")
     else:
-        check_no_alias(scratch, inp, filt, bias, mult, shift, scale, out)
+        check_no_alias(scratch, inp, filt, bias, qp, scale, out)
         scratch = scratch[:cout]
-    return (inp, filt, bias, mult, shift, scale, ch_mult, check_int("input_offset", input_offset),
+    return (inp, filt, bias, qp, scale, ch_mult, check_int("input_offset", input_offset),
             check_int("filter_offset", filter_offset), check_int("output_offset", output_offset), *geo, lo, hi,
             rounding, out, scratch)
 
 
 @njit(cache=True)
-def _depthwise_conv_s8(inp, filt, bias, mult, shift, scale, ch_mult, input_offset, filter_offset, output_offset,
+def _depthwise_conv_s8(inp, filt, bias, qp, scale, ch_mult, input_offset, filter_offset, output_offset,
                        stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out,
                        acc):
     """Loops: output pixel -> valid kh -> valid kw -> output channel (contiguous: vectorizes), accumulating in
@@ -121,4 +122,4 @@ def _depthwise_conv_s8(inp, filt, bias, mult, shift, scale, ch_mult, input_offse
                                                                   + xv * (np.int32(w_flat[np.uint64(w_row + oc)])
                                                                           + f_off))
                 o_base = ((b * oh + oy) * ow + ox) * cout
-                requantize_row(acc, mult, shift, scale, output_offset, act_min, act_max, rounding, o_flat, o_base)
+                requantize_row(acc, qp, scale, output_offset, act_min, act_max, rounding, o_flat, o_base)

@@ -1,7 +1,7 @@
 """fully_connected_s8: int8 [N,K] x [Out,K] -> int8 [N,Out] (TFLM FullyConnected int8, per-tensor or per-channel).
 
 acc = bias[o] + sum_k (x + input_offset) * (w + filter_offset)   (int32, wrapping)
-out = emu.fixedpoint.requantize_channel(acc, mult, shift, scale, o, output_offset, act_min, act_max, rounding):
+out = emu.fixedpoint.requantize_channel(acc, qp, scale, o, output_offset, act_min, act_max, rounding):
       fixed-point (DOUBLE_/SINGLE_ROUNDING, scale None) or float32 (FLOAT32_RNE, keyword `scale`, float32 per output).
 Per-tensor quantization = mult/shift arrays filled with one value.
 """
@@ -41,16 +41,16 @@ def _checked_fc_args(inp, filt, bias, mult, shift, input_offset, filter_offset, 
     out_ch = filt.shape[0]
     check_shape("filt", filt, (out_ch, k))
     check_shape("out", out, (n, out_ch))
-    rounding, mult, shift, scale = check_epilogue(out_ch, rounding, bias, mult, shift, scale)
+    rounding, qp, scale = check_epilogue(out_ch, rounding, bias, mult, shift, scale)
     lo, hi = check_activation(act_min, act_max)
     check_no_alias(out, inp, filt)
-    return (inp, filt, bias, mult, shift, scale, check_int("input_offset", input_offset),
+    return (inp, filt, bias, qp, scale, check_int("input_offset", input_offset),
             check_int("filter_offset", filter_offset), check_int("output_offset", output_offset),
             lo, hi, rounding, out)
 
 
 @njit(cache=True)
-def _fully_connected_s8(inp, filt, bias, mult, shift, scale, input_offset, filter_offset, output_offset,
+def _fully_connected_s8(inp, filt, bias, qp, scale, input_offset, filter_offset, output_offset,
                         act_min, act_max, rounding, out):
     """Loops: row -> output -> k (contiguous); int32 accumulator (explicit wrapping casts)."""
     n, k = inp.shape
@@ -66,5 +66,5 @@ def _fully_connected_s8(inp, filt, bias, mult, shift, scale, input_offset, filte
             for i in range(k):
                 acc = np.int32(acc + (np.int32(x_flat[np.uint64(b * k + i)]) + in_off)
                                * (np.int32(w_flat[np.uint64(o * k + i)]) + f_off))
-            out[b, o] = np.int8(requantize_channel(acc, mult, shift, scale, o, output_offset, act_min, act_max,
+            out[b, o] = np.int8(requantize_channel(acc, qp, scale, o, output_offset, act_min, act_max,
                                                    rounding))
