@@ -264,10 +264,14 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
         r1 = _sat16(t1 + s1)
         s0 = _sat16(t0 - s0)
         s1 = _sat16(t1 - s1)
-        t0 = np.int64(x[np.uint64(p1)]) >> 2
-        t1 = np.int64(x[np.uint64(p1 + 1)]) >> 2
-        u0 = np.int64(x[np.uint64(p3)]) >> 2
-        u1 = np.int64(x[np.uint64(p3 + 1)]) >> 2
+        b0 = np.int64(x[np.uint64(p1)])           # x[p1], x[p3] are read once: the C code re-reads
+        b1 = np.int64(x[np.uint64(p1 + 1)])       # them after storing x[p0] / x[p1], which are other cells
+        d0 = np.int64(x[np.uint64(p3)])
+        d1 = np.int64(x[np.uint64(p3 + 1)])
+        t0 = b0 >> 2
+        t1 = b1 >> 2
+        u0 = d0 >> 2
+        u1 = d1 >> 2
         t0 = _sat16(t0 + u0)
         t1 = _sat16(t1 + u1)
         if dsp:
@@ -282,12 +286,12 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
         si2 = np.int64(coef[np.uint64(4 * ic + 1)])
         out1 = _wrap16(_wrap32(co2 * r0 + si2 * r1) >> 16)
         out2 = _wrap16(_wrap32(-si2 * r0 + co2 * r1) >> 16)
-        t0 = np.int64(x[np.uint64(p1)]) >> 2
-        t1 = np.int64(x[np.uint64(p1 + 1)]) >> 2
+        t0 = b0 >> 2
+        t1 = b1 >> 2
         x[np.uint64(p1)] = out1
         x[np.uint64(p1 + 1)] = out2
-        u0 = np.int64(x[np.uint64(p3)]) >> 2
-        u1 = np.int64(x[np.uint64(p3 + 1)]) >> 2
+        u0 = d0 >> 2
+        u1 = d1 >> 2
         t0 = _sat16(t0 - u0)
         t1 = _sat16(t1 - u1)
         r0 = _sat16(s0 - t1)
@@ -331,12 +335,12 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
                 r1 = _sat16(t1 + s1)
                 s0 = _sat16(t0 - s0)
                 s1 = _sat16(t1 - s1)
-                t0 = np.int64(x[np.uint64(p1)])
-                t1 = np.int64(x[np.uint64(p1 + 1)])
-                u0 = np.int64(x[np.uint64(p3)])
-                u1 = np.int64(x[np.uint64(p3 + 1)])
-                t0 = _sat16(t0 + u0)
-                t1 = _sat16(t1 + u1)
+                b0 = np.int64(x[np.uint64(p1)])   # read once (see the first stage)
+                b1 = np.int64(x[np.uint64(p1 + 1)])
+                d0 = np.int64(x[np.uint64(p3)])
+                d1 = np.int64(x[np.uint64(p3 + 1)])
+                t0 = _sat16(b0 + d0)
+                t1 = _sat16(b1 + d1)
                 if dsp:
                     x[np.uint64(p0)] = _wrap16(((r0 + t0) >> 1) >> 1)
                     x[np.uint64(p0 + 1)] = _wrap16(((r1 + t1) >> 1) >> 1)
@@ -349,14 +353,10 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
                     r1 = _wrap16((r1 >> 1) - (t1 >> 1))
                 out1 = _wrap16(_wrap32(co2 * r0 + si2 * r1) >> 16)
                 out2 = _wrap16(_wrap32(-si2 * r0 + co2 * r1) >> 16)
-                t0 = np.int64(x[np.uint64(p1)])
-                t1 = np.int64(x[np.uint64(p1 + 1)])
                 x[np.uint64(p1)] = out1
                 x[np.uint64(p1 + 1)] = out2
-                u0 = np.int64(x[np.uint64(p3)])
-                u1 = np.int64(x[np.uint64(p3 + 1)])
-                t0 = _sat16(t0 - u0)
-                t1 = _sat16(t1 - u1)
+                t0 = _sat16(b0 - d0)
+                t1 = _sat16(b1 - d1)
                 if dsp:
                     r0 = (s0 - t1) >> 1
                     r1 = (s1 + t0) >> 1
@@ -520,15 +520,19 @@ def _sqrt_q31(value, lut):
     sign_bits = _clz32(number) - 1          # 0..30 for 0 < number < 2^31
     even_shift = sign_bits & ~np.int64(1)   # sign_bits rounded down to even
     number = _wrap32(number << even_shift)
-    var1 = np.int64(lut[np.uint64((number >> 26) - 8)])
+    return _sqrt_q31_newton(number, np.int64(lut[np.uint64((number >> 26) - 8)]), even_shift >> 1)
+
+
+@njit(cache=True)
+def _sqrt_q31_newton(number, var1, half_shift):
+    """arm_sqrt_q31 after normalisation: three q28 Newton steps on 1/sqrt from var1, times number, >> half_shift
+    (32-bit wraps; number = 0 with var1 = 0 gives 0)."""
     for _ in range(3):
         temp = _wrap32((var1 * var1) >> 28)
         temp = _wrap32((number * temp) >> 31)
         temp = _wrap32(0x30000000 - temp)
         var1 = _wrap32((var1 * temp) >> 29)
-    var1 = _wrap32((number * var1) >> 28)
-    var1 = var1 >> (even_shift >> 1)
-    return var1
+    return _wrap32((number * var1) >> 28) >> half_shift
 
 
 @njit(cache=True)
@@ -538,13 +542,26 @@ def _sqrt_q31_kernel(src, dst, n, lut):
 
 
 @njit(cache=True)
-def _cmplx_mag_q15_kernel(src, dst, n, lut):
-    """arm_cmplx_mag_q15 (pure C): sqrt_q31(((u32)re*re + (u32)im*im) >> 1) >> 16, 2.14."""
+def _cmplx_mag_q15_kernel(src, dst, n, lut, scratch):
+    """arm_cmplx_mag_q15 (pure C): sqrt_q31(((u32)re*re + (u32)im*im) >> 1) >> 16, 2.14.
+
+    Two passes through the caller's scratch int64[2n]: [i] = normalised number, [n+i] = LUT start << 8 |
+    half shift; then the branch-free Newton steps (_sqrt_q31_newton) over all bins (same integers)."""
     for i in range(n):
         re = np.int64(src[np.uint64(2 * i)])
         im = np.int64(src[np.uint64(2 * i + 1)])
-        acc = ((re * re) + (im * im)) & 0xFFFFFFFF
-        dst[np.uint64(i)] = _wrap16(_sqrt_q31(acc >> 1, lut) >> 16)
+        number = (((re * re) + (im * im)) & 0xFFFFFFFF) >> 1
+        start = np.int64(0)                     # number 0 -> var1 0 -> sqrt 0, as arm_sqrt_q31
+        if number > 0:
+            even_shift = (_clz32(number) - 1) & ~np.int64(1)
+            number = _wrap32(number << even_shift)
+            start = (np.int64(lut[np.uint64((number >> 26) - 8)]) << 8) | (even_shift >> 1)
+        scratch[np.uint64(i)] = number
+        scratch[np.uint64(n + i)] = start
+    for i in range(n):
+        packed = scratch[np.uint64(n + i)]
+        root = _sqrt_q31_newton(scratch[np.uint64(i)], packed >> 8, packed & 255)
+        dst[np.uint64(i)] = _wrap16(root >> 16)
 
 
 @njit(cache=True)
@@ -673,12 +690,12 @@ def _mel_q31(spec, mel_start, mel_len, mel_coefs, bias, shift, out):
 
 @njit(cache=True)
 def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dsp, lut,
-                     mel_start, mel_len, mel_coefs, dct, n_dct, tmp_spec, tmp_mel,
+                     mel_start, mel_len, mel_coefs, dct, n_dct, tmp_spec, tmp_mel, mag_scratch,
                      rec_frame, rec_bins, rec_log, out):
     """arm_mfcc_q15 on src (int16[n_fft], overwritten); out int16[n_dct] in q8.7.
 
     tmp_spec int16[2*n_fft] (the rfft output), tmp_mel int32[n_mels] (mel after the undo of the
-    normalisation); dct int16[n_dct*n_mels] row-major. Stage records: rec_frame int16[n_fft] (normalised,
+    normalisation), mag_scratch int64[n_fft+2] (see _cmplx_mag_q15_kernel); dct int16[n_dct*n_mels] row-major. Stage records: rec_frame int16[n_fft] (normalised,
     windowed input), rec_bins int16[n_fft/2+1] (2.14 magnitudes), rec_log int32[n_mels] (ln in q5.26
     after the exponent offset, before >>19).
     """
@@ -707,7 +724,7 @@ def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifi
         rec_frame[np.uint64(i)] = src[np.uint64(i)]
     _rfft_q15_kernel(src, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dsp, tmp_spec)
     n_bins = 1 + (n_fft >> 1)
-    _cmplx_mag_q15_kernel(tmp_spec, src, n_bins, lut)
+    _cmplx_mag_q15_kernel(tmp_spec, src, n_bins, lut, mag_scratch)
     for i in range(n_bins):
         rec_bins[np.uint64(i)] = src[np.uint64(i)]
     _mel_q31(src, mel_start, mel_len, mel_coefs, MICRO_Q15, SHIFT_MELFILTER_SATURATION_Q15, tmp_mel)
@@ -786,7 +803,7 @@ def cmplx_mag_q15(x):
     if src.size % 2:
         raise _Error("cmplx_mag_q15 needs interleaved (re, im) pairs: the length must be even")
     dst = np.empty(src.size // 2, np.int16)
-    _cmplx_mag_q15_kernel(src, dst, dst.size, sqrt_lut_q31())
+    _cmplx_mag_q15_kernel(src, dst, dst.size, sqrt_lut_q31(), np.empty(2 * dst.size, np.int64))
     return dst
 
 
@@ -844,12 +861,12 @@ def _quantize_s8(value, multiplier, shift, zero_point, rounding):
 def _logmel_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twiddle, bitrev, coef_a,
                          coef_b, modifier, dsp, lut, power, mel_start, mel_len, mel_coefs, mel_bias,
                          mel_shift, log_q15, log_offset, q_mult, q_shift, q_zp, q_rounding,
-                         buf, rec_frames, rec_spec, rec_bins, rec_mel, rec_log, features):
+                         buf, mag_scratch, rec_frames, rec_spec, rec_bins, rec_mel, rec_log, features):
     """Log-mel patch: per frame t, buf = zeros(n_fft) with pcm[hop*t : hop*t+win] at pad_left, then
     mult_q15 window, rfft_q15, mag (2.14) or mag^2 (3.13), mel sat31((q63 dot + bias) >> shift),
     vlog_q31 + log_offset (sat32, q5.26, natural log of the float-convention energy) -- or, when
     log_q15, mel sat16(...) and vlog_q15 + log_offset (sat16, q4.11) --, int8 mel-major features[m, t].
-    rec_* [n_frames, ...] record every stage."""
+    rec_* [n_frames, ...] record every stage; mag_scratch int64[n_fft+2] (see _cmplx_mag_q15_kernel)."""
     n_mels = mel_start.size
     n_bins = 1 + (n_fft >> 1)
     for t in range(n_frames):
@@ -865,7 +882,7 @@ def _logmel_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, t
         if power:
             _cmplx_mag_squared_q15_kernel(rec_spec[t], rec_bins[t], n_bins)
         else:
-            _cmplx_mag_q15_kernel(rec_spec[t], rec_bins[t], n_bins, lut)
+            _cmplx_mag_q15_kernel(rec_spec[t], rec_bins[t], n_bins, lut, mag_scratch)
         _mel_q31(rec_bins[t], mel_start, mel_len, mel_coefs, mel_bias, mel_shift, rec_mel[t])
         if not log_q15:
             _vlog_q31_kernel(rec_mel[t], rec_log[t], n_mels)
@@ -882,7 +899,7 @@ def _logmel_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, t
 @njit(cache=True)
 def _mfcc_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twiddle, bitrev, coef_a,
                        coef_b, modifier, dsp, lut, mel_start, mel_len, mel_coefs, dct, n_dct,
-                       q_mult, q_shift, q_zp, q_rounding, buf, tmp_mel,
+                       q_mult, q_shift, q_zp, q_rounding, buf, tmp_mel, mag_scratch,
                        rec_frames, rec_spec, rec_bins, rec_log, rec_mfcc, features):
     """MFCC patch: arm_mfcc_q15 on each framed buffer (as in _logmel_patch_kernel), q8.7 rec_mfcc[t, k],
     int8 features[t, k] (frame-major, the MLPerf KWS [1, n_frames, n_mfcc, 1] layout)."""
@@ -893,7 +910,7 @@ def _mfcc_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twi
         for i in range(win_len):
             buf[pad_left + i] = pcm[base + i]
         _mfcc_q15_kernel(buf, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dsp, lut,
-                         mel_start, mel_len, mel_coefs, dct, n_dct, rec_spec[t], tmp_mel,
+                         mel_start, mel_len, mel_coefs, dct, n_dct, rec_spec[t], tmp_mel, mag_scratch,
                          rec_frames[t], rec_bins[t], rec_log[t], rec_mfcc[t])
         for k in range(n_dct):
             features[t, k] = _quantize_s8(rec_mfcc[t, k], q_mult, q_shift, q_zp, q_rounding)
@@ -952,7 +969,7 @@ def mfcc_q15(x, tables, fft_variant="pure-c"):
                      tab.modifier, fft_variant_code(fft_variant), sqrt_lut_q31(), tables.mel_start,
                      tables.mel_len, tables.mel_coefs, tables.dct, tables.n_dct,
                      np.empty(2 * tab.n_fft, np.int16), np.empty(n_mels, np.int32),
-                     np.empty(tab.n_fft, np.int16), np.empty(tab.n_fft // 2 + 1, np.int16),
+                     np.empty(tab.n_fft + 2, np.int64), np.empty(tab.n_fft, np.int16), np.empty(tab.n_fft // 2 + 1, np.int16),
                      np.empty(n_mels, np.int32), out)
     return out
 
@@ -1157,6 +1174,7 @@ def compute_stages(pcm, state, params=None):
         "log": np.empty((t_frames, n_mels), np.int32),
     }
     buf = np.empty(n_fft, np.int16)
+    mag_scratch = np.empty(n_fft + 2, np.int64)
     if q.mode == "mfcc":
         out["mfcc"] = np.empty((t_frames, q.n_mfcc), np.int16)
         out["features"] = np.empty((t_frames, q.n_mfcc), np.int8)
@@ -1164,7 +1182,7 @@ def compute_stages(pcm, state, params=None):
                            n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, dsp, state.lut,
                            state.mel_start, state.mel_len, state.mel_coefs, state.dct, q.n_mfcc,
                            state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding,
-                           buf, np.empty(n_mels, np.int32), out["frames"], out["spectrum"], out["bins"],
+                           buf, np.empty(n_mels, np.int32), mag_scratch, out["frames"], out["spectrum"], out["bins"],
                            out["log"], out["mfcc"], out["features"])
     else:
         out["mel"] = np.empty((t_frames, n_mels), np.int32)
@@ -1174,7 +1192,7 @@ def compute_stages(pcm, state, params=None):
                              p.spectrum == "power", state.mel_start, state.mel_len, state.mel_coefs,
                              int(q.mel_bias), int(q.mel_shift), q.log_precision == "q15", state.log_offset,
                              state.quant_multiplier,
-                             state.quant_shift, state.quant_zero_point, rounding, buf, out["frames"],
+                             state.quant_shift, state.quant_zero_point, rounding, buf, mag_scratch, out["frames"],
                              out["spectrum"], out["bins"], out["mel"], out["log"], out["features"])
     return out
 
