@@ -609,44 +609,17 @@ def test_transpose_s8(which, data):
 
 # long sweeps of the same properties (--run-slow)
 
-@pytest.mark.slow
-@pytest.mark.parametrize("which", ORACLES)
-@SLOW_SETTINGS
-@given(data=st.data())
-def test_conv_s8_sweep(which, data):
-    _case_conv_s8(which, data)
+_DATA_CASES = {"conv_s8": _case_conv_s8, "depthwise_conv_s8": _case_depthwise_conv_s8,
+               "fully_connected_s8": _case_fully_connected_s8, "add_s8": _case_add_s8, "mul_s8": _case_mul_s8}
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("op", sorted(_DATA_CASES))
 @pytest.mark.parametrize("which", ORACLES)
 @SLOW_SETTINGS
 @given(data=st.data())
-def test_depthwise_conv_s8_sweep(which, data):
-    _case_depthwise_conv_s8(which, data)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("which", ORACLES)
-@SLOW_SETTINGS
-@given(data=st.data())
-def test_fully_connected_s8_sweep(which, data):
-    _case_fully_connected_s8(which, data)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("which", ORACLES)
-@SLOW_SETTINGS
-@given(data=st.data())
-def test_add_s8_sweep(which, data):
-    _case_add_s8(which, data)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("which", ORACLES)
-@SLOW_SETTINGS
-@given(data=st.data())
-def test_mul_s8_sweep(which, data):
-    _case_mul_s8(which, data)
+def test_data_driven_sweep(op, which, data):
+    _DATA_CASES[op](which, data)
 
 
 @pytest.mark.slow
