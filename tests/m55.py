@@ -47,10 +47,14 @@ def cache_dir() -> Path:
 
 
 def _digest(parts) -> str:
+    """Content hash of the build inputs: files by content, include folders by every header below them."""
     h = hashlib.sha256()
     for p in parts:
-        if isinstance(p, Path) or (isinstance(p, str) and os.path.isfile(p)):
+        if os.path.isfile(p):
             h.update(Path(p).read_bytes())
+        elif os.path.isdir(p):
+            for header in sorted(Path(p).rglob("*.h")):
+                h.update(str(header.relative_to(p)).encode() + header.read_bytes())
         h.update(str(p).encode() + b"\0")
     return h.hexdigest()[:20]
 
