@@ -18,13 +18,15 @@ def cdef_from_header(header):
         return "\n".join(line for line in f if not line.lstrip().startswith("#"))
 
 
-def make_builder(area, header, sources):
-    """FFI builder for module `emu._c_<area>`: the declarations of `header` and the `.c` sources in csrc/."""
+def make_builder(area, headers, sources):
+    """FFI builder for module `emu._c_<area>`: the declarations of `headers` (one name or a list) and the
+    `.c` sources in csrc/."""
+    headers = [headers] if isinstance(headers, str) else list(headers)
     ffi = cffi.FFI()
-    ffi.cdef(cdef_from_header(header))
+    ffi.cdef("\n".join(cdef_from_header(h) for h in headers))
     ffi.set_source(
         f"emu._c_{area}",
-        f'#include "{header}"',
+        "\n".join(f'#include "{h}"' for h in headers),
         sources=[os.path.relpath(os.path.join(CSRC, s)) for s in sources],   # setuptools wants relative paths
         include_dirs=[os.path.relpath(CSRC)],
         extra_compile_args=CFLAGS,

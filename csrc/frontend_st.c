@@ -338,8 +338,10 @@ float st_patch(const st_config *cfg, const int16_t *pcm, const float *window, co
         st_rfft(cfg, scratch, X, twiddle, rtwiddle, order, tmp);
         pw[0] = S(X[0] * X[0], prec);
         pw[n_bins - 1] = S(X[1] * X[1], prec);
-        for (int32_t k = 1; k < n_bins - 1; k++)
-            pw[k] = S(R(X[2*k] * X[2*k], prec) + R(X[2*k+1] * X[2*k+1], prec), prec);
+        for (int32_t k = 1; k < n_bins - 1; k++) {
+            float re = (cfg->inplace && 2 * k == n_bins - 1) ? pw[n_bins - 1] : X[2*k];
+            pw[k] = S(R(re * re, prec) + R(X[2*k+1] * X[2*k+1], prec), prec);
+        }
         for (int32_t k = 0; k < n_bins; k++) {
             sp[k] = cfg->spectrum_mode == 0 ? pw[k] : S(sqrtf(pw[k]), prec);
             silence = S(silence + sp[k], prec);

@@ -17,6 +17,7 @@ typedef struct {
     int32_t rounding;       /* 0 roundf (half away), 1 rintf (half even) */
     int32_t cast_mode;      /* 0 Arm VCVT to int32 + low 16 bits + sat8 (int16 cast), 1 saturate to int8,
                                2 Arm VCVT to int32 + sat8 (int32 cast) */
+    int32_t inplace;        /* 1: power spectrum in the FFT buffer (bin n_fft/4 reads the stored Nyquist power) */
     float inv_scale, zp, neg_top_db;
 } st_config;
 

@@ -152,7 +152,7 @@ def cmd_features(args, out):
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     print(f"wrote {args.output}: {_fmt_shape(arr.shape)} int8 [patch, {'mfcc' if fe.frame_major else 'mel'}, frame] "
-          f"({params.profile}, scale {params.quant_scale:.6g}, zero-point {params.quant_zero_point})"
+          f"({params.build}, scale {params.quant_scale:.6g}, zero-point {params.quant_zero_point})"
           + (f"; every stage of every patch in {args.stages}" if args.stages else ""), file=out)
     return EXIT_OK
 
@@ -306,7 +306,8 @@ def cmd_replay(args, out, err):
             else:
                 os.replace(dump_tmp, args.dump)
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-    print(f"{n} windows from {n_files} file(s)" + (f" -> {args.out}" if args.out else "") +
+    print(f"{n} windows from {n_files} file(s), front end {dev.config.frontend.build}" +
+          (f" -> {args.out}" if args.out else "") +
           (f"; dumps in {args.dump}" if args.dump else "") + (f"  ({summary})" if summary else ""), file=out)
     return EXIT_OK
 

@@ -131,7 +131,9 @@ class DeviceConfig:
         """A copy with fields of one section changed (validated again), e.g. replace("input", layout="frame-major")."""
         if section is None:
             return dataclasses.replace(self, **changes)
-        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+        part = getattr(self, section)
+        new = part.replace(**changes) if hasattr(part, "replace") else dataclasses.replace(part, **changes)
+        return dataclasses.replace(self, **{section: new})
 
 
 _SECTIONS = {"model": ModelSection, "input": InputSection, "app": AppSection}

@@ -86,11 +86,12 @@ def primitive(elf, op, n, input_sets):
     return np.frombuffer(out, dtype).reshape(len(input_sets), size(n))
 
 
-def app_elf(tmp, opt="Os"):
-    """csrc/m55/frontend_app.c (the application's column) against CMSIS-DSP, both at -Os or -Ofast."""
+def app_elf(tmp, opt="Os", profile="st-f16"):
+    """csrc/m55/frontend_app.c (the application's column: the float16 one, or the float32 one for st-f32)
+    against CMSIS-DSP, both at -Os or -Ofast."""
     src = cmsis_sources.source_dir(tmp)
-    return m55.build("frontend_app", [m55.M55_DIR / "frontend_app.c"], includes=dsp_includes(src),
-                     libs=[dsp_lib(tmp, opt)], opt=opt)
+    return m55.build(f"frontend_app_{profile}", [m55.M55_DIR / "frontend_app.c"], includes=dsp_includes(src),
+                     defines=["APP_F32"] if profile == "st-f32" else [], libs=[dsp_lib(tmp, opt)], opt=opt)
 
 
 def app_stages(elf, state, patches, inplace_power=True):
@@ -98,21 +99,22 @@ def app_stages(elf, state, patches, inplace_power=True):
     emu.frontend.st.compute_stages (float32 values; mel/log/int8 mel-major), one dict per patch. The tables
     (window, sparse mel) are the emulator's prepared device tables; the scale and the FFT are the device's."""
     p = state.params
-    f16 = lambda a: np.asarray(a, np.float32).astype(np.float16).tobytes()
+    vt = "<f4" if p.profile == "st-f32" else "<f2"          # the column's sample type
+    as_vt = lambda a: np.asarray(a, np.float32).astype(vt).tobytes()  # noqa: E731
     top_db = np.float32(p.top_db)
     head = np.array([0x4E36464A, p.n_fft, p.win_length, p.hop_length, p.n_frames, p.n_mels,
                      int(p.spectrum == "magnitude"), int(p.log == "db"), int(bool(inplace_power)), len(patches),
                      state.mel_coefs.size, int(p.quant_zero_point),
                      int(np.float32(p.quant_scale).view(np.int32)), int(top_db.view(np.int32)), 0, 0], "<i4")
-    body = [head.tobytes(), f16(state.window), state.mel_start.astype("<i4").tobytes(),
-            state.mel_stop.astype("<i4").tobytes(), state.mel_offset.astype("<i4").tobytes(), f16(state.mel_coefs)]
+    body = [head.tobytes(), as_vt(state.window), state.mel_start.astype("<i4").tobytes(),
+            state.mel_stop.astype("<i4").tobytes(), state.mel_offset.astype("<i4").tobytes(), as_vt(state.mel_coefs)]
     body += [np.ascontiguousarray(x, "<i2").tobytes() for x in patches]
     raw = m55.run(elf, {"job.bin": b"".join(body)}, ["stages.bin"])["stages.bin"]
     n_fft, n_bins, n_mels, n_frames = p.n_fft, p.n_bins, p.n_mels, p.n_frames
-    frame = np.dtype([("framed", "<f2", n_fft), ("windowed", "<f2", n_fft), ("fft", "<f2", n_fft),
-                      ("power", "<f2", n_bins), ("spectrum", "<f2", n_bins), ("mel", "<f2", n_mels),
-                      ("log", "<f2", n_mels), ("int8", "i1", n_mels)])
-    patch = np.dtype([("frames", frame, n_frames), ("silence_sum", "<f2")])
+    frame = np.dtype([("framed", vt, n_fft), ("windowed", vt, n_fft), ("fft", vt, n_fft),
+                      ("power", vt, n_bins), ("spectrum", vt, n_bins), ("mel", vt, n_mels),
+                      ("log", vt, n_mels), ("int8", "i1", n_mels)])
+    patch = np.dtype([("frames", frame, n_frames), ("silence_sum", vt)])
     recs = np.frombuffer(raw, patch)
     if recs.size != len(patches):
         raise RuntimeError(f"frontend_app wrote {len(raw)} bytes, expected {len(patches)} patches")

@@ -19,24 +19,13 @@ from hypothesis import strategies as hst
 from emu.frontend import ctwin_st, st
 from emu.frontend.params import FrontendError, FrontendParams, from_toml, to_toml
 
-DEFAULT = FrontendParams(quant_scale=30 / 255, quant_zero_point=42)
+import cmsis_sources
+from signals import signal
+
+# the portable-C build with a separate power buffer: what these x86 oracles check (the Helium build and the
+# app's in-place power are proven on the Cortex-M55 in test_st_helium.py)
+DEFAULT = FrontendParams(quant_scale=30 / 255, quant_zero_point=42, isa="scalar", inplace_power=False)
 needs_c = pytest.mark.skipif(not ctwin_st.available(), reason="emu._c_frontend_st is not built")
-
-
-def signal(kind, n, rng):
-    """speech-like (harmonics, syllable envelope, noise), silence, full-scale square, clipped noise."""
-    if kind == "silence":
-        return np.zeros(n, np.int16)
-    if kind == "full":
-        return np.where(np.arange(n) % 2 == 0, 32767, -32768).astype(np.int16)
-    if kind == "clip":
-        return np.clip(rng.standard_normal(n) * 40000, -32768, 32767).astype(np.int16)
-    t = np.arange(n) / 16000
-    f0 = 100 + 150 * rng.random()
-    x = sum(np.sin(2 * np.pi * f0 * h * t + 6 * rng.random()) / h for h in range(1, 25))
-    x *= 0.55 + 0.45 * np.sin(2 * np.pi * 3 * t + rng.random())
-    amp = {"speech": 4000, "quiet": 60, "loud": 30000}[kind]
-    return np.clip(x / np.abs(x).max() * amp + rng.standard_normal(n) * amp / 100, -32768, 32767).astype(np.int16)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -63,23 +52,6 @@ _SOURCES = ["TransformFunctions/arm_cfft_f32.c", "TransformFunctions/arm_cfft_ra
             "BasicMathFunctions/arm_dot_prod_f16.c"]
 
 
-def _cmsis_source_dir(tmp):
-    given_dir = os.environ.get("N6EMU_CMSISDSP_SRC")
-    if given_dir:
-        _cmsis_source_dir.cached = given_dir
-        return given_dir
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-                        "--no-build-isolation", "-q", "-d", str(tmp), "cmsisdsp"],
-                       capture_output=True, text=True, timeout=300)
-    archives = glob.glob(str(tmp / "cmsisdsp-*.tar.gz"))
-    if not archives:
-        pytest.skip(f"cmsisdsp sources unavailable (pip download failed: {r.stderr.strip().splitlines()[-1:]})")
-    with tarfile.open(archives[0]) as tf:
-        tf.extractall(tmp, filter="data")
-    _cmsis_source_dir.cached = [d for d in glob.glob(str(tmp / "cmsisdsp-*")) if os.path.isdir(d)][0]
-    return _cmsis_source_dir.cached
-
-
 @pytest.fixture(scope="session")
 def cmsis_oracle(tmp_path_factory):
     """{'16': lib (gcc -fexcess-precision=16: every f16 op rounded), 'standard': lib (f16 statements in
@@ -89,7 +61,7 @@ def cmsis_oracle(tmp_path_factory):
         pytest.skip("gcc not available")
     import cffi
     tmp = tmp_path_factory.mktemp("cmsisdsp")
-    src = _cmsis_source_dir(tmp)
+    src = cmsis_sources.source_dir(tmp)
     srcs = [os.path.join(src, "Source", s) for s in _SOURCES]
     if not all(os.path.isfile(s) for s in srcs):
         pytest.skip("cmsisdsp source layout not recognised")
@@ -115,7 +87,7 @@ def cmsis_oracle(tmp_path_factory):
 def _params_for(n_fft, **kw):
     n_mels = 4 if n_fft < 64 else 10 if n_fft < 512 else 40
     return FrontendParams(n_fft=n_fft, win_length=n_fft // 2, hop_length=n_fft // 4, n_frames=4,
-                          n_mels=n_mels, fmin=100.0 if n_fft < 512 else 50.0, quant_scale=0.1, **kw)
+                          n_mels=n_mels, fmin=100.0 if n_fft < 512 else 50.0, quant_scale=0.1, isa="scalar", **kw)
 
 
 def _frames(rng, n, count, dtype):
@@ -180,7 +152,7 @@ def test_st_f16_mel_dot_equals_cmsis_dot_prod_f16(cmsis_oracle, mode, lib):
 def cmsis_fast_math_rfft(cmsis_oracle, tmp_path_factory):
     """The f32 rfft sources built like the cmsisdsp wheel (-O3 -ffast-math, loop unrolling)."""
     import cffi
-    src = _cmsis_source_dir.cached
+    src = cmsis_sources.source_dir(None)
     tmp = tmp_path_factory.mktemp("cmsisdsp_fast")
     (tmp / "wrap.c").write_text('#include "arm_math.h"\n' + _WRAP_F32)
     so = tmp / "fast.so"
@@ -420,7 +392,7 @@ def dataclass_replace_inv(state, inv, p):
 # ---------------------------------------------------------------------------------------------------
 
 SWITCHES = dict(profile=["st-f16", "st-f32"], f16_intermediates=["per-op", "f32"], spectrum=["power", "magnitude"],
-                log=["ln", "db"], accumulation=["scalar", "lanes8"], fma=[False, True],
+                log=["ln", "db"], accumulation=["scalar", "lanes8"], fma=[False, True], inplace_power=[False, True],
                 neg_inf_cast=["zero", "saturate"], quant_rounding=["half-away", "half-even"])
 
 
@@ -442,7 +414,8 @@ def _assert_same_stages(a, b, tag):
 REPRESENTATIVE = [dict(), dict(f16_intermediates="f32"), dict(spectrum="magnitude", log="db"),
                   dict(accumulation="lanes8", fma=True), dict(fma=True, neg_inf_cast="saturate"),
                   dict(profile="st-f32"), dict(profile="st-f32", spectrum="magnitude", log="db", fma=True),
-                  dict(profile="st-f32", accumulation="lanes8", quant_rounding="half-even")]
+                  dict(profile="st-f32", accumulation="lanes8", quant_rounding="half-even"),
+                  dict(inplace_power=True), dict(profile="st-f32", inplace_power=True, spectrum="magnitude")]
 
 
 @needs_c
@@ -474,7 +447,7 @@ def test_numba_equals_c_twin_every_switch_combination():
        profile=hst.sampled_from(["st-f16", "st-f32"]), n_fft=hst.sampled_from([256, 512, 1024]))
 def test_numba_equals_c_twin_random_patches(seed, amp, profile, n_fft):
     p = FrontendParams(profile=profile, n_fft=n_fft, win_length=n_fft // 2, hop_length=n_fft // 4, n_frames=6,
-                       n_mels=16, fmin=60.0, fmax=7000.0, quant_scale=0.12, quant_zero_point=-20)
+                       n_mels=16, fmin=60.0, fmax=7000.0, quant_scale=0.12, quant_zero_point=-20, isa="scalar")
     state = _prepared(p)
     rng = np.random.default_rng(seed)
     pcm = np.clip(rng.standard_normal(p.patch_length) * amp, -32768, 32767).astype(np.int16)

@@ -46,6 +46,7 @@ def _config(state: st.STState):
     cfg.spectrum_mode, cfg.log_mode = sw["spectrum_mode"], sw["log_mode"]
     cfg.acc_mode, cfg.fma = sw["acc_mode"], int(sw["fma"])
     cfg.rounding, cfg.cast_mode = sw["rounding"], sw["cast_mode"]
+    cfg.inplace = int(p.inplace_power)
     cfg.inv_scale, cfg.zp, cfg.neg_top_db = float(state.inv_scale), float(p.quant_zero_point), float(sw["neg_top_db"])
     return cfg
 

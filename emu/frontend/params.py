@@ -3,6 +3,20 @@
 TOML `[frontend]` fields (defaults = the bundled KWS device front end, DESIGN §5.1):
 
     profile           "st-f16" | "st-f32" | "cmsis-q15"    device arithmetic (default "st-f16")
+    isa               "helium" | "scalar": the CMSIS-DSP build the core runs. "helium" = the Cortex-M55's
+                      MVE code paths (the STM32N6: arm_rfft_fast_*, arm_cmplx_mag_squared_*, arm_dot_prod_*
+                      as vector code, and the application's own statements with the target's __fp16
+                      semantics: float32 expressions, a*b+c fused into one vfma.f32, f16 on store);
+                      "scalar" = the portable C build (cores without Helium, e.g. STM32U5, or a host).
+                      Default "helium" for st-f16/st-f32; cmsis-q15 is emulated for "scalar" only
+    optimization      "Os" | "Ofast": the build's optimisation level (the application's Makefile uses -Os,
+                      its IDE project -Ofast); emulated for isa = "helium"   "Os"
+    inplace_power     the application computes the power spectrum in the FFT output buffer: it stores the
+                      DC power at element 0 and the Nyquist power at element n_fft/2, then
+                      arm_cmplx_mag_squared reads element n_fft/2 as Re X[n_fft/4], so the power at bin
+                      n_fft/4 is P_nyquist^2 + Im(X[n_fft/4])^2 (DESIGN §5.1 item 3). false = a patched app
+                      with a separate power buffer. Default true for st-f16 (ST's float16 column), false
+                      for st-f32 (ST's float32 column keeps two buffers)
     sample_rate       Hz, int                              16000
     n_fft             FFT length, power of two             1024
     win_length        window length <= n_fft, centred in the FFT buffer (pad_left = (n_fft-win)//2)   640
@@ -15,7 +29,7 @@ TOML `[frontend]` fields (defaults = the bundled KWS device front end, DESIGN §
                       GenHeaders-style .c/.h table         "librosa"
     spectrum          "power" (|X|^2) | "magnitude" (sqrt of the power, via float32 sqrtf)   "power"
     log               "ln" (natural log) | "db" (10*log10, clamped at -top_db)   "ln"
-    top_db            dB floor magnitude for log = "db"    80.0
+    top_db            dB floor magnitude for log = "db"; inf = no floor, as ST's app (HUGE_VALF)   inf
     n_frames          frames per patch                     49
     quant_scale       model input scale (float) or None when only float features are wanted   None
     quant_zero_point  model input zero-point (int8)        0
@@ -27,14 +41,16 @@ TOML `[frontend]` fields (defaults = the bundled KWS device front end, DESIGN §
                       int32, NaN -> 0), so -inf -> INT32_MIN -> low 16 bits 0 -> feature 0 (not -128);
                       "saturate" = clamp to int8   "zero"
     f16_intermediates "per-op" (every operation rounded to f16) | "f32" (statement-level float32
-                      expressions, rounded to f16 when stored)   "per-op"
-    accumulation      "scalar" | "lanes8" (8 Helium lanes, lane sums folded at the end) for the mel
-                      dot products   "scalar"
-    fma               fused multiply-add in the mel dot products (bool)   false
+                      expressions, rounded to f16 when stored)   "per-op"      (isa = "scalar" only)
+    accumulation      "scalar" | "lanes8" (8 lanes, lane sums folded at the end) for the mel dot
+                      products   "scalar"                                     (isa = "scalar" only)
+    fma               fused multiply-add in the mel dot products (bool)   false   (isa = "scalar" only)
     q15               profile section for "cmsis-q15" (a mapping owned by emu/frontend/cmsis_q15.py)   None
 
-The UNKNOWN device facts (f16_intermediates, accumulation, fma, neg_inf_cast) are switches with the
-documented defaults: scalar, per-operation IEEE binary16 RNE, no FMA, -inf -> 0.
+isa = "helium" fixes the arithmetic to what the Cortex-M55 build computes (proven under QEMU, DESIGN §7).
+For isa = "scalar" the portable-C build's unknowns (f16_intermediates, accumulation, fma) are switches
+with the documented defaults: per-operation IEEE binary16 RNE, scalar order, no FMA. neg_inf_cast is a
+switch for both (-inf -> 0 by default).
 """
 from __future__ import annotations
 
@@ -59,6 +75,8 @@ QUANT_ROUNDINGS = ("half-away", "half-even")
 NEG_INF_CASTS = ("zero", "saturate")
 F16_INTERMEDIATES = ("per-op", "f32")
 ACCUMULATIONS = ("scalar", "lanes8")
+ISAS = ("helium", "scalar")
+OPTIMIZATIONS = ("Os", "Ofast")
 
 
 def _choice(name, value, allowed):
@@ -81,7 +99,7 @@ class FrontendParams:
     mel_source: str = "librosa"
     spectrum: str = "power"
     log: str = "ln"
-    top_db: float = 80.0
+    top_db: float = float("inf")
     n_frames: int = 49
     quant_scale: Optional[float] = None
     quant_zero_point: int = 0
@@ -91,6 +109,9 @@ class FrontendParams:
     f16_intermediates: str = "per-op"
     accumulation: str = "scalar"
     fma: bool = False
+    isa: Optional[str] = None
+    optimization: str = "Os"
+    inplace_power: Optional[bool] = None
     q15: Optional[Any] = field(default=None, compare=True, hash=False)
 
     def __post_init__(self):
@@ -104,6 +125,31 @@ class FrontendParams:
         _choice("neg_inf_cast", self.neg_inf_cast, NEG_INF_CASTS)
         _choice("f16_intermediates", self.f16_intermediates, F16_INTERMEDIATES)
         _choice("accumulation", self.accumulation, ACCUMULATIONS)
+        # None = the profile's device default, resolved here so that settings record the value used
+        if self.isa is None:
+            object.__setattr__(self, "isa", "scalar" if self.profile == "cmsis-q15" else "helium")
+        if self.inplace_power is None:
+            object.__setattr__(self, "inplace_power", self.profile == "st-f16")
+        _choice("isa", self.isa, ISAS)
+        _choice("optimization", self.optimization, OPTIMIZATIONS)
+        if not isinstance(self.inplace_power, bool):
+            raise FrontendError(f"frontend.inplace_power = {self.inplace_power!r} must be true or false")
+        if self.profile == "cmsis-q15":
+            if self.isa != "scalar":
+                raise FrontendError('frontend.isa = "helium" is not emulated for cmsis-q15 (its Helium q15 '
+                                    'paths are not reproduced); set isa = "scalar"')
+            if self.inplace_power:
+                raise FrontendError("frontend.inplace_power applies to the ST column profiles; remove it for cmsis-q15")
+        if self.isa == "helium":
+            fixed = [(n, v) for n, v, d in (("f16_intermediates", self.f16_intermediates, "per-op"),
+                                             ("accumulation", self.accumulation, "scalar"), ("fma", self.fma, False))
+                     if v != d]
+            if fixed:
+                raise FrontendError(f"frontend.{fixed[0][0]} = {fixed[0][1]!r} is a switch of the portable-C build; "
+                                    f'the Helium build\'s arithmetic is fixed: remove it or set isa = "scalar"')
+        elif self.optimization != "Os":
+            raise FrontendError(f'frontend.optimization = "{self.optimization}" is emulated for isa = "helium" '
+                                f'only; the scalar build is the portable C at -Os: remove it or set isa = "helium"')
         for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_frames"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -138,6 +184,13 @@ class FrontendParams:
         return float(self.sample_rate) / 2 if self.fmax is None else float(self.fmax)
 
     @property
+    def build(self) -> str:
+        """The device build in words, e.g. "st-f16 helium -Os" or "st-f32 scalar" (CLI lines name it)."""
+        if self.isa == "helium":
+            return f"{self.profile} helium -{self.optimization}"
+        return f"{self.profile} {self.isa}"
+
+    @property
     def n_bins(self) -> int:
         """Non-redundant FFT bins n_fft/2 + 1 (DC .. Nyquist)."""
         return self.n_fft // 2 + 1
@@ -162,7 +215,12 @@ class FrontendParams:
         return cls(**d)
 
     def replace(self, **changes) -> "FrontendParams":
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again). A new profile takes its own default for
+        inplace_power, and for isa when moving to or from cmsis-q15, unless they are given too."""
+        if "profile" in changes and changes["profile"] != self.profile:
+            changes.setdefault("inplace_power", None)
+            if "cmsis-q15" in (self.profile, changes["profile"]):
+                changes.setdefault("isa", None)
         return dataclasses.replace(self, **changes)
 
 

@@ -32,7 +32,7 @@ from numba import njit
 
 from emu.frontend.f16 import round_f16, round_f16_from_f64, to_f16_bits
 from emu.frontend.params import FrontendError, FrontendParams
-from emu.frontend import tables
+from emu.frontend import helium_f16, helium_f32, tables
 
 PREC_F32 = 0
 PREC_F16_PER_OP = 1
@@ -594,8 +594,21 @@ def _dot(spec, a, coefs, base, length, acc_mode, fma, prec, lanes):
 
 @njit(cache=True)
 def _quantize(v, inv_scale, zp, rounding, cast_mode):
-    """int8 feature from a log value: round(v*inv_scale + zp) (roundf or half-even), int cast, sat8."""
-    y = v * inv_scale + zp
+    """int8 feature from a log value: round(v*inv_scale + zp) (roundf or half-even), int cast, sat8; the
+    expression as two float32 operations (the portable-C build on a host, no contraction)."""
+    return _round_cast(v * inv_scale + zp, rounding, cast_mode)
+
+
+@njit(cache=True)
+def _quantize_fused(v, inv_scale, zp, rounding, cast_mode):
+    """The same with v*inv_scale + zp as one fused vfma.f32 (the application's statement compiled for the
+    Cortex-M55: gcc contracts the float32 expression of the __fp16 operands)."""
+    return _round_cast(_fma_rounded(v, inv_scale, zp, PREC_F32), rounding, cast_mode)
+
+
+@njit(cache=True)
+def _round_cast(y, rounding, cast_mode):
+    """float32 -> int8: roundf (half away) or rint (half even), then the cast of cast_mode, then sat8."""
     if rounding == ROUND_HALF_AWAY:
         r = np.float32(np.trunc(y))                   # C roundf: exact halves go away from zero
         frac = y - r
@@ -637,7 +650,7 @@ def _quantize(v, inv_scale, zp, rounding, cast_mode):
 @njit(cache=True)
 def _column_kernel(pcm, n_frames, hop, win, pad_left, window, twiddle, rtwiddle, order, algo,
                    start, stop, offs, coefs, inv_scale, zp, prec, spectrum_mode, log_mode, neg_top_db,
-                   acc_mode, fma, rounding, cast_mode,
+                   acc_mode, fma, rounding, cast_mode, inplace,
                    framed, windowed, fft_out, power, spec, mel, logmel, q, scratch, tmp, lanes):
     """All columns of one patch. Caller owns every output: framed/windowed/fft_out [n_frames, n_fft],
     power/spec [n_frames, n_bins], mel/logmel [n_mels, n_frames] float32, q [n_mels, n_frames] int8,
@@ -666,6 +679,8 @@ def _column_kernel(pcm, n_frames, hop, win, pad_left, window, twiddle, rtwiddle,
         power[t, n_bins - 1] = _s(X[1] * X[1], prec)
         for k in range(1, n_bins - 1):
             re = X[2 * k]
+            if inplace and 2 * k == n_bins - 1:
+                re = power[t, n_bins - 1]        # the app stored the Nyquist power over Re X[n_fft/4]
             im = X[2 * k + 1]
             power[t, k] = _s(_r(re * re, prec) + _r(im * im, prec), prec)
         for k in range(n_bins):
@@ -693,6 +708,116 @@ def _column_kernel(pcm, n_frames, hop, win, pad_left, window, twiddle, rtwiddle,
                     lv = neg_top_db
             logmel[m, t] = lv
             q[m, t] = _quantize(lv, inv_scale, zp, rounding, cast_mode)
+    return silence
+
+
+# ----------------------------------------------------------------------------------------------------
+# the column as the Cortex-M55 computes it (isa = "helium"): CMSIS-DSP's MVE functions (helium_f16/_f32)
+# around the application's own statements with the target's semantics (__fp16 storage: float32
+# expressions, a*b+c fused into one vfma.f32, binary16 RNE on store)
+# ----------------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _helium_frames_f16(pcm, n_frames, hop, win, pad_left, window, tables, framed, windowed, fft_out, scratch):
+    """Per frame: arm_q15_to_f16 into an n_fft zero buffer at pad_left, arm_mult_f16 by the window in place,
+    arm_rfft_fast_f16 (MVE). framed/windowed/fft_out [n_frames, n_fft] float32 holding f16; scratch [n_fft]."""
+    n_fft = scratch.size
+    for t in range(n_frames):
+        for n in range(n_fft):
+            scratch[n] = _ZERO
+        helium_f16.q15_to_f16(pcm[t * hop:t * hop + win], scratch[pad_left:pad_left + win], win)
+        framed[t, :] = scratch
+        helium_f16.mult_f16(scratch[pad_left:pad_left + win], window, scratch[pad_left:pad_left + win], win)
+        windowed[t, :] = scratch
+        helium_f16.rfft_fast_f16(scratch, fft_out[t], tables)
+
+
+@njit(cache=True)
+def _helium_frames_f32(pcm, n_frames, hop, win, pad_left, window, tables, framed, windowed, fft_out, scratch):
+    """The float32 column's frames: arm_q15_to_float, arm_mult_f32, arm_rfft_fast_f32 (MVE); as above."""
+    n_fft = scratch.size
+    for t in range(n_frames):
+        for n in range(n_fft):
+            scratch[n] = _ZERO
+        helium_f32.q15_to_float(pcm[t * hop:t * hop + win], scratch[pad_left:pad_left + win], win)
+        framed[t, :] = scratch
+        helium_f32.mult_f32(scratch[pad_left:pad_left + win], window, scratch[pad_left:pad_left + win], win)
+        windowed[t, :] = scratch
+        helium_f32.rfft_fast_f32(scratch, fft_out[t], tables)
+
+
+@njit(cache=True)
+def _helium_spectrum(X, is_f16, magnitude, inplace, work, out):
+    """One frame's power (or f32 magnitude) spectrum [n_fft/2 + 1] into out, from the packed FFT X [n_fft].
+    The application stores the DC and Nyquist values (its statements: X0.re^2, X(N/2).re^2, or their sqrtf
+    for the f32 magnitude), then calls arm_cmplx_mag_squared (arm_cmplx_mag_f32) on bins 1..N/2-1: in place
+    (inplace) it reads element N/2 as Re X[N/4] after the Nyquist store, as the board does. work [n_fft]."""
+    half = X.size // 2
+    prec = PREC_F16_PER_OP if is_f16 else PREC_F32
+    for i in range(X.size):
+        work[i] = X[i]
+    dc = _s(X[0] * X[0], prec)
+    nyq = _s(X[1] * X[1], prec)
+    if magnitude:                                           # st-f32 magnitude: arm_cmplx_mag_f32
+        dc = np.float32(math.sqrt(dc))
+        nyq = np.float32(math.sqrt(nyq))
+    dst = work if inplace else out
+    dst[0] = dc
+    dst[half] = nyq
+    if is_f16:
+        helium_f16.cmplx_mag_squared_f16(work[2:], dst[1:], half - 1)
+    elif magnitude:
+        helium_f32.cmplx_mag_f32(work[2:], dst[1:], half - 1)
+    else:
+        helium_f32.cmplx_mag_squared_f32(work[2:], dst[1:], half - 1)
+    if inplace:
+        for k in range(half + 1):
+            out[k] = work[k]
+
+
+@njit(cache=True)
+def _helium_columns(fft_out, start, stop, offs, coefs, inv_scale, zp, is_f16, spectrum_mode, log_mode,
+                    neg_top_db, rounding, cast_mode, inplace, power, spec, mel, logmel, q, work):
+    """Everything after the FFT, every frame of a patch: power (in place or not), magnitude, silence sum,
+    mel dot products (arm_dot_prod_f16/_f32, MVE), floor, log, fused quantization. power/spec
+    [n_frames, n_bins], mel/logmel/q [n_mels, n_frames]; work [n_fft]. Returns the patch's silence sum."""
+    n_frames = fft_out.shape[0]
+    n_bins = power.shape[1]
+    n_mels = start.size
+    prec = PREC_F16_PER_OP if is_f16 else PREC_F32
+    silence = _ZERO
+    for t in range(n_frames):
+        X = fft_out[t]
+        _helium_spectrum(X, is_f16, False, inplace, work, power[t])
+        if spectrum_mode == SPEC_POWER:
+            spec[t, :] = power[t]
+        elif is_f16:
+            for k in range(n_bins):                        # the app: sqrtf of the stored power, f16 on store
+                spec[t, k] = round_f16(np.float32(math.sqrt(power[t, k])))
+        else:
+            _helium_spectrum(X, False, True, inplace, work, spec[t])
+        for k in range(n_bins):
+            silence = _s(silence + spec[t, k], prec)
+        for m in range(n_mels):
+            a = start[m]
+            length = stop[m] - a + 1
+            if is_f16:
+                v = helium_f16.dot_prod_f16(spec[t, a:a + length], coefs[offs[m]:offs[m] + length], length)
+                if v <= _ZERO:
+                    v = _ZERO                               # (float16_t)FLT_MIN is 0
+            else:
+                v = helium_f32.dot_prod_f32(spec[t, a:a + length], coefs[offs[m]:offs[m] + length], length)
+                if v < _FLT_MIN:
+                    v = _FLT_MIN
+            mel[m, t] = v
+            if log_mode == LOG_LN:
+                lv = _s(np.float32(math.log(v)) if v > _ZERO else np.float32(-np.inf), prec)
+            else:
+                lv = _s(_TEN * np.float32(math.log10(v)) if v > _ZERO else np.float32(-np.inf), prec)
+                if lv < neg_top_db:
+                    lv = neg_top_db
+            logmel[m, t] = lv
+            q[m, t] = _quantize_fused(lv, inv_scale, zp, rounding, cast_mode)
     return silence
 
 
@@ -753,6 +878,12 @@ class STState:
     mel_coefs: np.ndarray     # float32 concatenated runs
     inv_scale: np.float32     # f16(1.0f/scale) or 1.0f/scale (NaN when no quantization scale was given)
     prec: int
+    helium_tables: tuple = None   # isa = "helium": the MVE rfft's tables (helium_f16/_f32.prepare_rfft)
+
+    @property
+    def helium(self) -> bool:
+        """True when the column runs CMSIS-DSP's Helium (MVE) build (params.isa == "helium")."""
+        return self.helium_tables is not None
 
     def f16_bits(self, name):
         """A table as the uint16 binary16 bit patterns the MCU stores (st-f16 only)."""
@@ -808,7 +939,10 @@ def prepare(params: FrontendParams, mel_matrix=None, window=None) -> STState:
         prec = PREC_F32
     else:
         prec = PREC_F16_PER_OP if p.f16_intermediates == "per-op" else PREC_F16_STATEMENT
-    return STState(params=p, window=np.ascontiguousarray(win, dtype=np.float32), twiddle=twiddle,
+    helium_tables = None
+    if p.isa == "helium":
+        helium_tables = (helium_f16 if p.profile == "st-f16" else helium_f32).prepare_rfft(p.n_fft)
+    return STState(helium_tables=helium_tables, params=p, window=np.ascontiguousarray(win, dtype=np.float32), twiddle=twiddle,
                    rtwiddle=rtwiddle, order=_fft_output_order(twiddle, algo, cfft_len), algo=algo,
                    mel_start=start.astype(np.int32), mel_stop=stop.astype(np.int32), mel_offset=offs,
                    mel_coefs=np.ascontiguousarray(coefs, dtype=np.float32), inv_scale=np.float32(inv), prec=prec)
@@ -857,11 +991,22 @@ def compute_stages(pcm_patch_int16, state: STState, params: FrontendParams = Non
     out["int8"] = np.empty((n_mels, n_frames), np.int8)
     sw = _switch_codes(state, p)
     zp = np.float32(p.quant_zero_point)
+    if state.helium:
+        frames = _helium_frames_f16 if p.profile == "st-f16" else _helium_frames_f32
+        frames(pcm, n_frames, p.hop_length, p.win_length, (n_fft - p.win_length) // 2, state.window,
+               state.helium_tables, out["framed"], out["windowed"], out["fft"], np.empty(n_fft, np.float32))
+        silence = _helium_columns(
+            out["fft"], state.mel_start, state.mel_stop, state.mel_offset, state.mel_coefs, state.inv_scale, zp,
+            p.profile == "st-f16", sw["spectrum_mode"], sw["log_mode"], sw["neg_top_db"], sw["rounding"],
+            sw["cast_mode"], p.inplace_power, out["power"], out["spectrum"], out["mel"], out["log"], out["int8"],
+            np.empty(n_fft, np.float32))
+        out["silence_sum"] = np.float32(silence)
+        return out
     silence = _column_kernel(
         pcm, n_frames, p.hop_length, p.win_length, (n_fft - p.win_length) // 2, state.window, state.twiddle,
         state.rtwiddle, state.order, state.algo, state.mel_start, state.mel_stop, state.mel_offset,
         state.mel_coefs, state.inv_scale, zp, state.prec, sw["spectrum_mode"], sw["log_mode"],
-        sw["neg_top_db"], sw["acc_mode"], sw["fma"], sw["rounding"], sw["cast_mode"],
+        sw["neg_top_db"], sw["acc_mode"], sw["fma"], sw["rounding"], sw["cast_mode"], p.inplace_power,
         out["framed"], out["windowed"], out["fft"], out["power"], out["spectrum"], out["mel"], out["log"],
         out["int8"], np.empty(n_fft, np.float32), np.empty(n_fft, np.float32), np.empty(8, np.float32))
     out["silence_sum"] = np.float32(silence)
@@ -882,6 +1027,10 @@ def rfft_packed(frame, state: STState) -> np.ndarray:
     if buf.size != state.params.n_fft:
         raise FrontendError(f"frame has {buf.size} samples, expected n_fft = {state.params.n_fft}")
     out = np.empty_like(buf)
+    if state.helium:
+        rfft = helium_f16.rfft_fast_f16 if state.params.profile == "st-f16" else helium_f32.rfft_fast_f32
+        rfft(buf, out, state.helium_tables)
+        return out
     _rfft_fast(buf, out, state.twiddle, state.rtwiddle, state.order, state.algo, state.prec, np.empty_like(buf))
     return out
 
@@ -892,6 +1041,13 @@ def mel_dot(spectrum_column, state: STState) -> np.ndarray:
     col = np.ascontiguousarray(spectrum_column, dtype=np.float32)
     if col.shape != (p.n_bins,):
         raise FrontendError(f"spectrum column has shape {col.shape}, expected ({p.n_bins},)")
+    if state.helium:
+        dot = helium_f16.dot_prod_f16 if p.profile == "st-f16" else helium_f32.dot_prod_f32
+        out = np.empty(p.n_mels, np.float32)
+        for m in range(p.n_mels):
+            a, o, n = int(state.mel_start[m]), int(state.mel_offset[m]), int(state.mel_stop[m] - state.mel_start[m] + 1)
+            out[m] = dot(col[a:a + n], state.mel_coefs[o:o + n], n)
+        return out
     sw = _switch_codes(state, p)
     lanes = np.empty(8, np.float32)
     return np.array([_dot(col, state.mel_start[m], state.mel_coefs, state.mel_offset[m],
