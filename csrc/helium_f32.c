@@ -139,7 +139,7 @@ void helium_cfft_f32(const helium_f32_fft *t, float *buf)
     cfft_mve(t, buf);
 }
 
-void helium_rfft_fast_f32(const helium_f32_fft *t, float *buf, float *out)
+void helium_rfft_fast_f32(const helium_f32_fft *t, float *buf, float *out, int32_t ofast)
 {
     cfft_mve(t, buf);
     const float *p = buf, *rtw = t->rtw;
@@ -154,8 +154,13 @@ void helium_rfft_fast_f32(const helium_f32_fft *t, float *buf, float *out)
         float t2r = vsub(xbr, xar), t2i = vsub(xbi, xai);
         float rr = vfma(-twi, t2i, vmul(t2r, twr));
         float ri = vfma(twi, t2r, vmul(t2i, twr));
-        out[2 * i] = vmul(vadd(vadd(xbr, xar), rr), 0.5f);
-        out[2 * i + 1] = vmul(vadd(vadd(xbi, xai), ri), 0.5f);
+        if (ofast) {                          /* -Ofast: (xB + res) + xA */
+            out[2 * i] = vmul(vadd(vadd(xbr, rr), xar), 0.5f);
+            out[2 * i + 1] = vmul(vadd(vadd(xbi, ri), xai), 0.5f);
+        } else {
+            out[2 * i] = vmul(vadd(vadd(xbr, xar), rr), 0.5f);
+            out[2 * i + 1] = vmul(vadd(vadd(xbi, xai), ri), 0.5f);
+        }
     }
     for (int32_t i = nvec + 1; i < n; i++) {  /* scalar tail, contracted by gcc */
         int32_t jb = n - i;

@@ -18,8 +18,9 @@ typedef struct {
 
 /* arm_cfft_f32 forward + bit reversal, in place on buf[2L] interleaved complex. */
 void helium_cfft_f32(const helium_f32_fft *t, float *buf);
-/* arm_rfft_fast_f32 forward: buf[2L] real samples (overwritten), out[2L] packed. */
-void helium_rfft_fast_f32(const helium_f32_fft *t, float *buf, float *out);
+/* arm_rfft_fast_f32 forward: buf[2L] real samples (overwritten), out[2L] packed; ofast: the -Ofast build's
+   split sum order ((xB + res) + xA) instead of -Os's ((xB + xA) + res). */
+void helium_rfft_fast_f32(const helium_f32_fft *t, float *buf, float *out, int32_t ofast);
 /* arm_cmplx_mag_squared_f32: dst[k] = |src[2k] + i src[2k+1]|^2, k < n (MVE block order; overlap allowed). */
 void helium_cmplx_mag_squared_f32(const float *src, float *dst, int32_t n);
 /* arm_cmplx_mag_f32 (Newton rsqrt in blocks of 4, VSQRT in the tail; overlap allowed). */

@@ -121,6 +121,13 @@ def elf(tmp_path_factory):
     return m55_dsp.primitives_elf(tmp_path_factory.mktemp("m55"))
 
 
+@pytest.fixture(scope="module")
+def elf_ofast(tmp_path_factory):
+    """The primitives program with CMSIS-DSP built at -Ofast (the application's IDE project)."""
+    m55_dsp.skip_if_missing()
+    return m55_dsp.primitives_elf(tmp_path_factory.mktemp("m55_ofast"), "Ofast")
+
+
 OVERLAP_PROGRAM = r"""
 /* arm_cmplx_mag(_squared)_f32(buf + 2, buf + 1, n): the overlapping in-place call of the ST application.
    job.bin: int32 {op (1 squared, 2 magnitude), n, count}, then count buffers of 2n+2 floats; out.bin: them after. */
@@ -260,20 +267,28 @@ def test_vector_ops_flush_on_the_exact_result():
 # (b) Numba == the Cortex-M55 (QEMU)
 # ----------------------------------------------------------------------------------------------------
 
-def _check_rfft(elf, n_fft, rng, extra=0):
-    t = hf.prepare_rfft(n_fft)
+def _check_rfft(elf, n_fft, rng, extra=0, optimization="Os"):
+    t = hf.prepare_rfft(n_fft, optimization)
     sigs = _signals(rng, n_fft, extra)
     dev = m55_dsp.primitive(elf, "rfft_f32", n_fft, [(x,) for x in sigs.values()])
     for (name, x), want in zip(sigs.items(), dev):
         buf = x.copy()
         out = np.empty(n_fft, np.float32)
         hf.rfft_fast_f32(buf, out, t)
-        assert_bits_equal(out, want, f"rfft_fast_f32 n_fft={n_fft} {name}")
+        assert_bits_equal(out, want, f"rfft_fast_f32 -{optimization} n_fft={n_fft} {name}")
 
 
 @pytest.mark.parametrize("n_fft", hf.RFFT_LENGTHS)
 def test_rfft_matches_m55(elf, n_fft):
     _check_rfft(elf, n_fft, np.random.default_rng(n_fft))
+
+
+@pytest.mark.parametrize("n_fft", [32, 256, 1024, 4096])
+def test_rfft_ofast_matches_m55_ofast_build(elf_ofast, n_fft):
+    """-Ofast regroups the split's vector sum; the two builds differ, and each emulation equals its build."""
+    _check_rfft(elf_ofast, n_fft, np.random.default_rng(n_fft + 7), optimization="Ofast")
+    x = _f32(np.random.default_rng(1).standard_normal(n_fft))
+    assert not np.array_equal(hf.rfft(x, hf.prepare_rfft(n_fft, "Ofast")), hf.rfft(x, hf.prepare_rfft(n_fft)))
 
 
 @pytest.mark.slow
@@ -417,14 +432,15 @@ def test_primitives_match_m55_sweep(elf, op):
 @pytest.mark.parametrize("n_fft", hf.RFFT_LENGTHS)
 def test_c_twin_rfft_and_cfft(n_fft):
     rng = np.random.default_rng(n_fft + 77)
-    t = hf.prepare_rfft(n_fft)
     for name, x in _signals(rng, n_fft, extra=20).items():
-        b1, b2 = x.copy(), x.copy()
-        o1, o2 = np.empty(n_fft, np.float32), np.empty(n_fft, np.float32)
-        hf.rfft_fast_f32(b1, o1, t)
-        ctwin.rfft_fast_f32(b2, o2, t)
-        assert_bits_equal(o2, o1, f"C twin rfft n_fft={n_fft} {name}")
-        assert_bits_equal(b2, b1, f"C twin rfft buffer n_fft={n_fft} {name}")
+        for opt in ("Os", "Ofast"):
+            t = hf.prepare_rfft(n_fft, opt)
+            b1, b2 = x.copy(), x.copy()
+            o1, o2 = np.empty(n_fft, np.float32), np.empty(n_fft, np.float32)
+            hf.rfft_fast_f32(b1, o1, t)
+            ctwin.rfft_fast_f32(b2, o2, t)
+            assert_bits_equal(o2, o1, f"C twin rfft -{opt} n_fft={n_fft} {name}")
+            assert_bits_equal(b2, b1, f"C twin rfft buffer -{opt} n_fft={n_fft} {name}")
     for fft_len in (n_fft // 2, n_fft):
         tc = hf.prepare_cfft(fft_len)
         x = _f32(rng.standard_normal(2 * fft_len))

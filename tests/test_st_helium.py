@@ -110,3 +110,16 @@ def test_helium_st_f32_column_equals_cortex_m55(app_m55, n_fft, spectrum, log, i
     patches = patches_for(p, n_fft + 1)
     dev = m55_dsp.app_stages(app_m55("Os", "st-f32"), st.prepare(p), patches, inplace_power=inplace)
     assert_same_as_m55(p, dev, patches, f"st-f32 n_fft {n_fft} {spectrum} {log} inplace {inplace}")
+
+
+@pytest.mark.parametrize("profile,spectrum,log", [("st-f16", "power", "ln"), ("st-f16", "magnitude", "db"),
+                                                  ("st-f32", "power", "ln")])
+def test_helium_ofast_column_equals_cortex_m55_ofast_build(app_m55, profile, spectrum, log):
+    """The IDE project's -Ofast build (CMSIS-DSP and the app at -Ofast): the rfft split sums in another order."""
+    p = FrontendParams(profile=profile, **geometry(1024), spectrum=spectrum, log=log, optimization="Ofast",
+                       quant_scale=30 / 255, quant_zero_point=42)
+    patches = patches_for(p, 11)
+    dev = m55_dsp.app_stages(app_m55("Ofast", profile), st.prepare(p), patches, inplace_power=p.inplace_power)
+    assert_same_as_m55(p, dev, patches, f"{profile} -Ofast {spectrum} {log}")
+    os_fft = st.compute_stages(patches[0], st.prepare(p.replace(optimization="Os")))["fft"]
+    assert not np.array_equal(os_fft, dev[0]["fft"])

@@ -72,7 +72,10 @@ def rfft_fast_f32(buf, out, tables):
     _need()
     n = buf.size
     t = _fft_struct(tables, n // 2, True)
-    _lib.helium_rfft_fast_f32(t, _ptr(buf, np.float32, n, "float", "buf"), _ptr(out, np.float32, n, "float", "out"))
+    if len(tables) != 8 or tables[7].shape != (1,) or int(tables[7][0]) not in (0, 1):
+        raise FrontendError("tables must come from helium_f32.prepare_rfft (with the build's opt entry)")
+    _lib.helium_rfft_fast_f32(t, _ptr(buf, np.float32, n, "float", "buf"), _ptr(out, np.float32, n, "float", "out"),
+                              int(tables[7][0]))
 
 
 def cfft_f32(buf, tables):

@@ -5,6 +5,8 @@ results of CMSIS-DSP 1.10 built with the application's flags (`-mcpu=cortex-m55 
 __ARM_FEATURE_MVE=3), checked against that build running on QEMU mps3-an547 (tests/test_helium_f16.py):
     arm_rfft_fast_f16 (forward), arm_cfft_f16 (forward, with bit reversal), arm_cmplx_mag_squared_f16,
     arm_cmplx_mag_f16, arm_dot_prod_f16, arm_mult_f16, arm_q15_to_f16.
+The -Ofast build (the app's IDE project) differs in one place, the vector body of the rfft split, selected
+by prepare_rfft(n_fft, "Ofast"); the other functions compile to the same arithmetic at both levels.
 f16 values are carried as float32 arrays holding exact binary16 values (no float16 inside Numba); every
 device operation is emulated with float32/float64 arithmetic and rounded once with `round_f16`.
 
@@ -25,8 +27,9 @@ Device arithmetic (read from the compiled code of that build and QEMU's MVE help
 - gcc contracts the scalar C of stage_rfft_f16 (-ffp-contract=fast, native _Float16) into fused ops; the
   emulation follows the compiled instruction sequence, noted at each step.
 
-Kernels never allocate; `prepare_rfft(n_fft)` / `prepare_cfft(fft_len)` build the device tables once
-(twiddles printed and rounded like the C tables of arm_common_tables_f16.c / arm_mve_tables_f16.c).
+Kernels never allocate; `prepare_rfft(n_fft, optimization)` / `prepare_cfft(fft_len)` build the device
+tables once (twiddles printed and rounded like the C tables of arm_common_tables_f16.c and
+arm_mve_tables_f16.c; the bit reversal is the permutation armBitRevIndexTable_fixed_<len> applies).
 """
 from __future__ import annotations
 
@@ -39,10 +42,9 @@ from numba.extending import intrinsic
 
 from emu.frontend import tables
 from emu.frontend.f16 import f16_bits_to_f32, f32_to_f16_bits, round_f16, round_f16_from_f64
-from emu.frontend.params import FrontendError
+from emu.frontend.params import OPTIMIZATIONS, FrontendError
 
 RFFT_SIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
-OPTIMIZATIONS = ("Os", "Ofast")     # CMSIS-DSP build levels: the app's Makefile (-Os), its IDE project (-Ofast)
 OPT_OS = 0
 OPT_OFAST = 1
 CFFT_SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048)

@@ -62,7 +62,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from emu.frontend import tables as _tables
-from emu.frontend.params import FrontendError
+from emu.frontend.params import OPTIMIZATIONS, FrontendError
 
 _ZERO = np.float32(0.0)
 _HALF = np.float32(0.5)
@@ -77,12 +77,13 @@ _INVSQRT_MAGIC = np.int32(0x5F3759DF)
 
 CFFT_LENGTHS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 RFFT_LENGTHS = (32, 64, 128, 256, 512, 1024, 2048, 4096)
-# prepare_cfft(L): (coef, tw1, tw2, tw3, stage_off, bitrev); prepare_rfft(n_fft) appends rtw
+# prepare_cfft(L): (coef, tw1, tw2, tw3, stage_off, bitrev); prepare_rfft(n_fft, optimization) appends rtw, opt
 CFFT_TABLES = ("coef",       # float32 [2L]   twiddleCoef_L (cos, sin of 2*pi*k/L), printed %.9f
                "tw1", "tw2", "tw3",  # float32     rearranged_twiddle_stride{1,2,3}_{L4}_f32, L4 = radix-4 length
                "stage_off",  # int32 [log4 L4] rearranged_twiddle_tab_stride*_arr_{L4}_f32 (float offsets)
                "bitrev")     # int32 [even]   armBitRevIndexTable_fixed_L: swap pairs as byte offsets (8 per complex)
-RFFT_TABLES = CFFT_TABLES + ("rtw",)   # float32 [n_fft] twiddleCoef_rfft_{n_fft} (sin, cos of 2*pi*k/n_fft)
+RFFT_TABLES = CFFT_TABLES + ("rtw",    # float32 [n_fft] twiddleCoef_rfft_{n_fft} (sin, cos of 2*pi*k/n_fft)
+                              "opt")    # int32 [1]: the build, index into params.OPTIMIZATIONS (Os, Ofast)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -300,8 +301,10 @@ def cfft_f32(buf, tables):
 
 
 @njit(cache=True)
-def _stage_rfft_mve(p, out, rtw):
-    """stage_rfft_f32, MVE path: p = the L-point complex FFT of the even/odd pairs -> packed real FFT."""
+def _stage_rfft_mve(p, out, rtw, ofast):
+    """stage_rfft_f32, MVE path: p = the L-point complex FFT of the even/odd pairs -> packed real FFT.
+    ofast: the -Ofast build, whose vector body adds (xB + res) + xA instead of (xB + xA) + res (gcc's
+    arm_mve.h writes vaddq as a C `+`, which -fassociative-math regroups; everything else is the same)."""
     n = p.size >> 1                            # complex length L
     k = n - 1
     p0 = p[0]
@@ -321,8 +324,12 @@ def _stage_rfft_mve(p, out, rtw):
         t2i = _vsub(xbi, xai)
         rr = _vfma(-twi, t2i, _vmul(t2r, twr))
         ri = _vfma(twi, t2r, _vmul(t2i, twr))
-        out[2 * i] = _vmul(_vadd(_vadd(xbr, xar), rr), _HALF)
-        out[2 * i + 1] = _vmul(_vadd(_vadd(xbi, xai), ri), _HALF)
+        if ofast:
+            out[2 * i] = _vmul(_vadd(_vadd(xbr, rr), xar), _HALF)
+            out[2 * i + 1] = _vmul(_vadd(_vadd(xbi, ri), xai), _HALF)
+        else:
+            out[2 * i] = _vmul(_vadd(_vadd(xbr, xar), rr), _HALF)
+            out[2 * i + 1] = _vmul(_vadd(_vadd(xbi, xai), ri), _HALF)
     for i in range(nvec + 1, n):               # scalar tail (k & 3 bins), contracted by gcc
         jb = n - i
         xar = p[2 * i]
@@ -346,9 +353,9 @@ def _stage_rfft_mve(p, out, rtw):
 @njit(cache=True)
 def rfft_fast_f32(buf, out, tables):
     """arm_rfft_fast_f32(S, buf, out, 0), MVE path: buf float32[n_fft] (overwritten with the complex FFT),
-    out float32[n_fft] packed; tables = prepare_rfft(n_fft)."""
+    out float32[n_fft] packed; tables = prepare_rfft(n_fft, optimization)."""
     _cfft_mve(buf, buf.size >> 1, tables[0], tables[1], tables[2], tables[3], tables[4], tables[5])
-    _stage_rfft_mve(buf, out, tables[6])
+    _stage_rfft_mve(buf, out, tables[6], tables[7][0] == 1)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -529,15 +536,19 @@ def prepare_cfft(fft_len):
             bitrev_fixed(fft_len))
 
 
-def prepare_rfft(n_fft):
-    """Tables of arm_rfft_fast_f32 (MVE) for n_fft real samples: see RFFT_TABLES."""
+def prepare_rfft(n_fft, optimization="Os"):
+    """Tables of arm_rfft_fast_f32 (MVE) for n_fft real samples: see RFFT_TABLES. optimization: the CMSIS-DSP
+    build, "Os" (the application's Makefile) or "Ofast" (its IDE project; only the split's sum order differs)."""
     if n_fft not in RFFT_LENGTHS:
         raise FrontendError(f"arm_rfft_fast_f32 length {n_fft} is not supported; use one of {RFFT_LENGTHS}")
+    if optimization not in OPTIMIZATIONS:
+        raise FrontendError(f"optimization {optimization!r} is not one of {OPTIMIZATIONS}")
     k = np.arange(n_fft // 2, dtype=np.float64)
     rtw = np.empty(n_fft)
     rtw[0::2] = np.sin(2.0 * np.pi * k / n_fft)
     rtw[1::2] = np.cos(2.0 * np.pi * k / n_fft)
-    return prepare_cfft(n_fft // 2) + (np.ascontiguousarray(_c_floats(rtw, "%.9f"), dtype=np.float32),)
+    return prepare_cfft(n_fft // 2) + (np.ascontiguousarray(_c_floats(rtw, "%.9f"), dtype=np.float32),
+                                       np.array([OPTIMIZATIONS.index(optimization)], np.int32))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -941,7 +941,7 @@ def prepare(params: FrontendParams, mel_matrix=None, window=None) -> STState:
         prec = PREC_F16_PER_OP if p.f16_intermediates == "per-op" else PREC_F16_STATEMENT
     helium_tables = None
     if p.isa == "helium":
-        helium_tables = (helium_f16 if p.profile == "st-f16" else helium_f32).prepare_rfft(p.n_fft)
+        helium_tables = (helium_f16 if p.profile == "st-f16" else helium_f32).prepare_rfft(p.n_fft, p.optimization)
     return STState(helium_tables=helium_tables, params=p, window=np.ascontiguousarray(win, dtype=np.float32), twiddle=twiddle,
                    rtwiddle=rtwiddle, order=_fft_output_order(twiddle, algo, cfft_len), algo=algo,
                    mel_start=start.astype(np.int32), mel_stop=stop.astype(np.int32), mel_offset=offs,
