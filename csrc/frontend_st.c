@@ -3,6 +3,8 @@
 #include <math.h>
 #include <string.h>
 #include "frontend_st.h"
+#include "helium_f16.h"
+#include "helium_f32.h"
 
 #define PREC_F32 0
 #define PREC_F16_PER_OP 1
@@ -291,9 +293,9 @@ float st_dot(const st_config *cfg, const float *spec, const float *coefs, int32_
     return S(S(q0 + q1, prec) + S(q2 + q3, prec), prec);
 }
 
-int8_t st_quantize(const st_config *cfg, float v)
+/* float32 -> int8: roundf or rintf, then the cast of cfg->cast_mode, then sat8 */
+static int8_t round_cast(const st_config *cfg, float y)
 {
-    float y = v * cfg->inv_scale + cfg->zp;
     float r = cfg->rounding == 0 ? roundf(y) : rintf(y);
     if (cfg->cast_mode == 1) {
         if (isnan(r)) return 0;
@@ -312,6 +314,11 @@ int8_t st_quantize(const st_config *cfg, float v)
         v16 = low >= 0x8000 ? low - 0x10000 : low;
     }
     return (int8_t)(v16 > 127 ? 127 : (v16 < -128 ? -128 : v16));
+}
+
+int8_t st_quantize(const st_config *cfg, float v)
+{
+    return round_cast(cfg, v * cfg->inv_scale + cfg->zp);
 }
 
 float st_patch(const st_config *cfg, const int16_t *pcm, const float *window, const float *twiddle,
@@ -359,6 +366,78 @@ float st_patch(const st_config *cfg, const int16_t *pcm, const float *window, co
             }
             logmel[(size_t)m * nf + t] = lv;
             q[(size_t)m * nf + t] = st_quantize(cfg, lv);
+        }
+    }
+    return silence;
+}
+
+/* ---- the column as the Cortex-M55 computes it (isa = "helium"), twin of st._helium_* ---------------- */
+
+/* One frame's power spectrum (or the f32 magnitude) [n_fft/2 + 1] into out from the packed FFT X: the app's
+   DC and Nyquist statements, then arm_cmplx_mag_squared (arm_cmplx_mag_f32) on bins 1..N/2-1, in place in a
+   copy of X when inplace (reads element N/2 after the Nyquist store). work [n_fft]. */
+static void helium_spectrum(const float *X, int32_t n_fft, int is_f16, int magnitude, int inplace, float *work,
+                            float *out)
+{
+    const int32_t half = n_fft / 2;
+    memcpy(work, X, sizeof(float) * n_fft);
+    float dc = X[0] * X[0], nyq = X[1] * X[1];
+    if (is_f16) { dc = r16(dc); nyq = r16(nyq); }
+    if (magnitude) { dc = sqrtf(dc); nyq = sqrtf(nyq); }
+    float *dst = inplace ? work : out;
+    dst[0] = dc;
+    dst[half] = nyq;
+    if (is_f16) helium_cmplx_mag_squared_f16(work + 2, dst + 1, half - 1);
+    else if (magnitude) helium_cmplx_mag_f32(work + 2, dst + 1, half - 1);
+    else helium_cmplx_mag_squared_f32(work + 2, dst + 1, half - 1);
+    if (inplace) memcpy(out, work, sizeof(float) * (half + 1));
+}
+
+float st_patch_helium(const st_config *cfg, const int16_t *pcm, const float *window, const st_helium_f16 *t16,
+                      const helium_f32_fft *t32, int32_t ofast32, const int32_t *start, const int32_t *stop,
+                      const int32_t *offs, const float *coefs, float *framed, float *windowed, float *fft,
+                      float *power, float *spec, float *mel, float *logmel, int8_t *q, float *scratch, float *work)
+{
+    const int is_f16 = cfg->prec != PREC_F32;
+    const int32_t n_fft = cfg->n_fft, n_bins = n_fft / 2 + 1, nf = cfg->n_frames, win = cfg->win;
+    float silence = 0.0f;
+    for (int32_t t = 0; t < nf; t++) {
+        float *fr = framed + (size_t)t * n_fft, *wi = windowed + (size_t)t * n_fft, *X = fft + (size_t)t * n_fft;
+        float *pw = power + (size_t)t * n_bins, *sp = spec + (size_t)t * n_bins, *x = scratch + cfg->pad_left;
+        memset(scratch, 0, sizeof(float) * n_fft);
+        if (is_f16) helium_q15_to_f16(pcm + t * cfg->hop, x, win);
+        else helium_q15_to_float(pcm + t * cfg->hop, x, win);
+        memcpy(fr, scratch, sizeof(float) * n_fft);
+        if (is_f16) helium_mult_f16(x, window, x, win);
+        else helium_mult_f32(x, window, x, win);
+        memcpy(wi, scratch, sizeof(float) * n_fft);
+        if (is_f16)
+            helium_rfft_fast_f16(scratch, X, n_fft, t16->split, t16->tw_split, t16->tw1, t16->tw2, t16->tw3,
+                                 t16->stage_off, t16->bitrev, t16->tw_rfft, t16->ofast);
+        else
+            helium_rfft_fast_f32(t32, scratch, X, ofast32);
+        helium_spectrum(X, n_fft, is_f16, 0, cfg->inplace, work, pw);
+        if (cfg->spectrum_mode == 0) memcpy(sp, pw, sizeof(float) * n_bins);
+        else if (is_f16) for (int32_t k = 0; k < n_bins; k++) sp[k] = r16(sqrtf(pw[k]));
+        else helium_spectrum(X, n_fft, 0, 1, cfg->inplace, work, sp);
+        for (int32_t k = 0; k < n_bins; k++) silence = is_f16 ? r16(silence + sp[k]) : silence + sp[k];
+        for (int32_t m = 0; m < cfg->n_mels; m++) {
+            int32_t len = stop[m] - start[m] + 1;
+            float v;
+            if (is_f16) {
+                v = helium_dot_prod_f16(sp + start[m], coefs + offs[m], len);
+                if (v <= 0.0f) v = 0.0f;                     /* (float16_t)FLT_MIN is 0 */
+            } else {
+                v = helium_dot_prod_f32(sp + start[m], coefs + offs[m], len);
+                if (v < 1.17549435e-38f) v = 1.17549435e-38f;
+            }
+            mel[(size_t)m * nf + t] = v;
+            float lv = cfg->log_mode == 0 ? (v > 0.0f ? logf(v) : -INFINITY)
+                                          : (v > 0.0f ? 10.0f * log10f(v) : -INFINITY);
+            if (is_f16) lv = r16(lv);
+            if (cfg->log_mode != 0 && lv < cfg->neg_top_db) lv = cfg->neg_top_db;
+            logmel[(size_t)m * nf + t] = lv;
+            q[(size_t)m * nf + t] = round_cast(cfg, fmaf(lv, cfg->inv_scale, cfg->zp));   /* vfma.f32 */
         }
     }
     return silence;

@@ -5,6 +5,7 @@
 #ifndef N6EMU_FRONTEND_ST_H
 #define N6EMU_FRONTEND_ST_H
 #include <stdint.h>
+#include "helium_f32.h"
 
 typedef struct {
     int32_t n_fft, win, hop, n_frames, n_mels, pad_left;
@@ -26,6 +27,23 @@ float st_patch(const st_config *cfg, const int16_t *pcm, const float *window, co
                const float *rtwiddle, const int32_t *order, const int32_t *start, const int32_t *stop,
                const int32_t *offs, const float *coefs, float *framed, float *windowed, float *fft,
                float *power, float *spec, float *mel, float *logmel, int8_t *q, float *scratch, float *tmp);
+
+/* The tables of helium_f16.prepare_rfft(n_fft, optimization) (see helium_f16.h). */
+typedef struct {
+    int32_t split;
+    const float *tw_split, *tw1, *tw2, *tw3;
+    const int32_t *stage_off, *bitrev;
+    const float *tw_rfft;
+    int32_t ofast;
+} st_helium_f16;
+
+/* One patch as the Cortex-M55 computes it (isa = "helium"): the MVE CMSIS-DSP paths (helium_f16 with t16 for
+   st-f16, helium_f32 with t32 and ofast32 for st-f32; the other is NULL) around the application's statements
+   (fused quantization, in-place power when cfg->inplace). work [n_fft]. Returns the silence sum. */
+float st_patch_helium(const st_config *cfg, const int16_t *pcm, const float *window, const st_helium_f16 *t16,
+                      const helium_f32_fft *t32, int32_t ofast32, const int32_t *start, const int32_t *stop,
+                      const int32_t *offs, const float *coefs, float *framed, float *windowed, float *fft,
+                      float *power, float *spec, float *mel, float *logmel, int8_t *q, float *scratch, float *work);
 
 /* arm_rfft_fast forward of buf (n_fft floats, overwritten) into out (packed). */
 void st_rfft(const st_config *cfg, float *buf, float *out, const float *twiddle, const float *rtwiddle,

@@ -393,6 +393,7 @@ def dataclass_replace_inv(state, inv, p):
 
 SWITCHES = dict(profile=["st-f16", "st-f32"], f16_intermediates=["per-op", "f32"], spectrum=["power", "magnitude"],
                 log=["ln", "db"], accumulation=["scalar", "lanes8"], fma=[False, True], inplace_power=[False, True],
+                isa=["scalar", "helium"], optimization=["Os", "Ofast"],
                 neg_inf_cast=["zero", "saturate"], quant_rounding=["half-away", "half-even"])
 
 
@@ -401,6 +402,10 @@ def _all_combos():
     for values in itertools.product(*SWITCHES.values()):
         d = dict(zip(keys, values))
         if d["profile"] == "st-f32" and d["f16_intermediates"] == "f32":
+            continue
+        if d["isa"] == "helium" and (d["f16_intermediates"], d["accumulation"], d["fma"]) != ("per-op", "scalar", False):
+            continue                                    # the Helium build's arithmetic is fixed
+        if d["isa"] == "scalar" and d["optimization"] == "Ofast":
             continue
         yield d
 
@@ -415,7 +420,11 @@ REPRESENTATIVE = [dict(), dict(f16_intermediates="f32"), dict(spectrum="magnitud
                   dict(accumulation="lanes8", fma=True), dict(fma=True, neg_inf_cast="saturate"),
                   dict(profile="st-f32"), dict(profile="st-f32", spectrum="magnitude", log="db", fma=True),
                   dict(profile="st-f32", accumulation="lanes8", quant_rounding="half-even"),
-                  dict(inplace_power=True), dict(profile="st-f32", inplace_power=True, spectrum="magnitude")]
+                  dict(inplace_power=True), dict(profile="st-f32", inplace_power=True, spectrum="magnitude"),
+                  dict(isa="helium"), dict(isa="helium", inplace_power=True, spectrum="magnitude", log="db"),
+                  dict(isa="helium", inplace_power=True, optimization="Ofast", neg_inf_cast="saturate"),
+                  dict(profile="st-f32", isa="helium", spectrum="magnitude", quant_rounding="half-even"),
+                  dict(profile="st-f32", isa="helium", optimization="Ofast", inplace_power=True)]
 
 
 @needs_c
@@ -444,10 +453,11 @@ def test_numba_equals_c_twin_every_switch_combination():
 @needs_c
 @settings(max_examples=25, deadline=None)
 @given(seed=hst.integers(0, 2**32 - 1), amp=hst.sampled_from([1, 50, 3000, 32767]),
-       profile=hst.sampled_from(["st-f16", "st-f32"]), n_fft=hst.sampled_from([256, 512, 1024]))
-def test_numba_equals_c_twin_random_patches(seed, amp, profile, n_fft):
+       profile=hst.sampled_from(["st-f16", "st-f32"]), n_fft=hst.sampled_from([256, 512, 1024]),
+       isa=hst.sampled_from(["scalar", "helium"]))
+def test_numba_equals_c_twin_random_patches(seed, amp, profile, n_fft, isa):
     p = FrontendParams(profile=profile, n_fft=n_fft, win_length=n_fft // 2, hop_length=n_fft // 4, n_frames=6,
-                       n_mels=16, fmin=60.0, fmax=7000.0, quant_scale=0.12, quant_zero_point=-20, isa="scalar")
+                       n_mels=16, fmin=60.0, fmax=7000.0, quant_scale=0.12, quant_zero_point=-20, isa=isa)
     state = _prepared(p)
     rng = np.random.default_rng(seed)
     pcm = np.clip(rng.standard_normal(p.patch_length) * amp, -32768, 32767).astype(np.int16)

@@ -37,7 +37,7 @@ def _ptr(a, dtype, n, ctype, name):
     return _ffi.cast(ctype + " *", a.ctypes.data)
 
 
-def _cfft_args(tables, fft_len):
+def cfft_args(tables, fft_len):
     split, tw1, tw2, tw3, offs, rev = tables[:6]
     is_split = int(split.size != 0)
     radix4_len = fft_len // 2 if is_split else fft_len
@@ -67,7 +67,7 @@ def rfft_fast_f16_c(buf, out, tables):
         raise FrontendError(f"out has {out.size} values, expected {n}")
     if len(tables) != 8:
         raise FrontendError("tables must come from helium_f16.prepare_rfft(n_fft, optimization)")
-    args = _cfft_args(tables, n // 2)
+    args = cfft_args(tables, n // 2)
     tw = _ptr(tables[6], np.float32, n, "float", "tw_rfft")
     opt = int(tables[7][0])
     _lib.helium_rfft_fast_f16(b, o, n, *args, tw, opt)
@@ -79,7 +79,7 @@ def cfft_f16_c(buf, tables):
     n = buf.size // 2 if isinstance(buf, np.ndarray) else 0
     if n not in helium_f16.CFFT_SIZES or buf.size != 2 * n:
         raise FrontendError(f"buf has {getattr(buf, 'size', 0)} values; expected 2*fft_len, fft_len in {helium_f16.CFFT_SIZES}")
-    _lib.helium_cfft_f16(_ptr(buf, np.float32, 2 * n, "float", "buf"), n, *_cfft_args(tables, n))
+    _lib.helium_cfft_f16(_ptr(buf, np.float32, 2 * n, "float", "buf"), n, *cfft_args(tables, n))
 
 
 def rfft_packed_c(frame, n_fft=None, optimization="Os"):

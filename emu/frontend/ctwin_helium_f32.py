@@ -41,7 +41,7 @@ def _ptr(a, dtype, n, ctype, name):
     return _ffi.cast(ctype + " *", a.ctypes.data)
 
 
-def _fft_struct(tables, fft_len, need_rtw):
+def fft_struct(tables, fft_len, need_rtw):
     if len(tables) < (7 if need_rtw else 6):
         raise FrontendError("tables must come from helium_f32.prepare_rfft (rfft) or prepare_cfft (cfft)")
     coef, tw1, tw2, tw3, stage_off, bitrev = tables[:6]
@@ -71,7 +71,7 @@ def rfft_fast_f32(buf, out, tables):
     """helium_f32.rfft_fast_f32 in C: buf float32[n_fft] (overwritten), out float32[n_fft] packed."""
     _need()
     n = buf.size
-    t = _fft_struct(tables, n // 2, True)
+    t = fft_struct(tables, n // 2, True)
     if len(tables) != 8 or tables[7].shape != (1,) or int(tables[7][0]) not in (0, 1):
         raise FrontendError("tables must come from helium_f32.prepare_rfft (with the build's opt entry)")
     _lib.helium_rfft_fast_f32(t, _ptr(buf, np.float32, n, "float", "buf"), _ptr(out, np.float32, n, "float", "out"),
@@ -81,7 +81,7 @@ def rfft_fast_f32(buf, out, tables):
 def cfft_f32(buf, tables):
     """helium_f32.cfft_f32 in C: buf float32[2L] interleaved complex, in place."""
     _need()
-    t = _fft_struct(tables, buf.size // 2, False)
+    t = fft_struct(tables, buf.size // 2, False)
     _lib.helium_cfft_f32(t, _ptr(buf, np.float32, buf.size, "float", "buf"))
 
 

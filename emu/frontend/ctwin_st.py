@@ -75,6 +75,19 @@ def compute_stages_c(pcm_patch_int16, state: st.STState) -> dict:
     scratch = np.empty(n_fft, np.float32)
     tmp = np.empty(n_fft, np.float32)
     f = lambda k: _ptr(out[k], out[k].dtype, out[k].size, "int8_t" if k == "int8" else "float", k)  # noqa: E731
+    if state.helium:
+        t16, t32, ofast32 = _helium_tables(state)
+        silence = _lib.st_patch_helium(
+            _config(state), _ptr(pcm, np.int16, p.patch_length, "int16_t", "pcm"),
+            _ptr(state.window, np.float32, p.win_length, "float", "window"), t16, t32, ofast32,
+            _ptr(state.mel_start, np.int32, nm, "int32_t", "mel_start"),
+            _ptr(state.mel_stop, np.int32, nm, "int32_t", "mel_stop"),
+            _ptr(state.mel_offset, np.int32, nm, "int32_t", "mel_offset"),
+            _ptr(state.mel_coefs, np.float32, state.mel_coefs.size, "float", "mel_coefs"),
+            f("framed"), f("windowed"), f("fft"), f("power"), f("spectrum"), f("mel"), f("log"), f("int8"),
+            _ptr(scratch, np.float32, n_fft, "float", "scratch"), _ptr(tmp, np.float32, n_fft, "float", "work"))
+        out["silence_sum"] = np.float32(silence)
+        return out
     silence = _lib.st_patch(
         _config(state), _ptr(pcm, np.int16, p.patch_length, "int16_t", "pcm"), *_tables(state),
         _ptr(state.mel_start, np.int32, nm, "int32_t", "mel_start"),
@@ -85,6 +98,21 @@ def compute_stages_c(pcm_patch_int16, state: st.STState) -> dict:
         _ptr(scratch, np.float32, n_fft, "float", "scratch"), _ptr(tmp, np.float32, n_fft, "float", "tmp"))
     out["silence_sum"] = np.float32(silence)
     return out
+
+
+def _helium_tables(state):
+    """(st_helium_f16 *, helium_f32_fft *, ofast32) for st_patch_helium: the state's MVE rfft tables checked and
+    passed as pointers; the other profile's entry is NULL. Keep `state` alive during the call."""
+    from emu.frontend import ctwin_helium, ctwin_helium_f32
+    tabs, n_fft = state.helium_tables, state.params.n_fft
+    if state.params.profile == "st-f32":
+        return _ffi.NULL, ctwin_helium_f32.fft_struct(tabs, n_fft // 2, True), int(tabs[7][0])
+    split, tw_split, tw1, tw2, tw3, stage_off, bitrev = ctwin_helium.cfft_args(tabs, n_fft // 2)
+    t = _ffi.new("st_helium_f16 *")
+    t.split, t.tw_split, t.tw1, t.tw2, t.tw3, t.stage_off, t.bitrev = split, tw_split, tw1, tw2, tw3, stage_off, bitrev
+    t.tw_rfft = _ptr(tabs[6], np.float32, n_fft, "float", "tw_rfft")
+    t.ofast = int(tabs[7][0])
+    return t, _ffi.NULL, 0
 
 
 def compute_patch_c(pcm_patch_int16, state: st.STState) -> np.ndarray:
