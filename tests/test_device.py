@@ -318,7 +318,12 @@ def test_bundled_heldout_accuracy_reproduces(bundled):
     with np.load(found[-1]) as z:
         pcm, labels = z["pcm"], z["labels"]
     replay = np.array([list(bundled.replay_pcm([x]))[0]["index"] for x in pcm])
-    feats = np.stack([bundled.frontend.patch(x)[0] for x in pcm])
-    patch = np.argmax(bundled.run(bundled.input_buffer(feats)), axis=1)
     assert (replay == labels).mean() == acc["replay_cmsis_nn_accuracy"]
+    # qdq_device_accuracy is onnxruntime on the device's int8 features fed as patches: the onnxruntime profile
+    from emu.device import Device
+    ort = Device(bundled.config.replace("model", profile="onnxruntime", rounding=None))
+    replay_ort = np.array([list(ort.replay_pcm([x]))[0]["index"] for x in pcm])
+    assert (replay_ort == labels).mean() == acc["replay_onnxruntime_accuracy"]
+    feats = np.stack([ort.frontend.patch(x)[0] for x in pcm])
+    patch = np.argmax(ort.run(ort.input_buffer(feats)), axis=1)
     assert (patch == labels).mean() == acc["qdq_device_accuracy"]

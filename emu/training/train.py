@@ -147,11 +147,14 @@ def run_pipeline(cache_dir: Path, out_dir: Path, clips_dir: Path, synth_cfg=synt
     for split in ("train", "test"):
         t0 = time.time()
         d = data[split]
-        d["device_int8"] = _cached(cache_dir / f"{split}_stf16_{synth_cfg.seed}_{scale!r}_{zp}.npy",
+        build = device_params.build.replace(" ", "_")
+        d["device_int8"] = _cached(cache_dir / f"{split}_{build}_{synth_cfg.seed}_{scale!r}_{zp}.npy",
                                    lambda: device_features(d["pcm"], device_params))
         d["device"] = dequantize(d["device_int8"], scale, zp)
         holes = float(np.mean(d["device_int8"] == 0) - np.mean(_pc_int8(d["pc"], scale, zp) == 0))
-        log(f"{split}: st-f16 int8 features ({time.time() - t0:.0f} s), excess zeros (f16 holes) {holes:.4f}")
+        log(f"{split}: {device_params.build} int8 features ({time.time() - t0:.0f} s), excess zeros (f16 holes) "
+            f"{holes:.4f}")
+    previous = _previous_model_report(out_dir, data["test"], n_classes, device_params, log)
     x_train, y_train = data["train"]["device" if train_on == "st-f16" else "pc"], data["train"]["labels"]
     model = train_model(x_train, y_train, n_classes, cfg, log)
     deploy = deploy_model(model)
@@ -171,7 +174,9 @@ def run_pipeline(cache_dir: Path, out_dir: Path, clips_dir: Path, synth_cfg=synt
               "test_speakers": [f"{v}+{a}" for v, a in synth.speakers("test")],
               "parameters": count_parameters(model), "input_scale": scale, "input_zero_point": zp,
               "trained_on": train_on,
-              "feature_sets": {"device": "emulator st-f16 int8 features (emu.frontend.st) dequantized",
+              "device_frontend": device_params.to_dict(),
+              "feature_sets": {"device": f"emulator {device_params.build} int8 features (emu.frontend.st) "
+                                         "dequantized",
                                "pc": "float64 reference log-mel (emu.frontend.float_ref), ln, no epsilon"},
               "st_f16_excess_zero_fraction": float(np.mean(test["device_int8"] == 0)
                                                    - np.mean(_pc_int8(test["pc"], scale, zp) == 0)),
@@ -193,9 +198,62 @@ def run_pipeline(cache_dir: Path, out_dir: Path, clips_dir: Path, synth_cfg=synt
         "# Bundled KWS device front end (st-f16) with the QDQ model's input quantization.\n"
         + to_toml(device_params))
     report["example_clips"] = _write_examples(clips_dir, test, preds["qdq", "device"], cfg.example_speaker, log)
+    report.update(replay_accuracy(qdq_path, test["pcm"], y_t, n_classes, log))
+    if previous is not None:
+        report["previous_model"] = previous
     report["pipeline_seconds"] = round(time.time() - t_start, 1)
     (out_dir / "accuracy.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
+
+
+def _previous_model_report(out_dir, test, n_classes, device_params, log):
+    """The model being replaced (out_dir/model_qdq.onnx with its accuracy.json, if any) on the held-out clips
+    through the new device front end and through the front end it was trained on, each quantized with the
+    previous model's own input grid: what the change of front end costs a model trained on the old one."""
+    path, report_path = out_dir / "model_qdq.onnx", out_dir / "accuracy.json"
+    if not path.is_file() or not report_path.is_file():
+        return None
+    old = json.loads(report_path.read_text())
+    scale, zp = old["input_scale"], old["input_zero_point"]
+    old_frontend = old.get("device_frontend")
+    if old_frontend is None:   # reports written before isa/inplace_power existed: the portable-C build
+        old_params = device_params.replace(isa="scalar", inplace_power=False, top_db=80.0)
+    else:
+        old_params = type(device_params).from_dict(old_frontend)
+    old_params = old_params.replace(quant_scale=scale, quant_zero_point=zp)
+    out = {"trained_on_frontend": old_params.to_dict(), "input_scale": scale, "input_zero_point": zp,
+           "own_qdq_device_accuracy": old.get("qdq_device_accuracy"),
+           "own_replay_cmsis_nn_accuracy": old.get("replay_cmsis_nn_accuracy")}
+    for name, params in (("old_frontend", old_params), ("new_frontend", device_params)):
+        feats = dequantize(device_features(test["pcm"], params.replace(quant_scale=scale, quant_zero_point=zp)),
+                           scale, zp)
+        s, _ = _summary(f"qdq_device_{name}", test["labels"], run_onnx(path, feats), n_classes)
+        out.update(s)
+        log(f"previous model on these held-out clips, {params.build} features: "
+            f"{s[f'qdq_device_{name}_accuracy']:.4f}")
+    return out
+
+
+def replay_accuracy(qdq_path, pcm, labels, n_classes, log):
+    """The held-out clips replayed through the bundled device description with this model, under each
+    network profile (ST app framing: the first patch is win-hop zeros + the clip's first samples)."""
+    from emu.config import load_config
+    from emu.device import Device
+    out = {}
+    for profile in ("cmsis-nn", "onnxruntime"):
+        cfg = load_config(None).replace("model", path=str(qdq_path), profile=profile, rounding=None)
+        dev = Device(cfg)
+        pred = np.array([list(dev.replay_pcm([x]))[0]["index"] for x in pcm])
+        key = f"replay_{profile.replace('-', '_')}"
+        out[f"{key}_accuracy"] = float((pred == labels).mean())
+        out[f"{key}_confusion"] = confusion(labels, pred, n_classes).tolist()
+        log(f"held-out replay through the bundled device, {profile}: {out[f'{key}_accuracy']:.4f}")
+    out["replay_note"] = ("replay_*: the held-out clips replayed through the bundled default device "
+                          "(emu.device.Device, ST app framing: the first patch is 320 zeros + the clip's first "
+                          "15680 samples) under each network profile. qdq_device_accuracy feeds each "
+                          "16000-sample clip as the patch buffer (the training framing); the 20 ms framing "
+                          "offset explains the difference.")
+    return out
 
 
 def _pc_int8(x, scale, zp):
