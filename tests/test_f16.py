@@ -122,3 +122,13 @@ def test_bits_helpers_validate_dtype():
     with pytest.raises(ValueError, match="uint16"):
         f16.from_f16_bits(np.zeros(3, np.int16))
     assert f16.round_to_f16(np.float32([0.1])).dtype == np.float32
+
+
+def test_round_f16_dn_gives_the_default_nan_and_equals_round_f16_otherwise():
+    bits = np.arange(0, 2 ** 32, 4093, dtype=np.uint64).astype(np.uint32)
+    x = bits.view(np.float32)
+    dn = np.array([f16.round_f16_dn(v) for v in x], np.float32)
+    plain = np.array([f16.round_f16(v) for v in x], np.float32)
+    nan = np.isnan(x)
+    assert nan.any() and np.all(dn[nan].view(np.uint32) == 0x7FC00000)
+    np.testing.assert_array_equal(dn[~nan].view(np.uint32), plain[~nan].view(np.uint32))

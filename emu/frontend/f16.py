@@ -10,8 +10,8 @@ Contract:
   except signalling NaNs, which come back quiet. numpy's float16 may differ on NaN payloads only.
 - One correctly rounded f16 operation = the float32 operation rounded once more with `round_f16`
   (float32 has 24 >= 2*11+2 bits, so double rounding is innocuous for + - * / sqrt).
-- `round_f16_from_f64` rounds a float64 to f16 in one step (round-to-odd into float32 first); it is the
-  helper for a fused multiply-add, computed exactly enough in float64.
+- `round_f16_from_f64` rounds a float64 to f16 in one step (on the float64 bits); it is the helper for a
+  fused multiply-add, computed exactly enough in float64.
 """
 import numpy as np
 from llvmlite import ir
@@ -40,6 +40,31 @@ def _as_f32(typingctx, u):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.FloatType())
     return types.float32(types.uint32), codegen
+
+
+@intrinsic
+def as_u64(typingctx, x):
+    """Bit pattern of a float64 as uint64 (an LLVM bitcast)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.uint64(types.float64), codegen
+
+
+@intrinsic
+def as_f64(typingctx, u):
+    """float64 with the given uint64 bit pattern (an LLVM bitcast)."""
+    if u != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.uint64), codegen
+
+
+as_f32 = _as_f32
 
 
 F16_INF_BITS = np.uint16(0x7C00)
@@ -94,11 +119,11 @@ def f16_bits_to_f32(h):
 
 
 @njit(cache=True, inline="always")
-def round_f16(x):
-    """float32 -> float32 holding the nearest binary16 value (RNE) == f16_bits_to_f32(f32_to_f16_bits(x)),
-    computed on the float32 bits without leaving float32: normal range -> round the significand to 11
-    bits; below 2^-14 -> rint(x * 2^24) * 2^-24 (the subnormal quantum, exact scalings); >= 65520 -> inf;
-    NaN -> quiet, payload cut to 10 bits."""
+def _round_f16(x, default_nan):
+    """float32 -> float32 holding the nearest binary16 value (RNE), computed on the float32 bits without
+    leaving float32: normal range -> round the significand to 11 bits; below 2^-14 -> rint(x * 2^24) * 2^-24
+    (the subnormal quantum, exact scalings); >= 65520 -> inf; NaN -> quiet with the payload cut to 10 bits,
+    or the default NaN 0x7E00 (float32 0x7FC00000) when default_nan (Arm FPSCR.DN)."""
     u = _as_u32(np.float32(x))
     a = u & np.uint32(0x7FFFFFFF)
     if a >= np.uint32(0x38800000):
@@ -106,20 +131,40 @@ def round_f16(x):
             return _as_f32(np.uint32((u + np.uint32(0xFFF) + ((u >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)))
         if a <= np.uint32(0x7F800000):
             return _as_f32(np.uint32((u & np.uint32(0x80000000)) | np.uint32(0x7F800000)))
+        if default_nan:
+            return _as_f32(np.uint32(0x7FC00000))
         return _as_f32(np.uint32((u | np.uint32(0x00400000)) & np.uint32(0xFFFFE000)))
     return np.float32(np.rint(np.float32(x) * np.float32(16777216.0))) * np.float32(5.9604644775390625e-08)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def round_f16(x):
+    """float32 -> float32 holding the nearest binary16 value (RNE) == f16_bits_to_f32(f32_to_f16_bits(x))."""
+    return _round_f16(x, False)
+
+
+@njit(cache=True, inline="always")
+def round_f16_dn(x):
+    """round_f16 in Arm's default-NaN mode (FPSCR.DN, the MVE standard value): any NaN -> 0x7E00. The check
+    sits on the rare overflow/NaN path, so it costs nothing on finite values."""
+    return _round_f16(x, True)
+
+
+@njit(cache=True, inline="always")
 def round_f16_from_f64(d):
-    """float64 -> float32 holding the nearest binary16 value, rounded once (round-to-odd into f32)."""
-    f = np.float32(d)
-    if np.float64(f) != d and abs(f) < np.float32(np.inf):
-        bits = _as_u32(f)
-        if abs(np.float64(f)) > abs(d):                # truncate toward zero ...
-            bits = np.uint32(bits - np.uint32(1))
-        f = _as_f32(np.uint32(bits | np.uint32(1)))     # ... and make the float32 odd (sticky bit)
-    return round_f16(f)
+    """float64 -> float32 holding the nearest binary16 value, rounded once (on the float64 bits: the
+    significand cut to 11 bits with RNE; below 2^-14 the subnormal quantum rint(d * 2^24) * 2^-24, exact
+    scalings; >= 65520 -> inf; NaN -> a quiet float32 NaN with the sign and top payload bits)."""
+    u = as_u64(np.float64(d))
+    a = u & np.uint64(0x7FFFFFFFFFFFFFFF)
+    if a >= np.uint64(0x3F10000000000000):                    # >= 2^-14: the normal binary16 range
+        if a < np.uint64(0x40EFFE0000000000):                 # < 65520
+            r = (u + np.uint64(0x1FFFFFFFFFF) + ((u >> np.uint64(42)) & np.uint64(1))) & np.uint64(0xFFFFFC0000000000)
+            return np.float32(as_f64(r))
+        if a <= np.uint64(0x7FF0000000000000):
+            return np.float32(np.inf) if d > 0 else np.float32(-np.inf)
+        return round_f16(np.float32(d))
+    return np.float32(np.rint(d * 16777216.0) * 5.9604644775390625e-08)
 
 
 @njit(cache=True)

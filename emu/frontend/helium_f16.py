@@ -41,7 +41,8 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from emu.frontend import tables
-from emu.frontend.f16 import f16_bits_to_f32, f32_to_f16_bits, round_f16, round_f16_from_f64
+from emu.frontend.f16 import (as_f32, as_f64, as_u64, f16_bits_to_f32, f32_to_f16_bits, round_f16, round_f16_dn,
+                              round_f16_from_f64)
 from emu.frontend.params import OPTIMIZATIONS, FrontendError
 
 RFFT_SIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -58,69 +59,25 @@ _INVSQRT_MAGIC = 0x59BA                       # INVSQRT_MAGIC_F16, on the int16 
 _DEFAULT_NAN = np.uint32(0x7FC00000)          # float32 image of the f16 default NaN 0x7E00
 
 
-@intrinsic
-def _u64_of(typingctx, x):
-    """Bit pattern of a float64 (an LLVM bitcast)."""
-    if x != types.float64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.uint64(types.float64), codegen
-
-
-@intrinsic
-def _f64_of(typingctx, u):
-    if u != types.uint64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.uint64), codegen
-
-
-@intrinsic
-def _f32_of(typingctx, u):
-    if u != types.uint32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.uint32), codegen
-
-
 # ----------------------------------------------------------------------------------------------------
 # one device operation = one rounding (+ default NaN)
 # ----------------------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _r(x):
     """The f16 result of one operation computed in float32: RNE to binary16, any NaN -> default NaN."""
-    r = round_f16(np.float32(x))
-    if r != r:
-        return _f32_of(_DEFAULT_NAN)
-    return r
+    return round_f16_dn(np.float32(x))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _fma(a, b, c):
-    """c + a*b rounded once to binary16 (VFMA / VCMLA): the product is exact in float64, the sum is
-    rounded to odd in float64 (TwoSum), then to f16; NaN -> default NaN."""
-    p = np.float64(a) * np.float64(b)
-    cc = np.float64(c)
-    hi = p + cc
+    """c + a*b rounded once to binary16 (VFMA / VCMLA); NaN -> default NaN. For binary16 operands the
+    float64 sum below is exact whenever it can matter: a*b is exact (22 bits); with a finite f16 result
+    |a*b| <= 2^17 and |c| >= 2^-24 (or 0), so the sum spans at most 53 bits, except when a*b is below
+    2^-31 |c|, where c's f16 neighbourhood holds no midpoint within the float64 rounding error."""
+    hi = np.float64(a) * np.float64(b) + np.float64(c)
     if not abs(hi) < np.inf:                   # inf or NaN (incl. inf*0, inf-inf)
         return _r(np.float32(hi))
-    bb = hi - p
-    err = (p - (hi - bb)) + (cc - bb)
-    if err != 0.0:
-        bits = _u64_of(hi)
-        if (bits & np.uint64(1)) == np.uint64(0):
-            if (err > 0.0) == (hi > 0.0):
-                bits = bits + np.uint64(1)
-            else:
-                bits = bits - np.uint64(1)
-            hi = _f64_of(bits)
     return round_f16_from_f64(hi)
 
 
@@ -141,7 +98,7 @@ def _sfma(c, n, m):
     operands; NaN priority addend, n, m, except (inf * 0) + qNaN -> default NaN."""
     if c != c:
         if (abs(n) == np.inf and m == _ZERO) or (n == _ZERO and abs(m) == np.inf):
-            return _f32_of(_DEFAULT_NAN)
+            return as_f32(_DEFAULT_NAN)
         return c
     if n != n:
         return n
@@ -150,7 +107,7 @@ def _sfma(c, n, m):
     return _fma(n, m, c)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cmul_conj(wr, wi, xr, xi):
     """MVE_CMPLX_MULT_FLT_Conj_AxB(w, x): VCMUL #0 then VCMLA #270 (fused)."""
     re = _fma(wi, xi, _r(wr * xr))
