@@ -12,29 +12,13 @@ Target (issue 2): Numba at least 10x faster than tflite-micro.
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import describe, median_time  # noqa: E402
+from machine import describe, interleaved_median_times, median_time  # noqa: E402
 
-
-def interleaved_medians(fns, repeats, number, warmup=3):
-    """name -> median per-call seconds; each round times `number` calls of every fn in turn."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(number):
-                fn()
-            times[name].append((time.perf_counter() - t0) / number)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL = os.path.join(HERE, "..", "..", "shared", "models", "kws_ref_model.tflite")
@@ -65,7 +49,7 @@ def main(argv=None):
     load_before = os.getloadavg()
     fns = {"tflite-micro": lambda: tflm.run(x)}
     fns.update({name: (lambda rt=rt: rt.run(x)) for name, rt in engines.items()})
-    timings = interleaved_medians(fns, args.repeats, args.number)
+    timings = interleaved_median_times(fns, args.repeats, args.number)
     # per layer: the Numba plan's bound steps (the plan of the run above; buffers hold that inference)
     _, steps = engines["numba"]._plan(1)
     layers = [dict(op=node.op, seconds=median_time(step, args.repeats, args.number))

@@ -10,9 +10,7 @@ Both sides compute the same integers: the script checks equality before timing.
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import describe  # noqa: E402  (benchmarks/machine.py: the shared helpers)
+from machine import describe, interleaved_median_times  # noqa: E402  (benchmarks/machine.py: the shared helpers)
 
 from emu.frontend import cmsis_q15 as q15  # noqa: E402
 from emu.frontend.params import FrontendParams  # noqa: E402
@@ -31,20 +29,6 @@ def machine():
     info["loadavg_at_start"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     info["note"] = "shared machine (several engineers on 2 cores); single-threaded, median of repeats"
     return info
-
-
-def time_interleaved(fns, repeats, warmup=3):
-    """{name: {"median_s", "repeats"}}: `repeats` rounds, each calling every fn once (in turn), after warm-up."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: {"median_s": statistics.median(t), "repeats": repeats} for name, t in times.items()}
 
 
 def cmsisdsp_logmel(dsp, state, pcm):
@@ -115,7 +99,8 @@ def main(argv=None):
         if ctwin_q15.available():
             assert all(np.array_equal(v, ctwin_q15.compute_stages(pcm, state)[k]) for k, v in stages.items())
             fns["n6emu_c_twin"] = lambda: ctwin_q15.compute_patch(pcm, state)
-        case = time_interleaved(fns, args.repeats)
+        case = {name: {"median_s": t, "repeats": args.repeats}
+                for name, t in interleaved_median_times(fns, args.repeats).items()}
         base_med = case["cmsisdsp_python_frame_by_frame"]["median_s"]
         for k, v in case.items():
             v["speedup_vs_cmsisdsp"] = base_med / v["median_s"]

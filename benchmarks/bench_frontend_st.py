@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import describe, median_time  # noqa: E402
+from machine import describe, interleaved_median_times  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -59,25 +59,27 @@ def main(argv=None):
     from emu.frontend.params import FrontendParams
 
     audio_seconds = 1.0
-    results = {}
+    engines = {}
     for profile, isa in (("st-f16", "helium"), ("st-f16", "scalar"), ("st-f32", "helium"), ("st-f32", "scalar")):
         params = FrontendParams(profile=profile, isa=isa, quant_scale=30 / 255, quant_zero_point=42)
         state = st.prepare(params)
         tag = f"{profile}-{isa}"
         pcm = _speech(params.patch_length)
-        engines = {"numba": lambda: st.compute_patch(pcm, state)}
+        engines[f"{tag}/numba"] = lambda pcm=pcm, state=state: st.compute_patch(pcm, state)
         if ctwin_st.available():
-            engines["c"] = lambda: ctwin_st.compute_patch_c(pcm, state)
+            engines[f"{tag}/c"] = lambda pcm=pcm, state=state: ctwin_st.compute_patch_c(pcm, state)
             a, b = st.compute_stages(pcm, state), ctwin_st.compute_stages_c(pcm, state)
             for k in a:
                 if not np.array_equal(np.atleast_1d(a[k]).view(np.uint8), np.atleast_1d(b[k]).view(np.uint8)):
                     raise SystemExit(f"Numba and C twin disagree on stage {k} ({tag}); fix before benchmarking")
         if profile == "st-f32" and isa == "scalar":
-            engines["numpy-float64"] = lambda: _float64_logmel(pcm, state)
-        for name, fn in engines.items():
-            t = median_time(fn, args.repeats, args.number)
-            results[f"{tag}/{name}"] = dict(seconds_per_patch=t, realtime_factor=audio_seconds / t)
-            print(f"{tag:14s} {name:14s} {t * 1e3:8.3f} ms/patch  {audio_seconds / t:8.1f}x real time")
+            engines["st-f32-scalar/numpy-float64"] = lambda pcm=pcm, state=state: _float64_logmel(pcm, state)
+    medians = interleaved_median_times(engines, args.repeats, args.number)
+    results = {}
+    for name, t in medians.items():
+        results[name] = dict(seconds_per_patch=t, realtime_factor=audio_seconds / t)
+        tag, engine = name.split("/")
+        print(f"{tag:14s} {engine:14s} {t * 1e3:8.3f} ms/patch  {audio_seconds / t:8.1f}x real time")
 
     target = results["st-f16-helium/numba"]["realtime_factor"]
     verdict = "meets" if target >= 100 else "misses"

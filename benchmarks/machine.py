@@ -36,3 +36,19 @@ def median_time(fn, repeats, number=1, warmup=3):
             fn()
         times.append((time.perf_counter() - t0) / number)
     return statistics.median(times)
+
+
+def interleaved_median_times(fns, repeats, number=1, warmup=3):
+    """{name: median per-call time} for a dict of callables timed round by round (each round runs every
+    callable `number` times), so load drift on a shared machine hits all of them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(number):
+                fn()
+            times[name].append((time.perf_counter() - t0) / number)
+    return {name: statistics.median(t) for name, t in times.items()}

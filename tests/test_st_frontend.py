@@ -3,13 +3,10 @@ f16 dot products), numpy float16/float32 step-by-step references for the column 
 (Numba == C for every switch), and numpy's DFT for structure."""
 import ctypes
 import ctypes.util
-import glob
 import itertools
 import os
 import shutil
 import subprocess
-import sys
-import tarfile
 
 import numpy as np
 import pytest

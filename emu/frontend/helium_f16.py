@@ -36,12 +36,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
 from emu.frontend import tables
-from emu.frontend.f16 import (as_f32, as_f64, as_u64, f16_bits_to_f32, f32_to_f16_bits, round_f16, round_f16_dn,
+from emu.frontend.f16 import (as_f32, f16_bits_to_f32, f32_to_f16_bits, round_f16, round_f16_dn,
                               round_f16_from_f64)
 from emu.frontend.params import OPTIMIZATIONS, FrontendError
 
