@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 from emu.cli import main
 from test_audio import write_wav  # one WAV writer for the tests
 from emu.config import ConfigError
+from pathlib import Path
+
+DATA_CLIPS = Path(__file__).resolve().parent.parent / "emu" / "data" / "clips"
 
 MLPERF_TOML = """
 [frontend]
@@ -327,3 +330,37 @@ def test_bundled_heldout_accuracy_reproduces(bundled):
     feats = np.stack([ort.frontend.patch(x)[0] for x in pcm])
     patch = np.argmax(ort.run(ort.input_buffer(feats)), axis=1)
     assert (patch == labels).mean() == acc["qdq_device_accuracy"]
+
+
+def test_cli_names_the_device_build(tmp_path):
+    """replay, features and the settings file say which build of the front end ran (isa, optimization)."""
+    clip = str(DATA_CLIPS / "yes.wav")
+    code, out, err = call(["replay", clip, "--out", str(tmp_path / "r.jsonl")])
+    assert code == 0, err
+    assert "front end st-f16 helium -Os" in out
+    fe = json.loads((tmp_path / "r.jsonl.settings.json").read_text())["frontend"]
+    assert (fe["isa"], fe["optimization"], fe["inplace_power"]) == ("helium", "Os", True)
+    (tmp_path / "scalar.toml").write_text('[frontend]\nisa = "scalar"\ninplace_power = false\n')
+    code, out, err = call(["features", clip, "--config", str(tmp_path / "scalar.toml"), "--output",
+                           str(tmp_path / "f.npy")])
+    assert code == 0 and "st-f16 scalar" in out, err
+    helium = np.load(tmp_path / "f.npy")
+    code, out, _ = call(["features", clip, "--output", str(tmp_path / "g.npy")])
+    assert code == 0 and "st-f16 helium -Os" in out
+    assert not np.array_equal(helium, np.load(tmp_path / "g.npy"))
+
+
+@pytest.mark.parametrize("toml, needle", [
+    ('[frontend]\naccumulation = "lanes8"\n', 'portable-C build.*isa = "scalar"'),
+    ('[frontend]\nisa = "scalar"\noptimization = "Ofast"\n', "optimization.*helium"),
+    ('[frontend]\nisa = "arm"\n', "isa.*helium, scalar"),
+    ('[frontend]\nprofile = "cmsis-q15"\nisa = "helium"\n', "not emulated for cmsis-q15"),
+    ('[frontend]\ninplace_power = "yes"\n', "inplace_power.*true or false"),
+])
+def test_cli_features_inconsistent_build(tmp_path, toml, needle):
+    (tmp_path / "d.toml").write_text(toml)
+    code, _, err = call(["features", str(DATA_CLIPS / "yes.wav"), "--config", str(tmp_path / "d.toml"),
+                         "--output", str(tmp_path / "f.npy")])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert re.search(needle, err), err
+    assert not (tmp_path / "f.npy").exists()
