@@ -478,7 +478,7 @@ def test_c_twin_checks_arguments():
     with pytest.raises(FrontendError, match="shape"):
         ctwin_st.compute_stages_c(np.zeros(100, np.int16), state)
     with pytest.raises(FrontendError, match="C-contiguous"):
-        ctwin_st._ptr(np.zeros((4, 4), np.float32)[:, 1], np.float32, 4, "float", "x")
+        ctwin_st.pointer(np.zeros((4, 4), np.float32)[:, 1], np.float32, 4, "float", "x")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -8,12 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from emu.frontend import helium_f16
+from emu.frontend.ctwin_st import _lib, pointer
 from emu.frontend.params import FrontendError
-
-try:
-    from emu._c_frontend_st import ffi as _ffi, lib as _lib
-except ImportError:  # not built: `pip install -e .` or the in-place build of csrc/build_frontend_st.py
-    _ffi = _lib = None
 
 
 def available() -> bool:
@@ -27,14 +23,8 @@ def _need():
 
 
 def _ptr(a, dtype, n, ctype, name):
-    if not isinstance(a, np.ndarray) or a.dtype != np.dtype(dtype):
-        raise FrontendError(f"C twin argument {name} must be a {np.dtype(dtype)} ndarray, got "
-                            f"{getattr(a, 'dtype', type(a))}")
-    if not a.flags.c_contiguous:
-        raise FrontendError(f"C twin argument {name} must be C-contiguous; pass np.ascontiguousarray(...)")
-    if a.size < n:
-        raise FrontendError(f"C twin argument {name} has {a.size} elements, expected at least {n}")
-    return _ffi.cast(ctype + " *", a.ctypes.data)
+    """ctwin_st.pointer with an at-least length check (views into longer buffers are allowed)."""
+    return pointer(a, dtype, n, ctype, name, at_least=True)
 
 
 def cfft_args(tables, fft_len):

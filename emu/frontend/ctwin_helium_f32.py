@@ -9,36 +9,24 @@ from __future__ import annotations
 import numpy as np
 
 from emu.frontend import helium_f32
+from emu.frontend.ctwin_st import _ffi, _lib, pointer
 from emu.frontend.params import FrontendError
-
-try:
-    from emu import _c_frontend_st as _ext
-except ImportError:  # not built: `pip install -e .` or the in-place build of csrc/build_frontend_st.py
-    _ext = None
-# an extension built before csrc/helium_f32.c existed lacks the helium_ functions: treat it as absent
-_ffi, _lib = (_ext.ffi, _ext.lib) if _ext is not None and hasattr(_ext.lib, "helium_rfft_fast_f32") else (None, None)
 
 
 def available() -> bool:
-    return _lib is not None
+    # an extension built before csrc/helium_f32.c existed lacks the helium_ functions: treat it as absent
+    return _lib is not None and hasattr(_lib, "helium_rfft_fast_f32")
 
 
 def _need():
-    if _lib is None:
+    if not available():
         raise FrontendError("the C twin emu._c_frontend_st (with helium_f32) is not built; "
                             "run `python3 csrc/build_frontend_st.py` or `pip install -e .` in the repo")
 
 
 def _ptr(a, dtype, n, ctype, name):
-    """A C pointer to array `a` after checking: ndarray of `dtype`, C-contiguous, at least n elements."""
-    if not isinstance(a, np.ndarray) or a.dtype != np.dtype(dtype):
-        raise FrontendError(f"C twin argument {name} must be a {np.dtype(dtype)} ndarray, got "
-                            f"{getattr(a, 'dtype', type(a))}")
-    if not a.flags.c_contiguous:
-        raise FrontendError(f"C twin argument {name} must be C-contiguous; pass np.ascontiguousarray(...)")
-    if a.size < n:
-        raise FrontendError(f"C twin argument {name} has {a.size} elements, needs {n}")
-    return _ffi.cast(ctype + " *", a.ctypes.data)
+    """ctwin_st.pointer with an at-least length check (views into longer buffers are allowed)."""
+    return pointer(a, dtype, n, ctype, name, at_least=True)
 
 
 def fft_struct(tables, fft_len, need_rtw):

@@ -25,14 +25,16 @@ def _need():
         raise FrontendError("the C twin emu._c_frontend_st is not built; run `pip install -e .` in the repo")
 
 
-def _ptr(a, dtype, n, ctype, name):
+def pointer(a, dtype, n, ctype, name, at_least=False):
+    """A C pointer to array `a` after checking it: an ndarray of `dtype`, C-contiguous, with exactly n (or at
+    least n) elements. The one argument check of every call into emu._c_frontend_st."""
     if not isinstance(a, np.ndarray) or a.dtype != np.dtype(dtype):
         raise FrontendError(f"C twin argument {name} must be a {np.dtype(dtype)} ndarray, got "
                             f"{getattr(a, 'dtype', type(a))}")
     if not a.flags.c_contiguous:
         raise FrontendError(f"C twin argument {name} must be C-contiguous; pass np.ascontiguousarray(...)")
-    if a.size != n:
-        raise FrontendError(f"C twin argument {name} has {a.size} elements, expected {n}")
+    if a.size < n or (a.size != n and not at_least):
+        raise FrontendError(f"C twin argument {name} has {a.size} elements, expected {'at least ' * at_least}{n}")
     return _ffi.cast(ctype + " *", a.ctypes.data)
 
 
@@ -54,10 +56,10 @@ def _config(state: st.STState):
 def _tables(state):
     p = state.params
     half = p.n_fft // 2
-    return (_ptr(state.window, np.float32, p.win_length, "float", "window"),
-            _ptr(state.twiddle, np.float32, 2 * half, "float", "twiddle"),
-            _ptr(state.rtwiddle, np.float32, 2 * half, "float", "rtwiddle"),
-            _ptr(state.order, np.int32, half, "int32_t", "order"))
+    return (pointer(state.window, np.float32, p.win_length, "float", "window"),
+            pointer(state.twiddle, np.float32, 2 * half, "float", "twiddle"),
+            pointer(state.rtwiddle, np.float32, 2 * half, "float", "rtwiddle"),
+            pointer(state.order, np.int32, half, "int32_t", "order"))
 
 
 def compute_stages_c(pcm_patch_int16, state: st.STState) -> dict:
@@ -74,28 +76,20 @@ def compute_stages_c(pcm_patch_int16, state: st.STState) -> dict:
     out["int8"] = np.empty((nm, nf), np.int8)
     scratch = np.empty(n_fft, np.float32)
     tmp = np.empty(n_fft, np.float32)
-    f = lambda k: _ptr(out[k], out[k].dtype, out[k].size, "int8_t" if k == "int8" else "float", k)  # noqa: E731
+    mel = (pointer(state.mel_start, np.int32, nm, "int32_t", "mel_start"),
+           pointer(state.mel_stop, np.int32, nm, "int32_t", "mel_stop"),
+           pointer(state.mel_offset, np.int32, nm, "int32_t", "mel_offset"),
+           pointer(state.mel_coefs, np.float32, state.mel_coefs.size, "float", "mel_coefs"))
+    stages = tuple(pointer(out[k], out[k].dtype, out[k].size, "int8_t" if k == "int8" else "float", k)
+                   for k in ("framed", "windowed", "fft", "power", "spectrum", "mel", "log", "int8"))
+    work = (pointer(scratch, np.float32, n_fft, "float", "scratch"), pointer(tmp, np.float32, n_fft, "float", "tmp"))
+    pcm_ptr = pointer(pcm, np.int16, p.patch_length, "int16_t", "pcm")
     if state.helium:
-        t16, t32, ofast32 = _helium_tables(state)
-        silence = _lib.st_patch_helium(
-            _config(state), _ptr(pcm, np.int16, p.patch_length, "int16_t", "pcm"),
-            _ptr(state.window, np.float32, p.win_length, "float", "window"), t16, t32, ofast32,
-            _ptr(state.mel_start, np.int32, nm, "int32_t", "mel_start"),
-            _ptr(state.mel_stop, np.int32, nm, "int32_t", "mel_stop"),
-            _ptr(state.mel_offset, np.int32, nm, "int32_t", "mel_offset"),
-            _ptr(state.mel_coefs, np.float32, state.mel_coefs.size, "float", "mel_coefs"),
-            f("framed"), f("windowed"), f("fft"), f("power"), f("spectrum"), f("mel"), f("log"), f("int8"),
-            _ptr(scratch, np.float32, n_fft, "float", "scratch"), _ptr(tmp, np.float32, n_fft, "float", "work"))
-        out["silence_sum"] = np.float32(silence)
-        return out
-    silence = _lib.st_patch(
-        _config(state), _ptr(pcm, np.int16, p.patch_length, "int16_t", "pcm"), *_tables(state),
-        _ptr(state.mel_start, np.int32, nm, "int32_t", "mel_start"),
-        _ptr(state.mel_stop, np.int32, nm, "int32_t", "mel_stop"),
-        _ptr(state.mel_offset, np.int32, nm, "int32_t", "mel_offset"),
-        _ptr(state.mel_coefs, np.float32, state.mel_coefs.size, "float", "mel_coefs"),
-        f("framed"), f("windowed"), f("fft"), f("power"), f("spectrum"), f("mel"), f("log"), f("int8"),
-        _ptr(scratch, np.float32, n_fft, "float", "scratch"), _ptr(tmp, np.float32, n_fft, "float", "tmp"))
+        silence = _lib.st_patch_helium(_config(state), pcm_ptr,
+                                       pointer(state.window, np.float32, p.win_length, "float", "window"),
+                                       *_helium_tables(state), *mel, *stages, *work)
+    else:
+        silence = _lib.st_patch(_config(state), pcm_ptr, *_tables(state), *mel, *stages, *work)
     out["silence_sum"] = np.float32(silence)
     return out
 
@@ -110,7 +104,7 @@ def _helium_tables(state):
     split, tw_split, tw1, tw2, tw3, stage_off, bitrev = ctwin_helium.cfft_args(tabs, n_fft // 2)
     t = _ffi.new("st_helium_f16 *")
     t.split, t.tw_split, t.tw1, t.tw2, t.tw3, t.stage_off, t.bitrev = split, tw_split, tw1, tw2, tw3, stage_off, bitrev
-    t.tw_rfft = _ptr(tabs[6], np.float32, n_fft, "float", "tw_rfft")
+    t.tw_rfft = pointer(tabs[6], np.float32, n_fft, "float", "tw_rfft")
     t.ofast = int(tabs[7][0])
     return t, _ffi.NULL, 0
 
@@ -129,8 +123,8 @@ def rfft_packed_c(frame, state: st.STState) -> np.ndarray:
     buf = np.array(frame, dtype=np.float32, copy=True).reshape(-1)
     out = np.empty(n, np.float32)
     tmp = np.empty(n, np.float32)
-    _lib.st_rfft(_config(state), _ptr(buf, np.float32, n, "float", "frame"), _ptr(out, np.float32, n, "float", "out"),
-                 *_tables(state)[1:], _ptr(tmp, np.float32, n, "float", "tmp"))
+    _lib.st_rfft(_config(state), pointer(buf, np.float32, n, "float", "frame"), pointer(out, np.float32, n, "float", "out"),
+                 *_tables(state)[1:], pointer(tmp, np.float32, n, "float", "tmp"))
     return out
 
 
@@ -139,8 +133,8 @@ def mel_dot_c(spectrum_column, state: st.STState) -> np.ndarray:
     _need()
     p = state.params
     col = np.ascontiguousarray(spectrum_column, dtype=np.float32)
-    _ptr(col, np.float32, p.n_bins, "float", "spectrum_column")
-    _ptr(state.mel_coefs, np.float32, state.mel_coefs.size, "float", "mel_coefs")
+    pointer(col, np.float32, p.n_bins, "float", "spectrum_column")
+    pointer(state.mel_coefs, np.float32, state.mel_coefs.size, "float", "mel_coefs")
     cfg = _config(state)
     base_s = _ffi.cast("float *", col.ctypes.data)
     base_c = _ffi.cast("float *", state.mel_coefs.ctypes.data)

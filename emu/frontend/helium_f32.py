@@ -547,8 +547,11 @@ def prepare_rfft(n_fft, optimization="Os"):
     rtw = np.empty(n_fft)
     rtw[0::2] = np.sin(2.0 * np.pi * k / n_fft)
     rtw[1::2] = np.cos(2.0 * np.pi * k / n_fft)
-    return prepare_cfft(n_fft // 2) + (np.ascontiguousarray(_c_floats(rtw, "%.9f"), dtype=np.float32),
-                                       np.array([OPTIMIZATIONS.index(optimization)], np.int32))
+    out = prepare_cfft(n_fft // 2) + (np.ascontiguousarray(_c_floats(rtw, "%.9f"), dtype=np.float32),
+                                      np.array([OPTIMIZATIONS.index(optimization)], np.int32))
+    for a in out:
+        a.setflags(write=False)           # read-only device tables (one Numba type with helium_f16's)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -592,6 +592,16 @@ def _dot(spec, a, coefs, base, length, acc_mode, fma, prec, lanes):
     return _s(_s(q0 + q1, prec) + _s(q2 + q3, prec), prec)
 
 
+@njit(cache=True, inline="always")
+def _log(v, log_mode, neg_top_db, prec):
+    """The app's log of a mel energy, stored in the device type: logf(v) (ln) or 10.0f * log10f(v) clamped
+    below at -top_db (db); v = 0 (an f16 hole) gives -inf."""
+    if log_mode == LOG_LN:
+        return _s(np.float32(math.log(v)) if v > _ZERO else np.float32(-np.inf), prec)
+    lv = _s(_TEN * np.float32(math.log10(v)) if v > _ZERO else np.float32(-np.inf), prec)
+    return neg_top_db if lv < neg_top_db else lv
+
+
 @njit(cache=True)
 def _quantize(v, inv_scale, zp, rounding, cast_mode):
     """int8 feature from a log value: round(v*inv_scale + zp) (roundf or half-even), int cast, sat8; the
@@ -700,12 +710,7 @@ def _column_kernel(pcm, n_frames, hop, win, pad_left, window, twiddle, rtwiddle,
             elif v <= _ZERO:
                 v = _ZERO
             mel[m, t] = v
-            if log_mode == LOG_LN:
-                lv = _s(np.float32(math.log(v)) if v > _ZERO else np.float32(-np.inf), prec)
-            else:
-                lv = _s(_TEN * np.float32(math.log10(v)) if v > _ZERO else np.float32(-np.inf), prec)
-                if lv < neg_top_db:
-                    lv = neg_top_db
+            lv = _log(v, log_mode, neg_top_db, prec)
             logmel[m, t] = lv
             q[m, t] = _quantize(lv, inv_scale, zp, rounding, cast_mode)
     return silence
@@ -718,32 +723,30 @@ def _column_kernel(pcm, n_frames, hop, win, pad_left, window, twiddle, rtwiddle,
 # ----------------------------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _helium_frames_f16(pcm, n_frames, hop, win, pad_left, window, tables, framed, windowed, fft_out, scratch):
-    """Per frame: arm_q15_to_f16 into an n_fft zero buffer at pad_left, arm_mult_f16 by the window in place,
-    arm_rfft_fast_f16 (MVE). framed/windowed/fft_out [n_frames, n_fft] float32 holding f16; scratch [n_fft]."""
+def _helium_frames(pcm, n_frames, hop, win, pad_left, window, tables, is_f16, framed, windowed, fft_out, scratch):
+    """Per frame: arm_q15_to_f16 (arm_q15_to_float) into an n_fft zero buffer at pad_left, arm_mult_f16 (_f32)
+    by the window in place, arm_rfft_fast_f16 (_f32), all MVE. framed/windowed/fft_out [n_frames, n_fft]
+    float32 (holding f16 values for st-f16); tables = helium_f16/_f32.prepare_rfft; scratch [n_fft]."""
     n_fft = scratch.size
     for t in range(n_frames):
         for n in range(n_fft):
             scratch[n] = _ZERO
-        helium_f16.q15_to_f16(pcm[t * hop:t * hop + win], scratch[pad_left:pad_left + win], win)
+        src = pcm[t * hop:t * hop + win]
+        x = scratch[pad_left:pad_left + win]
+        if is_f16:
+            helium_f16.q15_to_f16(src, x, win)
+        else:
+            helium_f32.q15_to_float(src, x, win)
         framed[t, :] = scratch
-        helium_f16.mult_f16(scratch[pad_left:pad_left + win], window, scratch[pad_left:pad_left + win], win)
+        if is_f16:
+            helium_f16.mult_f16(x, window, x, win)
+        else:
+            helium_f32.mult_f32(x, window, x, win)
         windowed[t, :] = scratch
-        helium_f16.rfft_fast_f16(scratch, fft_out[t], tables)
-
-
-@njit(cache=True)
-def _helium_frames_f32(pcm, n_frames, hop, win, pad_left, window, tables, framed, windowed, fft_out, scratch):
-    """The float32 column's frames: arm_q15_to_float, arm_mult_f32, arm_rfft_fast_f32 (MVE); as above."""
-    n_fft = scratch.size
-    for t in range(n_frames):
-        for n in range(n_fft):
-            scratch[n] = _ZERO
-        helium_f32.q15_to_float(pcm[t * hop:t * hop + win], scratch[pad_left:pad_left + win], win)
-        framed[t, :] = scratch
-        helium_f32.mult_f32(scratch[pad_left:pad_left + win], window, scratch[pad_left:pad_left + win], win)
-        windowed[t, :] = scratch
-        helium_f32.rfft_fast_f32(scratch, fft_out[t], tables)
+        if is_f16:
+            helium_f16.rfft_fast_f16(scratch, fft_out[t], tables)
+        else:
+            helium_f32.rfft_fast_f32(scratch, fft_out[t], tables)
 
 
 @njit(cache=True)
@@ -810,12 +813,7 @@ def _helium_columns(fft_out, start, stop, offs, coefs, inv_scale, zp, is_f16, sp
                 if v < _FLT_MIN:
                     v = _FLT_MIN
             mel[m, t] = v
-            if log_mode == LOG_LN:
-                lv = _s(np.float32(math.log(v)) if v > _ZERO else np.float32(-np.inf), prec)
-            else:
-                lv = _s(_TEN * np.float32(math.log10(v)) if v > _ZERO else np.float32(-np.inf), prec)
-                if lv < neg_top_db:
-                    lv = neg_top_db
+            lv = _log(v, log_mode, neg_top_db, prec)
             logmel[m, t] = lv
             q[m, t] = _quantize_fused(lv, inv_scale, zp, rounding, cast_mode)
     return silence
@@ -992,9 +990,9 @@ def compute_stages(pcm_patch_int16, state: STState, params: FrontendParams = Non
     sw = _switch_codes(state, p)
     zp = np.float32(p.quant_zero_point)
     if state.helium:
-        frames = _helium_frames_f16 if p.profile == "st-f16" else _helium_frames_f32
-        frames(pcm, n_frames, p.hop_length, p.win_length, (n_fft - p.win_length) // 2, state.window,
-               state.helium_tables, out["framed"], out["windowed"], out["fft"], np.empty(n_fft, np.float32))
+        _helium_frames(pcm, n_frames, p.hop_length, p.win_length, (n_fft - p.win_length) // 2, state.window,
+                       state.helium_tables, p.profile == "st-f16", out["framed"], out["windowed"], out["fft"],
+                       np.empty(n_fft, np.float32))
         silence = _helium_columns(
             out["fft"], state.mel_start, state.mel_stop, state.mel_offset, state.mel_coefs, state.inv_scale, zp,
             p.profile == "st-f16", sw["spectrum_mode"], sw["log_mode"], sw["neg_top_db"], sw["rounding"],
