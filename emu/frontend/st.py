@@ -2,7 +2,7 @@
 
 Per frame t (frame start = hop*t in the patch buffer), one column:
   x  = T(q15 * 2^-15) at offset pad_left = (n_fft-win)//2 of an n_fft zero buffer, xw = T(x * W)
-  X  = CMSIS-DSP arm_rfft_fast_{f16,f32}(xw), reproduced operation by operation (non-Helium C path):
+  X  = CMSIS-DSP arm_rfft_fast_{f16,f32}(xw), reproduced operation by operation (portable C path below):
        f16: arm_cfft_f16 = radix-4 DIF (cfft length a power of 4) or one radix-2 split + two radix-4
             (`arm_cfft_radix4by2_f16`); f32: arm_cfft_f32 = radix-8 DIF stages (`arm_radix8_butterfly_f32`,
             cfft lengths 64/512/4096), then bit reversal, then the real split `stage_rfft_*`.
@@ -15,12 +15,19 @@ Per frame t (frame start = hop*t in the patch buffer), one column:
        the C cast of the device, (int16) for st-f16 (-inf -> 0) and (int32) for st-f32; "saturate" = clamp
 T() rounds to the device type (binary16 RNE for st-f16, identity for st-f32).
 
-Precision codes (one named switch, `FrontendParams.f16_intermediates`, mapped here):
-  PREC_F32 (st-f32), PREC_F16_PER_OP (every f16 operation rounded: native Armv8.1-M f16 arithmetic, gcc
-  -fexcess-precision=16), PREC_F16_STATEMENT (each C statement of the CMSIS-DSP source evaluated in
-  float32 and rounded to f16 when stored: gcc -fexcess-precision=standard on x86).
-The `accumulation` switch ("scalar" | "lanes8") and `fma` apply to the mel dot products only; the FFT is
-always the scalar CMSIS-DSP C path (the Helium FFT is a different algorithm, not emulated).
+Two device builds (FrontendParams.isa):
+  "helium" (the STM32N6's Cortex-M55, default): CMSIS-DSP's MVE paths (emu/frontend/helium_f16.py and
+    helium_f32.py: arm_q15_to_f16, arm_mult_f16, arm_rfft_fast_f16, arm_cmplx_mag_squared_f16,
+    arm_dot_prod_f16 and the f32 ones) around the application's own statements with the target's __fp16
+    semantics: float32 expressions rounded to f16 on store, log*inv_scale + zp fused into one vfma.f32.
+    optimization "Ofast" regroups the rfft split's sum. Proven on QEMU's Cortex-M55 (tests/test_st_helium.py).
+  "scalar" (the portable C build; cores without Helium, or a host): the kernels below, with the precision
+    codes of `FrontendParams.f16_intermediates`: PREC_F32 (st-f32), PREC_F16_PER_OP (every f16 operation
+    rounded: gcc -fexcess-precision=16), PREC_F16_STATEMENT (each C statement of the CMSIS-DSP source
+    evaluated in float32 and rounded to f16 when stored: -fexcess-precision=standard on x86); the
+    `accumulation` ("scalar" | "lanes8") and `fma` switches apply to its mel dot products.
+Both honour inplace_power: the app stores the Nyquist power over Re X[n_fft/4] before the magnitude call,
+so the power at bin n_fft/4 is computed from P_nyquist and Im X[n_fft/4] (DESIGN §5.1 item 3).
 """
 from __future__ import annotations
 
