@@ -14,7 +14,7 @@ TOML `[frontend]` fields (defaults = the bundled KWS device front end, DESIGN §
     inplace_power     the application computes the power spectrum in the FFT output buffer: it stores the
                       DC power at element 0 and the Nyquist power at element n_fft/2, then
                       arm_cmplx_mag_squared reads element n_fft/2 as Re X[n_fft/4], so the power at bin
-                      n_fft/4 is P_nyquist^2 + Im(X[n_fft/4])^2 (DESIGN §5.1 item 3). false = a patched app
+                      n_fft/4 is f16(P_nyquist^2) + Im(X[n_fft/4])^2, rounded once. false = a patched app
                       with a separate power buffer. Default true for st-f16 (ST's float16 column), false
                       for st-f32 (ST's float32 column keeps two buffers)
     sample_rate       Hz, int                              16000
@@ -47,7 +47,7 @@ TOML `[frontend]` fields (defaults = the bundled KWS device front end, DESIGN §
     fma               fused multiply-add in the mel dot products (bool)   false   (isa = "scalar" only)
     q15               profile section for "cmsis-q15" (a mapping owned by emu/frontend/cmsis_q15.py)   None
 
-isa = "helium" fixes the arithmetic to what the Cortex-M55 build computes (proven under QEMU, DESIGN §7).
+isa = "helium" fixes the arithmetic to what the Cortex-M55 build computes (proven on QEMU's Cortex-M55).
 For isa = "scalar" the portable-C build's unknowns (f16_intermediates, accumulation, fma) are switches
 with the documented defaults: per-operation IEEE binary16 RNE, scalar order, no FMA. neg_inf_cast is a
 switch for both (-inf -> 0 by default).

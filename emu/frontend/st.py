@@ -27,7 +27,7 @@ Two device builds (FrontendParams.isa):
     evaluated in float32 and rounded to f16 when stored: -fexcess-precision=standard on x86); the
     `accumulation` ("scalar" | "lanes8") and `fma` switches apply to its mel dot products.
 Both honour inplace_power: the app stores the Nyquist power over Re X[n_fft/4] before the magnitude call,
-so the power at bin n_fft/4 is computed from P_nyquist and Im X[n_fft/4] (DESIGN §5.1 item 3).
+so the power at bin n_fft/4 is computed from P_nyquist and Im X[n_fft/4].
 """
 from __future__ import annotations
 
