@@ -123,3 +123,15 @@ def test_helium_ofast_column_equals_cortex_m55_ofast_build(app_m55, profile, spe
     assert_same_as_m55(p, dev, patches, f"{profile} -Ofast {spectrum} {log}")
     os_fft = st.compute_stages(patches[0], st.prepare(p.replace(optimization="Os")))["fft"]
     assert not np.array_equal(os_fft, dev[0]["fft"])
+
+
+@pytest.mark.parametrize("log", ["ln", "db"])
+@pytest.mark.parametrize("spectrum", ["power", "magnitude"])
+@pytest.mark.parametrize("n_fft", [256, 512, 1024, 2048])
+def test_helium_ofast_column_every_size_and_mode(app_m55, n_fft, spectrum, log):
+    """The -Ofast build over the same matrix as -Os."""
+    p = FrontendParams(**geometry(n_fft), spectrum=spectrum, log=log, optimization="Ofast", quant_scale=30 / 255,
+                       quant_zero_point=42)
+    patches = patches_for(p, n_fft + 3)
+    dev = m55_dsp.app_stages(app_m55("Ofast"), st.prepare(p), patches, inplace_power=True)
+    assert_same_as_m55(p, dev, patches, f"-Ofast n_fft {n_fft} {spectrum} {log}")
