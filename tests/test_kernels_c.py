@@ -2,14 +2,13 @@
 
 Oracles, each compared with np.array_equal (no tolerance):
 - `reference`: a vectorised numpy-int64 reference written in this file from DESIGN.md §3.1 (always present);
-- `numba`: the Numba kernels emu/kernels/*.py (skipped while a module does not exist yet);
+- `numba`: the Numba kernels emu/kernels/*.py;
 - `naive`: tests/naive.py (skipped while absent);
 - the CMSIS-NN conformance vectors in ../shared/conformance/cmsis-nn (skipped when absent).
 Hypothesis draws random shapes and parameters including extreme zero points, saturation, full-range
 biases (int32 wrap-around), large shifts and both roundings.
 """
 import importlib
-import importlib.util
 import re
 
 import numpy as np
@@ -17,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-ctwin = pytest.importorskip("emu.kernels.ctwin")
+from emu.kernels import ctwin  # noqa: E402  (the project's own module: an import failure must fail)
+
 if not ctwin.available():
     pytest.skip("emu._c_kernels is not built (pip install -e . or python csrc/build_kernels.py)",
                 allow_module_level=True)
@@ -237,17 +237,11 @@ REFERENCES = {
 
 
 def oracle(op, which):
-    """The implementation of `op` from oracle `which`; skips when that implementation does not exist yet."""
+    """The implementation of `op` from oracle `which` (a missing module or function is a failure)."""
     if which == "reference":
         return REFERENCES[op]
     name = f"emu.kernels.{NUMBA_MODULES[op]}" if which == "numba" else "naive"
-    if importlib.util.find_spec(name) is None:
-        pytest.skip(f"{name} does not exist yet")
-    mod = importlib.import_module(name)      # a module that exists but fails to import is a failure
-    fn = getattr(mod, op, None)
-    if fn is None:
-        pytest.skip(f"{mod.__name__}.{op} does not exist yet")
-    return fn
+    return getattr(importlib.import_module(name), op)
 
 
 def assert_same(got, want, what):

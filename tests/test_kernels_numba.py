@@ -469,7 +469,9 @@ def test_conformance_pooling(conformance_dir, case):
 # ---- C twins == Numba (when emu._c_kernels is built) ------------------------------------------------------
 
 def _c_backend():
-    pytest.importorskip("emu._c_kernels")
+    from emu.kernels import ctwin
+    if not ctwin.available():
+        pytest.skip("emu._c_kernels is not built (pip install -e . or python csrc/build_kernels.py)")
     return get_backend("c")
 
 

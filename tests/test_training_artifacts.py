@@ -159,7 +159,7 @@ def test_clips_are_small_16k_mono_int16(report):
 
 
 def test_example_clip_predictions_reproduce_on_emulator_features(report, frontend, labels):
-    st = pytest.importorskip("emu.frontend.st")
+    from emu.frontend import st
     state = st.prepare(frontend)
     sess = _session("model_qdq.onnx")
     name = sess.get_inputs()[0].name
