@@ -7,24 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from emu.frontend import helium_f16
-from emu.frontend.ctwin_st import _lib, pointer
+from emu.frontend import ctwin_st, helium_f16
+from emu.frontend.ctwin_st import _lib, need as _need, view_pointer as _ptr
 from emu.frontend.params import FrontendError
 
-
-def available() -> bool:
-    return _lib is not None and hasattr(_lib, "helium_rfft_fast_f16")
-
-
-def _need():
-    if not available():
-        raise FrontendError("the C twin emu._c_frontend_st (with csrc/helium_f16.c) is not built; "
-                            "run `pip install -e .` or `python3 csrc/build_frontend_st.py`")
-
-
-def _ptr(a, dtype, n, ctype, name):
-    """ctwin_st.pointer with an at-least length check (views into longer buffers are allowed)."""
-    return pointer(a, dtype, n, ctype, name, at_least=True)
+available = ctwin_st.available   # one extension, emu._c_frontend_st, holds every front-end twin
 
 
 def cfft_args(tables, fft_len):

@@ -8,25 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from emu.frontend import helium_f32
-from emu.frontend.ctwin_st import _ffi, _lib, pointer
+from emu.frontend import ctwin_st, helium_f32
+from emu.frontend.ctwin_st import _ffi, _lib, need as _need, view_pointer as _ptr
 from emu.frontend.params import FrontendError
 
-
-def available() -> bool:
-    # an extension built before csrc/helium_f32.c existed lacks the helium_ functions: treat it as absent
-    return _lib is not None and hasattr(_lib, "helium_rfft_fast_f32")
-
-
-def _need():
-    if not available():
-        raise FrontendError("the C twin emu._c_frontend_st (with helium_f32) is not built; "
-                            "run `python3 csrc/build_frontend_st.py` or `pip install -e .` in the repo")
-
-
-def _ptr(a, dtype, n, ctype, name):
-    """ctwin_st.pointer with an at-least length check (views into longer buffers are allowed)."""
-    return pointer(a, dtype, n, ctype, name, at_least=True)
+available = ctwin_st.available   # one extension, emu._c_frontend_st, holds every front-end twin
 
 
 def fft_struct(tables, fft_len, need_rtw):

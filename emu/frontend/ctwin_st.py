@@ -20,7 +20,8 @@ def available() -> bool:
     return _lib is not None
 
 
-def _need():
+def need():
+    """Raise the one-line error naming the build step when the C twin extension is absent."""
     if _lib is None:
         raise FrontendError("the C twin emu._c_frontend_st is not built; run `pip install -e .` in the repo")
 
@@ -36,6 +37,11 @@ def pointer(a, dtype, n, ctype, name, at_least=False):
     if a.size < n or (a.size != n and not at_least):
         raise FrontendError(f"C twin argument {name} has {a.size} elements, expected {'at least ' * at_least}{n}")
     return _ffi.cast(ctype + " *", a.ctypes.data)
+
+
+def view_pointer(a, dtype, n, ctype, name):
+    """`pointer` with an at-least length check (views into longer buffers are allowed)."""
+    return pointer(a, dtype, n, ctype, name, at_least=True)
 
 
 def _config(state: st.STState):
@@ -64,7 +70,7 @@ def _tables(state):
 
 def compute_stages_c(pcm_patch_int16, state: st.STState) -> dict:
     """emu.frontend.st.compute_stages computed by the C twin (same keys, shapes and dtypes)."""
-    _need()
+    need()
     p = state.params
     pcm = st.check_patch(pcm_patch_int16, p)
     n_fft, n_bins, nf, nm = p.n_fft, p.n_bins, p.n_frames, p.n_mels
@@ -118,7 +124,7 @@ def compute_patch_c(pcm_patch_int16, state: st.STState) -> np.ndarray:
 
 def rfft_packed_c(frame, state: st.STState) -> np.ndarray:
     """arm_rfft_fast of one n_fft frame (device-type values) by the C twin, packed output."""
-    _need()
+    need()
     n = state.params.n_fft
     buf = np.array(frame, dtype=np.float32, copy=True).reshape(-1)
     out = np.empty(n, np.float32)
@@ -130,7 +136,7 @@ def rfft_packed_c(frame, state: st.STState) -> np.ndarray:
 
 def mel_dot_c(spectrum_column, state: st.STState) -> np.ndarray:
     """Mel dot products of one spectrum column [n_bins] by the C twin (before the floor)."""
-    _need()
+    need()
     p = state.params
     col = np.ascontiguousarray(spectrum_column, dtype=np.float32)
     pointer(col, np.float32, p.n_bins, "float", "spectrum_column")
@@ -149,7 +155,7 @@ def mel_dot_c(spectrum_column, state: st.STState) -> np.ndarray:
 
 def quantize_c(values, state: st.STState) -> np.ndarray:
     """int8 quantization of float32 log values by the C twin (rounding/cast switches of the state)."""
-    _need()
+    need()
     v = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
     cfg = _config(state)
     return np.array([_lib.st_quantize(cfg, float(x)) for x in v], dtype=np.int8)

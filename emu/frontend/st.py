@@ -600,6 +600,15 @@ def _dot(spec, a, coefs, base, length, acc_mode, fma, prec, lanes):
 
 
 @njit(cache=True, inline="always")
+def _floor(v, prec):
+    """The app's floor of a mel energy: float16 `mel <= 0 -> (float16_t)FLT_MIN`, which is 0; float32
+    `mel < FLT_MIN -> FLT_MIN`."""
+    if prec == PREC_F32:
+        return _FLT_MIN if v < _FLT_MIN else v
+    return _ZERO if v <= _ZERO else v
+
+
+@njit(cache=True, inline="always")
 def _log(v, log_mode, neg_top_db, prec):
     """The app's log of a mel energy, stored in the device type: logf(v) (ln) or 10.0f * log10f(v) clamped
     below at -top_db (db); v = 0 (an f16 hole) gives -inf."""
@@ -710,12 +719,7 @@ def _column_kernel(pcm, n_frames, hop, win, pad_left, window, twiddle, rtwiddle,
             silence = _s(silence + spec[t, k], prec)
         for m in range(n_mels):
             a = start[m]
-            v = _dot(spec[t], a, coefs, offs[m], stop[m] - a + 1, acc_mode, fma, prec, lanes)
-            if prec == PREC_F32:
-                if v < _FLT_MIN:
-                    v = _FLT_MIN
-            elif v <= _ZERO:
-                v = _ZERO
+            v = _floor(_dot(spec[t], a, coefs, offs[m], stop[m] - a + 1, acc_mode, fma, prec, lanes), prec)
             mel[m, t] = v
             lv = _log(v, log_mode, neg_top_db, prec)
             logmel[m, t] = lv
@@ -813,12 +817,9 @@ def _helium_columns(fft_out, start, stop, offs, coefs, inv_scale, zp, is_f16, sp
             length = stop[m] - a + 1
             if is_f16:
                 v = helium_f16.dot_prod_f16(spec[t, a:a + length], coefs[offs[m]:offs[m] + length], length)
-                if v <= _ZERO:
-                    v = _ZERO                               # (float16_t)FLT_MIN is 0
             else:
                 v = helium_f32.dot_prod_f32(spec[t, a:a + length], coefs[offs[m]:offs[m] + length], length)
-                if v < _FLT_MIN:
-                    v = _FLT_MIN
+            v = _floor(v, prec)
             mel[m, t] = v
             lv = _log(v, log_mode, neg_top_db, prec)
             logmel[m, t] = lv
