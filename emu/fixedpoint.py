@@ -192,12 +192,20 @@ QP_MULT, QP_LEFT, QP_RIGHT, QP_NUDGE_POS, QP_NUDGE_NEG = range(5)
 QP_ROWS = 5
 
 
-def prepare_requantize(mult, shift, rounding):
+# How the one shift of SINGLE_ROUNDING rounds the 64-bit product p = acc * M by 2^right (nudges added before >>):
+# "half-up" (TFLite/CMSIS-NN single rounding: +2^(right-1) for every p), "half-away" (ties away from zero),
+# "floor" (a bare arithmetic shift), "toward-zero" (truncating division). Another accelerator's rounding is a new
+# entry here, never new kernel code.
+SINGLE_TIES = ("half-up", "half-away", "floor", "toward-zero")
+
+
+def prepare_requantize(mult, shift, rounding, tie="half-up"):
     """Per-channel pieces of the fixed-point requantizer (int32 arrays mult/shift of C values, rounding
     DOUBLE_ROUNDING or SINGLE_ROUNDING) -> int64 qp [QP_ROWS, C] for requantize_prepared:
     double: M, left = max(shift, 0), right = max(-shift, 0), nudge for v >= 0 = 2^(right-1) and for v < 0 =
     2^(right-1) - 1 (both 0 when right == 0): RDBP(v, right) == (v + nudge(v)) >> right on int32 v.
-    single: M, left 0, right = 31 - shift, both nudges 2^(30 - shift).
+    single: M, left 0, right = 31 - shift, nudges for p >= 0 / p < 0 by `tie` (SINGLE_TIES): half-up 2^(30-shift)
+    both; half-away 2^(30-shift) / 2^(30-shift) - 1; floor 0 / 0; toward-zero 0 / 2^(31-shift) - 1.
     Shifts must lie in backends.SHIFT_RANGE (double -62..62, single -31..30)."""
     mult = np.ascontiguousarray(mult, dtype=np.int32).reshape(-1)
     shift = np.ascontiguousarray(shift, dtype=np.int32).reshape(-1)
@@ -205,8 +213,15 @@ def prepare_requantize(mult, shift, rounding):
         raise ValueError(f"mult has {mult.size} values and shift {shift.size}; pass one of each per channel")
     if rounding not in (DOUBLE_ROUNDING, SINGLE_ROUNDING):
         raise ValueError(f"rounding {rounding!r} has no fixed-point epilogue; pass DOUBLE_ROUNDING or SINGLE_ROUNDING")
+    if tie not in SINGLE_TIES or (tie != "half-up" and rounding != SINGLE_ROUNDING):
+        raise ValueError(f"tie {tie!r} is not a rounding of the single-rounding shift; use one of {SINGLE_TIES} "
+                         f"with SINGLE_ROUNDING")
     qp = np.empty((QP_ROWS, mult.size), np.int64)
     _fill_requantize_pieces(mult, shift, rounding, qp)
+    if tie != "half-up":
+        half = qp[QP_NUDGE_POS].copy()
+        qp[QP_NUDGE_POS] = {"half-away": half, "floor": 0, "toward-zero": 0}[tie]
+        qp[QP_NUDGE_NEG] = {"half-away": half - 1, "floor": 0, "toward-zero": 2 * half - 1}[tie]
     return qp
 
 
@@ -234,10 +249,12 @@ def _fill_requantize_pieces(mult, shift, rounding, qp):
 def requantize_pieces(acc, m, left, right, nudge_pos, nudge_neg, rounding):
     """requantize(acc, mult, shift, rounding) from one channel's prepare_requantize pieces (int64), without branches
     on the data: double: x = int32(acc << left) (wraps), v = min((x*M + 2^30) >> 31, INT32_MAX) (SRDHM: only
-    x == M == INT32_MIN exceeds), (v + nudge(v)) >> right; single: int32((acc*M + nudge_pos) >> right)."""
+    x == M == INT32_MIN exceeds), (v + nudge(v)) >> right; single: p = acc*M,
+    int32((p + (nudge_neg if p < 0 else nudge_pos)) >> right)."""
     m32 = np.int64(np.int32(m))     # M is an int32 (qp stores it widened): tells LLVM to use a 32x32->64 multiply
     if rounding == 1:
-        return np.int32((np.int64(acc) * m32 + nudge_pos) >> right)
+        p = np.int64(acc) * m32
+        return np.int32((p + (nudge_neg if p < 0 else nudge_pos)) >> right)
     x = np.int64(np.int32(np.int64(acc) << left))
     v = min((x * m32 + np.int64(1073741824)) >> np.int64(31), np.int64(2147483647))
     return np.int32((v + (nudge_neg if v < 0 else nudge_pos)) >> right)

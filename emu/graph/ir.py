@@ -5,15 +5,12 @@ derives the integer kernel parameters of one arithmetic profile. Structural para
 explicit paddings, dilations, fused activation name, permutation...) live in Node.attrs, named alike
 for every importer.
 
-Ops (families of emu.kernels): conv2d, depthwise_conv2d, fully_connected, avg_pool, max_pool, softmax,
-add, mul, pad, reshape, transpose.
+Node.op names an entry of emu.graph.ops.REGISTRY (conv2d, depthwise_conv2d, fully_connected, avg_pool, max_pool,
+softmax, add, mul, concat, pad, reshape, transpose), the one table of op families.
 """
 from dataclasses import dataclass, field
 
 import numpy as np
-
-OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "avg_pool", "max_pool", "softmax", "add", "mul",
-       "pad", "reshape", "transpose")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """ONNX QDQ importer (onnxruntime quantize_static / PyTorch export) -> emu.graph.ir.Graph, with ST AI layout
-rules, and the model's I/O boundary (ModelRunner). The arithmetic lives in prepare.PROFILES ("onnxruntime":
-ORT/MLAS float32 requantization; "cmsis-nn": TFLite multipliers from the same scales) and Runtime.
+rules, and the model's I/O boundary (ModelRunner). The arithmetic lives in emu.graph.profiles ("onnxruntime":
+ORT/MLAS float32 requantization; "cmsis-nn": TFLite multipliers from the same scales), emu.graph.ops and Runtime.
 
     model = load_onnx_qdq("model_qdq.onnx")                 # OnnxModel(graph, io dtype, I/O quantization, tail)
     out = ModelRunner(model, "onnxruntime").run(x, input_boundary="float32")   # dict(output=int8, float=probs)
@@ -28,13 +28,13 @@ import numpy as np
 from ..errors import N6Error
 from .ir import Graph, Node, Tensor
 from .prepare import ort_default_elementwise, quantize_float
+from .profiles import resolve
 
 HOW_TO_QUANTIZE = ("quantize it with onnxruntime.quantization.quantize_static(..., quant_format=QuantFormat.QDQ, "
                    "per_channel=True) and a calibration data reader")
 TO_NHWC = (0, 2, 3, 1)
 TO_NCHW = (0, 3, 1, 2)
 INT8_MIN, INT8_MAX = -128, 127
-PROFILES = ("onnxruntime", "cmsis-nn")
 IO_LAYOUTS = ("original", "channel-last")
 INPUT_BOUNDARIES = ("int8", "float32")
 
@@ -580,8 +580,6 @@ def quantize_input(model, x, profile="onnxruntime"):
     x = np.asarray(x)
     if x.dtype == np.float32 and not _buffer_shape_ok(model.input_shape, x.shape):
         raise N6Error(f"the float input must have shape {model.input_shape} (or N x it), got {x.shape}")
-    if profile not in PROFILES:
-        raise N6Error(f"unknown arithmetic profile {profile!r}; choose one of {list(PROFILES)}")
     return from_internal(model, quantize_float(x, model.graph.tensors[model.graph.inputs[0]], profile))
 
 
@@ -627,16 +625,17 @@ def softmax_f32(x, axis=-1):
 class ModelRunner:
     """One imported model under one profile, prepared once (an emu.graph.runtime.Runtime plus the model's I/O
     boundary): run(x, input_boundary) -> dict(output=<io-typed buffer>, float=<dequantized (+softmax) or None>).
-    profile: 'onnxruntime' | 'cmsis-nn'; elementwise (onnxruntime): None = ort_default_elementwise(io dtype)."""
+    profile: a registered name ('onnxruntime', 'cmsis-nn', ...) or an ArithmeticProfile; elementwise (mlas profiles):
+    None = ort_default_elementwise(io dtype)."""
 
     def __init__(self, model, profile="onnxruntime", elementwise=None, backend="numba", rounding=None):
         from .runtime import Runtime
-        if profile not in PROFILES:
-            raise N6Error(f"unknown arithmetic profile {profile!r}; choose one of {list(PROFILES)}")
-        self.model, self.profile = model, profile
-        if profile == "onnxruntime" and elementwise is None:
+        arithmetic = resolve(profile, rounding)
+        if not arithmetic.fixed_point and elementwise is None:
             elementwise = ort_default_elementwise(model.io_dtype)
-        self.runtime = Runtime(model.graph, profile, backend=backend, rounding=rounding, elementwise=elementwise)
+        arithmetic = arithmetic.choose(elementwise=elementwise)
+        self.model, self.profile, self.arithmetic = model, arithmetic.name, arithmetic
+        self.runtime = Runtime(model.graph, arithmetic, backend=backend)
 
     @property
     def metadata(self):
@@ -650,7 +649,7 @@ class ModelRunner:
         if input_boundary not in INPUT_BOUNDARIES:
             raise N6Error(f"unknown input boundary {input_boundary!r}; choose one of {list(INPUT_BOUNDARIES)}")
         if input_boundary == "float32":
-            x = quantize_input(model, x, self.profile)
+            x = quantize_input(model, x, self.arithmetic)
         q = from_internal(model, self.runtime.run(to_internal(model, x)))
         f = None
         if model.output_tail is not None:

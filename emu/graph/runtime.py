@@ -1,24 +1,29 @@
 """Runtime: executes a prepared int8 graph with a kernel backend, keeping every tensor by name.
 
-Runtime(graph, profile="cmsis-nn", backend="numba", rounding=None, input_boundary=None, float_output=False)
+Runtime(graph, profile="cmsis-nn", backend="numba", rounding=None, input_boundary=None, float_output=False,
+        elementwise=None)   profile: a registered name or an emu.graph.profiles.ArithmeticProfile
   .run(inputs)      -> output array (one graph output) or tuple of arrays; a leading batch axis N in
                        the input gives N outputs (shape (N,) + output shape)
   .run_all(inputs)  -> dict tensor name -> int8 array for every activation (inputs, intermediates,
                        outputs), batched the same way
-  .metadata         -> dict(profile, rounding, backend, source, input_boundary, float_output): recorded
+  .metadata         -> dict(profile, rounding, backend, source, input_boundary, float_output, elementwise,
+                       arithmetic): recorded
                        with every result
   float_output=True -> run() returns float32(q - zp) * scale of each output (run_all stays int8)
 
 Planning: every activation buffer is allocated once per batch size (a plan); kernels write into them
-(they never allocate). cmsis-nn steps are bound once per plan (emu.kernels.backends.bind: arguments and scratch
-checked at plan time, the unchecked kernel per inference). A batch of N runs as one kernel call per layer when
+(they never allocate). The runtime is a loop over bound steps: each node's op family (emu.graph.ops) binds its
+prepared Params to the plan's buffers once per plan (arguments and scratch checked then, the unchecked kernel per
+inference). A batch of N runs as one kernel call per layer when
 every activation has a leading batch dimension of 1 that no layer moves (batch folded into axis 0); otherwise
 sample by sample.
 """
 import numpy as np
 
 from ..errors import N6Error
+from . import ops
 from .prepare import Prepared, prepare
+from .profiles import resolve
 
 BACKENDS = ("numba", "c")
 
@@ -37,27 +42,23 @@ def resolve_backend(backend):
     return get_backend(backend), backend
 
 
-def _pad4(shape):
-    return (1,) * (4 - len(shape)) + tuple(shape)
-
-
 class Runtime:
     """Executes one graph under one arithmetic profile with one kernel backend (see module doc)."""
 
     def __init__(self, graph, profile="cmsis-nn", backend="numba", rounding=None, input_boundary=None,
                  float_output=False, elementwise=None):
         if isinstance(graph, Prepared):
-            if rounding is not None and rounding != graph.rounding or profile != graph.profile or \
-                    elementwise is not None and elementwise != graph.elementwise:
+            if resolve(profile, rounding, elementwise) != graph.arithmetic:
                 raise N6Error("the prepared graph was made for another profile/rounding; pass the Graph instead")
             self.prepared = graph
         else:
             self.prepared = prepare(graph, profile, rounding, elementwise)
-        if self.prepared.profile == "onnxruntime" and backend not in ("numba",) and isinstance(backend, str):
-            raise N6Error(f"the {backend!r} kernel backend implements the cmsis-nn profile only; use backend "
-                          f"'numba' for the onnxruntime profile")
+        if not self.prepared.arithmetic.fixed_point and backend not in ("numba",) and isinstance(backend, str):
+            raise N6Error(f"the {backend!r} kernel backend implements fixed-point profiles only; use backend "
+                          f"'numba' for the {self.prepared.profile} profile")
         self.graph = self.prepared.graph
         self.kernels, self.backend = resolve_backend(backend)
+        self.arithmetic = self.prepared.arithmetic
         self.profile = self.prepared.profile
         self.rounding = self.prepared.rounding
         self._plans = {}
@@ -85,18 +86,19 @@ class Runtime:
     @property
     def metadata(self):
         return dict(profile=self.profile, rounding=self.rounding, backend=self.backend, source=self.graph.source,
-                    input_boundary=self.input_boundary, float_output=self.float_output, elementwise=self.elementwise)
+                    input_boundary=self.input_boundary, float_output=self.float_output, elementwise=self.elementwise,
+                    arithmetic=self.arithmetic.to_dict())
 
     def quantize_inputs(self, inputs):
         """Float32 input(s) -> the int8 input buffer(s) under this profile's QuantizeLinear rule (see __init__)."""
         from .prepare import quantize_float
         g = self.graph
         if isinstance(inputs, dict):
-            return {n: quantize_float(inputs[n], g.tensors[n], self.profile) if n in g.inputs else inputs[n]
+            return {n: quantize_float(inputs[n], g.tensors[n], self.arithmetic) if n in g.inputs else inputs[n]
                     for n in inputs}
         if isinstance(inputs, (list, tuple)):
-            return [quantize_float(a, g.tensors[n], self.profile) for n, a in zip(g.inputs, inputs)]
-        return quantize_float(inputs, g.tensors[g.inputs[0]], self.profile)
+            return [quantize_float(a, g.tensors[n], self.arithmetic) for n, a in zip(g.inputs, inputs)]
+        return quantize_float(inputs, g.tensors[g.inputs[0]], self.arithmetic)
 
     def dequantize_output(self, name, q):
         """float32(q - zero_point) * float32(scale) of graph output `name` (per-tensor quantization)."""
@@ -187,197 +189,10 @@ class Runtime:
         return np.ascontiguousarray(t.data, dtype=np.int8)
 
     def _step(self, node, buffers):
-        """A no-argument callable running `node` on the plan's buffers, bound by the profile's step builder."""
-        builder = self.STEP_BUILDERS.get(self.profile)
-        if builder is None:
-            raise N6Error(f"the runtime cannot execute profile {self.profile!r}; choose one of "
-                          f"{sorted(self.STEP_BUILDERS)}")
-        return builder(self, node, buffers)
-
-    def _cmsis_nn_step(self, node, buffers):
-        """cmsis-nn: the KERNEL SPEC kernels (emu.kernels) with the parameters of prepare.PROFILES['cmsis-nn'];
-        each step is bound once per plan (backends.bind: arguments checked here, unchecked kernel per run)."""
-        from ..kernels.backends import bind
-        k = self.kernels
-        p = self.prepared.params[node.name]
-        x = self._tensor(node.inputs[0], buffers)
-        out = buffers[node.outputs[0]]
-        op = node.op
-        if op == "conv2d":
-            args = (x, p["filt"], p["bias"], p["mult"], p["shift"], p["input_offset"], p["output_offset"],
-                    p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"], p["dilation_h"], p["dilation_w"],
-                    p["act_min"], p["act_max"], p["rounding"], out)
-            return bind(k, "conv_s8", *args)
-        if op == "depthwise_conv2d":
-            args = (x, p["filt"], p["bias"], p["mult"], p["shift"], p["ch_mult"], p["input_offset"],
-                    p["output_offset"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"],
-                    p["dilation_h"], p["dilation_w"], p["act_min"], p["act_max"], p["rounding"], out)
-            return bind(k, "depthwise_conv_s8", *args)
-        if op == "fully_connected":
-            depth = p["filt"].shape[1]
-            if x.size % depth:
-                raise N6Error(f"layer {node.name!r}: input of {x.size} values is not a multiple of the "
-                              f"weights' depth {depth}; check the model")
-            args = (x.reshape(-1, depth), p["filt"], p["bias"], p["mult"], p["shift"], p["input_offset"],
-                    p["filter_offset"], p["output_offset"], p["act_min"], p["act_max"], p["rounding"],
-                    out.reshape(-1, p["filt"].shape[0]))
-            return bind(k, "fully_connected_s8", *args)
-        if op == "avg_pool" and p.get("as_depthwise"):      # a rescaling mean (prepare._cmsis_mean)
-            args = (x, p["filt"], p["bias"], p["mult"], p["shift"], p["ch_mult"], p["input_offset"],
-                    p["output_offset"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"],
-                    p["dilation_h"], p["dilation_w"], p["act_min"], p["act_max"], p["rounding"], out)
-            return bind(k, "depthwise_conv_s8", *args)
-        if op in ("avg_pool", "max_pool"):
-            args = (x, p["kernel_h"], p["kernel_w"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"],
-                    p["act_min"], p["act_max"], out)
-            return bind(k, "avgpool_s8" if op == "avg_pool" else "maxpool_s8", *args)
-        if op == "softmax":
-            rows = x.reshape(-1, x.shape[-1])
-            args = (rows, p["mult"], p["shift"], p["diff_min"], out.reshape(rows.shape))
-            return bind(k, "softmax_s8", *args)
-        if op in ("add", "mul"):
-            flat, copies = self._flat_operands(node, buffers, out)
-            o = out.reshape(-1)
-            if op == "add":
-                args = (flat[0], flat[1], p["in1_offset"], p["in1_mult"], p["in1_shift"], p["in2_offset"],
-                        p["in2_mult"], p["in2_shift"], p["left_shift"], p["out_mult"], p["out_shift"],
-                        p["out_offset"], p["act_min"], p["act_max"], o)
-                fn = k.add_s8
-            else:
-                args = (flat[0], flat[1], p["in1_offset"], p["in2_offset"], p["out_mult"], p["out_shift"],
-                        p["out_offset"], p["act_min"], p["act_max"], p["rounding"], o)
-                fn = k.mul_s8
-
-            def run_elementwise():
-                for dst, src in copies:
-                    np.copyto(dst, src)
-                fn(*args)
-            return run_elementwise
-        if op == "pad":
-            pads = node.attrs["pads"]
-            if len(pads) > 4:
-                raise N6Error(f"layer {node.name!r} (pad): {len(pads)}-D padding is unsupported (at most 4-D)")
-            before = np.array([0] * (4 - len(pads)) + [b for b, _ in pads], np.int32)
-            args = (x.reshape(_pad4(x.shape)), before, p["pad_value"], out.reshape(_pad4(out.shape)))
-            return lambda: k.pad_s8(*args)
-        if op == "transpose":
-            perm = node.attrs["perm"]
-            if len(perm) > 4:
-                raise N6Error(f"layer {node.name!r} (transpose): {len(perm)}-D transposes are unsupported")
-            lead = 4 - len(perm)
-            perm4 = np.array(list(range(lead)) + [q + lead for q in perm], np.int32)
-            args = (x.reshape(_pad4(x.shape)), perm4, out.reshape(_pad4(out.shape)))
-            return lambda: k.transpose_s8(*args)
-        if op == "reshape":
-            src = x.reshape(out.shape)
-            return lambda: np.copyto(out, src)
-        raise N6Error(f"the runtime has no kernel for op {op} (layer {node.name!r})")
-
-    def _onnxruntime_step(self, node, buffers):
-        """onnxruntime: conv/depthwise/fully connected are the Numba cmsis-nn kernels bound with rounding FLOAT32_RNE,
-        the weights' filter_offset and the float32 scales of prepare.PROFILES['onnxruntime']; the other ops are
-        emu.kernels.ort (ORT/MLAS float math); MaxPool/Transpose/Reshape are the same kernels as cmsis-nn."""
-        from ..kernels import ort
-        from ..kernels.backends import bind, get_backend
-        from .prepare import ORT_UINT8_DOMAIN_SHIFT
-        p = self.prepared.params[node.name]
-        x = self._tensor(node.inputs[0], buffers)
-        out = buffers[node.outputs[0]]
-        op = node.op
-        geo = ("stride_h", "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w", "act_min", "act_max")
-        if op in ("conv2d", "depthwise_conv2d", "fully_connected"):
-            numba_kernels = get_backend("numba")
-            ort_epilogue = dict(scale=p["scale"])
-            if op != "fully_connected":
-                ort_epilogue["filter_offset"] = p["filter_offset"]
-        if op == "conv2d":
-            args = (x, p["filt"], p["bias"], None, None, p["input_offset"], p["output_offset"],
-                    *(p[k] for k in geo), p["rounding"], out)
-            return bind(numba_kernels, "conv_s8", *args, **ort_epilogue)
-        if op == "depthwise_conv2d":
-            args = (x, p["filt"], p["bias"], None, None, p["ch_mult"], p["input_offset"], p["output_offset"],
-                    *(p[k] for k in geo), p["rounding"], out)
-            return bind(numba_kernels, "depthwise_conv_s8", *args, **ort_epilogue)
-        if op == "fully_connected":
-            depth = p["filt"].shape[1]
-            if x.size % depth:
-                raise N6Error(f"layer {node.name!r}: input of {x.size} values is not a multiple of the "
-                              f"weights' depth {depth}; check the model")
-            args = (x.reshape(-1, depth), p["filt"], p["bias"], None, None, p["input_offset"], p["filter_offset"],
-                    p["output_offset"], p["act_min"], p["act_max"], p["rounding"], out.reshape(-1, p["filt"].shape[0]))
-            return bind(numba_kernels, "fully_connected_s8", *args, **ort_epilogue)
-        if op == "avg_pool" and p["global_pool"]:
-            args = (x, p["scale"], p["input_offset"], p["output_offset"], p["act_min"], p["act_max"], out)
-            return lambda: ort.global_avgpool_ort_s8(*args)
-        if op == "avg_pool":
-            args = (x, p["in_scale"], p["in_zero_point"], p["out_scale"], p["out_zero_point"], p["float_zero_point"],
-                    p["kernel_h"], p["kernel_w"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"],
-                    p["count_include_pad"], p["act_min"], p["act_max"], out)
-            return lambda: ort.avgpool_ort_s8(*args)
-        if op == "max_pool":
-            args = (x, p["kernel_h"], p["kernel_w"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"],
-                    p["act_min"], p["act_max"], out)
-            return lambda: self.kernels.maxpool_s8(*args)
-        if op in ("add", "mul"):
-            flat, copies = self._flat_operands(node, buffers, out)
-            args = (flat[0], flat[1], p["in_scales"][0], p["in_zps"][0], p["in_scales"][1], p["in_zps"][1],
-                    p["out_scale"], p["out_zp"], op == "mul")
-            if p["elementwise"] == "qlinear":
-                fn, args = ort.qlinear_binary_ort_s8, args + (ORT_UINT8_DOMAIN_SHIFT,)
-            else:
-                fn = ort.dq_binary_ort_s8
-            args = args + (p["act_min"], p["act_max"], out.reshape(-1))
-
-            def run_elementwise():
-                for dst, src in copies:
-                    np.copyto(dst, src)
-                fn(*args)
-            return run_elementwise
-        if op == "concat":
-            axis = p["axis"]
-            parts, start = [], 0
-            for i, name in enumerate(node.inputs):
-                src = self._tensor(name, buffers)
-                scratch = np.empty(src.shape, np.int8)
-                sl = [slice(None)] * out.ndim
-                sl[axis] = slice(start, start + src.shape[axis])
-                start += src.shape[axis]
-                parts.append((src.reshape(-1), p["in_scales"][i], p["in_zps"][i], scratch, out[tuple(sl)]))
-
-            def run_concat():
-                for src, s_in, z_in, scratch, dst in parts:
-                    ort.dq_requantize_ort_s8(src, s_in, z_in, p["out_scale"], p["out_zp"], scratch.reshape(-1))
-                    np.copyto(dst, scratch)
-            return run_concat
-        if op == "softmax":
-            rows = x.reshape(-1, x.shape[-1])
-            args = (rows, p["table"], p["y_scale"], p["out_zero_point_raw"], p["domain_shift"], out.reshape(rows.shape))
-            return lambda: ort.softmax_ort_s8(*args)
-        if op in ("transpose", "reshape"):
-            return self._cmsis_nn_step(node, buffers)
-        raise N6Error(f"the onnxruntime profile has no kernel for op {op} (layer {node.name!r})")
-
-    def _flat_operands(self, node, buffers, out):
-        """Equal-length flat views of a binary op's two inputs (broadcast ones copied into scratch before each
-        call): returns ([flat1, flat2], [(scratch, broadcast view), ...])."""
-        flat, copies = [], []
-        for name in node.inputs[:2]:
-            src = self._tensor(name, buffers)
-            if src.shape == out.shape:
-                flat.append(src.reshape(-1))
-                continue
-            try:
-                view = np.broadcast_to(src, out.shape)
-            except ValueError:
-                raise N6Error(f"layer {node.name!r} ({node.op}): input shape {src.shape} does not broadcast "
-                              f"to the output {out.shape}") from None
-            scratch = np.empty(out.shape, np.int8)
-            copies.append((scratch, view))
-            flat.append(scratch.reshape(-1))
-        return flat, copies
-
-    # profile name -> step builder(runtime, node, buffers); a new profile adds an entry (and its prepare branch)
-    STEP_BUILDERS = {"cmsis-nn": _cmsis_nn_step, "onnxruntime": _onnxruntime_step}
+        """A no-argument callable running `node` on the plan's buffers: its op family's bind (emu.graph.ops)."""
+        ins = [self._tensor(name, buffers) for name in node.inputs if name is not None]
+        return ops.family(node).bind(self.prepared.params[node.name], node, ins, buffers[node.outputs[0]],
+                                     self.kernels)
 
     # ---- execution --------------------------------------------------------------------------------
 

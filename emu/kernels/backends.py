@@ -136,12 +136,23 @@ def _min_max(a):
     return lo, hi
 
 
-def check_epilogue(count, rounding, bias, mult, shift, scale):
+def check_epilogue(count, rounding, bias, mult, shift, scale, qp=None):
     """The weighted kernels' requantization arguments (emu.fixedpoint.requantize_channel); returns
     (rounding, qp, scale) ready for the njit kernel. rounding DOUBLE_ROUNDING (0) / SINGLE_ROUNDING (1):
-    int32 mult/shift of `count` values, scale None, qp = fixedpoint.prepare_requantize(mult, shift, rounding);
+    int32 mult/shift of `count` values, scale None, qp = fixedpoint.prepare_requantize(mult, shift, rounding),
+    or a requantizer's own prepared int64 qp [QP_ROWS, count] (mult/shift then unused and may be None);
     FLOAT32_RNE (2): float32 scale of `count` values, mult/shift None or int32 of `count` values (unused; qp zeros)."""
     rounding = check_int("rounding", rounding, 0, FLOAT32_RNE)
+    if qp is not None:
+        if rounding == FLOAT32_RNE or scale is not None:
+            raise KernelArgumentError("qp (prepared fixed-point pieces) needs rounding 0 or 1 and scale=None")
+        check_array("bias", bias, np.int32, 1)
+        check_array("qp", qp, np.int64, 2)
+        for name, a in (("bias", bias), ("qp", qp)):
+            if a.shape[-1] != count or (name == "qp" and a.shape[0] != QP_ROWS):
+                raise KernelArgumentError(f"{name} has shape {a.shape}, expected "
+                                          f"{(QP_ROWS, count) if name == 'qp' else (count,)}")
+        return rounding, qp, None
     if rounding == FLOAT32_RNE:
         check_array("bias", bias, np.int32, 1)
         if bias.shape[0] != count:

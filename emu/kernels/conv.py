@@ -27,7 +27,7 @@ from emu.kernels.backends import (KernelArgumentError, check_activation, check_a
 
 
 def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-            dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None, *, filter_offset=0, scale=None):
+            dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None, *, filter_offset=0, scale=None, qp=None):
     """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs run_conv_s8.
     rounding FLOAT32_RNE takes the float32 per-channel `scale` (mult/shift may then be None).
 
@@ -36,21 +36,21 @@ def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h,
     """
     run_conv_s8(*_checked_conv_args(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w,
                                     pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch,
-                                    filter_offset, scale))
+                                    filter_offset, scale, qp))
 
 
 def bind_conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-                 dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None, *, filter_offset=0, scale=None):
+                 dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None, *, filter_offset=0, scale=None, qp=None):
     """Checks the arguments once (as conv_s8) and returns a no-argument callable running the unchecked kernel on
     these very arrays (a plan's buffers: their contents may change between calls, never their shape or dtype)."""
     return functools.partial(run_conv_s8, *_checked_conv_args(
         inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-        dilation_h, dilation_w, act_min, act_max, rounding, out, scratch, filter_offset, scale))
+        dilation_h, dilation_w, act_min, act_max, rounding, out, scratch, filter_offset, scale, qp))
 
 
 def _checked_conv_args(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top,
                        pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch, filter_offset,
-                       scale):
+                       scale, qp):
     """conv_s8's checks; returns run_conv_s8's arguments (scratch allocated when None)."""
     inp = check_array("inp", inp, np.int8, 4)
     filt = check_array("filt", filt, np.int8, 4)
@@ -64,7 +64,7 @@ def _checked_conv_args(inp, filt, bias, mult, shift, input_offset, output_offset
         raise KernelArgumentError(f"output channels {cout} are not divisible by groups {groups}")
     if out.shape[0] != n or out.shape[3] != cout:
         raise KernelArgumentError(f"out has shape {out.shape}, expected ({n}, OH, OW, {cout})")
-    rounding, qp, scale = check_epilogue(cout, rounding, bias, mult, shift, scale)
+    rounding, qp, scale = check_epilogue(cout, rounding, bias, mult, shift, scale, qp)
     geo = check_geometry(stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w)
     lo, hi = check_activation(act_min, act_max)
     check_no_alias(out, inp, filt)

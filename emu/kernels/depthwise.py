@@ -19,7 +19,7 @@ from emu.kernels.backends import (KernelArgumentError, check_activation, check_a
 
 def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
                       pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None, *,
-                      filter_offset=0, scale=None):
+                      filter_offset=0, scale=None, qp=None):
     """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _depthwise_conv_s8.
     rounding FLOAT32_RNE takes the float32 per-channel `scale` (mult/shift may then be None).
 
@@ -28,22 +28,22 @@ def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, outpu
     """
     _depthwise_conv_s8(*_checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset,
                                                 stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w,
-                                                act_min, act_max, rounding, out, scratch, filter_offset, scale))
+                                                act_min, act_max, rounding, out, scratch, filter_offset, scale, qp))
 
 
 def bind_depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
                            pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch=None, *,
-                           filter_offset=0, scale=None):
+                           filter_offset=0, scale=None, qp=None):
     """Checks the arguments once (as depthwise_conv_s8) and returns a no-argument callable running the unchecked
     kernel on these very arrays (contents may change between calls, never shapes or dtypes)."""
     return functools.partial(_depthwise_conv_s8, *_checked_depthwise_args(
         inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-        dilation_h, dilation_w, act_min, act_max, rounding, out, scratch, filter_offset, scale))
+        dilation_h, dilation_w, act_min, act_max, rounding, out, scratch, filter_offset, scale, qp))
 
 
 def _checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
                             pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, scratch,
-                            filter_offset, scale):
+                            filter_offset, scale, qp):
     """depthwise_conv_s8's checks; returns _depthwise_conv_s8's arguments (scratch allocated when None)."""
     inp = check_array("inp", inp, np.int8, 4)
     filt = check_array("filt", filt, np.int8, 4)
@@ -55,7 +55,7 @@ def _checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset,
         raise KernelArgumentError(f"filt has shape {filt.shape}, expected (1, KH, KW, {cout}) for Cin {cin} x ch_mult {ch_mult}")
     if out.shape[0] != n or out.shape[3] != cout:
         raise KernelArgumentError(f"out has shape {out.shape}, expected ({n}, OH, OW, {cout})")
-    rounding, qp, scale = check_epilogue(cout, rounding, bias, mult, shift, scale)
+    rounding, qp, scale = check_epilogue(cout, rounding, bias, mult, shift, scale, qp)
     geo = check_geometry(stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w)
     lo, hi = check_activation(act_min, act_max)
     check_no_alias(out, inp, filt)

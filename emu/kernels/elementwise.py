@@ -4,13 +4,14 @@ add: a = int32((x1 + in1_offset) << left_shift); a1 = requantize_double(a, in1_m
      out = clamp(requantize_double(int32(a1 + a2), out_mult, out_shift) + out_offset, act_min, act_max)
      (always double rounding: TFLite's MultiplyByQuantizedMultiplierSmallerThanOneExp).
 mul: acc = int32((x1 + in1_offset) * (x2 + in2_offset));
-     out = clamp(requantize(acc, out_mult, out_shift, rounding) + out_offset, act_min, act_max)
+     out = clamp(requantize(acc, out_mult, out_shift, rounding) + out_offset, act_min, act_max), evaluated as
+     fixedpoint.requantize_prepared on the pieces qp (derived here, or a requantizer's own with keyword qp)
 """
 import numpy as np
 from numba import njit
 
-from emu.fixedpoint import requantize, requantize_double, wrap_int32
-from emu.kernels.backends import (check_activation, check_array, check_int, check_no_alias, check_rounding,
+from emu.fixedpoint import requantize_double, requantize_prepared, wrap_int32
+from emu.kernels.backends import (check_activation, check_array, check_epilogue, check_int, check_no_alias,
                                   check_shape, check_shift)
 
 
@@ -31,18 +32,21 @@ def add_s8(in1, in2, in1_offset, in1_mult, in1_shift, in2_offset, in2_mult, in2_
             check_shift("out_shift", out_shift, 0), check_int("out_offset", out_offset), lo, hi, out)
 
 
-def mul_s8(in1, in2, in1_offset, in2_offset, out_mult, out_shift, out_offset, act_min, act_max, rounding, out):
-    """Checked entry point for _mul_s8."""
+def mul_s8(in1, in2, in1_offset, in2_offset, out_mult, out_shift, out_offset, act_min, act_max, rounding, out, *,
+           qp=None):
+    """Checked entry point for _mul_s8. qp: a requantizer's prepared int64 pieces [QP_ROWS, 1] (then out_mult and
+    out_shift are unused); None derives them from (out_mult, out_shift, rounding)."""
     in1 = check_array("in1", in1, np.int8, 1)
     in2 = check_array("in2", in2, np.int8, 1)
     out = check_array("out", out, np.int8, 1, writable=True)
     check_shape("in2", in2, in1.shape)
     check_shape("out", out, in1.shape)
-    rounding = check_rounding(rounding)
     lo, hi = check_activation(act_min, act_max)
+    rounding, qp, _ = check_epilogue(1, rounding, np.zeros(1, np.int32), None if qp is not None else
+                                     np.array([check_int("out_mult", out_mult)], np.int32),
+                                     None if qp is not None else np.array([check_int("out_shift", out_shift)], np.int32), None, qp)
     check_no_alias(out, in1, in2)
-    _mul_s8(in1, in2, check_int("in1_offset", in1_offset), check_int("in2_offset", in2_offset),
-            check_int("out_mult", out_mult), check_shift("out_shift", out_shift, rounding),
+    _mul_s8(in1, in2, check_int("in1_offset", in1_offset), check_int("in2_offset", in2_offset), qp,
             check_int("out_offset", out_offset), lo, hi, rounding, out)
 
 
@@ -63,10 +67,10 @@ def _add_s8(in1, in2, in1_offset, in1_mult, in1_shift, in2_offset, in2_mult, in2
 
 
 @njit(cache=True)
-def _mul_s8(in1, in2, in1_offset, in2_offset, out_mult, out_shift, out_offset, act_min, act_max, rounding, out):
+def _mul_s8(in1, in2, in1_offset, in2_offset, qp, out_offset, act_min, act_max, rounding, out):
     for i in range(in1.shape[0]):
         acc = wrap_int32((np.int64(in1[i]) + np.int64(in1_offset)) * (np.int64(in2[i]) + np.int64(in2_offset)))
-        v = np.int64(requantize(acc, out_mult, out_shift, rounding)) + np.int64(out_offset)
+        v = np.int64(requantize_prepared(acc, qp, 0, rounding)) + np.int64(out_offset)
         if v < act_min:
             v = act_min
         elif v > act_max:

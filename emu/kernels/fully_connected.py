@@ -15,24 +15,24 @@ from emu.kernels.backends import check_activation, check_array, check_epilogue, 
 
 
 def fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
-                       act_min, act_max, rounding, out, *, scale=None):
+                       act_min, act_max, rounding, out, *, scale=None, qp=None):
     """Checked entry point: validates dtypes/shapes/ranges (one-line KernelArgumentError), then runs _fully_connected_s8.
     rounding FLOAT32_RNE takes the float32 per-output `scale` (mult/shift may then be None)."""
     _fully_connected_s8(*_checked_fc_args(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
-                                          act_min, act_max, rounding, out, scale))
+                                          act_min, act_max, rounding, out, scale, qp))
 
 
 def bind_fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
-                            act_min, act_max, rounding, out, *, scale=None):
+                            act_min, act_max, rounding, out, *, scale=None, qp=None):
     """Checks the arguments once (as fully_connected_s8) and returns a no-argument callable running the unchecked
     kernel on these very arrays (contents may change between calls, never shapes or dtypes)."""
     return functools.partial(_fully_connected_s8, *_checked_fc_args(
         inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset, act_min, act_max, rounding, out,
-        scale))
+        scale, qp))
 
 
 def _checked_fc_args(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
-                     act_min, act_max, rounding, out, scale):
+                     act_min, act_max, rounding, out, scale, qp):
     """fully_connected_s8's checks; returns _fully_connected_s8's arguments."""
     inp = check_array("inp", inp, np.int8, 2)
     filt = check_array("filt", filt, np.int8, 2)
@@ -41,7 +41,7 @@ def _checked_fc_args(inp, filt, bias, mult, shift, input_offset, filter_offset, 
     out_ch = filt.shape[0]
     check_shape("filt", filt, (out_ch, k))
     check_shape("out", out, (n, out_ch))
-    rounding, qp, scale = check_epilogue(out_ch, rounding, bias, mult, shift, scale)
+    rounding, qp, scale = check_epilogue(out_ch, rounding, bias, mult, shift, scale, qp)
     lo, hi = check_activation(act_min, act_max)
     check_no_alias(out, inp, filt)
     return (inp, filt, bias, qp, scale, check_int("input_offset", input_offset),
