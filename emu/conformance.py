@@ -8,8 +8,8 @@ When the folder has a `test_data.h`, only the headers it includes are read (some
 headers of older generator versions under other file names).
 
 Public API (no printing here; emu/cli.py reports):
-  parse_defines(text) -> dict NAME -> int | tuple[int, ...] | str
-  parse_arrays(text)  -> dict name -> np.ndarray (declared C type) | None (NULL pointer)
+  parse_defines, parse_arrays: emu.cheader's header parser (re-exported; NAME -> int | float | tuple | str,
+                      name -> np.ndarray of the declared C type | None for a NULL pointer)
   discover(root)      -> sorted list of case folders under root (recursively, root included)
   run_case(path, backend="numba", rounding="double") -> CaseResult
   run_all(root, backend="numba", rounding="double")  -> list[CaseResult], one per discovered folder
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cheader import CHeaderError, parse_arrays, parse_defines, parse_includes
 from .errors import N6Error
 from .fixedpoint import ROUNDING_NAMES
 
@@ -52,91 +53,13 @@ class _Unrecognised(Exception):
     """The folder's content does not match a known case layout (reported as UNKNOWN, with the message)."""
 
 
-# ---- header parsing ---------------------------------------------------------------------------------
-
-_C_TYPES = {
-    "int8_t": np.int8, "q7_t": np.int8, "uint8_t": np.uint8,
-    "int16_t": np.int16, "q15_t": np.int16, "uint16_t": np.uint16,
-    "int32_t": np.int32, "q31_t": np.int32, "uint32_t": np.uint32,
-    "int64_t": np.int64, "q63_t": np.int64,
-}
-_TYPE_RE = "|".join(_C_TYPES)
-_ARRAY_RE = re.compile(
-    r"(?:\bstatic\s+)?(?:\bconst\s+)?\b(" + _TYPE_RE + r")\s+(\w+)\s*\[\s*(\w*)\s*\]\s*=\s*\{(.*?)\}\s*;", re.S)
-_POINTER_RE = re.compile(
-    r"(?:\bstatic\s+)?\bconst\s+(" + _TYPE_RE + r")\s*\*\s*(?:const\s+)?(\w+)\s*=\s*([A-Za-z_]\w*)\s*;")
-_INT_RE = re.compile(r"^([+-]?)\s*(0[xX][0-9a-fA-F]+|[0-9]+)[uUlL]*$")
-
-
-def _strip_comments(text):
-    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
-    return re.sub(r"//[^\n]*", "", text)
-
-
-def _parse_int(token):
-    m = _INT_RE.match(token.strip())
-    if m is None:
-        raise ValueError(f"{token.strip()!r} is not an integer literal")
-    value = int(m.group(2), 0)
-    return -value if m.group(1) == "-" else value
-
-
-def parse_defines(text):
-    """`#define NAME value` lines (with backslash continuations) -> dict. Values: int (decimal or hex, signed),
-    tuple of ints for brace lists `{5, 4, 20, 0,}`, otherwise the value text (e.g. 'SAME', 'true')."""
-    text = _strip_comments(text).replace("\\\n", " ")
-    defines = {}
-    for line in text.splitlines():
-        m = re.match(r"\s*#\s*define\s+(\w+)(?:\s+(.*))?$", line)
-        if m is None:
-            continue
-        raw = (m.group(2) or "").strip()
-        value = raw
-        while value.startswith("(") and value.endswith(")"):
-            value = value[1:-1].strip()
-        try:
-            if value.startswith("{") and value.endswith("}"):
-                value = tuple(_parse_int(t) for t in value[1:-1].split(",") if t.strip())
-            else:
-                value = _parse_int(value)
-        except ValueError:
-            value = raw
-        defines[m.group(1)] = value
-    return defines
-
-
-def parse_arrays(text):
-    """Typed C array definitions -> dict name -> np.ndarray of the declared type (values checked to fit and
-    counted against the declared length). `const T *const name = NULL;` gives None; `= other;` aliases other."""
-    text = _strip_comments(text)
-    arrays = {}
-    for ctype, name, length, body in _ARRAY_RE.findall(text):
-        tokens = [t for t in body.split(",") if t.strip()]
-        try:
-            values = [_parse_int(t) for t in tokens]
-        except ValueError as e:
-            raise ValueError(f"array {name}: {e}") from None
-        info = np.iinfo(_C_TYPES[ctype])
-        if any(v < info.min or v > info.max for v in values):
-            raise ValueError(f"array {name}: a value does not fit {ctype}")
-        if length and length.isdigit() and int(length) != len(values):
-            raise ValueError(f"array {name}: declared length {length}, {len(values)} values given")
-        arrays[name] = np.array(values, dtype=_C_TYPES[ctype])
-    for _ctype, name, target in _POINTER_RE.findall(text):
-        if target in ("NULL", "nullptr"):
-            arrays[name] = None
-        elif target in arrays:
-            arrays[name] = arrays[target]
-        else:
-            raise ValueError(f"pointer {name} refers to {target}, which is not defined before it")
-    return arrays
-
+# ---- header parsing (emu.cheader) ---------------------------------------------------------------------
 
 def _case_headers(folder):
     """Headers that make up the case: those test_data.h includes (when present), else every *.h."""
     index = folder / "test_data.h"
     if index.is_file():
-        names = re.findall(r'#\s*include\s+"([^"]+)"', index.read_text(errors="replace"))
+        names = parse_includes(index.read_text(errors="replace"))
         return [folder / n for n in names if (folder / n).is_file()]
     return sorted(p for p in folder.glob("*.h"))
 
@@ -263,11 +186,11 @@ def _read_headers(paths):
     defines, arrays = {}, {}
     for header in paths:
         text = header.read_text(errors="replace")
+        defines.update(parse_defines(text))
         try:
-            defines.update(parse_defines(text))
-            arrays.update(parse_arrays(text))
-        except ValueError as e:
-            raise _Unrecognised(f"{header.name}: {e}") from None
+            arrays.update(parse_arrays(text, source=header.name))
+        except CHeaderError as e:
+            raise _Unrecognised(str(e)) from None
     return defines, arrays
 
 

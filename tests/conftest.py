@@ -1,5 +1,9 @@
-"""Shared pytest fixtures: the ../shared folder (skip cleanly when absent) and the --run-slow flag."""
+"""Shared pytest fixtures: the ../shared folder (skip cleanly when absent, saying how to provide it), the C kernel
+extension (skip only when no C compiler can build it), and the --run-slow flag."""
 import os
+import shlex
+import shutil
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +37,14 @@ def run_slow(request):
     return request.config.getoption("--run-slow")
 
 
+_SHARED_HINT = "put the project's shared data folder next to the repository (../shared) or set N6EMU_SHARED to it"
+
+
 @pytest.fixture(scope="session")
 def shared_dir():
     if not SHARED.is_dir():
-        pytest.skip(f"{SHARED} is absent")
+        pytest.skip(f"oracle unavailable: {SHARED} (shared data: CMSIS-NN vectors, MLPerf Tiny model) is absent; "
+                    f"{_SHARED_HINT}")
     return SHARED
 
 
@@ -44,7 +52,7 @@ def shared_dir():
 def conformance_dir(shared_dir):
     d = shared_dir / "conformance" / "cmsis-nn"
     if not d.is_dir():
-        pytest.skip(f"{d} is absent")
+        pytest.skip(f"oracle unavailable: {d} (CMSIS-NN conformance vectors) is absent; {_SHARED_HINT}")
     return d
 
 
@@ -52,8 +60,45 @@ def conformance_dir(shared_dir):
 def mlperf_model(shared_dir):
     p = shared_dir / "models" / "kws_ref_model.tflite"
     if not p.is_file():
-        pytest.skip(f"{p} is absent")
+        pytest.skip(f"oracle unavailable: {p} (MLPerf Tiny KWS model) is absent; {_SHARED_HINT}")
     return p
+
+
+def _c_compiler():
+    """The C compiler cffi would build with ($CC, else Python's configured CC, else cc/gcc/clang), or None."""
+    configured = os.environ.get("CC") or sysconfig.get_config_var("CC") or ""
+    for cmd in shlex.split(configured)[:1] + ["cc", "gcc", "clang"]:
+        found = shutil.which(cmd)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def c_kernels():
+    """emu.kernels.ctwin with its extension emu._c_kernels loaded. Skips only when the extension is not built and
+    no C compiler exists to build it (a build-environment condition); fails when it does not load (a broken build)
+    or was not built although a compiler is there (the project's install step was skipped or failed)."""
+    from emu.kernels import ctwin
+    if ctwin.available():
+        return ctwin
+    try:
+        import emu._c_kernels  # noqa: F401  (ctwin could not: show why)
+    except ModuleNotFoundError as e:
+        if e.name != "emu._c_kernels":
+            pytest.fail(f"emu._c_kernels does not load: {e}; rebuild it with `pip install -e .`", pytrace=False)
+    except ImportError as e:
+        pytest.fail(f"emu._c_kernels is built but does not load ({e}); rebuild it with `pip install -e .`",
+                    pytrace=False)
+    else:
+        pytest.fail("emu._c_kernels imports but emu.kernels.ctwin did not load it; check ctwin's import",
+                    pytrace=False)
+    compiler = _c_compiler()
+    if compiler is None:
+        pytest.skip("emu._c_kernels is not built and no C compiler was found (CC, cc, gcc, clang); install gcc, "
+                    "then `pip install -e .` (or `python csrc/build_kernels.py`)")
+    pytest.fail(f"emu._c_kernels is not built although a C compiler ({compiler}) is available: run `pip install -e .` "
+                "(or `python csrc/build_kernels.py`) from the repository root", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

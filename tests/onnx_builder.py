@@ -4,6 +4,7 @@ build_float_model(spec, seed) -> onnx.ModelProto (float32, NCHW input [1,C,H,W])
 quantize_qdq(float_model, calibration, per_channel, activation_type) -> QDQ onnx.ModelProto (bytes on disk
 are not needed: onnxruntime quantizes through temporary files which are removed);
 ort_session(model) -> onnxruntime InferenceSession at the default optimization level.
+onnxruntime is the oracle (a test extra): without it the tests using these helpers skip, saying how to install it.
 
 Layer spec entries (dicts): conv(cout,k,stride,pad,group,dilation,relu|relu6|none), maxpool(k,stride,pad),
 avgpool(k,stride,pad), gap, flatten, gemm(out), add_branch (conv branch summed with its input),
@@ -14,9 +15,16 @@ import tempfile
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
+ORT_MISSING = 'oracle unavailable: onnxruntime is not installed; pip install -e ".[test]"'
+
+
+def onnxruntime():
+    """The onnxruntime module, or a skip of the calling test naming how to install it."""
+    return pytest.importorskip("onnxruntime", reason=ORT_MISSING)
 
 
 class _Builder:
@@ -134,6 +142,7 @@ def quantize_qdq(float_model, calibration, per_channel=True, activation_type="in
                  extra_options=None, float_softmax=True):
     """onnxruntime.quantization.quantize_static in QDQ format; calibration = list of float32 inputs.
     float_softmax: keep Softmax float (nodes_to_exclude, the ST tail); False quantizes it (QLinearSoftmax)."""
+    onnxruntime()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     with tempfile.TemporaryDirectory() as d:
@@ -149,7 +158,7 @@ def quantize_qdq(float_model, calibration, per_channel=True, activation_type="in
 
 
 def ort_session(model, optimized_path=None):
-    import onnxruntime as ort
+    ort = onnxruntime()
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1

@@ -10,37 +10,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import naive
 from emu.conformance import CaseResult, discover, parse_arrays, parse_defines, run_all, run_case
 from emu.errors import N6Error
+from emu.kernels import ctwin
+from emu.kernels.backends import get_backend
 
 
-def _get_backend(name):
-    if name == "naive":  # tests/naive.py: the obvious reference implementations, same names and arguments
-        import naive
-        return naive
-    from emu.kernels.backends import get_backend
-    return get_backend(name)
-
-
-def _backend_or_skip(name):
-    try:
-        return _get_backend(name)
-    except ImportError as e:  # a kernel module of that backend is not in the tree yet
-        pytest.skip(f"backend {name!r} is incomplete: {e}")
-    except N6Error as e:  # e.g. the C extension is not built
-        pytest.skip(f"backend {name!r} is unavailable: {e}")
+@pytest.fixture
+def kernels_named(request):
+    """Kernel namespace for a backend name: tests/naive.py, the Numba kernels, or the C twins (the c_kernels
+    fixture: skipped only when no C compiler can build them). Any import problem of the project's own code fails."""
+    def get(name):
+        if name == "naive":  # tests/naive.py: the obvious reference implementations, same names and arguments
+            return naive
+        if name == "c":
+            request.getfixturevalue("c_kernels")
+        return get_backend(name)
+    return get
 
 
 @pytest.fixture(scope="module")
 def any_backend():
     """A complete kernel backend for tests about the runner itself (C when built, else Numba)."""
-    for name in ("c", "numba"):
-        try:
-            _get_backend(name)
-            return name
-        except (ImportError, N6Error):
-            continue
-    pytest.skip("no complete kernel backend is available")
+    return "c" if ctwin.available() else "numba"
 
 
 # ---- header parser -------------------------------------------------------------------------------------
@@ -172,8 +165,8 @@ _KINDS = {"conv_s8", "depthwise_conv_s8", "fully_connected_s8", "fully_connected
 
 
 @pytest.mark.parametrize("backend", ["numba", "c", "naive"])
-def test_every_conformance_case_passes(conformance_dir, backend):
-    kernels = _backend_or_skip(backend)
+def test_every_conformance_case_passes(conformance_dir, kernels_named, backend):
+    kernels = kernels_named(backend)
     results = run_all(conformance_dir, backend=kernels)
     assert len(results) == len(_expected_case_dirs(conformance_dir))
     bad = [r for r in results if r.status != "PASS"]
@@ -228,8 +221,6 @@ def _out_shape(case_dir, op):
 ])
 def test_corrupted_reference_fails_at_its_nhwc_position(conformance_dir, tmp_path, any_backend, case, ref_file, op):
     src = conformance_dir / case
-    if not src.is_dir():
-        pytest.skip(f"{case} absent")
     rng = np.random.default_rng(zlib.crc32(case.encode()))
     for trial in range(2):
         dst = tmp_path / f"{trial}" / case
@@ -343,12 +334,12 @@ def test_network_intermediate_reference_is_checked(conformance_dir, tmp_path, an
     assert r.n_mismatch > 0 and len(r.first_mismatch) == 4
 
 
-def test_single_rounding_is_a_real_switch(conformance_dir):
+def test_single_rounding_is_a_real_switch(conformance_dir, kernels_named):
     """The reference data is double rounding: single rounding must break some requantizing cases (never make
     a folder UNKNOWN), and both backends must disagree with the data in exactly the same places."""
     per_backend = {}
     for name in ("numba", "c"):
-        kernels = _backend_or_skip(name)
+        kernels = kernels_named(name)
         per_backend[name] = run_all(conformance_dir, backend=kernels, rounding="single")
     for results in per_backend.values():
         assert not [r for r in results if r.status == "UNKNOWN"]
@@ -387,7 +378,7 @@ def test_mutated_config_never_raises(conformance_dir, case, pick, value):
     """Any one define changed to another value: a CaseResult comes back (usually UNKNOWN or FAIL), no exception."""
     import tempfile
     from pathlib import Path
-    kernels = _backend_or_skip("numba")
+    kernels = get_backend("numba")
     with tempfile.TemporaryDirectory() as tmp:
         dst = Path(tmp) / case
         shutil.copytree(conformance_dir / case, dst)

@@ -1,7 +1,8 @@
-"""emu/fixedpoint.py against exact arbitrary-precision oracles written here (Python ints and Fractions).
+"""emu/fixedpoint.py against exact arbitrary-precision oracles (Python ints and Fractions).
 
-The oracles follow the definitions (TFLite QuantizeMultiplier via frexp, gemmlowp SRDHM / RDBP, TFLite
-MultiplyByQuantizedMultiplier double and single rounding), not the module's code.
+The oracles follow the definitions, not the module's code: TFLite QuantizeMultiplier via frexp (written here,
+in Fractions); gemmlowp SRDHM / RDBP and TFLite MultiplyByQuantizedMultiplier double and single rounding are
+tests/naive.py's (the one naive reference of the kernels and their primitives).
 """
 import math
 from fractions import Fraction
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 from numba import njit
 
+import naive
 from emu import fixedpoint as fx
 from emu.kernels.backends import SHIFT_RANGE
 
@@ -22,19 +24,10 @@ PROPS = settings(max_examples=200, deadline=None)
 
 # ---- exact oracles ------------------------------------------------------------------------------------
 
-def wrap32(x):
-    return (x + (1 << 31)) % (1 << 32) - (1 << 31)
-
-
 def round_half_away(fr):
     """Nearest integer to a Fraction, ties away from zero."""
     q = math.floor(abs(fr) + Fraction(1, 2))
     return q if fr >= 0 else -q
-
-
-def round_half_up(fr):
-    """Nearest integer to a Fraction, ties toward +inf."""
-    return math.floor(fr + Fraction(1, 2))
 
 
 def oracle_quantize_multiplier(d, single_rounding=False):
@@ -56,25 +49,6 @@ def oracle_quantize_multiplier(d, single_rounding=False):
     if single_rounding and e > 30:
         return INT32_MAX, 30
     return m, e
-
-
-def oracle_srdhm(a, b):
-    if a == b == INT32_MIN:
-        return INT32_MAX
-    return round_half_up(Fraction(a * b, 1 << 31))
-
-
-def oracle_rdbp(x, e):
-    return round_half_away(Fraction(x, 1 << e))
-
-
-def oracle_requantize_double(acc, m, s):
-    x = wrap32(acc * (1 << max(s, 0)))          # int32 multiply by 2^left wraps
-    return oracle_rdbp(oracle_srdhm(x, m), max(-s, 0))
-
-
-def oracle_requantize_single(acc, m, s):
-    return wrap32(round_half_up(Fraction(acc * m, 1 << (31 - s))))
 
 
 # ---- quantize_multiplier -----------------------------------------------------------------------------
@@ -156,7 +130,7 @@ def test_softmax_prepare_example_from_design():
 @example(3, 1 << 30)        # 1.5 -> 2
 @example(-3, 1 << 30)       # -1.5 -> -1
 def test_srdhm(a, b):
-    assert int(fx.srdhm(a, b)) == oracle_srdhm(a, b)
+    assert int(fx.srdhm(a, b)) == naive.srdhm(a, b)
 
 
 @PROPS
@@ -177,7 +151,7 @@ def test_srdhm_exact_ties(k, p):
 @example(INT32_MIN, 31)
 @example(INT32_MAX, 31)
 def test_rdbp(x, e):
-    assert int(fx.rdbp(x, e)) == oracle_rdbp(x, e)
+    assert int(fx.rdbp(x, e)) == naive.rdbp(x, e)
 
 
 @PROPS
@@ -201,7 +175,7 @@ mults = st.one_of(st.sampled_from([0, 1 << 30, INT32_MAX, INT32_MIN]), st.intege
 @example(3, 1 << 30, 31 - 31)
 @example(1 << 24, 1 << 30, 8)         # (1<<24) << 8 = 2^32 wraps to 0
 def test_requantize_double(acc, m, s):
-    want = oracle_requantize_double(acc, m, s)
+    want = naive.requantize(acc, m, s, fx.DOUBLE_ROUNDING)
     assert int(fx.requantize_double(acc, m, s)) == want
     assert int(fx.requantize(acc, m, s, fx.DOUBLE_ROUNDING)) == want
 
@@ -213,7 +187,7 @@ def test_requantize_double(acc, m, s):
 @example(1, 1 << 30, 0)               # 0.5 -> 1 (ties toward +inf)
 @example(-1, 1 << 30, 0)              # -0.5 -> 0
 def test_requantize_single(acc, m, s):
-    want = oracle_requantize_single(acc, m, s)
+    want = naive.requantize(acc, m, s, fx.SINGLE_ROUNDING)
     assert int(fx.requantize_single(acc, m, s)) == want
     assert int(fx.requantize(acc, m, s, fx.SINGLE_ROUNDING)) == want
 
@@ -270,16 +244,16 @@ def test_prepared_requantize_every_shift(rounding):
 @example(INT32_MIN, INT32_MAX, -32, False)    # RDBP tie beyond 31 bits
 @example(INT32_MIN, INT32_MIN, 30, True)
 def test_prepared_requantize_matches_oracle(acc, m, s, single):
-    """requantize_prepared against the independent Python oracles (and requantize_double / requantize_single)."""
+    """requantize_prepared against tests/naive.py's requantize (and requantize_double / requantize_single)."""
     rounding = fx.SINGLE_ROUNDING if single else fx.DOUBLE_ROUNDING
     if single:
         s = max(-31, min(30, s))
     qp = fx.prepare_requantize(np.array([m], np.int32), np.array([s], np.int32), rounding)
     if single:
-        want = oracle_requantize_single(acc, m, s)
+        want = naive.requantize(acc, m, s, fx.SINGLE_ROUNDING)
         assert int(fx.requantize_single(acc, m, s)) == want
     else:
-        want = oracle_requantize_double(acc, m, s)
+        want = naive.requantize(acc, m, s, fx.DOUBLE_ROUNDING)
         assert int(fx.requantize_double(acc, m, s)) == want
     assert int(fx.requantize_prepared(np.int32(acc), qp, 0, rounding)) == want
 
@@ -303,8 +277,7 @@ def test_requantize_row_equals_clamped_requantize(acc_list, s0, off, a, b, singl
     act_min, act_max = min(a, b), max(a, b)
     out = np.full(acc.size + 5, 77, np.int8)
     _row(acc, fx.prepare_requantize(mult, shift, rounding), off, act_min, act_max, rounding, out)
-    want = [min(max(oracle_requantize_single(int(x), int(m), int(s)) if single
-                    else oracle_requantize_double(int(x), int(m), int(s)), act_min - off), act_max - off) + off
+    want = [min(max(naive.requantize(int(x), int(m), int(s), rounding), act_min - off), act_max - off) + off
             for x, m, s in zip(acc, mult, shift)]
     assert out[3:3 + acc.size].tolist() == want
     assert out[:3].tolist() == [77] * 3 and out[3 + acc.size:].tolist() == [77] * 2
@@ -338,7 +311,7 @@ def test_rounding_code_names():
 @PROPS
 @given(st.integers(-(1 << 40), 1 << 40), st.integers(-128, 127), st.integers(-128, 127))
 def test_wrap_and_saturate(x, lo, hi):
-    assert int(fx.wrap_int32(x)) == wrap32(x)
+    assert int(fx.wrap_int32(x)) == naive.wrap32(x)
     lo, hi = min(lo, hi), max(lo, hi)
     assert int(fx.saturate(x, lo, hi)) == min(max(x, lo), hi)
 

@@ -1,29 +1,29 @@
 """C twins of the int8 network kernels (emu.kernels.ctwin -> emu._c_kernels) are bit-exact.
 
 Oracles, each compared with np.array_equal (no tolerance):
-- `reference`: a vectorised numpy-int64 reference written in this file from DESIGN.md §3.1 (always present);
+- `naive`: tests/naive.py, the one obvious reference of every kernel and fixed-point primitive;
 - `numba`: the Numba kernels emu/kernels/*.py;
-- `naive`: tests/naive.py (skipped while absent);
 - the CMSIS-NN conformance vectors in ../shared/conformance/cmsis-nn (skipped when absent).
 Hypothesis draws random shapes and parameters including extreme zero points, saturation, full-range
 biases (int32 wrap-around), large shifts and both roundings.
+Every test needs the built extension (the `c_kernels` fixture of conftest.py: skipped only without a C compiler).
 """
 import importlib
-import re
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import naive
+from emu import cheader
+from emu import fixedpoint as fp
 from emu.kernels import ctwin  # noqa: E402  (the project's own module: an import failure must fail)
 
-if not ctwin.available():
-    pytest.skip("emu._c_kernels is not built (pip install -e . or python csrc/build_kernels.py)",
-                allow_module_level=True)
+pytestmark = pytest.mark.usefixtures("c_kernels")
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
-ORACLES = ["reference", "numba", "naive"]
+ORACLES = ["numba", "naive"]
 # op name -> Numba module under emu.kernels (layout suggested by DESIGN.md §2)
 NUMBA_MODULES = {
     "conv_s8": "conv", "depthwise_conv_s8": "depthwise", "fully_connected_s8": "fully_connected",
@@ -34,214 +34,11 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 SLOW_SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-# ----------------------------------------------------------------------------------------------------
-# independent numpy-int64 reference (DESIGN.md §3.1)
-# ----------------------------------------------------------------------------------------------------
-
-def wrap32(x):
-    x = np.asarray(x, np.int64)
-    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-
-
-def ref_srdhm(a, b):
-    a = np.asarray(a, np.int64)
-    b = np.asarray(b, np.int64)
-    r = (a * b + (1 << 30)) >> 31                      # numpy >> on int64 floors
-    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, r)
-
-
-def ref_rdbp(x, e):
-    x = np.asarray(x, np.int64)
-    e = np.asarray(e, np.int64)
-    mask = (np.int64(1) << e) - 1
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> e) + ((x & mask) > threshold)
-
-
-def ref_requant(acc, mult, shift, rounding):
-    acc = np.asarray(acc, np.int64)
-    mult = np.asarray(mult, np.int64)
-    shift = np.asarray(shift, np.int64)
-    if rounding == 1:
-        total = 31 - shift
-        return wrap32((acc * mult + (np.int64(1) << (total - 1))) >> total)
-    left = np.maximum(shift, 0)
-    return ref_rdbp(ref_srdhm(wrap32(acc << left), mult), np.maximum(-shift, 0))
-
-
-def ref_activate(v, out_offset, lo, hi):
-    return np.clip(np.asarray(v, np.int64) + out_offset, lo, hi).astype(np.int8)
-
-
-def ref_conv(inp, filt, bias, mult, shift, input_offset, output_offset, sh, sw, pt, pl, dh, dw, lo, hi,
-             rounding, out):
-    n, h, w, cin = inp.shape
-    cout, kh, kw, cin_g = filt.shape
-    _, oh, ow, _ = out.shape
-    groups = cin // cin_g
-    per_group = cout // groups
-    acc = np.zeros((n, oh, ow, cout), np.int64) + bias.astype(np.int64)
-    x = inp.astype(np.int64) + input_offset
-    for fy in range(kh):
-        for fx in range(kw):
-            for oy in range(oh):
-                iy = oy * sh - pt + fy * dh
-                if not 0 <= iy < h:
-                    continue
-                for ox in range(ow):
-                    ix = ox * sw - pl + fx * dw
-                    if not 0 <= ix < w:
-                        continue
-                    for g in range(groups):
-                        xs = x[:, iy, ix, g * cin_g:(g + 1) * cin_g]                    # [n, cin_g]
-                        ws = filt[g * per_group:(g + 1) * per_group, fy, fx, :].astype(np.int64)
-                        acc[:, oy, ox, g * per_group:(g + 1) * per_group] += xs @ ws.T
-    out[...] = ref_activate(ref_requant(wrap32(acc), mult, shift, rounding), output_offset, lo, hi)
-
-
-def ref_depthwise(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, sh, sw, pt, pl, dh, dw,
-                  lo, hi, rounding, out):
-    n, h, w, cin = inp.shape
-    x = np.repeat(inp.astype(np.int64) + input_offset, ch_mult, axis=3)   # channel oc = ic*ch_mult + m
-    _, kh, kw, cout = filt.shape
-    _, oh, ow, _ = out.shape
-    acc = np.zeros((n, oh, ow, cout), np.int64) + bias.astype(np.int64)
-    for fy in range(kh):
-        for fx in range(kw):
-            for oy in range(oh):
-                iy = oy * sh - pt + fy * dh
-                if not 0 <= iy < h:
-                    continue
-                for ox in range(ow):
-                    ix = ox * sw - pl + fx * dw
-                    if 0 <= ix < w:
-                        acc[:, oy, ox, :] += x[:, iy, ix, :] * filt[0, fy, fx, :].astype(np.int64)
-    out[...] = ref_activate(ref_requant(wrap32(acc), mult, shift, rounding), output_offset, lo, hi)
-
-
-def ref_fc(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset, lo, hi, rounding, out):
-    acc = (inp.astype(np.int64) + input_offset) @ (filt.astype(np.int64) + filter_offset).T + bias
-    out[...] = ref_activate(ref_requant(wrap32(acc), mult, shift, rounding), output_offset, lo, hi)
-
-
-def _pool_windows(inp, kh, kw, sh, sw, pt, pl, out):
-    n, h, w, c = inp.shape
-    _, oh, ow, _ = out.shape
-    for oy in range(oh):
-        for ox in range(ow):
-            y0, x0 = oy * sh - pt, ox * sw - pl
-            ys = slice(max(y0, 0), max(min(y0 + kh, h), 0))      # a negative stop would count from the end
-            xs = slice(max(x0, 0), max(min(x0 + kw, w), 0))
-            yield oy, ox, inp[:, ys, xs, :].astype(np.int64).reshape(n, -1, c)
-
-
-def ref_avgpool(inp, kh, kw, sh, sw, pt, pl, lo, hi, out):
-    for oy, ox, win in _pool_windows(inp, kh, kw, sh, sw, pt, pl, out):
-        s = win.sum(axis=1)
-        cnt = win.shape[1]
-        num = np.where(s > 0, s + cnt // 2, s - cnt // 2)
-        avg = np.sign(num) * (np.abs(num) // cnt)            # C truncating division
-        out[:, oy, ox, :] = np.clip(avg, lo, hi)
-
-
-def ref_maxpool(inp, kh, kw, sh, sw, pt, pl, lo, hi, out):
-    for oy, ox, win in _pool_windows(inp, kh, kw, sh, sw, pt, pl, out):
-        mx = win.max(axis=1) if win.shape[1] else np.full(win.shape[::2], -128)
-        out[:, oy, ox, :] = np.clip(mx, lo, hi)
-
-
-def ref_add(in1, in2, o1, m1, s1, o2, m2, s2, left_shift, om, osh, ooff, lo, hi, out):
-    a = ref_requant(wrap32((in1.astype(np.int64) + o1) << left_shift), m1, s1, 0)
-    b = ref_requant(wrap32((in2.astype(np.int64) + o2) << left_shift), m2, s2, 0)
-    out[...] = ref_activate(ref_requant(wrap32(a + b), om, osh, 0), ooff, lo, hi)
-
-
-def ref_mul(in1, in2, o1, o2, om, osh, ooff, lo, hi, rounding, out):
-    acc = wrap32((in1.astype(np.int64) + o1) * (in2.astype(np.int64) + o2))
-    out[...] = ref_activate(ref_requant(acc, om, osh, rounding), ooff, lo, hi)
-
-
-def ref_pad(inp, pad_before, pad_value, out):
-    out[...] = pad_value
-    idx = tuple(slice(int(b), int(b) + s) for b, s in zip(pad_before, inp.shape))
-    out[idx] = inp
-
-
-def ref_transpose(inp, perm, out):
-    out[...] = np.transpose(inp, [int(p) for p in perm])
-
-
-# gemmlowp fixed point on Python ints (scalar), for the softmax reference
-def _s(a, b):
-    return int(ref_srdhm(a, b))
-
-
-def _r(x, e):
-    return int(ref_rdbp(x, e))
-
-
-def _w(x):
-    return int(wrap32(x))
-
-
-def _sat_shl(x, e):
-    if x >= 1 << (31 - e):
-        return INT32_MAX
-    if x < -(1 << (31 - e)):
-        return INT32_MIN
-    return x << e
-
-
-def ref_exp_on_negative_values(a):
-    q = 1 << 24
-    amq = _w((a & (q - 1)) - q)
-    x = _w(_sat_shl(amq, 5) + (1 << 28))
-    x2 = _s(x, x)
-    x3 = _s(x2, x)
-    x4 = _s(x2, x2)
-    poly = _r(_w(_s(_w(_r(x4, 2) + x3), 715827883) + x2), 1)
-    result = _w(1895147668 + _s(1895147668, _w(x + poly)))
-    remainder = _w(amq - a)
-    for i, m in enumerate((1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242)):
-        if remainder & (1 << (24 + i)):
-            result = _s(result, m)
-    return INT32_MAX if a == 0 else result
-
-
-def ref_one_over_one_plus_x(a):
-    total = a + INT32_MAX
-    half = (total + 1) // 2 if total >= 0 else -((-total + 1) // 2)
-    x = _w(1515870810 + _s(half, -1010580540))
-    for _ in range(3):
-        x = _w(x + _sat_shl(_s(x, _w((1 << 29) - _s(half, x))), 2))
-    return _sat_shl(x, 1)
-
-
-def ref_softmax(inp, mult, shift, diff_min, out):
-    for r, row in enumerate(inp.astype(np.int64)):
-        mx = int(row.max())
-        exps = [ref_exp_on_negative_values(_s(_w((int(v) - mx) << shift), mult)) if int(v) - mx >= diff_min else None
-                for v in row]
-        total = _w(sum(_r(e, 12) for e in exps if e is not None))
-        headroom = 32 - (total & 0xFFFFFFFF).bit_length()
-        scale = ref_one_over_one_plus_x(_w(((total << headroom) & 0xFFFFFFFF) - (1 << 31)))
-        for c, e in enumerate(exps):
-            out[r, c] = -128 if e is None else max(-128, min(127, _r(_s(scale, e), 35 - headroom) - 128))
-
-
-REFERENCES = {
-    "conv_s8": ref_conv, "depthwise_conv_s8": ref_depthwise, "fully_connected_s8": ref_fc,
-    "avgpool_s8": ref_avgpool, "maxpool_s8": ref_maxpool, "softmax_s8": ref_softmax, "add_s8": ref_add,
-    "mul_s8": ref_mul, "pad_s8": ref_pad, "transpose_s8": ref_transpose,
-}
-
-
 def oracle(op, which):
     """The implementation of `op` from oracle `which` (a missing module or function is a failure)."""
-    if which == "reference":
-        return REFERENCES[op]
-    name = f"emu.kernels.{NUMBA_MODULES[op]}" if which == "numba" else "naive"
-    return getattr(importlib.import_module(name), op)
+    if which == "naive":
+        return getattr(naive, op)
+    return getattr(importlib.import_module(f"emu.kernels.{NUMBA_MODULES[op]}"), op)
 
 
 def assert_same(got, want, what):
@@ -324,7 +121,7 @@ def conv_geometry(draw, max_k=4):
 
 
 # ----------------------------------------------------------------------------------------------------
-# fixed-point primitives: C == Python-int definition == emu.fixedpoint (Numba)
+# fixed-point primitives: C == Python-int definition (tests/naive.py) == emu.fixedpoint (Numba)
 # ----------------------------------------------------------------------------------------------------
 
 int32s = st.one_of(st.sampled_from([INT32_MIN, INT32_MIN + 1, -1, 0, 1, INT32_MAX - 1, INT32_MAX]),
@@ -334,9 +131,8 @@ int32s = st.one_of(st.sampled_from([INT32_MIN, INT32_MIN + 1, -1, 0, 1, INT32_MA
 @SETTINGS
 @given(a=int32s, b=int32s, e=st.integers(0, 31))
 def test_srdhm_rdbp_match_definition_and_fixedpoint(a, b, e):
-    fp = importlib.import_module("emu.fixedpoint")
-    assert ctwin.srdhm(a, b) == int(ref_srdhm(a, b)) == int(fp.srdhm(a, b))
-    assert ctwin.rdbp(a, e) == int(ref_rdbp(a, e)) == int(fp.rdbp(a, e))
+    assert ctwin.srdhm(a, b) == naive.srdhm(a, b) == int(fp.srdhm(a, b))
+    assert ctwin.rdbp(a, e) == naive.rdbp(a, e) == int(fp.rdbp(a, e))
 
 
 def test_rdbp_ties_and_srdhm_saturation_edges():
@@ -351,8 +147,7 @@ def test_rdbp_ties_and_srdhm_saturation_edges():
 @given(acc=int32s, mult=st.one_of(int32s, multipliers), shift=st.integers(-31, 31), rounding=roundings)
 def test_requantize_matches_definition_and_fixedpoint(acc, mult, shift, rounding):
     assume(rounding == 0 or shift <= 30)
-    fp = importlib.import_module("emu.fixedpoint")
-    want = int(ref_requant(acc, mult, shift, rounding))
+    want = naive.requantize(acc, mult, shift, rounding)
     assert ctwin.requantize(acc, mult, shift, rounding) == want == int(fp.requantize(acc, mult, shift, rounding))
 
 
@@ -361,41 +156,32 @@ def test_requantize_matches_definition_and_fixedpoint(acc, mult, shift, rounding
                   st.integers(INT32_MIN, 0)))
 def test_exp_on_negative_values(a):
     got = ctwin.exp_on_negative_values(a)
-    assert got == ref_exp_on_negative_values(a)
+    assert got == naive.exp_on_negative_values(a)
     assert abs(got / 2 ** 31 - np.exp(a / 2 ** 26)) < 1e-6           # sanity: it is exp in Q0.31
-    fp = importlib.import_module("emu.fixedpoint")
-    if hasattr(fp, "exp_on_negative_values"):
-        assert got == int(fp.exp_on_negative_values(a))
+    assert got == int(fp.exp_on_negative_values(a))
 
 
 def test_exp_and_reciprocal_dense_grid():
     # softmax feeds exp with Q5.26 values mostly in [-32, 0]; exp(-1) etc. constants only matter near 0
     rng = np.random.default_rng(7)
     grid = np.concatenate([-np.arange(0, 1 << 31, 1 << 19), -rng.integers(0, 1 << 28, 3000)])
-    fp = importlib.import_module("emu.fixedpoint")
-    numba_exp = getattr(fp, "exp_on_negative_values", None)
     for a in grid.tolist():
         got = ctwin.exp_on_negative_values(a)
-        assert got == ref_exp_on_negative_values(a), a
-        if numba_exp is not None:
-            assert got == int(numba_exp(a)), a
-    numba_recip = getattr(fp, "one_over_one_plus_x_for_x_in_0_1", None)
+        assert got == naive.exp_on_negative_values(a), a
+        assert got == int(fp.exp_on_negative_values(a)), a
     for a in np.concatenate([np.arange(0, 1 << 31, 1 << 20), rng.integers(0, 1 << 31, 2000)]).tolist():
         got = ctwin.one_over_one_plus_x_for_x_in_0_1(a)
-        assert got == ref_one_over_one_plus_x(a), a
-        if numba_recip is not None:
-            assert got == int(numba_recip(a)), a
+        assert got == naive.one_over_one_plus_x_for_x_in_0_1(a), a
+        assert got == int(fp.one_over_one_plus_x_for_x_in_0_1(a)), a
 
 
 @SETTINGS
 @given(a=st.one_of(st.sampled_from([0, 1, INT32_MAX]), st.integers(0, INT32_MAX)))
 def test_one_over_one_plus_x(a):
     got = ctwin.one_over_one_plus_x_for_x_in_0_1(a)
-    assert got == ref_one_over_one_plus_x(a)
+    assert got == naive.one_over_one_plus_x_for_x_in_0_1(a)
     assert abs(got / 2 ** 31 - 1.0 / (1.0 + a / 2 ** 31)) < 1e-6
-    fp = importlib.import_module("emu.fixedpoint")
-    if hasattr(fp, "one_over_one_plus_x_for_x_in_0_1"):
-        assert got == int(fp.one_over_one_plus_x_for_x_in_0_1(a))
+    assert got == int(fp.one_over_one_plus_x_for_x_in_0_1(a))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -518,7 +304,6 @@ def softmax_case(draw):
     inp = draw(int8_array((rows, row_size)))
     # TFLM prepare: real = min(beta*s_in*2^26, 2^31-1) -> (mult, shift >= 0); diff_min = -floor(31*2^26/2^shift)
     real = draw(st.floats(1.01, float(2 ** 31 - 1)))
-    fp = importlib.import_module("emu.fixedpoint")
     mult, shift = fp.quantize_multiplier_greater_than_one(real)
     assume(shift <= 31)
     diff_min = -((31 * (1 << 26)) >> shift) if draw(st.booleans()) else draw(st.integers(-256, 0))
@@ -683,35 +468,28 @@ def test_conv_and_transpose_reject_inconsistent_shapes():
 # CMSIS-NN conformance vectors (generated by TFLite reference kernels)
 # ----------------------------------------------------------------------------------------------------
 
-_DEFINE = re.compile(r"^#define[ \t]+(\w+)[ \t]+((?:[^\n\\]|\\\n)*)", re.M)
-_ARRAY = re.compile(r"const\s+(u?int(?:8|16|32|64)_t)\s+(\w+)\s*\[\s*\d*\s*\]\s*=\s*\{([^}]*)\}")
-
-
 class Case:
-    """One conformance folder: #defines (prefix stripped) and typed arrays per header file."""
+    """One conformance folder: #defines (prefix stripped) and typed arrays per header file (emu.cheader parses)."""
 
     def __init__(self, folder):
         self.name = folder.name
         self.defines, self.arrays = {}, {}
         prefix, aprefix = folder.name.upper() + "_", folder.name + "_"
         for f in sorted(folder.glob("*.h")):
-            text = f.read_text()
-            for key, value in _DEFINE.findall(text):
-                self.defines[key[len(prefix):] if key.startswith(prefix) else key] = value.replace("\\\n", " ").strip()
-            for ctype, name, body in _ARRAY.findall(text):
-                values = [int(v) for v in body.replace("\n", " ").split(",") if v.strip()]
-                key = name[len(aprefix):] if name.startswith(aprefix) else name
-                self.arrays[(f.name, key)] = np.array(values, np.dtype(ctype[:-2]))
+            defines, arrays = cheader.read_header(f)
+            for key, value in defines.items():
+                self.defines[key[len(prefix):] if key.startswith(prefix) else key] = value
+            for name, values in arrays.items():
+                if values is not None:
+                    key = name[len(aprefix):] if name.startswith(aprefix) else name
+                    self.arrays[(f.name, key)] = values
 
     def d(self, key, default=None):
         if key not in self.defines:
             if default is None:
                 raise KeyError(f"{self.name}: #define {key} missing")
             return default
-        value = self.defines[key]
-        if value.startswith("{"):
-            return [int(v) for v in value.strip("{} ").split(",") if v.strip()]
-        return int(value) if re.fullmatch(r"-?\d+", value) else value
+        return self.defines[key]
 
     def a(self, filename, key):
         return self.arrays[(filename, key)]
@@ -727,7 +505,7 @@ class Case:
 def _case(conformance_dir, name):
     folder = conformance_dir / name
     if not folder.is_dir():
-        pytest.skip(f"{folder} is absent")
+        pytest.fail(f"{folder} is missing: the conformance data in ../shared is incomplete")
     return Case(folder)
 
 
@@ -928,7 +706,7 @@ import emu.kernels.ctwin as ctwin
 ctwin._ffi, ctwin._lib = m.ffi, m.lib
 import pytest
 sys.exit(pytest.main([{test!r}, "-q", "-p", "no:cacheprovider", "-x", "--run-slow",
-                      "-k", "not sanitized and not numba and not naive"]))
+                      "-k", "not sanitized and not numba"]))
 """
 
 
@@ -945,17 +723,17 @@ def test_c_kernels_sanitized_build_has_no_undefined_behaviour(tmp_path):
     libs = [subprocess.run(["gcc", f"-print-file-name={lib}"], capture_output=True, text=True).stdout.strip()
             for lib in ("libasan.so", "libubsan.so")] if shutil.which("gcc") else []
     if not libs or not all(os.path.isabs(p) and os.path.exists(p) for p in libs):
-        pytest.skip("gcc with libasan/libubsan is not available")
+        pytest.skip("oracle unavailable: gcc with libasan/libubsan is not installed (apt-get install gcc: Debian's "
+                    "gcc brings both)")
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     csrc = os.path.join(repo, "csrc")
     sys.path.insert(0, csrc)
     try:
-        from build_kernels import _cdef_from_header
-        from cffi_common import CFLAGS
+        from cffi_common import CFLAGS, cdef_from_header
     finally:
         sys.path.remove(csrc)
     ffi = cffi.FFI()
-    ffi.cdef(_cdef_from_header(os.path.join(csrc, "kernels_s8.h")))
+    ffi.cdef(cdef_from_header(os.path.join(csrc, "kernels_s8.h")))
     sanitize = ["-fsanitize=undefined,address", "-fno-sanitize-recover=all"]
     ffi.set_source("_c_kernels_ubsan", '#include "kernels_s8.h"', sources=[os.path.join(csrc, "kernels_s8.c")],
                    include_dirs=[csrc], extra_compile_args=CFLAGS + sanitize + ["-fno-wrapv"],

@@ -1,14 +1,11 @@
 """Numba int8 kernels == tests/naive.py (Python-int references) exactly, on random shapes and parameters incl.
-edge cases; == the CMSIS-NN conformance vectors (TFLite reference outputs); == the C twins when built."""
-import re
-from pathlib import Path
-
+edge cases; == the CMSIS-NN conformance vectors (TFLite reference outputs); == the C twins (conftest's c_kernels)."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import naive
-from emu import fixedpoint
+from emu import cheader, fixedpoint
 from emu.fixedpoint import QP_ROWS, prepare_requantize
 from emu.kernels import backends
 from emu.kernels.backends import BACKENDS, KERNEL_NAMES, KernelArgumentError, get_backend
@@ -336,28 +333,18 @@ def test_pad_and_transpose_match_naive(data):
 
 # ---- CMSIS-NN conformance vectors (TFLite reference outputs) ---------------------------------------------
 
-_DEFINE = re.compile(r"#define\s+(\w+)\s+((?:[^\n\\]|\\\n)*)")
-_ARRAY = re.compile(r"const\s+(int8_t|int16_t|int32_t)\s+(\w+)\[\d*\]\s*=\s*\{([^}]*)\}", re.S)
-
-
 def load_case(folder):
-    """(defines without the case prefix, arrays by name without the prefix) of one CMSIS-NN test folder."""
-    prefix = folder.name.upper() + "_"
-    defines, arrays = {}, {}
-    headers = [folder / "config_data.h"]
+    """(defines without the case prefix, arrays by name without the prefix) of one CMSIS-NN test folder: its
+    config_data.h and the headers its test_data.h includes (emu.cheader parses)."""
     test_data = folder / "test_data.h"
-    headers += [folder / h for h in re.findall(r'#include "(\w+\.h)"', test_data.read_text()) if h != "config_data.h"]
-    for path in headers:
-        text = path.read_text()
-        for name, value in _DEFINE.findall(text):
-            value = value.replace("\\\n", " ").strip()
-            nums = re.findall(r"-?\d+", value)
-            defines[name.removeprefix(prefix)] = ([int(v) for v in nums] if "{" in value
-                                                   else int(nums[0]) if nums and re.fullmatch(r"-?\d+", value) else value)
-        for ctype, name, body in _ARRAY.findall(text):
-            dtype = {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32}[ctype]
-            arrays[name.removeprefix(folder.name + "_")] = np.array([int(v) for v in body.replace("\n", " ").split(",")
-                                                                     if v.strip()], dtype)
+    if not test_data.is_file():
+        pytest.fail(f"{test_data} is missing: the conformance data in ../shared is incomplete")
+    headers = ["config_data.h"] + [h for h in cheader.parse_includes(test_data.read_text()) if h != "config_data.h"]
+    defines, arrays = {}, {}
+    for name in headers:
+        d, a = cheader.read_header(folder / name)
+        defines.update({k.removeprefix(folder.name.upper() + "_"): v for k, v in d.items()})
+        arrays.update({k.removeprefix(folder.name + "_"): v for k, v in a.items() if v is not None})
     return defines, arrays
 
 
@@ -406,17 +393,13 @@ TRANSPOSES = ["transpose_3dim", "transpose_3dim2", "transpose_chwn", "transpose_
 def test_conformance_transpose(conformance_dir, case):
     d, a = load_case(conformance_dir / case)
     perm = d["PERM"][:d["PERM_SIZE"]]
-    in_dims, out_dims = d["IN_DIM"][:len(perm)], d["OUT_DIM"][:len(perm)]   # dims are listed padded with 0s
+    in_dims, out_dims = list(d["IN_DIM"][:len(perm)]), list(d["OUT_DIM"][:len(perm)])   # listed padded with 0s
     lead = 4 - len(perm)
     perm4 = np.array(list(range(lead)) + [p + lead for p in perm], np.int32)
     inp = a["input_tensor"].reshape([1] * lead + in_dims)
     out = np.zeros([1] * lead + out_dims, np.int8)
     NUMBA.transpose_s8(inp, perm4, out)
     assert_same(out.reshape(-1), a["output"], case)
-
-
-def _conv_folders(conformance_dir, prefix):
-    return sorted(p for p in conformance_dir.glob(prefix + "*") if (p / "test_data.h").is_file())
 
 
 CONV_CASES = ["basic", "conv_1_x_n_1", "conv_1_x_n_2", "conv_1_x_n_3", "conv_1_x_n_4", "conv_1_x_n_5",
@@ -430,10 +413,7 @@ CONV_CASES = ["basic", "conv_1_x_n_1", "conv_1_x_n_2", "conv_1_x_n_3", "conv_1_x
 
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conformance_conv_family(conformance_dir, case):
-    folder = conformance_dir / case
-    if not (folder / "test_data.h").is_file():
-        pytest.skip(f"{folder} has no test_data.h")
-    d, a = load_case(folder)
+    d, a = load_case(conformance_dir / case)
     n, h, w, cin, cout = d["INPUT_BATCHES"], d["INPUT_H"], d["INPUT_W"], d["IN_CH"], d["OUT_CH"]
     kh, kw = d["FILTER_Y"], d["FILTER_X"]
     oh, ow = d["OUTPUT_H"], d["OUTPUT_W"]
@@ -466,19 +446,12 @@ def test_conformance_pooling(conformance_dir, case):
     assert_same(out.reshape(-1), a["output"], case)
 
 
-# ---- C twins == Numba (when emu._c_kernels is built) ------------------------------------------------------
-
-def _c_backend():
-    from emu.kernels import ctwin
-    if not ctwin.available():
-        pytest.skip("emu._c_kernels is not built (pip install -e . or python csrc/build_kernels.py)")
-    return get_backend("c")
-
+# ---- C twins == Numba (the c_kernels fixture: skipped only when no C compiler can build emu._c_kernels) ------
 
 @FAST
 @given(conv_cases(), conv_cases(depthwise=True), fc_cases(), pool_cases())
-def test_c_backend_matches_numba(conv, dw, fc, pool):
-    c = _c_backend()
+def test_c_backend_matches_numba(c_kernels, conv, dw, fc, pool):
+    c = get_backend("c")
     assert_same(run_conv(c, conv, False), run_conv(NUMBA, conv, False), "conv_s8 C vs numba")
     assert_same(run_conv(c, dw, True), run_conv(NUMBA, dw, True), "depthwise_conv_s8 C vs numba")
     assert_same(run_fc(c, fc), run_fc(NUMBA, fc), "fully_connected_s8 C vs numba")
@@ -488,8 +461,8 @@ def test_c_backend_matches_numba(conv, dw, fc, pool):
 
 @FAST
 @given(softmax_cases(), add_cases())
-def test_c_backend_matches_numba_softmax_add(sm, add):
-    c = _c_backend()
+def test_c_backend_matches_numba_softmax_add(c_kernels, sm, add):
+    c = get_backend("c")
     inp, mult, shift, diff_min = sm
     got, want = np.zeros_like(inp), np.zeros_like(inp)
     c.softmax_s8(inp, mult, shift, diff_min, got)
@@ -683,14 +656,9 @@ def test_conformance_ds_cnn_s_whole_network(conformance_dir):
     folder = conformance_dir / "ds_cnn_s"
     d, a = {}, {}
     for path in sorted(folder.glob("*.h")):
-        text = path.read_text()
-        for name, value in _DEFINE.findall(text):
-            if re.fullmatch(r"-?\d+", value.strip()):
-                d[name] = int(value)
-        for ctype, name, body in _ARRAY.findall(text):
-            dtype = {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32}[ctype]
-            a[name.removeprefix("ds_cnn_s_")] = np.array([int(v) for v in body.replace("\n", " ").split(",")
-                                                          if v.strip()], dtype)
+        defines, arrays = cheader.read_header(path)
+        d.update(defines)
+        a.update({name.removeprefix("ds_cnn_s_"): v for name, v in arrays.items()})
 
     def conv_layer(x, k, depthwise):
         p = f"{'DEPTHWISE_CONV_2D' if depthwise else 'CONV_2D'}_{k}_"

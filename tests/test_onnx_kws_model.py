@@ -1,4 +1,4 @@
-"""The bundled KWS model (emu/data/kws/model_qdq.onnx, trained by the KWS pipeline; skipped while absent):
+"""The bundled KWS model (emu/data/kws/model_qdq.onnx, trained by the KWS pipeline; part of the package):
 the onnxruntime profile equals onnxruntime bit for bit on the dequantized logits (before the float Softmax),
 and the cmsis-nn profile's disagreement with it is measured and bounded."""
 from pathlib import Path
@@ -15,7 +15,7 @@ MODEL = Path(__file__).resolve().parent.parent / "emu" / "data" / "kws" / "model
 @pytest.fixture(scope="module")
 def kws():
     if not MODEL.is_file():
-        pytest.skip(f"{MODEL} is absent (bundled KWS model not built yet)")
+        pytest.fail(f"{MODEL} is missing: the bundled KWS model is part of the package (see emu/data/kws/README.md)")
     import onnx
     proto = onnx.load(str(MODEL))
     model = load_onnx_qdq(proto)

@@ -1,13 +1,15 @@
 """emu.kernels.ort against single onnxruntime QLinear operators (the MLAS kernels the fused QDQ graph runs),
 fed random int8/uint8 tensors with extreme zero-points, saturation and padding. Exact equality."""
 import numpy as np
-import onnxruntime as ort
 import pytest
 from hypothesis import given, settings, strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from emu.graph.prepare import ort_conv_scales
 from emu.kernels import ort as K
+from onnx_builder import ORT_MISSING
+
+ort = pytest.importorskip("onnxruntime", reason=ORT_MISSING)
 
 TT = {np.int8: TensorProto.INT8, np.uint8: TensorProto.UINT8}
 

@@ -15,12 +15,12 @@ Contracts:
 from __future__ import annotations
 
 import math
-import re
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from emu import cheader
+from emu.cheader import CHeaderError
 from emu.frontend.params import FrontendError
 
 # ----------------------------------------------------------------------------------------------------
@@ -197,76 +197,15 @@ def dense_mel(start, stop, coefs, n_bins):
 # C-exact constant rounding
 # ----------------------------------------------------------------------------------------------------
 
-# (precision bits incl. hidden, minimum normal exponent, maximum exponent)
-_FORMATS = {"f16": (11, -14, 15), "f32": (24, -126, 127), "f64": (53, -1022, 1023)}
-_DTYPE_FORMAT = {np.dtype(np.float16): "f16", np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
-_LITERAL = re.compile(r"^\s*([+-]?)\s*((?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|0[xX][0-9a-fA-F.]+[pP][+-]?\d+)"
-                      r"\s*(f16|F16|[fFlL])?\s*$")
-
-
-def _round_exact(value: Fraction, fmt: str):
-    """Exact rational -> nearest value of binary format fmt (RNE), as a Python float, or +-inf."""
-    p, emin, emax = _FORMATS[fmt]
-    if value == 0:
-        return 0.0
-    sign = -1.0 if value < 0 else 1.0
-    a = abs(value)
-    e = a.numerator.bit_length() - a.denominator.bit_length()
-    if Fraction(2) ** e > a:
-        e -= 1
-    e = max(e, emin)                                    # subnormals share the minimum quantum
-    quantum = Fraction(2) ** (e - p + 1)
-    n, rem = divmod(a, quantum)
-    n = int(n)
-    if rem * 2 > quantum or (rem * 2 == quantum and n % 2 == 1):
-        n += 1
-    r = Fraction(n) * quantum
-    if r >= Fraction(2) ** (emax + 1):
-        return sign * math.inf
-    return sign * float(r)
-
-
-def _parse_literal(text):
-    m = _LITERAL.match(str(text))
-    if m is None:
-        raise FrontendError(f"{text!r} is not a C floating constant; expected e.g. 0.25f or -1.5e-3")
-    sign, body, suffix = m.groups()
-    if suffix and body.isdigit():
-        raise FrontendError(f"{text!r} is not a C floating constant (a suffix needs a '.' or an exponent)")
-    if body[:2].lower() == "0x":
-        mant, exp = re.split("[pP]", body[2:])
-        whole, _, frac = mant.partition(".")
-        digits = int((whole or "0") + frac, 16)
-        val = Fraction(digits, 16 ** len(frac)) * Fraction(2) ** int(exp)
-    else:
-        val = Fraction(body)
-    literal_fmt = {"f": "f32", "F": "f32", "f16": "f16", "F16": "f16"}.get(suffix, "f64")
-    return (-1 if sign == "-" else 1), val, literal_fmt
-
+# The literal parsing and exact rounding are emu.cheader's (one home for C text); errors keep this module's type.
 
 def round_like_c(values, dtype):
     """Printed C constants (strings, or Python floats = double literals) -> numpy array of `dtype`
     (float16/float32/float64) holding exactly what a C compiler stores for `dtype x = <literal>;`."""
-    dt = np.dtype(dtype)
-    if dt not in _DTYPE_FORMAT:
-        raise FrontendError(f"round_like_c supports float16/float32/float64, not {dt}")
-    target = _DTYPE_FORMAT[dt]
-    scalar = isinstance(values, (str, float, int))
-    items = [values] if scalar else list(values)
-    out = np.empty(len(items), dtype=dt)
-    for i, v in enumerate(items):
-        if isinstance(v, str):
-            sgn, exact, lit_fmt = _parse_literal(v)
-        else:
-            fv = float(v)
-            if not math.isfinite(fv):
-                out[i] = fv
-                continue
-            sgn, exact, lit_fmt = (-1 if math.copysign(1.0, fv) < 0 else 1), Fraction(abs(fv)), "f64"
-        lit = _round_exact(exact, lit_fmt)             # value of the literal in its own type
-        val = lit if math.isinf(lit) else _round_exact(Fraction(lit), target)
-        out[i] = sgn * val if val != 0 else math.copysign(0.0, sgn)
-    return out[0] if scalar else out
+    try:
+        return cheader.round_like_c(values, dtype)
+    except CHeaderError as e:
+        raise FrontendError(str(e)) from None
 
 
 def format_c_constant(value, dtype):
@@ -284,32 +223,19 @@ def format_c_constant(value, dtype):
 # GenHeaders-style C tables
 # ----------------------------------------------------------------------------------------------------
 
-_C_ARRAY = re.compile(r"(?:const\s+)?(\w+)\s+(\w+)\s*\[\s*(\d*)\s*\]\s*=\s*\{([^}]*)\}\s*;", re.S)
-_C_TYPES = {"float32_t": np.float32, "float": np.float32, "float16_t": np.float16, "_Float16": np.float16,
-            "double": np.float64, "float64_t": np.float64}
-_INT_TYPES = ("uint32_t", "int32_t", "uint16_t", "int16_t", "int", "unsigned", "uint8_t", "size_t")
+_FLOAT_TYPES = ("float32_t", "float", "float16_t", "_Float16", "double", "float64_t")
+_INT_TYPES = ("uint32_t", "int32_t", "uint16_t", "int16_t", "int", "unsigned", "unsigned int", "uint8_t", "size_t")
 
 
 def read_c_arrays(path):
     """All `[const] type name[n] = {...};` arrays of a C file -> {name: numpy array}, floats rounded
-    exactly as the compiler would for the declared element type."""
-    text = Path(path).read_text()
-    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
-    text = re.sub(r"//[^\n]*", " ", text)
-    arrays = {}
-    for ctype, name, size, body in _C_ARRAY.findall(text):
-        items = [t.strip() for t in body.split(",") if t.strip()]
-        items = [re.sub(r"^\(\s*\w+\s*\)\s*", "", t) for t in items]   # drop casts like (float16_t)
-        if ctype in _C_TYPES:
-            arr = round_like_c(items, _C_TYPES[ctype])
-        elif ctype in _INT_TYPES:
-            arr = np.array([int(t.rstrip("uUlL"), 0) for t in items], dtype=np.int64)
-        else:
-            continue
-        if size and int(size) != len(items):
-            raise FrontendError(f"C array {name} in {path} declares {size} items but lists {len(items)}; fix the table")
-        arrays[name] = arr
-    return arrays
+    exactly as the compiler would for the declared element type, integers as int64 (emu.cheader parses)."""
+    try:
+        arrays = cheader.parse_arrays(Path(path).read_text(), source=path, types=_FLOAT_TYPES + _INT_TYPES)
+    except CHeaderError as e:
+        raise FrontendError(f"{e}; fix the table") from None
+    return {name: (a.astype(np.int64) if a.dtype.kind in "iu" else a) for name, a in arrays.items()
+            if a is not None}
 
 
 def _pick(arrays, path, *keys, exclude=()):
