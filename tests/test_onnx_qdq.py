@@ -286,7 +286,8 @@ def test_matmul_add_with_constant_operand(act_type):
 def test_pytorch_exported_ds_cnn(act_type):
     """A DS-CNN exported from PyTorch (BatchNorm folded by the exporter, Softmax tail kept float) imports and
     equals onnxruntime on the dequantized logits."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch",
+                                reason='torch (exports this model) is not installed; pip install -e ".[train]"')
     import io
     from torch import nn
     from onnx_builder import strip_softmax
