@@ -6,9 +6,12 @@
     [model]
     path         model file (.onnx QDQ or .tflite int8), relative to the config file's folder;
                  "bundled:<name>" names a file in the package's data folder      "bundled:kws/model_qdq.onnx"
-    profile      network arithmetic: "cmsis-nn" | "onnxruntime"                     "cmsis-nn"
-    rounding     requantization rounding: cmsis-nn "double" | "single"; onnxruntime "half-even";
-                 omitted = the profile's default (double, half-even)               omitted
+    profile      network arithmetic: a name of emu.graph.profiles.PROFILES ("cmsis-nn" |
+                 "onnxruntime" | any registered profile)                            "cmsis-nn"
+    rounding     requantization rounding, one of the profile's roundings: cmsis-nn "double" | "single";
+                 onnxruntime "half-even"; omitted = the profile's default           omitted
+    elementwise  onnxruntime only: QDQ Add/Mul as "dq-float" | "qlinear"; omitted = what ORT runs for
+                 the model's I/O type (uint8: qlinear, int8: dq-float)              omitted
     backend      kernel implementation: "numba" | "c"                              "numba"
     [input]      the network's input buffer as the app fills it
     layout       "mel-major" (buf[mel * n_frames + frame], the ST app) | "frame-major"
@@ -60,14 +63,46 @@ class ModelSection:
     rounding: str = None
     backend: str = "numba"
 
+    elementwise: str = None
+
     def __post_init__(self):
+        from emu.graph.profiles import ELEMENTWISE_MODES, PROFILES, ArithmeticProfile
+        from emu.graph.runtime import BACKENDS
         if not isinstance(self.path, str) or not self.path:
             raise ConfigError("[model].path must be a model file path (.onnx or .tflite)")
-        _choice("model", "profile", self.profile, ("cmsis-nn", "onnxruntime"))
+        if isinstance(self.profile, ArithmeticProfile):   # a profile value (Python API), not only a registered name
+            profile = self.profile
+        else:
+            _choice("model", "profile", self.profile, tuple(PROFILES))
+            profile = PROFILES[self.profile]
         if self.rounding is not None:
-            allowed = ("double", "single") if self.profile == "cmsis-nn" else ("half-even",)
-            _choice("model", "rounding", self.rounding, allowed)
-        _choice("model", "backend", self.backend, ("numba", "c"))
+            _choice("model", "rounding", self.rounding, profile.roundings)
+        if self.elementwise is not None:
+            if profile.fixed_point:
+                raise ConfigError(f"[model].elementwise is an option of the onnxruntime (mlas) profiles; remove it "
+                                  f"for profile {profile.name!r}")
+            _choice("model", "elementwise", self.elementwise, ELEMENTWISE_MODES[profile.formulation])
+        _choice("model", "backend", self.backend, BACKENDS)
+
+    @property
+    def arithmetic(self):
+        """The ArithmeticProfile with [model].rounding chosen (elementwise: resolved against the model's I/O type
+        by emu.models)."""
+        from emu.graph.profiles import resolve
+        return resolve(self.profile, self.rounding)
+
+    def replace(self, **changes):
+        """A copy with fields changed; a new profile without its own rounding/elementwise takes its defaults."""
+        if changes.get("profile", self.profile) != self.profile:
+            changes.setdefault("rounding", None)
+            changes.setdefault("elementwise", None)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        if not isinstance(self.profile, str):
+            d["profile"] = self.profile.name
+        return d
 
 
 @dataclass(frozen=True)
@@ -123,7 +158,7 @@ class DeviceConfig:
 
     def to_dict(self):
         """Plain mapping (TOML tables) of every setting: recorded in results and vector manifests."""
-        return dict(frontend=self.frontend.to_dict(), model=dataclasses.asdict(self.model),
+        return dict(frontend=self.frontend.to_dict(), model=self.model.to_dict(),
                     input=dataclasses.asdict(self.input),
                     app={**dataclasses.asdict(self.app), "classes": list(self.app.classes)})
 

@@ -31,7 +31,6 @@ import numpy as np
 
 from .cheader import CHeaderError, parse_arrays, parse_defines, parse_includes
 from .errors import N6Error
-from .fixedpoint import ROUNDING_NAMES
 
 PASS, FAIL, UNKNOWN = "PASS", "FAIL", "UNKNOWN"
 
@@ -113,14 +112,8 @@ def discover(root):
 
 def _resolve_backend(backend):
     """Kernel namespace for a backend name ('numba' | 'c') or an object already providing the kernels."""
-    if not isinstance(backend, str):
-        return backend
-    try:
-        from .kernels.backends import get_backend
-        return get_backend(backend)
-    except ImportError as e:
-        raise N6Error(f"the {backend!r} kernel backend cannot be loaded ({e}); reinstall n6emu or "
-                      f"choose another backend") from None
+    from .graph.runtime import resolve_backend
+    return resolve_backend(backend)[0]
 
 
 class _KernelRaised(Exception):
@@ -558,9 +551,9 @@ def _run_single(case, k, rnd):
 
 
 def _rounding_code(rounding):
-    if rounding not in ROUNDING_NAMES:
-        raise N6Error(f"unknown rounding {rounding!r}; choose one of {sorted(ROUNDING_NAMES)}")
-    return ROUNDING_NAMES[rounding]
+    """The kernels' requantization mode of a cmsis-nn rounding name (emu.graph.profiles)."""
+    from .graph.profiles import resolve
+    return resolve("cmsis-nn", rounding).requantizer.mode
 
 
 def run_case(path, backend="numba", rounding="double"):

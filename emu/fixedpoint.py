@@ -14,7 +14,9 @@ even; see requantize_float32), which is not a fixed-point rounding and so not in
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -312,6 +314,18 @@ def saturate(x, lo, hi):
     return x
 
 
+@njit(cache=True)
+def saturate_int16(x):
+    """Arm __SSAT(x, 16): an integer clamped to [-2^15, 2^15 - 1], as int64."""
+    return saturate(np.int64(x), np.int64(-32768), np.int64(32767))
+
+
+@njit(cache=True)
+def saturate_int32(x):
+    """Arm __SSAT(x, 32) / CMSIS-DSP clip_q63_to_q31: an integer clamped to [-2^31, 2^31 - 1], as int64."""
+    return saturate(np.int64(x), np.int64(-2147483648), np.int64(2147483647))
+
+
 # ----------------------------------------------------------------------------------------------------
 # gemmlowp fixed-point transcendental helpers (softmax_s8; TFLM / CMSIS-NN int8 softmax)
 # ----------------------------------------------------------------------------------------------------
@@ -387,11 +401,20 @@ def one_over_one_plus_x_for_x_in_0_1(a):
     return saturating_shift_left(x, 1)
 
 
+@intrinsic
+def _ctlz32(typingctx, x):
+    """LLVM ctlz on the low 32 bits of an int64 (defined for 0: 32), returned as int64."""
+    if x != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        low = builder.trunc(args[0], ir.IntType(32))
+        count = builder.ctlz(low, ir.Constant(ir.IntType(1), 0))
+        return builder.zext(count, ir.IntType(64))
+    return types.int64(types.int64), codegen
+
+
 @njit(cache=True)
 def count_leading_zeros32(x):
-    """Leading zero bits of x viewed as uint32 (32 for 0)."""
-    u = np.int64(x) & np.int64(0xFFFFFFFF)
-    n = 0
-    while n < 32 and not (u & (np.int64(1) << np.int64(31 - n))):
-        n += 1
-    return n
+    """Arm __CLZ: leading zero bits of the low 32 bits of x (32 for 0), as int64."""
+    return _ctlz32(np.int64(x))

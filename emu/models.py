@@ -1,6 +1,17 @@
-"""Model files (.tflite int8, .onnx QDQ) behind one interface: load the integer graph, or open a session that
-runs the model's own I/O boundary (int8/uint8 buffers, float32 input through its QuantizeLinear, float tail)."""
+"""Model files (.tflite int8, .onnx QDQ) behind one interface, and the one path every network run takes.
+
+    model = import_model("model_qdq.onnx")        # parsed once: the integer graph + the model's I/O boundary
+    s = ModelSession(model, "cmsis-nn")           # prepared under one arithmetic profile, bound to one backend
+    q, f = s.run(buf)                             # output in the model's I/O type, float output (tail) or None
+    s2 = s.with_(profile="onnxruntime")           # the same imported graph, prepared again (nothing re-parsed)
+    t = s.trace(buf)                              # emu.trace.Trace: input_buffer, network/<tensor>, output
+
+`n6emu run` and the device chain (emu.device.Device: replay, trace) both run the network through ModelSession, so
+the I/O conversions (uint8 buffers, float32 inputs through the model's QuantizeLinear) and the elementwise
+arithmetic are the same for both.
+"""
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,36 +30,103 @@ def _kind(path):
     return path, ext
 
 
-def load_model(path):
-    """Import a model file into an emu.graph.ir.Graph (int8 throughout); one-line N6Error for bad files."""
+@dataclass
+class ImportedModel:
+    """What an importer made of a model file, shared by every session over it: the int8 graph and, for ONNX QDQ
+    models, the I/O boundary (emu.graph.onnx_qdq.OnnxModel: uint8 buffers, QuantizeLinear, float tail)."""
+    path: str
+    graph: object
+    onnx: object = None
+
+    @property
+    def io_dtype(self):
+        """The board's buffer type: int8, or uint8 for uint8 QDQ models."""
+        return np.dtype(self.onnx.io_dtype if self.onnx is not None else self.graph.tensors[self.graph.inputs[0]].dtype)
+
+    @property
+    def input_shape(self):
+        return tuple(int(d) for d in self.graph.tensors[self.graph.inputs[0]].shape)
+
+    def io_shift(self):
+        """The board's value minus the graph's internal int8 value (128 for uint8 models)."""
+        return 128 if self.io_dtype == np.uint8 else 0
+
+    def output_quantization(self):
+        """(scale, zero-point) of the output buffer in the board's terms (None, None if not quantized)."""
+        t = self.graph.tensors[self.graph.outputs[0]]
+        if t.scale is None:
+            return None, None
+        return np.float32(t.scale[0]), int(t.zero_point[0]) + self.io_shift()
+
+    def to_internal(self, buf):
+        if self.onnx is None:
+            return buf
+        from emu.graph.onnx_qdq import to_internal
+        return to_internal(self.onnx, buf)
+
+    def from_internal(self, q):
+        if self.onnx is None:
+            return q
+        from emu.graph.onnx_qdq import from_internal
+        return from_internal(self.onnx, q)
+
+
+def import_model(path):
+    """Parse a model file once (one-line N6Error for bad files)."""
     path, ext = _kind(path)
     if ext == ".tflite":
         from emu.graph.tflite import load_tflite
-        return load_tflite(path)
-    from emu.graph.onnx_qdq import load_onnx
-    return load_onnx(path)
+        return ImportedModel(path, load_tflite(path))
+    from emu.graph.onnx_qdq import load_onnx_qdq
+    onnx = load_onnx_qdq(path)
+    return ImportedModel(path, onnx.graph, onnx)
+
+
+def load_model(path):
+    """Import a model file into an emu.graph.ir.Graph (int8 throughout); one-line N6Error for bad files."""
+    return import_model(path).graph
 
 
 class ModelSession:
-    """A model prepared once under one profile. run(x, input_boundary) -> (output buffer, float output or None):
-    the output in the model's I/O type, and the float output (TFLite: dequantized; ONNX: the graph's
-    DequantizeLinear(+Softmax) tail, None without a tail). run_all(x) -> every tensor by name."""
+    """A model prepared once under one profile (see module doc). run(x, input_boundary) -> (output buffer, float
+    output or None): the output in the model's I/O type, and the float output (TFLite: dequantized; ONNX: the
+    graph's DequantizeLinear(+Softmax) tail, None without a tail). run_all(x) -> every tensor by name.
+    profile: a registered name or an emu.graph.profiles.ArithmeticProfile; elementwise: mlas profiles only (None:
+    what ORT runs for the model's I/O type). `prepared_cache` (dict) is shared by sessions made with with_()."""
 
-    def __init__(self, path, profile="cmsis-nn", backend="numba", rounding=None):
-        path, ext = _kind(path)
-        self.path = path
-        if ext == ".onnx":
-            from emu.graph.onnx_qdq import ModelRunner, load_onnx_qdq, to_internal
-            self._onnx = ModelRunner(load_onnx_qdq(path), profile, backend=backend, rounding=rounding)
-            self._to_internal = lambda x: to_internal(self._onnx.model, x)
+    def __init__(self, model, profile="cmsis-nn", backend="numba", rounding=None, elementwise=None,
+                 prepared_cache=None):
+        from emu.graph.onnx_qdq import ort_default_elementwise
+        from emu.graph.prepare import prepare
+        from emu.graph.profiles import resolve
+        from emu.graph.runtime import Runtime
+        self.model = model if isinstance(model, ImportedModel) else import_model(model)
+        self.path = self.model.path
+        self.graph = self.model.graph
+        arithmetic = resolve(profile, rounding)
+        if isinstance(profile, str) and not arithmetic.fixed_point and elementwise is None:   # a value keeps its own
+            elementwise = ort_default_elementwise(self.model.io_dtype)
+        self.arithmetic = arithmetic.choose(elementwise=elementwise)
+        self.backend_name = backend
+        self._cache = {} if prepared_cache is None else prepared_cache
+        prepared = self._cache.get(self.arithmetic)
+        if prepared is None:
+            prepared = self._cache[self.arithmetic] = prepare(self.graph, self.arithmetic)
+        self.prepared = prepared
+        if self.model.onnx is not None:
+            from emu.graph.onnx_qdq import ModelRunner
+            self._onnx = ModelRunner(self.model.onnx, self.arithmetic, backend=backend, prepared=prepared)
             self.runtime = self._onnx.runtime
         else:
-            from emu.graph.runtime import Runtime
-            from emu.graph.tflite import load_tflite
             self._onnx = None
-            self._to_internal = lambda x: x
-            self.runtime = Runtime(load_tflite(path), profile, backend=backend, rounding=rounding)
-        self.graph = self.runtime.graph
+            self.runtime = Runtime(prepared, self.arithmetic, backend=backend)
+
+    def with_(self, profile=None, backend=None, rounding=None, elementwise=None):
+        """The same imported model under other choices (None keeps this session's; a profile given by name without
+        a rounding takes that profile's default)."""
+        return ModelSession(self.model, self.arithmetic if profile is None else profile,
+                            self.backend_name if backend is None else backend, rounding=rounding,
+                            elementwise=elementwise, prepared_cache=self._cache)
 
     @property
     def metadata(self):
@@ -66,10 +144,31 @@ class ModelSession:
             return q, None
         return q, self.runtime.dequantize_output(self.graph.outputs[0], q)
 
-    def run_all(self, x, input_boundary="int8"):
+    def input_bytes(self, x, input_boundary="int8"):
+        """The input buffer as the board holds it (the model's I/O type) for x at `input_boundary`."""
         if input_boundary == "float32":
             from emu.graph.onnx_qdq import quantize_input
             if self._onnx is None:
                 raise N6Error(f"{self.path}: a TFLite int8 model takes int8 inputs; quantize them first")
-            x = quantize_input(self._onnx.model, np.asarray(x), self._onnx.profile)
-        return self.runtime.run_all(self._to_internal(x))
+            return quantize_input(self._onnx.model, np.asarray(x), self.arithmetic)
+        return np.asarray(x)
+
+    def run_all(self, x, input_boundary="int8"):
+        return self.runtime.run_all(self.model.to_internal(self.input_bytes(x, input_boundary)))
+
+    def trace(self, x, input_boundary="int8", settings=None):
+        """emu.trace.Trace of one network run: input_buffer (board bytes), network/<tensor> (internal int8 NHWC),
+        output (the model's I/O type) and, when the model has one, float_output."""
+        from emu.trace import Trace
+        t = Trace(dict(self.metadata) if settings is None else settings)
+        buf = self.input_bytes(x, input_boundary)
+        t.add("input_buffer", buf, f"{self.model.io_dtype.name} model input buffer {list(self.model.input_shape)} "
+                                   f"(the model's own layout)")
+        shift = self.model.io_shift()
+        for name, v in self.runtime.run_all(self.model.to_internal(buf)).items():
+            t.add(f"network/{name}", v, "int8 NHWC" + (f" (board value - {shift})" if shift else ""))
+        q, f = self.run(buf)
+        t.add("output", q, f"{np.asarray(q).dtype.name} model output buffer")
+        if f is not None:
+            t.add("float_output", f, "float32 dequantized output (the model's float tail)")
+        return t

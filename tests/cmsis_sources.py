@@ -10,6 +10,8 @@ import tarfile
 import pytest
 
 _cached = None
+HOW_TO = ("the download needs network access to PyPI and the test extras (pip install -e \".[test]\"); or set "
+          "N6EMU_CMSISDSP_SRC to an unpacked cmsisdsp sdist (pip download --no-binary :all: --no-deps cmsisdsp)")
 
 
 def source_dir(tmp):
@@ -26,7 +28,8 @@ def source_dir(tmp):
                        capture_output=True, text=True, timeout=300)
     archives = glob.glob(os.path.join(str(tmp), "cmsisdsp-*.tar.gz"))
     if not archives:
-        pytest.skip(f"oracle unavailable: cmsisdsp sources (pip download failed: {r.stderr.strip().splitlines()[-1:]})")
+        pytest.skip(f"oracle unavailable: cmsisdsp sources (pip download failed: "
+                    f"{r.stderr.strip().splitlines()[-1:]}); {HOW_TO}")
     with tarfile.open(archives[0]) as tf:
         tf.extractall(tmp, filter="data")
     _cached = [d for d in glob.glob(os.path.join(str(tmp), "cmsisdsp-*")) if os.path.isdir(d)][0]

@@ -1,5 +1,6 @@
 """Shared pytest fixtures: the ../shared folder (skip cleanly when absent, saying how to provide it), the C kernel
-extension (skip only when no C compiler can build it), and the --run-slow flag."""
+extension and the front-end C twins (skip only when no C compiler can build them), and the --run-slow flag."""
+import importlib
 import os
 import shlex
 import shutil
@@ -99,6 +100,103 @@ def c_kernels():
                     "then `pip install -e .` (or `python csrc/build_kernels.py`)")
     pytest.fail(f"emu._c_kernels is not built although a C compiler ({compiler}) is available: run `pip install -e .` "
                 "(or `python csrc/build_kernels.py`) from the repository root", pytrace=False)
+
+
+# The front-end C twins, by fixture name: (twin module, the cffi extension it loads, that extension's builder).
+# One extension, emu._c_frontend_st, holds the ST column and both Helium kernel sets.
+FRONTEND_TWINS = {
+    "c_frontend_st": ("emu.frontend.ctwin_st", "emu._c_frontend_st", "csrc/build_frontend_st.py"),
+    "c_frontend_q15": ("emu.frontend.ctwin_q15", "emu._c_frontend_q15", "csrc/build_frontend_q15.py"),
+    "c_helium_f16": ("emu.frontend.ctwin_helium", "emu._c_frontend_st", "csrc/build_frontend_st.py"),
+    "c_helium_f32": ("emu.frontend.ctwin_helium_f32", "emu._c_frontend_st", "csrc/build_frontend_st.py"),
+}
+
+
+def frontend_twin(name):
+    """(twin module, None) when the front-end C twin `name` (a key of FRONTEND_TWINS) has its extension loaded.
+    Otherwise, the rule of `c_kernels`: (None, skip reason) only when the extension is not built and no C compiler
+    exists to build it (a build-environment condition); the calling test fails here when the extension does not
+    load (a broken build) or was not built although a compiler is there (the project's install step was skipped
+    or failed)."""
+    module, extension, builder = FRONTEND_TWINS[name]
+    twin = importlib.import_module(module)
+    if twin.available():
+        return twin, None
+    build = f"`pip install -e .` (or `python {builder}`) from the repository root"
+    try:
+        importlib.import_module(extension)  # (the twin could not: show why)
+    except ModuleNotFoundError as e:
+        if e.name != extension:
+            pytest.fail(f"{extension} does not load: {e}; rebuild it with {build}", pytrace=False)
+    except ImportError as e:
+        pytest.fail(f"{extension} is built but does not load ({e}); rebuild it with {build}", pytrace=False)
+    else:
+        pytest.fail(f"{extension} imports but {module} did not load it; check {module}'s import", pytrace=False)
+    compiler = _c_compiler()
+    if compiler is None:
+        return None, (f"{extension} ({module}) is not built and no C compiler was found (CC, cc, gcc, clang); "
+                      f"install gcc (apt-get install gcc), then run {build}")
+    pytest.fail(f"{extension} ({module}) is not built although a C compiler ({compiler}) is available: run {build}",
+                pytrace=False)
+
+
+def _frontend_twin_or_skip(name):
+    twin, reason = frontend_twin(name)
+    if twin is None:
+        pytest.skip(reason)
+    return twin
+
+
+@pytest.fixture(scope="session")
+def c_frontend_st():
+    """emu.frontend.ctwin_st with emu._c_frontend_st loaded (skip/fail rule: see frontend_twin)."""
+    return _frontend_twin_or_skip("c_frontend_st")
+
+
+@pytest.fixture(scope="session")
+def c_frontend_q15():
+    """emu.frontend.ctwin_q15 with emu._c_frontend_q15 loaded (skip/fail rule: see frontend_twin)."""
+    return _frontend_twin_or_skip("c_frontend_q15")
+
+
+@pytest.fixture(scope="session")
+def c_helium_f16():
+    """emu.frontend.ctwin_helium with emu._c_frontend_st loaded (skip/fail rule: see frontend_twin)."""
+    return _frontend_twin_or_skip("c_helium_f16")
+
+
+@pytest.fixture(scope="session")
+def c_helium_f32():
+    """emu.frontend.ctwin_helium_f32 with emu._c_frontend_st loaded (skip/fail rule: see frontend_twin)."""
+    return _frontend_twin_or_skip("c_helium_f32")
+
+
+class OptionalTwins:
+    """For a test whose checks of the project's own Python/Numba code need no C twin, and which also compares a
+    C twin: `get(name)` returns the twin (a key of FRONTEND_TWINS), or None when it is not built and no C compiler
+    exists (any other missing twin fails the test at once). Run the C comparisons only when it is not None, and
+    end the test with `skip_unchecked()`: when they did not run, the test skips there (its other checks passed),
+    naming what to install, instead of passing without them."""
+
+    def __init__(self):
+        self._missing = []
+
+    def get(self, name):
+        twin, reason = frontend_twin(name)
+        if twin is None and reason not in self._missing:
+            self._missing.append(reason)
+        return twin
+
+    def skip_unchecked(self):
+        if self._missing:
+            pytest.skip("the other checks passed; the C twin comparison did not run: "
+                        + "; ".join(self._missing))
+
+
+@pytest.fixture
+def optional_twins():
+    """An OptionalTwins for this test."""
+    return OptionalTwins()
 
 
 @pytest.fixture(autouse=True)

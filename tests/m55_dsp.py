@@ -10,7 +10,7 @@ import pytest
 
 import cmsis_sources
 import m55
-from conftest import SHARED
+from conftest import _SHARED_HINT, SHARED
 
 # The CMSIS-DSP sources the front ends use (f16 and f32 FFT, complex magnitude, dot product, multiply,
 # q15 conversion) with their tables; everything else of the library is left out (build time).
@@ -53,7 +53,7 @@ def cmsis_core_include():
     """CMSIS Core headers (cmsis_compiler.h) from ../shared/arm/cmsis-core; skip when ../shared is absent."""
     d = SHARED / "arm" / "cmsis-core" / "Include"
     if not d.is_dir():
-        pytest.skip(f"oracle unavailable: {d} (CMSIS Core headers for the Cortex-M55 build) is absent")
+        pytest.skip(f"oracle unavailable: {d} (CMSIS Core headers for the Cortex-M55 build) is absent; {_SHARED_HINT}")
     return str(d)
 
 
@@ -96,7 +96,7 @@ def app_elf(tmp, opt="Os", profile="st-f16"):
 
 def app_stages(elf, state, patches, inplace_power=True):
     """Every stage of the application's column on the M55 for each int16 PCM patch, in the layout of
-    emu.frontend.st.compute_stages (float32 values; mel/log/int8 mel-major), one dict per patch. The tables
+    emu.frontend.st.compute_stages (float32 values; mel/log/features mel-major), one dict per patch. The tables
     (window, sparse mel) are the emulator's prepared device tables; the scale and the FFT are the device's."""
     p = state.params
     vt = "<f4" if p.profile == "st-f32" else "<f2"          # the column's sample type
@@ -123,7 +123,7 @@ def app_stages(elf, state, patches, inplace_power=True):
         fr = r["frames"]
         d = {k: fr[k].astype(np.float32) for k in ("framed", "windowed", "fft", "power", "spectrum")}
         d.update({k: np.ascontiguousarray(fr[k].T.astype(np.float32)) for k in ("mel", "log")})
-        d["int8"] = np.ascontiguousarray(fr["int8"].T)
+        d["features"] = np.ascontiguousarray(fr["int8"].T)
         d["silence_sum"] = np.float32(r["silence_sum"])
         out.append(d)
     return out

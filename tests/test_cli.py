@@ -52,11 +52,16 @@ def test_run_batch_and_dump(mlperf_model, tmp_path):
     want = Runtime(graph).run(x)
     assert y.shape[0] == 3 and np.array_equal(y, want)
     with np.load(tmp_path / "t.npz") as z:
-        meta = json.loads(str(z["__meta__"]))
+        meta = json.loads(str(z["__meta__"]))["settings"]
         assert meta["profile"] == "cmsis-nn" and meta["rounding"] == "double" and meta["backend"] == "numba"
         names = set(z.files) - {"__meta__"}
-        assert set(graph.activations()) <= names
-        assert np.array_equal(z[graph.outputs[0]], want)
+        assert {f"network/{n}" for n in graph.activations()} <= names and {"input_buffer", "output"} <= names
+        assert np.array_equal(z[f"network/{graph.outputs[0]}"], want) and np.array_equal(z["output"], want)
+        assert np.array_equal(z["input_buffer"], x)
+    from emu.trace import Trace
+    t = Trace.load(tmp_path / "t.npz")
+    assert t.names()[0] == "input_buffer" and t.names()[-2:] == ["output", "float_output"] and "int8 NHWC" in t.stages[
+        f"network/{graph.outputs[0]}"].layout
 
 
 def test_run_errors(mlperf_model, tmp_path):
@@ -87,7 +92,8 @@ def test_run_errors(mlperf_model, tmp_path):
 def test_float_model_is_rejected(shared_dir, tmp_path):
     model = shared_dir / "models" / "kws_ref_model_float32.tflite"
     if not model.is_file():
-        pytest.skip("float model absent")
+        from conftest import _SHARED_HINT
+        pytest.skip(f"oracle unavailable: {model} (the float MLPerf Tiny KWS model) is absent; {_SHARED_HINT}")
     code, _, err = call(["inspect", str(model)])
     assert_one_line_error(code, err, "quantiz")
 

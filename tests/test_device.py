@@ -80,8 +80,8 @@ def test_replay_equals_composition_of_stages(mlperf_device, mlperf_model, tmp_pa
     n_patches = x.size // new
     assert len(recs) == n_patches
     for k, rec in enumerate(recs):
-        feats = cmsis_q15.compute_patch(padded[k * new:k * new + keep + new], state)   # [49, 10] frame-major
-        y = rt.run(feats.reshape(1, 49, 10, 1)).reshape(-1)
+        feats = cmsis_q15.compute_patch(padded[k * new:k * new + keep + new], state)   # [10, 49] coefficient-major
+        y = rt.run(feats.T.reshape(1, 49, 10, 1)).reshape(-1)
         assert np.array_equal(rec["output"], y)
         probs = (y.astype(np.float32) + 128) / 256
         assert np.array_equal(rec["probabilities"], probs)
@@ -134,7 +134,7 @@ def test_cli_replay_outputs_and_dump(mlperf_model, tmp_path):
     dumps = sorted(p.name for p in (tmp_path / "dump").iterdir())
     assert dumps == ["a_w00001.npz"]
     with np.load(tmp_path / "dump" / "a_w00001.npz") as z:
-        assert {"pcm", "input_buffer", "frontend/features", "frontend/spectrum"} <= set(z.files)
+        assert {"frontend/pcm", "input_buffer", "frontend/features", "frontend/spectrum", "output", "probabilities"} <= set(z.files)
         net = [n for n in z.files if n.startswith("network/")]
         assert len(net) >= 14
         assert np.array_equal(z["network/Identity"].reshape(-1), np.array(lines[1]["output"], np.int8))
@@ -222,7 +222,7 @@ def test_bundled_replay_equals_composition(bundled):
     padded = np.concatenate([np.zeros(320, np.int16), x])
     for k, rec in enumerate(recs):
         stages = st.compute_stages(padded[k * 15680:k * 15680 + 16000], state)
-        y = rt.run(stages["int8"].reshape(1, 1, 40, 49)).reshape(-1)
+        y = rt.run(stages["features"].reshape(1, 1, 40, 49)).reshape(-1)
         assert np.array_equal(rec["output"], y)
         assert np.float32(rec["silence_sum"]) == stages["silence_sum"]
 
@@ -278,7 +278,7 @@ def test_cli_features_and_stages(tmp_path):
         assert np.array_equal(f[k], st.compute_patch(patch, state))
         folder = tmp_path / "stages" / f"patch_{k:05d}"
         assert np.array_equal(np.load(folder / "pcm.npy"), patch)
-        for name in ("framed", "windowed", "fft", "power", "spectrum", "mel", "log", "int8", "silence_sum"):
+        for name in ("framed", "windowed", "fft", "power", "spectrum", "mel", "log", "features", "silence_sum"):
             assert (folder / f"{name}.npy").is_file(), name
 
 

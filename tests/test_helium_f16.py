@@ -12,11 +12,13 @@ import pytest
 import cmsis_sources
 import m55
 import m55_dsp
-from emu.frontend import ctwin_helium, helium_f16, tables
+from emu.frontend import helium_f16, tables
 from emu.frontend.f16 import to_f16_bits
 from emu.frontend.params import FrontendError
 
-needs_c = pytest.mark.skipif(not ctwin_helium.available(), reason="emu._c_frontend_st with helium_f16.c is not built")
+# The C twin (emu.frontend.ctwin_helium) is compared by the tests of the Numba kernels, through conftest's
+# optional_twins: a twin that is not built fails them, unless no C compiler exists; then they skip after the
+# checks of the Numba kernels, naming what to install.
 
 # output f16 count of one input set, per op of csrc/m55/dsp_primitives.c
 _OUT_LEN = {"rfft_f16": lambda n: n, "cfft_f16": lambda n: 2 * n, "mag_squared_f16": lambda n: n,
@@ -227,7 +229,7 @@ def _numba_rfft(x, opt="Os"):
     return helium_f16.rfft_packed(x.astype(np.float32), optimization=opt)
 
 
-def _check_fft(elf, rng, per_size_random, opt="Os"):
+def _check_fft(elf, rng, per_size_random, ctwin, opt="Os"):
     jobs, inputs = [], []
     for n in helium_f16.RFFT_SIZES:
         xs = frames(n, rng, per_size_random)
@@ -244,28 +246,32 @@ def _check_fft(elf, rng, per_size_random, opt="Os"):
             if kind == "rfft":
                 got = _numba_rfft(x, opt)
                 assert_bits_equal(got, dev[i], f"-{opt} rfft_f16 n_fft={n} input {i} ({name})")
-                if ctwin_helium.available():
-                    assert_bits_equal(ctwin_helium.rfft_packed_c(x.astype(np.float32), optimization=opt), got,
+                if ctwin is not None:
+                    assert_bits_equal(ctwin.rfft_packed_c(x.astype(np.float32), optimization=opt), got,
                                       f"-{opt} C twin rfft n_fft={n} input {i} ({name})")
             else:
                 got = helium_f16.cfft(x.astype(np.float32))
                 assert_bits_equal(got, dev[i], f"-{opt} cfft_f16 len={n} input {i} ({name})")
-                if ctwin_helium.available():
+                if ctwin is not None:
                     buf = x.astype(np.float32)
-                    ctwin_helium.cfft_f16_c(buf, helium_f16.prepare_cfft(n))
+                    ctwin.cfft_f16_c(buf, helium_f16.prepare_cfft(n))
                     assert_bits_equal(buf, got, f"C twin cfft len={n} input {i} ({name})")
 
 
 @pytest.mark.parametrize("opt", helium_f16.OPTIMIZATIONS)
-def test_rfft_and_cfft_equal_m55(device_elf, opt):
-    _check_fft(device_elf(opt), np.random.default_rng(20261201), per_size_random=6, opt=opt)
+def test_rfft_and_cfft_equal_m55(device_elf, optional_twins, opt):
+    ctwin = optional_twins.get("c_helium_f16")
+    _check_fft(device_elf(opt), np.random.default_rng(20261201), per_size_random=6, ctwin=ctwin, opt=opt)
+    optional_twins.skip_unchecked()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("opt", helium_f16.OPTIMIZATIONS)
-def test_rfft_and_cfft_equal_m55_sweep(device_elf, opt):
+def test_rfft_and_cfft_equal_m55_sweep(device_elf, optional_twins, opt):
+    ctwin = optional_twins.get("c_helium_f16")
     for seed in range(30):
-        _check_fft(device_elf(opt), np.random.default_rng(1000 + seed), per_size_random=40, opt=opt)
+        _check_fft(device_elf(opt), np.random.default_rng(1000 + seed), per_size_random=40, ctwin=ctwin, opt=opt)
+    optional_twins.skip_unchecked()
 
 
 def test_ofast_build_differs_from_os():
@@ -310,75 +316,83 @@ def _numba_op(op, n, arrays):
     return out
 
 
-def _c_op(op, n, arrays):
+def _c_op(ctwin, op, n, arrays):
     a = [x if x.dtype == np.int16 else x.astype(np.float32) for x in arrays]
     out = np.empty(n, np.float32)
     if op == "mag_squared_f16":
-        ctwin_helium.cmplx_mag_squared_f16_c(a[0], out, n)
+        ctwin.cmplx_mag_squared_f16_c(a[0], out, n)
     elif op == "mag_f16":
-        ctwin_helium.cmplx_mag_f16_c(a[0], out, n)
+        ctwin.cmplx_mag_f16_c(a[0], out, n)
     elif op == "dot_f16":
-        out = np.array([ctwin_helium.dot_prod_f16_c(a[0], a[1], n)], np.float32)
+        out = np.array([ctwin.dot_prod_f16_c(a[0], a[1], n)], np.float32)
     elif op == "mult_f16":
-        ctwin_helium.mult_f16_c(a[0], a[1], out, n)
+        ctwin.mult_f16_c(a[0], a[1], out, n)
     else:
-        ctwin_helium.q15_to_f16_c(a[0], out, n)
+        ctwin.q15_to_f16_c(a[0], out, n)
     return out
 
 
 ELEMENTWISE = ["q15_to_f16", "mult_f16", "mag_squared_f16", "dot_f16", "mag_f16"]
 
 
-def _check_elementwise(elf, op, lengths, rng):
+def _check_elementwise(elf, op, lengths, rng, ctwin):
     jobs = [(op, n, _elementwise_inputs(op, n, rng)) for n in lengths]
     for (_, n, sets), dev in zip(jobs, run_device(elf, jobs)):
         for i, arrays in enumerate(sets):
             got = _numba_op(op, n, arrays)
             assert_bits_equal(got, dev[i], f"{op} n={n} input set {i}")
-            if ctwin_helium.available():
-                assert_bits_equal(_c_op(op, n, arrays), got, f"C twin {op} n={n} input set {i}")
+            if ctwin is not None:
+                assert_bits_equal(_c_op(ctwin, op, n, arrays), got, f"C twin {op} n={n} input set {i}")
 
 
 @pytest.mark.parametrize("opt", helium_f16.OPTIMIZATIONS)
 @pytest.mark.parametrize("op", ELEMENTWISE)
-def test_elementwise_equal_m55(device_elf, op, opt):
+def test_elementwise_equal_m55(device_elf, optional_twins, op, opt):
     """Both builds compile these to the same arithmetic: one emulation for -Os and -Ofast."""
-    _check_elementwise(device_elf(opt), op, LENGTHS, np.random.default_rng(ELEMENTWISE.index(op)))
+    _check_elementwise(device_elf(opt), op, LENGTHS, np.random.default_rng(ELEMENTWISE.index(op)),
+                       optional_twins.get("c_helium_f16"))
+    optional_twins.skip_unchecked()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("op", ELEMENTWISE)
-def test_elementwise_equal_m55_sweep(elf, op):
+def test_elementwise_equal_m55_sweep(elf, optional_twins, op):
     rng = np.random.default_rng(7)
-    _check_elementwise(elf, op, list(range(1, 130)) + [255, 256, 511, 1024, 2047, 4095], rng)
+    _check_elementwise(elf, op, list(range(1, 130)) + [255, 256, 511, 1024, 2047, 4095], rng,
+                       optional_twins.get("c_helium_f16"))
+    optional_twins.skip_unchecked()
 
 
-def test_q15_to_f16_all_values_equal_m55(elf):
+def test_q15_to_f16_all_values_equal_m55(elf, optional_twins):
     q = np.arange(-32768, 32768).astype(np.int16)
     (dev,) = run_device(elf, [("q15_to_f16", q.size, [(q,)])])
     got = helium_f16.q15_to_f16_array(q)
     assert_bits_equal(got, dev[0], "q15_to_f16 over all int16")
-    if ctwin_helium.available():
+    ctwin = optional_twins.get("c_helium_f16")
+    if ctwin is not None:
         out = np.empty(q.size, np.float32)
-        ctwin_helium.q15_to_f16_c(q, out, q.size)
+        ctwin.q15_to_f16_c(q, out, q.size)
         assert_bits_equal(out, got, "C twin q15_to_f16 over all int16")
+    optional_twins.skip_unchecked()
 
 
-def test_mult_all_f16_patterns_equal_m55(elf):
+def test_mult_all_f16_patterns_equal_m55(elf, optional_twins):
     """Every binary16 pattern (NaNs, infinities, subnormals, -0) times a few factors, incl. 0 and inf."""
     a = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16)
     jobs = []
     for factor in (1.0, -0.5, 0.0, 3.0, 1024.0, 2.0 ** -13, np.inf):
         b = np.full(a.size, factor, np.float16)
         jobs.append(("mult_f16", a.size, [(a, b)]))
+    ctwin = optional_twins.get("c_helium_f16")
     for (_, n, sets), dev in zip(jobs, run_device(elf, jobs)):
         got = _numba_op("mult_f16", n, sets[0])
         assert_bits_equal(got, dev[0], f"mult_f16 x {float(sets[0][1][0])}")
-        if ctwin_helium.available():
-            assert_bits_equal(_c_op("mult_f16", n, sets[0]), got, "C twin mult_f16")
+        if ctwin is not None:
+            assert_bits_equal(_c_op(ctwin, "mult_f16", n, sets[0]), got, "C twin mult_f16")
+    optional_twins.skip_unchecked()
 
 
-def test_mag_all_f16_patterns_equal_m55(elf):
+def test_mag_all_f16_patterns_equal_m55(elf, optional_twins):
     """cmplx_mag/mag_squared on (x, y) for every binary16 x (y random normal or the same x): covers zero,
     subnormal, overflowing and NaN sums through the Newton iteration, full blocks and a tail block."""
     rng = np.random.default_rng(3)
@@ -392,12 +406,14 @@ def test_mag_all_f16_patterns_equal_m55(elf):
     n = x.size - 3                                      # 65533: last block is a 5-lane tail
     sets = [(s[0][:2 * n],) for s in sets]
     outs = run_device(elf, [("mag_f16", n, sets), ("mag_squared_f16", n, sets)])
+    ctwin = optional_twins.get("c_helium_f16")
     for op, dev in zip(("mag_f16", "mag_squared_f16"), outs):
         for i, arrays in enumerate(sets):
             got = _numba_op(op, n, arrays)
             assert_bits_equal(got, dev[i], f"{op} all patterns set {i}")
-            if ctwin_helium.available():
-                assert_bits_equal(_c_op(op, n, arrays), got, f"C twin {op} all patterns set {i}")
+            if ctwin is not None:
+                assert_bits_equal(_c_op(ctwin, op, n, arrays), got, f"C twin {op} all patterns set {i}")
+    optional_twins.skip_unchecked()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -405,7 +421,7 @@ def test_mag_all_f16_patterns_equal_m55(elf):
 # ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n_fft", [32, 256, 1024])
-def test_in_place_power_spectrum_like_the_app(elf, n_fft):
+def test_in_place_power_spectrum_like_the_app(elf, optional_twins, n_fft):
     """The app: power[0] and power[n_fft/2] written first, then cmplx_mag_squared_f16(buf+2, buf+1, n/2-1)
     in place. Blocks read before they write, so the result equals the same call on a copy of the source
     (as the device computes it from separate buffers), with bin n/4 reading the overwritten element."""
@@ -419,11 +435,13 @@ def test_in_place_power_spectrum_like_the_app(elf, n_fft):
     helium_f16.cmplx_mag_squared_f16(buf[2:], buf[1:], n_fft // 2 - 1)
     (dev,) = run_device(elf, [("mag_squared_f16", n_fft // 2 - 1, [(f16(src_copy[:n_fft - 2]),)])])
     assert_bits_equal(buf[1:n_fft // 2], dev[0], "in-place power spectrum")
-    if ctwin_helium.available():
+    ctwin = optional_twins.get("c_helium_f16")
+    if ctwin is not None:
         cbuf = X.copy()
         cbuf[0], cbuf[n_fft // 2] = buf[0], buf[n_fft // 2]
-        ctwin_helium.cmplx_mag_squared_f16_c(cbuf[2:], cbuf[1:], n_fft // 2 - 1)
+        ctwin.cmplx_mag_squared_f16_c(cbuf[2:], cbuf[1:], n_fft // 2 - 1)
         assert_bits_equal(cbuf[:n_fft // 2 + 1], buf[:n_fft // 2 + 1], "C twin in-place power spectrum")
+    optional_twins.skip_unchecked()
 
 
 def _block_model(fn, src, dst_offset, n, lanes_in):
@@ -437,10 +455,11 @@ def _block_model(fn, src, dst_offset, n, lanes_in):
     return mem
 
 
-def test_overlapping_buffers_follow_block_order():
+def test_overlapping_buffers_follow_block_order(optional_twins):
     """dst ahead of src (a hazard an element-by-element loop would get wrong): blocks read, then write."""
     rng = np.random.default_rng(5)
     n = 21
+    ctwin = optional_twins.get("c_helium_f16")
     for offset in (1, 3, 5, 9):
         mem = f16(rng.standard_normal(2 * n + offset + 8)).astype(np.float32)
         ref = _block_model(lambda v: helium_f16.cmplx_mag_squared(v)[0], mem, offset, n, 2)
@@ -451,10 +470,11 @@ def test_overlapping_buffers_follow_block_order():
         gotm = mem.copy()
         helium_f16.mult_f16(gotm, gotm, gotm[offset:], n)
         assert_bits_equal(gotm, refm, f"mult overlap offset {offset}")
-        if ctwin_helium.available():
+        if ctwin is not None:
             c = mem.copy()
-            ctwin_helium.cmplx_mag_squared_f16_c(c, c[offset:], n)
+            ctwin.cmplx_mag_squared_f16_c(c, c[offset:], n)
             assert_bits_equal(c, ref, f"C twin mag_squared overlap offset {offset}")
+    optional_twins.skip_unchecked()
 
 
 @pytest.mark.parametrize("n_fft", helium_f16.RFFT_SIZES)

@@ -18,12 +18,13 @@ import pytest
 import cmsis_sources
 import m55
 import m55_dsp
-from emu.frontend import ctwin_helium_f32 as ctwin
 from emu.frontend import helium_f32 as hf
 from emu.frontend import st
 from emu.frontend import tables as ftables
 
-needs_c = pytest.mark.skipif(not ctwin.available(), reason="emu._c_frontend_st (with helium_f32) is not built")
+# the C twin emu.frontend.ctwin_helium_f32: conftest's fixture c_helium_f32 (or optional_twins where the test also
+# checks the Numba kernels) skips only when no C compiler can build it, else a twin that is not built fails
+
 TINY = np.float32(2.0 ** -126)
 
 
@@ -384,9 +385,10 @@ def test_q15_to_float_matches_m55(elf):
 
 
 @pytest.mark.parametrize("op", [1, 2])
-def test_overlapping_in_place_mag_matches_m55(overlap_elf, op):
+def test_overlapping_in_place_mag_matches_m55(overlap_elf, optional_twins, op):
     """f(buf + 2, buf + 1, n) as the ST application calls it on the packed FFT (n = n_fft/2 - 1)."""
     kernel = hf.cmplx_mag_squared_f32 if op == 1 else hf.cmplx_mag_f32
+    ctwin = optional_twins.get("c_helium_f32")
     for n in (1, 3, 4, 7, 511):
         rng = np.random.default_rng(op * 1000 + n)
         bufs = [_f32(rng.standard_normal(2 * n + 2) * s) for s in (1.0, 1e3, 1e-20)]
@@ -397,10 +399,11 @@ def test_overlapping_in_place_mag_matches_m55(overlap_elf, op):
             got = b.copy()
             kernel(got[2:], got[1:], n)
             assert_bits_equal(got, want, f"overlapping {'mag_squared' if op == 1 else 'mag'} n={n} set {i}")
-            if ctwin.available():
+            if ctwin is not None:
                 got_c = b.copy()
                 (ctwin.cmplx_mag_squared_f32 if op == 1 else ctwin.cmplx_mag_f32)(got_c[2:], got_c[1:], n)
                 assert_bits_equal(got_c, want, f"C twin overlapping n={n} set {i}")
+    optional_twins.skip_unchecked()
 
 
 @pytest.mark.slow
@@ -428,9 +431,9 @@ def test_primitives_match_m55_sweep(elf, op):
 # (c) Numba == C twin
 # ----------------------------------------------------------------------------------------------------
 
-@needs_c
 @pytest.mark.parametrize("n_fft", hf.RFFT_LENGTHS)
-def test_c_twin_rfft_and_cfft(n_fft):
+def test_c_twin_rfft_and_cfft(c_helium_f32, n_fft):
+    ctwin = c_helium_f32
     rng = np.random.default_rng(n_fft + 77)
     for name, x in _signals(rng, n_fft, extra=20).items():
         for opt in ("Os", "Ofast"):
@@ -450,8 +453,8 @@ def test_c_twin_rfft_and_cfft(n_fft):
         assert_bits_equal(b2, b1, f"C twin cfft L={fft_len}")
 
 
-@needs_c
-def test_c_twin_primitives():
+def test_c_twin_primitives(c_helium_f32):
+    ctwin = c_helium_f32
     for n in PRIMITIVE_LENGTHS:
         rng = np.random.default_rng(n + 31)
         for name, x in _complex_sets(rng, n).items():
@@ -474,8 +477,8 @@ def test_c_twin_primitives():
         assert_bits_equal(d2, d1, f"C twin q15_to_float n={n}")
 
 
-@needs_c
-def test_c_twin_checks_its_arguments():
+def test_c_twin_checks_its_arguments(c_helium_f32):
+    ctwin = c_helium_f32
     t = hf.prepare_rfft(64)
     with pytest.raises(hf.FrontendError, match="float32"):
         ctwin.rfft_fast_f32(np.zeros(64), np.zeros(64, np.float32), t)

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from emu.graph.prepare import ort_conv_scales
+from emu.graph.ops.weighted import ort_conv_scales
 from emu.kernels import ort as K
 from onnx_builder import ORT_MISSING
 

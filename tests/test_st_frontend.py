@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
-from emu.frontend import ctwin_st, st
+from emu.frontend import st
 from emu.frontend.params import FrontendError, FrontendParams, from_toml, to_toml
 
 import cmsis_sources
@@ -22,7 +22,8 @@ from signals import signal
 # the portable-C build with a separate power buffer: what these x86 oracles check (the Helium build and the
 # app's in-place power are proven on the Cortex-M55 in test_st_helium.py)
 DEFAULT = FrontendParams(quant_scale=30 / 255, quant_zero_point=42, isa="scalar", inplace_power=False)
-needs_c = pytest.mark.skipif(not ctwin_st.available(), reason="emu._c_frontend_st is not built")
+# the C twin: fixture c_frontend_st (tests/conftest.py) skips only when no C compiler can build it, else fails
+CMSISDSP_MISSING = 'oracle unavailable: the cmsisdsp package (PyPI wheel) is not installed; pip install -e ".[test]"'
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -55,15 +56,25 @@ def cmsis_oracle(tmp_path_factory):
     float32), both -O2 -ffp-contract=off, no fast-math}, via cffi ABI mode."""
     gcc = shutil.which("gcc")
     if gcc is None:
-        pytest.skip("gcc not available")
+        pytest.skip("oracle unavailable: gcc is not installed (apt-get install gcc)")
     import cffi
     tmp = tmp_path_factory.mktemp("cmsisdsp")
     src = cmsis_sources.source_dir(tmp)
     srcs = [os.path.join(src, "Source", s) for s in _SOURCES]
-    if not all(os.path.isfile(s) for s in srcs):
-        pytest.skip("cmsisdsp source layout not recognised")
+    absent = [os.path.relpath(s, src) for s in srcs if not os.path.isfile(s)]
+    if absent:
+        pytest.skip(f"oracle unavailable: the cmsisdsp sdist at {src} lacks {absent[:3]} (another source layout); "
+                    f"{cmsis_sources.HOW_TO}")
     (tmp / "prelude.h").write_text("typedef _Float16 float16_t;\n#define ARM_FLOAT16_SUPPORTED 1\n")
     (tmp / "wrap.c").write_text(_WRAP)
+    # a compiler limit (no _Float16 / -fexcess-precision=16 on this gcc) skips; with it, the oracle must build
+    (tmp / "probe.c").write_text("float16_t probe(float16_t a, float16_t b) { return a * b + a; }\n")
+    for mode in ("16", "standard"):
+        r = subprocess.run([gcc, "-c", "-std=c11", f"-fexcess-precision={mode}", "-include", str(tmp / "prelude.h"),
+                            str(tmp / "probe.c"), "-o", str(tmp / "probe.o")], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"oracle unavailable: this gcc does not compile _Float16 with -fexcess-precision={mode} "
+                        f"({r.stderr.strip().splitlines()[:1]}); install gcc >= 12")
     ffi = cffi.FFI()
     ffi.cdef("int oracle_rfft_f32(int n, float *in, float *out);"
              "int oracle_rfft_f16(int n, uint16_t *in, uint16_t *out);"
@@ -76,7 +87,7 @@ def cmsis_oracle(tmp_path_factory):
                "-I", os.path.join(src, "PrivateInclude"), str(tmp / "wrap.c"), *srcs, "-o", str(so)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
-            pytest.skip(f"cannot build the CMSIS-DSP oracle: {r.stderr.strip().splitlines()[-1:]}")
+            pytest.fail(f"the CMSIS-DSP oracle does not build with {gcc}:\n{r.stderr[-4000:]}", pytrace=False)
         libs[mode] = ffi.dlopen(str(so))
     return ffi, libs
 
@@ -95,7 +106,7 @@ def _frames(rng, n, count, dtype):
 
 
 @pytest.mark.parametrize("n_fft", [32, 64, 128, 256, 512, 1024, 2048, 4096])
-def test_st_f32_fft_equals_cmsis_source(cmsis_oracle, n_fft):
+def test_st_f32_fft_equals_cmsis_source(cmsis_oracle, c_frontend_st, n_fft):
     ffi, libs = cmsis_oracle
     state = st.prepare(_params_for(n_fft, profile="st-f32"))
     for x in _frames(np.random.default_rng(n_fft), n_fft, 20, np.float32):
@@ -104,13 +115,12 @@ def test_st_f32_fft_equals_cmsis_source(cmsis_oracle, n_fft):
         assert libs["16"].oracle_rfft_f32(n_fft, ffi.cast("float *", xin.ctypes.data), ffi.cast("float *", ref.ctypes.data)) == 0
         got = st.rfft_packed(x, state)
         np.testing.assert_array_equal(got.view(np.uint32), ref.view(np.uint32))
-        if ctwin_st.available():
-            np.testing.assert_array_equal(ctwin_st.rfft_packed_c(x, state).view(np.uint32), ref.view(np.uint32))
+        np.testing.assert_array_equal(c_frontend_st.rfft_packed_c(x, state).view(np.uint32), ref.view(np.uint32))
 
 
 @pytest.mark.parametrize("mode,lib", [("per-op", "16"), ("f32", "standard")])
 @pytest.mark.parametrize("n_fft", [32, 64, 128, 256, 512, 1024, 2048, 4096])
-def test_st_f16_fft_equals_cmsis_source(cmsis_oracle, n_fft, mode, lib):
+def test_st_f16_fft_equals_cmsis_source(cmsis_oracle, c_frontend_st, n_fft, mode, lib):
     ffi, libs = cmsis_oracle
     state = st.prepare(_params_for(n_fft, f16_intermediates=mode))
     for x in _frames(np.random.default_rng(n_fft + 1), n_fft, 20, np.float16):
@@ -119,8 +129,7 @@ def test_st_f16_fft_equals_cmsis_source(cmsis_oracle, n_fft, mode, lib):
         assert libs[lib].oracle_rfft_f16(n_fft, ffi.cast("uint16_t *", xb.ctypes.data), ffi.cast("uint16_t *", ref.ctypes.data)) == 0
         got = st.rfft_packed(x, state)
         np.testing.assert_array_equal(got.astype(np.float16).view(np.uint16), ref)
-        if ctwin_st.available():
-            np.testing.assert_array_equal(ctwin_st.rfft_packed_c(x, state).view(np.uint32), got.view(np.uint32))
+        np.testing.assert_array_equal(c_frontend_st.rfft_packed_c(x, state).view(np.uint32), got.view(np.uint32))
 
 
 @pytest.mark.parametrize("mode,lib", [("per-op", "16"), ("f32", "standard")])
@@ -168,8 +177,8 @@ def cmsis_fast_math_rfft(cmsis_oracle, tmp_path_factory):
         objs.append(obj)
     if r.returncode == 0:
         r = subprocess.run([shutil.which("gcc"), "-shared", *objs, "-o", str(so), "-lm"], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot build the fast-math CMSIS-DSP rfft: {r.stderr.strip().splitlines()[-1:]}")
+    if r.returncode != 0:   # the same gcc and sources as cmsis_oracle, which built: not a missing tool
+        pytest.fail(f"the fast-math CMSIS-DSP rfft does not build:\n{r.stderr[-4000:]}", pytrace=False)
     ffi = cffi.FFI()
     ffi.cdef("int oracle_rfft_f32(int n, float *in, float *out);")
     return ffi, ffi.dlopen(str(so))
@@ -178,7 +187,7 @@ def cmsis_fast_math_rfft(cmsis_oracle, tmp_path_factory):
 def test_cmsisdsp_wheel_is_the_fast_math_build(cmsis_fast_math_rfft):
     """Why st-f32 is not compared bit-exactly with the PyPI wheel: the same sources built with the wheel's
     flags (-O3 -ffast-math) reproduce the wheel exactly, and differ from the IEEE build we match."""
-    dsp = pytest.importorskip("cmsisdsp")
+    dsp = pytest.importorskip("cmsisdsp", reason=CMSISDSP_MISSING)
     ffi, lib = cmsis_fast_math_rfft
     inst = dsp.arm_rfft_fast_instance_f32()
     dsp.arm_rfft_fast_init_f32(inst, 1024)
@@ -197,7 +206,7 @@ def test_st_f32_fft_close_to_cmsisdsp_wheel():
     """The PyPI cmsisdsp wheel is built with -O3 -ffast-math (its setup.py), so its rfft_fast_f32 is not
     IEEE-reproducible; the IEEE build of the same sources is the bit-exact oracle above. Here: agreement
     to float32 rounding noise."""
-    dsp = pytest.importorskip("cmsisdsp")
+    dsp = pytest.importorskip("cmsisdsp", reason=CMSISDSP_MISSING)
     state = st.prepare(DEFAULT.replace(profile="st-f32"))
     inst = dsp.arm_rfft_fast_instance_f32()
     dsp.arm_rfft_fast_init_f32(inst, 1024)
@@ -263,7 +272,7 @@ def _reference_columns(stages, state):
     for row in spec:
         for v in row:
             silence = np.float16(silence + v)
-    return dict(power=P, spectrum=spec, mel=mel, log=logs, int8=q, silence_sum=silence)
+    return dict(power=P, spectrum=spec, mel=mel, log=logs, features=q, silence_sum=silence)
 
 
 @pytest.mark.parametrize("spectrum", ["power", "magnitude"])
@@ -278,7 +287,7 @@ def test_st_f16_column_stages_match_numpy_float16(kind, spectrum):
         for k in ("power", "spectrum", "mel", "log"):
             np.testing.assert_array_equal(got[k].astype(np.float16).view(np.uint16), ref[k].view(np.uint16), err_msg=k)
             np.testing.assert_array_equal(got[k], got[k].astype(np.float16).astype(np.float32), err_msg=k)
-    np.testing.assert_array_equal(got["int8"], ref["int8"])
+    np.testing.assert_array_equal(got["features"], ref["features"])
     assert np.float16(got["silence_sum"]) == ref["silence_sum"] or (np.isinf(ref["silence_sum"]) and np.isinf(got["silence_sum"]))
 
 
@@ -298,7 +307,7 @@ def test_framing_and_window_stage():
     # a frame depends only on its own samples: shifting the patch by one hop shifts the columns
     shifted = np.concatenate([pcm[p.hop_length:], np.zeros(p.hop_length, np.int16)])
     got2 = st.compute_stages(shifted, state)
-    np.testing.assert_array_equal(got2["int8"][:, :-1], got["int8"][:, 1:])
+    np.testing.assert_array_equal(got2["features"][:, :-1], got["features"][:, 1:])
 
 
 def test_st_f32_log_and_quantization_reference():
@@ -322,7 +331,7 @@ def test_st_f32_log_and_quantization_reference():
     logs = np.array([[_LIBM.logf(float(v)) for v in row] for row in mel], np.float32)
     np.testing.assert_array_equal(got["log"], logs)
     y = logs * state.inv_scale + np.float32(p.quant_zero_point)
-    np.testing.assert_array_equal(got["int8"], np.clip(_roundf(y), -128, 127).astype(np.int8))
+    np.testing.assert_array_equal(got["features"], np.clip(_roundf(y), -128, 127).astype(np.int8))
 
 
 def test_silence_gives_holes_and_zero_silence_sum():
@@ -330,7 +339,7 @@ def test_silence_gives_holes_and_zero_silence_sum():
     got = st.compute_stages(np.zeros(DEFAULT.patch_length, np.int16), state)
     assert got["silence_sum"] == 0 and not got["mel"].any()
     assert np.all(np.isneginf(got["log"]))
-    assert np.all(got["int8"] == 0)                                  # (int16)(int32)-inf = 0, not -128
+    assert np.all(got["features"] == 0)                                  # (int16)(int32)-inf = 0, not -128
     sat = st.prepare(DEFAULT.replace(neg_inf_cast="saturate"))
     assert np.all(st.compute_patch(np.zeros(DEFAULT.patch_length, np.int16), sat) == -128)
     f32 = st.prepare(DEFAULT.replace(profile="st-f32"))
@@ -357,8 +366,8 @@ QUANT_CASES = [  # (log value, rounding, cast, expected) with inv_scale 1, zp 0
 
 
 @pytest.mark.parametrize("v,rounding,cast,expected", QUANT_CASES)
-def test_quantization_edge_cases(v, rounding, cast, expected):
-    _check_quantize(DEFAULT.replace(quant_rounding=rounding, neg_inf_cast=cast), v, expected)
+def test_quantization_edge_cases(optional_twins, v, rounding, cast, expected):
+    _check_quantize(optional_twins, DEFAULT.replace(quant_rounding=rounding, neg_inf_cast=cast), v, expected)
 
 
 QUANT_CASES_F32 = [(40000.0, "zero", 127), (-40000.0, "zero", -128), (65541.0, "zero", 127), (3e9, "zero", 127),
@@ -366,17 +375,19 @@ QUANT_CASES_F32 = [(40000.0, "zero", 127), (-40000.0, "zero", -128), (65541.0, "
 
 
 @pytest.mark.parametrize("v,cast,expected", QUANT_CASES_F32)
-def test_quantization_edge_cases_st_f32_int32_cast(v, cast, expected):
-    _check_quantize(DEFAULT.replace(profile="st-f32", neg_inf_cast=cast), v, expected)
+def test_quantization_edge_cases_st_f32_int32_cast(optional_twins, v, cast, expected):
+    _check_quantize(optional_twins, DEFAULT.replace(profile="st-f32", neg_inf_cast=cast), v, expected)
 
 
-def _check_quantize(p, v, expected):
+def _check_quantize(optional_twins, p, v, expected):
     codes = st._switch_codes(None, p)
     got = st._quantize(np.float32(v), np.float32(1.0), np.float32(0.0), codes["rounding"], codes["cast_mode"])
     assert got == expected
-    if ctwin_st.available():
+    ctwin = optional_twins.get("c_frontend_st")
+    if ctwin is not None:
         state = dataclass_replace_inv(st.prepare(p), 1.0, p)
-        assert ctwin_st.quantize_c([v], state)[0] == expected
+        assert ctwin.quantize_c([v], state)[0] == expected
+    optional_twins.skip_unchecked()
 
 
 def dataclass_replace_inv(state, inv, p):
@@ -424,41 +435,40 @@ REPRESENTATIVE = [dict(), dict(f16_intermediates="f32"), dict(spectrum="magnitud
                   dict(profile="st-f32", isa="helium", optimization="Ofast", inplace_power=True)]
 
 
-@needs_c
 @pytest.mark.parametrize("switches", REPRESENTATIVE, ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()) or "default")
-def test_numba_equals_c_twin(switches):
+def test_numba_equals_c_twin(c_frontend_st, switches):
     p = DEFAULT.replace(**switches)
     state = st.prepare(p)
     rng = np.random.default_rng(11)
     for kind in ("speech", "quiet", "loud", "silence", "full", "clip"):
         pcm = signal(kind, p.patch_length, rng)
-        _assert_same_stages(st.compute_stages(pcm, state), ctwin_st.compute_stages_c(pcm, state), f"{switches} {kind}")
+        _assert_same_stages(st.compute_stages(pcm, state), c_frontend_st.compute_stages_c(pcm, state),
+                            f"{switches} {kind}")
 
 
-@needs_c
 @pytest.mark.slow
-def test_numba_equals_c_twin_every_switch_combination():
+def test_numba_equals_c_twin_every_switch_combination(c_frontend_st):
     rng = np.random.default_rng(12)
     for switches in _all_combos():
         p = DEFAULT.replace(**switches)
         state = st.prepare(p)
         for kind in ("speech", "silence", "full", "clip"):
             pcm = signal(kind, p.patch_length, rng)
-            _assert_same_stages(st.compute_stages(pcm, state), ctwin_st.compute_stages_c(pcm, state), f"{switches} {kind}")
+            _assert_same_stages(st.compute_stages(pcm, state), c_frontend_st.compute_stages_c(pcm, state),
+                                f"{switches} {kind}")
 
 
-@needs_c
 @settings(max_examples=25, deadline=None)
 @given(seed=hst.integers(0, 2**32 - 1), amp=hst.sampled_from([1, 50, 3000, 32767]),
        profile=hst.sampled_from(["st-f16", "st-f32"]), n_fft=hst.sampled_from([256, 512, 1024]),
        isa=hst.sampled_from(["scalar", "helium"]))
-def test_numba_equals_c_twin_random_patches(seed, amp, profile, n_fft, isa):
+def test_numba_equals_c_twin_random_patches(c_frontend_st, seed, amp, profile, n_fft, isa):
     p = FrontendParams(profile=profile, n_fft=n_fft, win_length=n_fft // 2, hop_length=n_fft // 4, n_frames=6,
                        n_mels=16, fmin=60.0, fmax=7000.0, quant_scale=0.12, quant_zero_point=-20, isa=isa)
     state = _prepared(p)
     rng = np.random.default_rng(seed)
     pcm = np.clip(rng.standard_normal(p.patch_length) * amp, -32768, 32767).astype(np.int16)
-    _assert_same_stages(st.compute_stages(pcm, state), ctwin_st.compute_stages_c(pcm, state), "random")
+    _assert_same_stages(st.compute_stages(pcm, state), c_frontend_st.compute_stages_c(pcm, state), "random")
 
 
 _STATES = {}
@@ -470,15 +480,14 @@ def _prepared(p):
     return _STATES[p]
 
 
-@needs_c
-def test_c_twin_checks_arguments():
+def test_c_twin_checks_arguments(c_frontend_st):
     state = st.prepare(DEFAULT)
     with pytest.raises(FrontendError, match="int16"):
-        ctwin_st.compute_stages_c(np.zeros(DEFAULT.patch_length, np.int32), state)
+        c_frontend_st.compute_stages_c(np.zeros(DEFAULT.patch_length, np.int32), state)
     with pytest.raises(FrontendError, match="shape"):
-        ctwin_st.compute_stages_c(np.zeros(100, np.int16), state)
+        c_frontend_st.compute_stages_c(np.zeros(100, np.int16), state)
     with pytest.raises(FrontendError, match="C-contiguous"):
-        ctwin_st.pointer(np.zeros((4, 4), np.float32)[:, 1], np.float32, 4, "float", "x")
+        c_frontend_st.pointer(np.zeros((4, 4), np.float32)[:, 1], np.float32, 4, "float", "x")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -537,3 +546,41 @@ def test_compute_patch_layout_and_device_tables():
     assert q.shape == (40, 49) and q.dtype == np.int8
     assert state.f16_bits("window").dtype == np.uint16
     assert DEFAULT.patch_length == 16000
+
+
+# ---------------------------------------------------------------------------------------------------
+# the front-end registry: one set of stage names and layouts for every profile
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("profile,q15", [("st-f16", None), ("st-f32", None), ("cmsis-q15", {"mode": "logmel"}),
+                                         ("cmsis-q15", {"mode": "mfcc", "n_mfcc": 10})])
+def test_registry_stages_are_canonical(profile, q15):
+    """Every profile's stages use the canonical names, each has a layout line, mel-domain stages are
+    coefficient-major, and FrontEnd.patch returns the 'features' stage."""
+    from emu.frontend.registry import FRONTENDS, FrontEnd
+    p = DEFAULT.replace(profile=profile, q15=q15)
+    fe = FrontEnd(p)
+    pcm = signal("speech", p.patch_length, np.random.default_rng(2))
+    stages = fe.stages(pcm)
+    canonical = ["pcm", "framed", "windowed", "fft", "power", "spectrum", "mel", "log", "mfcc", "features",
+                 "silence_sum"]
+    assert list(stages) == [n for n in canonical if n in stages]
+    assert {"pcm", "framed", "windowed", "fft", "spectrum", "log", "features"} <= set(stages)
+    assert ("silence_sum" in stages) == fe.has_silence_sum == FRONTENDS[profile].has_silence_sum
+    assert all(fe.layout(n) for n in stages)
+    np.testing.assert_array_equal(stages["pcm"], pcm)
+    assert stages["features"].shape == (fe.n_coefs, p.n_frames) and stages["features"].dtype == np.int8
+    for name in ("mel", "log"):
+        if name in stages:
+            assert stages[name].shape == (p.n_mels, p.n_frames), name
+    assert fe.frame_major == ("mfcc" in stages)
+    feats, silence = fe.patch(pcm)
+    np.testing.assert_array_equal(feats, stages["features"])
+    assert np.isnan(silence) != fe.has_silence_sum
+    if FRONTENDS[profile].float_log:
+        np.testing.assert_array_equal(fe.patch(pcm, "float32")[0], stages["log"])
+    else:
+        with pytest.raises(FrontendError, match="int8 features only"):
+            fe.patch(pcm, "float32")
+    with pytest.raises(FrontendError, match="no stage"):
+        fe.layout("int8")

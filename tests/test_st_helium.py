@@ -9,7 +9,7 @@ from emu.frontend import st
 from emu.frontend.params import FrontendParams
 from signals import KINDS, signal
 
-STAGES = ("framed", "windowed", "fft", "power", "spectrum", "mel", "log", "int8")
+STAGES = ("framed", "windowed", "fft", "power", "spectrum", "mel", "log", "features")
 
 
 def geometry(n_fft):
@@ -45,7 +45,7 @@ def assert_same_as_m55(p, dev, patches, tag):
         got = st.compute_stages(pcm, state)
         for k in STAGES:
             a, b = got[k], ref[k]
-            bad = np.argwhere(a.view(np.uint8 if k == "int8" else np.uint32) != b.view(np.uint8 if k == "int8" else np.uint32))
+            bad = np.argwhere(a.view(np.uint8 if k == "features" else np.uint32) != b.view(np.uint8 if k == "features" else np.uint32))
             assert bad.size == 0, (f"{tag} {kind}: stage {k} differs from the Cortex-M55 in {len(bad)} of {a.size} "
                                    f"values, first at {tuple(bad[0])}: {a[tuple(bad[0])]} vs M55 {b[tuple(bad[0])]}")
         assert got["silence_sum"].view(np.uint32) == ref["silence_sum"].view(np.uint32), f"{tag} {kind}: silence sum"
@@ -87,7 +87,7 @@ def test_inplace_power_aliases_bin_n_fft_over_4():
     nyq, im = b["power"][:, p.n_fft // 2].astype(np.float64), a["fft"][:, 2 * q + 1].astype(np.float64)
     sq = (nyq * nyq).astype(np.float16).astype(np.float64)
     np.testing.assert_array_equal(a["power"][:, q], (sq + im * im).astype(np.float16).astype(np.float32))
-    assert not np.array_equal(a["int8"], b["int8"])
+    assert not np.array_equal(a["features"], b["features"])
 
 
 def test_helium_differs_from_scalar_build():
@@ -97,7 +97,7 @@ def test_helium_differs_from_scalar_build():
     h = st.compute_stages(pcm, st.prepare(p))
     s = st.compute_stages(pcm, st.prepare(p.replace(isa="scalar")))
     assert np.mean(h["fft"] != s["fft"]) > 0.3
-    assert np.any(h["int8"] != s["int8"])
+    assert np.any(h["features"] != s["features"])
 
 
 @pytest.mark.parametrize("spectrum,log,inplace", [("power", "ln", False), ("magnitude", "db", False),

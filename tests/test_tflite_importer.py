@@ -7,7 +7,7 @@ import pytest
 from emu.errors import N6Error
 from emu.graph import Runtime, inspect_graph, load_tflite, prepare
 from emu.graph import tflite_fb as fb
-from emu.graph.prepare import activation_range
+from emu.graph.ops.common import activation_range
 from emu.graph.ir import Tensor
 from tflite_builder import ACT, PAD, ModelBuilder, conv_weights
 

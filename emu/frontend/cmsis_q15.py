@@ -22,23 +22,19 @@ other primitives are identical in both builds. `dsp-ext` has no oracle here: it 
 independent naive transcription in the tests, not against a device.
 
 Layout: complex values are interleaved [re0, im0, re1, im1, ...]. All kernels are integer only; every
-C integer width is reproduced with explicit wraps (`_wrap16`, `_wrap32`) or saturations (`_sat16`, `_sat32`).
+C integer width is reproduced with explicit wraps (`_wrap16`, `_wrap32`) or saturations (emu.fixedpoint's
+`saturate_int16`, `saturate_int32`; __CLZ is its `count_leading_zeros32`).
 """
 from dataclasses import dataclass, field, fields
 import functools
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
 from emu import fixedpoint
-
-try:  # the one home of user-facing errors (N6Error) when present
-    from emu.errors import N6Error as _Error
-except ImportError:  # pragma: no cover
-    _Error = ValueError
+from emu.errors import N6Error as _Error
+from emu.fixedpoint import count_leading_zeros32, saturate_int16, saturate_int32
 
 FFT_VARIANTS = {"pure-c": 0, "dsp-ext": 1}
 SUPPORTED_RFFT = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -187,45 +183,6 @@ def _wrap32(x):
 
 
 @njit(cache=True)
-def _sat16(x):
-    """__SSAT(x, 16)."""
-    if x > 32767:
-        return np.int64(32767)
-    if x < -32768:
-        return np.int64(-32768)
-    return np.int64(x)
-
-
-@njit(cache=True)
-def _sat32(x):
-    """__SSAT(x, 32) / clip_q63_to_q31."""
-    if x > 2147483647:
-        return np.int64(2147483647)
-    if x < -2147483648:
-        return np.int64(-2147483648)
-    return np.int64(x)
-
-
-@intrinsic
-def _ctlz32(typingctx, x):
-    """LLVM ctlz on the low 32 bits of an int64 (defined for 0: 32), returned as int64."""
-    if x != types.int64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        low = builder.trunc(args[0], ir.IntType(32))
-        count = builder.ctlz(low, ir.Constant(ir.IntType(1), 0))
-        return builder.zext(count, ir.IntType(64))
-    return types.int64(types.int64), codegen
-
-
-@njit(cache=True)
-def _clz32(x):
-    """__CLZ on the low 32 bits (clz(0) = 32)."""
-    return _ctlz32(np.int64(x))
-
-
-@njit(cache=True)
 def _mul16(a, b):
     """(q15 * q15) >> 16 truncated to q15 (the 32-bit product stored in q15_t)."""
     return _wrap16((np.int64(a) * np.int64(b)) >> 16)
@@ -235,7 +192,7 @@ def _mul16(a, b):
 def _mult_q15_kernel(a, b, out, n):
     """arm_mult_q15: out[i] = sat16((a[i]*b[i]) >> 15). out may alias a."""
     for i in range(n):
-        out[np.uint64(i)] = _sat16((np.int64(a[np.uint64(i)]) * np.int64(b[np.uint64(i)])) >> 15)
+        out[np.uint64(i)] = saturate_int16((np.int64(a[np.uint64(i)]) * np.int64(b[np.uint64(i)])) >> 15)
 
 
 @njit(cache=True)
@@ -260,10 +217,10 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
         t1 = np.int64(x[np.uint64(p0 + 1)]) >> 2
         s0 = np.int64(x[np.uint64(p2)]) >> 2
         s1 = np.int64(x[np.uint64(p2 + 1)]) >> 2
-        r0 = _sat16(t0 + s0)
-        r1 = _sat16(t1 + s1)
-        s0 = _sat16(t0 - s0)
-        s1 = _sat16(t1 - s1)
+        r0 = saturate_int16(t0 + s0)
+        r1 = saturate_int16(t1 + s1)
+        s0 = saturate_int16(t0 - s0)
+        s1 = saturate_int16(t1 - s1)
         b0 = np.int64(x[np.uint64(p1)])           # x[p1], x[p3] are read once: the C code re-reads
         b1 = np.int64(x[np.uint64(p1 + 1)])       # them after storing x[p0] / x[p1], which are other cells
         d0 = np.int64(x[np.uint64(p3)])
@@ -272,16 +229,16 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
         t1 = b1 >> 2
         u0 = d0 >> 2
         u1 = d1 >> 2
-        t0 = _sat16(t0 + u0)
-        t1 = _sat16(t1 + u1)
+        t0 = saturate_int16(t0 + u0)
+        t1 = saturate_int16(t1 + u1)
         if dsp:
             x[np.uint64(p0)] = _wrap16((r0 + t0) >> 1)
             x[np.uint64(p0 + 1)] = _wrap16((r1 + t1) >> 1)
         else:
             x[np.uint64(p0)] = _wrap16((r0 >> 1) + (t0 >> 1))
             x[np.uint64(p0 + 1)] = _wrap16((r1 >> 1) + (t1 >> 1))
-        r0 = _sat16(r0 - t0)
-        r1 = _sat16(r1 - t1)
+        r0 = saturate_int16(r0 - t0)
+        r1 = saturate_int16(r1 - t1)
         co2 = np.int64(coef[np.uint64(4 * ic)])
         si2 = np.int64(coef[np.uint64(4 * ic + 1)])
         out1 = _wrap16(_wrap32(co2 * r0 + si2 * r1) >> 16)
@@ -292,12 +249,12 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
         x[np.uint64(p1 + 1)] = out2
         u0 = d0 >> 2
         u1 = d1 >> 2
-        t0 = _sat16(t0 - u0)
-        t1 = _sat16(t1 - u1)
-        r0 = _sat16(s0 - t1)
-        r1 = _sat16(s1 + t0)
-        s0 = _sat16(s0 + t1)
-        s1 = _sat16(s1 - t0)
+        t0 = saturate_int16(t0 - u0)
+        t1 = saturate_int16(t1 - u1)
+        r0 = saturate_int16(s0 - t1)
+        r1 = saturate_int16(s1 + t0)
+        s0 = saturate_int16(s0 + t1)
+        s1 = saturate_int16(s1 - t0)
         co1 = np.int64(coef[np.uint64(2 * ic)])
         si1 = np.int64(coef[np.uint64(2 * ic + 1)])
         x[np.uint64(p2)] = _wrap16(_wrap32(si1 * s1 + co1 * s0) >> 16)
@@ -331,16 +288,16 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
                 t1 = np.int64(x[np.uint64(p0 + 1)])
                 s0 = np.int64(x[np.uint64(p2)])
                 s1 = np.int64(x[np.uint64(p2 + 1)])
-                r0 = _sat16(t0 + s0)
-                r1 = _sat16(t1 + s1)
-                s0 = _sat16(t0 - s0)
-                s1 = _sat16(t1 - s1)
+                r0 = saturate_int16(t0 + s0)
+                r1 = saturate_int16(t1 + s1)
+                s0 = saturate_int16(t0 - s0)
+                s1 = saturate_int16(t1 - s1)
                 b0 = np.int64(x[np.uint64(p1)])   # read once (see the first stage)
                 b1 = np.int64(x[np.uint64(p1 + 1)])
                 d0 = np.int64(x[np.uint64(p3)])
                 d1 = np.int64(x[np.uint64(p3 + 1)])
-                t0 = _sat16(b0 + d0)
-                t1 = _sat16(b1 + d1)
+                t0 = saturate_int16(b0 + d0)
+                t1 = saturate_int16(b1 + d1)
                 if dsp:
                     x[np.uint64(p0)] = _wrap16(((r0 + t0) >> 1) >> 1)
                     x[np.uint64(p0 + 1)] = _wrap16(((r1 + t1) >> 1) >> 1)
@@ -355,8 +312,8 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
                 out2 = _wrap16(_wrap32(-si2 * r0 + co2 * r1) >> 16)
                 x[np.uint64(p1)] = out1
                 x[np.uint64(p1 + 1)] = out2
-                t0 = _sat16(b0 - d0)
-                t1 = _sat16(b1 - d1)
+                t0 = saturate_int16(b0 - d0)
+                t1 = saturate_int16(b1 - d1)
                 if dsp:
                     r0 = (s0 - t1) >> 1
                     r1 = (s1 + t0) >> 1
@@ -389,14 +346,14 @@ def _radix4_butterfly_q15(x, off, fft_len, coef, tw_mod, dsp):
         c1 = np.int64(x[np.uint64(p2 + 1)])
         d0 = np.int64(x[np.uint64(p3)])
         d1 = np.int64(x[np.uint64(p3 + 1)])
-        r0 = _sat16(a0 + c0)
-        r1 = _sat16(a1 + c1)
-        s0 = _sat16(a0 - c0)
-        s1 = _sat16(a1 - c1)
-        t0 = _sat16(b0 + d0)
-        t1 = _sat16(b1 + d1)
-        u0 = _sat16(b0 - d0)
-        u1 = _sat16(b1 - d1)
+        r0 = saturate_int16(a0 + c0)
+        r1 = saturate_int16(a1 + c1)
+        s0 = saturate_int16(a0 - c0)
+        s1 = saturate_int16(a1 - c1)
+        t0 = saturate_int16(b0 + d0)
+        t1 = saturate_int16(b1 + d1)
+        u0 = saturate_int16(b0 - d0)
+        u1 = saturate_int16(b1 - d1)
         if dsp:
             x[np.uint64(p0)] = _wrap16((r0 + t0) >> 1)
             x[np.uint64(p0 + 1)] = _wrap16((r1 + t1) >> 1)
@@ -517,7 +474,7 @@ def _sqrt_q31(value, lut):
     number = np.int64(value)
     if number <= 0:
         return np.int64(0)
-    sign_bits = _clz32(number) - 1          # 0..30 for 0 < number < 2^31
+    sign_bits = count_leading_zeros32(number) - 1          # 0..30 for 0 < number < 2^31
     even_shift = sign_bits & ~np.int64(1)   # sign_bits rounded down to even
     number = _wrap32(number << even_shift)
     return _sqrt_q31_newton(number, np.int64(lut[np.uint64((number >> 26) - 8)]), even_shift >> 1)
@@ -553,7 +510,7 @@ def _cmplx_mag_q15_kernel(src, dst, n, lut, scratch):
         number = (((re * re) + (im * im)) & 0xFFFFFFFF) >> 1
         start = np.int64(0)                     # number 0 -> var1 0 -> sqrt 0, as arm_sqrt_q31
         if number > 0:
-            even_shift = (_clz32(number) - 1) & ~np.int64(1)
+            even_shift = (count_leading_zeros32(number) - 1) & ~np.int64(1)
             number = _wrap32(number << even_shift)
             start = (np.int64(lut[np.uint64((number >> 26) - 8)]) << 8) | (even_shift >> 1)
         scratch[np.uint64(i)] = number
@@ -577,7 +534,7 @@ def _cmplx_mag_squared_q15_kernel(src, dst, n):
 def _log_q31_normalise(value):
     """arm_vlog_q31 input step: (x, c) with c = clz32(value) and x = value normalised to bit 30 (unsigned 32)."""
     src = np.int64(value) & 0xFFFFFFFF
-    c = _clz32(src)
+    c = count_leading_zeros32(src)
     if c - 1 < 0:
         x = src >> (1 - c)
     else:
@@ -646,7 +603,7 @@ def _vlog_q31_kernel(src, dst, n):
 def _log_q15_scalar(value):
     """arm_vlog_q15 element: q15 -> q4.11 natural log (Clay Turner log2, 15 iterations)."""
     src = np.int64(value) & 0xFFFF
-    c = _clz32(src) - 16
+    c = count_leading_zeros32(src) - 16
     if c - 1 < 0:
         x = src >> (1 - c)
     else:
@@ -685,7 +642,7 @@ def _mel_q31(spec, mel_start, mel_len, mel_coefs, bias, shift, out):
     for m in range(mel_start.size):
         acc = _dot_prod_q15(spec, mel_start[m], mel_coefs, pos, mel_len[m])
         pos += mel_len[m]
-        out[m] = _sat32((acc + bias) >> shift)
+        out[m] = saturate_int32((acc + bias) >> shift)
 
 
 @njit(cache=True)
@@ -711,14 +668,14 @@ def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifi
     if normalised:
         # arm_divide_q15(0x7FFF, m) then arm_scale_q15(src, quotient, shift)
         temp = (np.int64(32767) << 15) // m
-        shift = 17 - _clz32(temp)
+        shift = 17 - count_leading_zeros32(temp)
         if shift > 0:
             temp = temp >> shift
         else:
             shift = 0
         k_shift = 15 - shift
         for i in range(n_fft):
-            src[np.uint64(i)] = _sat16((np.int64(src[np.uint64(i)]) * temp) >> k_shift)
+            src[np.uint64(i)] = saturate_int16((np.int64(src[np.uint64(i)]) * temp) >> k_shift)
     _mult_q15_kernel(src, window, src, n_fft)
     for i in range(n_fft):
         rec_frame[np.uint64(i)] = src[np.uint64(i)]
@@ -737,11 +694,11 @@ def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifi
             if v != (o >> 1):
                 o = 0x7FFFFFFF ^ (v >> 31)
             tmp_mel[np.uint64(i)] = _wrap32(o)
-    fft_shift = 31 - _clz32(n_fft)
+    fft_shift = 31 - count_leading_zeros32(n_fft)
     log_exponent = _wrap32((fft_shift + 2 + SHIFT_MELFILTER_SATURATION_Q15) * LOG2TOLOG_Q15)
     _vlog_q31_kernel(tmp_mel, rec_log, n_mels)
     for i in range(n_mels):
-        v = _sat32(np.int64(rec_log[np.uint64(i)]) + log_exponent)    # arm_offset_q31
+        v = saturate_int32(np.int64(rec_log[np.uint64(i)]) + log_exponent)    # arm_offset_q31
         rec_log[np.uint64(i)] = v
         v = v >> 19                         # arm_shift_q31(-19)
         src[np.uint64(i)] = _wrap16(v)                 # __SSAT((q15_t)v, 16): the cast wraps first
@@ -750,7 +707,7 @@ def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifi
         acc = np.int64(0)
         for c in range(n_mels):
             acc += np.int64(dct[np.uint64(r * n_mels + c)]) * np.int64(src[np.uint64(c)])
-        out[np.uint64(r)] = _sat16(acc >> 15)
+        out[np.uint64(r)] = saturate_int16(acc >> 15)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -888,10 +845,10 @@ def _logmel_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, t
             _vlog_q31_kernel(rec_mel[t], rec_log[t], n_mels)
         for m in range(n_mels):
             if log_q15:
-                rec_mel[t, m] = _sat16(rec_mel[t, m])
-                v = _sat16(_log_q15_scalar(rec_mel[t, m]) + log_offset)
+                rec_mel[t, m] = saturate_int16(rec_mel[t, m])
+                v = saturate_int16(_log_q15_scalar(rec_mel[t, m]) + log_offset)
             else:
-                v = _sat32(np.int64(rec_log[t, m]) + log_offset)
+                v = saturate_int32(np.int64(rec_log[t, m]) + log_offset)
             rec_log[t, m] = v
             features[m, t] = _quantize_s8(v, q_mult, q_shift, q_zp, q_rounding)
 
@@ -902,7 +859,7 @@ def _mfcc_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twi
                        q_mult, q_shift, q_zp, q_rounding, buf, tmp_mel, mag_scratch,
                        rec_frames, rec_spec, rec_bins, rec_log, rec_mfcc, features):
     """MFCC patch: arm_mfcc_q15 on each framed buffer (as in _logmel_patch_kernel), q8.7 rec_mfcc[t, k],
-    int8 features[t, k] (frame-major, the MLPerf KWS [1, n_frames, n_mfcc, 1] layout)."""
+    int8 features[t, k] (frame-major records; compute_stages returns them coefficient-major)."""
     for t in range(n_frames):
         for i in range(n_fft):
             buf[i] = 0
@@ -1000,8 +957,8 @@ def dct_matrix(n_dct, n_mels):
 class Q15Params:
     """Profile section `[frontend.q15]` of the cmsis-q15 front end (every arithmetic choice named).
 
-    mode            "logmel" (mel-major int8 [n_mels, n_frames]) | "mfcc" (arm_mfcc_q15 per frame, frame-major
-                    int8 [n_frames, n_mfcc], the MLPerf Tiny KWS input layout)          "logmel"
+    mode            "logmel" (int8 log-mel [n_mels, n_frames]) | "mfcc" (arm_mfcc_q15 per frame, int8
+                    [n_mfcc, n_frames]; the MLPerf Tiny KWS model reads them frame-major)   "logmel"
     fft_variant     "pure-c" (cmsisdsp / no ARM_MATH_DSP) | "dsp-ext" (Cortex-M4/M7 ARM_MATH_DSP butterflies)
                                                                                          "pure-c"
     table_rounding  float -> q15 of window, mel and DCT tables: "truncate" (arm_float_to_q15 default build) |
@@ -1152,51 +1109,81 @@ def _patch_pcm(state, pcm, params=None):
     return x
 
 
+def _stage_buffers(state):
+    """The patch kernels' record buffers (both twins fill them), named by canonical stage: frame-major [T, ...]
+    except the logmel kernel's int8 'features', which it writes mel-major [n_mels, T]."""
+    p, q = state.params, state.q15
+    t_frames, n_fft, n_mels = int(p.n_frames), state.rfft.n_fft, state.mel_start.size
+    out = {
+        "windowed": np.empty((t_frames, n_fft), np.int16),
+        "fft": np.empty((t_frames, 2 * n_fft), np.int16),
+        "spectrum": np.empty((t_frames, n_fft // 2 + 1), np.int16),
+    }
+    if q.mode == "mfcc":
+        out["log"] = np.empty((t_frames, n_mels), np.int32)
+        out["mfcc"] = np.empty((t_frames, q.n_mfcc), np.int16)
+        out["features"] = np.empty((t_frames, q.n_mfcc), np.int8)
+    else:
+        out["mel"] = np.empty((t_frames, n_mels), np.int32)
+        out["log"] = np.empty((t_frames, n_mels), np.int32)
+        out["features"] = np.empty((n_mels, t_frames), np.int8)
+    return out
+
+
+def _canonical_stages(x, state, rec):
+    """compute_stages' dict from the validated patch x and the filled _stage_buffers: 'framed' added (the n_fft
+    buffers the kernels frame, an exact copy of the pcm), mel-domain stages made coefficient-major."""
+    p = state.params
+    win, pad = int(p.win_length), state.pad_left
+    rows = int(p.hop_length) * np.arange(int(p.n_frames))[:, None] + np.arange(win)
+    framed = np.zeros((int(p.n_frames), state.rfft.n_fft), np.int16)
+    framed[:, pad:pad + win] = x[rows]
+    out = {"framed": framed}
+    for name, a in rec.items():
+        frame_rows = name in ("mel", "log", "mfcc") or (name == "features" and state.q15.mode == "mfcc")
+        out[name] = np.ascontiguousarray(a.T) if frame_rows else a
+    return out
+
+
 def compute_stages(pcm, state, params=None):
     """Every stage of one patch (int16 pcm of (n_frames-1)*hop + win samples) as a dict of arrays
     (argument order as emu/frontend/st.py: pcm, state, optional params for a consistency check).
+    Names and layouts are the canonical ones of emu/frontend/registry.py; T = n_frames:
 
-    logmel: frames int16[T, n_fft] (windowed buffers), spectrum int16[T, 2*n_fft] (rfft_q15),
-    bins int16[T, n_fft/2+1] (2.14 magnitude or 3.13 power), mel int32[T, n_mels] (sat31 sums; sat16 with
-    log_precision q15), log int32[T, n_mels] (ln in q5.26, or q4.11), features int8[n_mels, T] (mel-major).
-    mfcc: frames, spectrum, bins, log (per arm_mfcc_q15 stage), mfcc int16[T, n_mfcc] (q8.7),
-    features int8[T, n_mfcc] (frame-major).
+    framed int16[T, n_fft] (pcm at pad_left, zeros elsewhere), windowed int16[T, n_fft] (mult_q15 by the
+    window; mfcc: after arm_mfcc_q15's peak normalisation), fft int16[T, 2*n_fft] (rfft_q15, conjugates
+    included), spectrum int16[T, n_fft/2+1] (2.14 magnitude or 3.13 power; mfcc: magnitude);
+    logmel: mel int32[n_mels, T] (sat31 sums; sat16 with log_precision q15), log int32[n_mels, T] (ln in
+    q5.26, or q4.11), features int8[n_mels, T];
+    mfcc: log int32[n_mels, T] (q5.26 after the exponent offset, before >> 19), mfcc int16[n_mfcc, T] (q8.7),
+    features int8[n_mfcc, T].
     """
     x = _patch_pcm(state, pcm, params)
     p, q, tab = state.params, state.q15, state.rfft
     t_frames, n_fft, n_mels = int(p.n_frames), tab.n_fft, state.mel_start.size
     dsp = fft_variant_code(q.fft_variant)
     rounding = fixedpoint.rounding_code(q.quant_rounding)
-    out = {
-        "frames": np.empty((t_frames, n_fft), np.int16),
-        "spectrum": np.empty((t_frames, 2 * n_fft), np.int16),
-        "bins": np.empty((t_frames, n_fft // 2 + 1), np.int16),
-        "log": np.empty((t_frames, n_mels), np.int32),
-    }
+    rec = _stage_buffers(state)
     buf = np.empty(n_fft, np.int16)
     mag_scratch = np.empty(n_fft + 2, np.int64)
     if q.mode == "mfcc":
-        out["mfcc"] = np.empty((t_frames, q.n_mfcc), np.int16)
-        out["features"] = np.empty((t_frames, q.n_mfcc), np.int8)
         _mfcc_patch_kernel(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
                            n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, dsp, state.lut,
                            state.mel_start, state.mel_len, state.mel_coefs, state.dct, q.n_mfcc,
                            state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding,
-                           buf, np.empty(n_mels, np.int32), mag_scratch, out["frames"], out["spectrum"], out["bins"],
-                           out["log"], out["mfcc"], out["features"])
+                           buf, np.empty(n_mels, np.int32), mag_scratch, rec["windowed"], rec["fft"], rec["spectrum"],
+                           rec["log"], rec["mfcc"], rec["features"])
     else:
-        out["mel"] = np.empty((t_frames, n_mels), np.int32)
-        out["features"] = np.empty((n_mels, t_frames), np.int8)
         _logmel_patch_kernel(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
                              n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, dsp, state.lut,
                              p.spectrum == "power", state.mel_start, state.mel_len, state.mel_coefs,
                              int(q.mel_bias), int(q.mel_shift), q.log_precision == "q15", state.log_offset,
                              state.quant_multiplier,
-                             state.quant_shift, state.quant_zero_point, rounding, buf, mag_scratch, out["frames"],
-                             out["spectrum"], out["bins"], out["mel"], out["log"], out["features"])
-    return out
+                             state.quant_shift, state.quant_zero_point, rounding, buf, mag_scratch, rec["windowed"],
+                             rec["fft"], rec["spectrum"], rec["mel"], rec["log"], rec["features"])
+    return _canonical_stages(x, state, rec)
 
 
 def compute_patch(pcm, state, params=None):
-    """int8 features of one patch: logmel [n_mels, n_frames] mel-major, mfcc [n_frames, n_mfcc]."""
+    """int8 features of one patch, coefficient-major: logmel [n_mels, n_frames], mfcc [n_mfcc, n_frames]."""
     return compute_stages(pcm, state, params)["features"]

@@ -152,42 +152,33 @@ def compute_stages(pcm, state, params=None):
     n_bins = n_fft // 2 + 1
     dsp = q15.fft_variant_code(q.fft_variant)
     rounding = fixedpoint.rounding_code(q.quant_rounding)
-    out = {
-        "frames": np.empty((t_frames, n_fft), np.int16),
-        "spectrum": np.empty((t_frames, 2 * n_fft), np.int16),
-        "bins": np.empty((t_frames, n_bins), np.int16),
-        "log": np.empty((t_frames, n_mels), np.int32),
-    }
+    rec = q15._stage_buffers(state)
     buf = np.empty(n_fft, np.int16)
     common = (_buf(x, np.int16, x.size, "pcm"), t_frames, int(p.hop_length), int(p.win_length), state.pad_left,
               _buf(state.window, np.int16, n_fft, "window"), n_fft, *_tab_ptrs(tab), tab.modifier, dsp,
               _buf(state.lut, np.int32, 32, "lut"))
-    recs = (_buf(out["frames"], np.int16, t_frames * n_fft, "frames"),
-            _buf(out["spectrum"], np.int16, t_frames * 2 * n_fft, "spectrum"),
-            _buf(out["bins"], np.int16, t_frames * n_bins, "bins"))
+    recs = (_buf(rec["windowed"], np.int16, t_frames * n_fft, "windowed"),
+            _buf(rec["fft"], np.int16, t_frames * 2 * n_fft, "fft"),
+            _buf(rec["spectrum"], np.int16, t_frames * n_bins, "spectrum"))
     if q.mode == "mfcc":
-        out["mfcc"] = np.empty((t_frames, q.n_mfcc), np.int16)
-        out["features"] = np.empty((t_frames, q.n_mfcc), np.int8)
         c.n6q15_mfcc_patch(*common, *_mel_ptrs(state.mel_start, state.mel_len, state.mel_coefs),
                            _buf(state.dct, np.int16, q.n_mfcc * n_mels, "dct"), q.n_mfcc,
                            state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding,
                            _buf(buf, np.int16, n_fft, "buf"), _buf(np.empty(n_mels, np.int32), np.int32, n_mels, "tmp_mel"),
-                           *recs, _buf(out["log"], np.int32, t_frames * n_mels, "log"),
-                           _buf(out["mfcc"], np.int16, t_frames * q.n_mfcc, "mfcc"),
-                           _buf(out["features"], np.int8, t_frames * q.n_mfcc, "features"))
+                           *recs, _buf(rec["log"], np.int32, t_frames * n_mels, "log"),
+                           _buf(rec["mfcc"], np.int16, t_frames * q.n_mfcc, "mfcc"),
+                           _buf(rec["features"], np.int8, t_frames * q.n_mfcc, "features"))
     else:
-        out["mel"] = np.empty((t_frames, n_mels), np.int32)
-        out["features"] = np.empty((n_mels, t_frames), np.int8)
         c.n6q15_logmel_patch(*common, int(p.spectrum == "power"),
                              *_mel_ptrs(state.mel_start, state.mel_len, state.mel_coefs),
                              int(q.mel_bias), int(q.mel_shift), int(q.log_precision == "q15"),
                              state.log_offset, state.quant_multiplier,
                              state.quant_shift, state.quant_zero_point, rounding,
                              _buf(buf, np.int16, n_fft, "buf"), *recs,
-                             _buf(out["mel"], np.int32, t_frames * n_mels, "mel"),
-                             _buf(out["log"], np.int32, t_frames * n_mels, "log"),
-                             _buf(out["features"], np.int8, t_frames * n_mels, "features"))
-    return out
+                             _buf(rec["mel"], np.int32, t_frames * n_mels, "mel"),
+                             _buf(rec["log"], np.int32, t_frames * n_mels, "log"),
+                             _buf(rec["features"], np.int8, t_frames * n_mels, "features"))
+    return q15._canonical_stages(x, state, rec)
 
 
 def compute_patch(pcm, state, params=None):

@@ -73,21 +73,15 @@ def compute_stages_c(pcm_patch_int16, state: st.STState) -> dict:
     need()
     p = state.params
     pcm = st.check_patch(pcm_patch_int16, p)
-    n_fft, n_bins, nf, nm = p.n_fft, p.n_bins, p.n_frames, p.n_mels
-    out = {name: np.empty((nf, n_fft), np.float32) for name in ("framed", "windowed", "fft")}
-    out["power"] = np.empty((nf, n_bins), np.float32)
-    out["spectrum"] = np.empty((nf, n_bins), np.float32)
-    out["mel"] = np.empty((nm, nf), np.float32)
-    out["log"] = np.empty((nm, nf), np.float32)
-    out["int8"] = np.empty((nm, nf), np.int8)
+    n_fft, nm = p.n_fft, p.n_mels
+    out = st.stage_buffers(p)
     scratch = np.empty(n_fft, np.float32)
     tmp = np.empty(n_fft, np.float32)
     mel = (pointer(state.mel_start, np.int32, nm, "int32_t", "mel_start"),
            pointer(state.mel_stop, np.int32, nm, "int32_t", "mel_stop"),
            pointer(state.mel_offset, np.int32, nm, "int32_t", "mel_offset"),
            pointer(state.mel_coefs, np.float32, state.mel_coefs.size, "float", "mel_coefs"))
-    stages = tuple(pointer(out[k], out[k].dtype, out[k].size, "int8_t" if k == "int8" else "float", k)
-                   for k in ("framed", "windowed", "fft", "power", "spectrum", "mel", "log", "int8"))
+    stages = tuple(pointer(a, a.dtype, a.size, "int8_t" if k == "features" else "float", k) for k, a in out.items())
     work = (pointer(scratch, np.float32, n_fft, "float", "scratch"), pointer(tmp, np.float32, n_fft, "float", "tmp"))
     pcm_ptr = pointer(pcm, np.int16, p.patch_length, "int16_t", "pcm")
     if state.helium:
@@ -119,7 +113,7 @@ def compute_patch_c(pcm_patch_int16, state: st.STState) -> np.ndarray:
     """int8 features [n_mels, n_frames] from the C twin."""
     if state.params.quant_scale is None:
         raise FrontendError("frontend.quant_scale is not set; give the model's input scale to get int8 features")
-    return compute_stages_c(pcm_patch_int16, state)["int8"]
+    return compute_stages_c(pcm_patch_int16, state)["features"]
 
 
 def rfft_packed_c(frame, state: st.STState) -> np.ndarray:

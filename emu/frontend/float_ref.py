@@ -64,7 +64,9 @@ def logmel_patch(pcm: np.ndarray, params: FrontendParams) -> np.ndarray:
 
 def quantize_features(features: np.ndarray, scale: float, zero_point: int, rounding: str) -> np.ndarray:
     """float features -> int8 clamp(round(x / scale) + zp); rounding "half-even" (ONNX QuantizeLinear,
-    np.round) or "half-away" (C roundf); -inf -> -128, NaN is an error."""
+    np.round) or "half-away" (C roundf); -inf -> -128, NaN is an error. Float64 division, zero-point added
+    after rounding: not the app's rule (emu.frontend.st._quantize: round(x * T(1/scale) + zp) in float32, then
+    the C cast, -inf -> 0), so the two are kept apart on purpose."""
     f = np.asarray(features, dtype=np.float64)
     if np.isnan(f).any():
         raise FrontendError("features contain NaN; check the PCM input and the mel table")

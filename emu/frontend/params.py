@@ -196,9 +196,19 @@ class FrontendParams:
         return self.n_fft // 2 + 1
 
     @property
+    def keep_samples(self) -> int:
+        """Samples a patch keeps from the previous one (win - hop; zeros before the first patch) (DESIGN §6)."""
+        return self.win_length - self.hop_length
+
+    @property
+    def new_samples(self) -> int:
+        """New samples per patch (n_frames * hop): the stride of the app's patches in the stream."""
+        return self.n_frames * self.hop_length
+
+    @property
     def patch_length(self) -> int:
-        """Samples in one patch buffer: (win - hop) kept + n_frames * hop new (DESIGN §6)."""
-        return self.win_length - self.hop_length + self.n_frames * self.hop_length
+        """Samples in one patch buffer: keep_samples + new_samples = (n_frames - 1) * hop + win."""
+        return self.keep_samples + self.new_samples
 
     def to_dict(self) -> dict:
         """Plain mapping for the TOML `[frontend]` table (None entries are omitted: TOML has no null)."""

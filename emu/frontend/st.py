@@ -979,22 +979,30 @@ def check_patch(pcm_patch, params):
     return np.ascontiguousarray(a)
 
 
+def stage_buffers(params: FrontendParams) -> dict:
+    """The column's stage outputs, allocated for both twins (layouts: compute_stages) in the order the kernels
+    take them: framed, windowed, fft, power, spectrum, mel, log, features."""
+    p = params
+    out = {name: np.empty((p.n_frames, p.n_fft), np.float32) for name in ("framed", "windowed", "fft")}
+    out["power"] = np.empty((p.n_frames, p.n_bins), np.float32)
+    out["spectrum"] = np.empty((p.n_frames, p.n_bins), np.float32)
+    out["mel"] = np.empty((p.n_mels, p.n_frames), np.float32)
+    out["log"] = np.empty((p.n_mels, p.n_frames), np.float32)
+    out["features"] = np.empty((p.n_mels, p.n_frames), np.int8)
+    return out
+
+
 def compute_stages(pcm_patch_int16, state: STState, params: FrontendParams = None) -> dict:
-    """Every stage of one patch. Frame-major float32 [n_frames, n_fft]: 'framed', 'windowed', 'fft'
-    (packed CMSIS layout); [n_frames, n_bins]: 'power', 'spectrum' (power or magnitude); mel-major
-    [n_mels, n_frames]: 'mel' (after the floor), 'log', 'int8'; 'silence_sum' (float32, running
-    device-type sum of every spectrum bin of the patch, frames then bins)."""
+    """Every stage of one patch under the canonical names of emu/frontend/registry.py. Frame-major float32
+    [n_frames, n_fft]: 'framed', 'windowed', 'fft' (packed CMSIS layout); [n_frames, n_bins]: 'power',
+    'spectrum' (power or magnitude); mel-major [n_mels, n_frames]: 'mel' (after the floor), 'log', 'features'
+    (int8); 'silence_sum' (float32, running device-type sum of every spectrum bin of the patch, frames then bins)."""
     p = state.params if params is None else params
     if params is not None and params != state.params:
         raise FrontendError("params differ from the ones the state was prepared with; call prepare(params) again")
     pcm = check_patch(pcm_patch_int16, p)
-    n_fft, n_bins, n_frames, n_mels = p.n_fft, p.n_bins, p.n_frames, p.n_mels
-    out = {name: np.empty((n_frames, n_fft), np.float32) for name in ("framed", "windowed", "fft")}
-    out["power"] = np.empty((n_frames, n_bins), np.float32)
-    out["spectrum"] = np.empty((n_frames, n_bins), np.float32)
-    out["mel"] = np.empty((n_mels, n_frames), np.float32)
-    out["log"] = np.empty((n_mels, n_frames), np.float32)
-    out["int8"] = np.empty((n_mels, n_frames), np.int8)
+    n_fft, n_frames = p.n_fft, p.n_frames
+    out = stage_buffers(p)
     sw = _switch_codes(state, p)
     zp = np.float32(p.quant_zero_point)
     if state.helium:
@@ -1004,7 +1012,7 @@ def compute_stages(pcm_patch_int16, state: STState, params: FrontendParams = Non
         silence = _helium_columns(
             out["fft"], state.mel_start, state.mel_stop, state.mel_offset, state.mel_coefs, state.inv_scale, zp,
             p.profile == "st-f16", sw["spectrum_mode"], sw["log_mode"], sw["neg_top_db"], sw["rounding"],
-            sw["cast_mode"], p.inplace_power, out["power"], out["spectrum"], out["mel"], out["log"], out["int8"],
+            sw["cast_mode"], p.inplace_power, out["power"], out["spectrum"], out["mel"], out["log"], out["features"],
             np.empty(n_fft, np.float32))
         out["silence_sum"] = np.float32(silence)
         return out
@@ -1014,7 +1022,7 @@ def compute_stages(pcm_patch_int16, state: STState, params: FrontendParams = Non
         state.mel_coefs, state.inv_scale, zp, state.prec, sw["spectrum_mode"], sw["log_mode"],
         sw["neg_top_db"], sw["acc_mode"], sw["fma"], sw["rounding"], sw["cast_mode"], p.inplace_power,
         out["framed"], out["windowed"], out["fft"], out["power"], out["spectrum"], out["mel"], out["log"],
-        out["int8"], np.empty(n_fft, np.float32), np.empty(n_fft, np.float32), np.empty(8, np.float32))
+        out["features"], np.empty(n_fft, np.float32), np.empty(n_fft, np.float32), np.empty(8, np.float32))
     out["silence_sum"] = np.float32(silence)
     return out
 
@@ -1024,7 +1032,7 @@ def compute_patch(pcm_patch_int16, state: STState, params: FrontendParams = None
     p = state.params if params is None else params
     if p.quant_scale is None:
         raise FrontendError("frontend.quant_scale is not set; give the model's input scale to get int8 features")
-    return compute_stages(pcm_patch_int16, state, params)["int8"]
+    return compute_stages(pcm_patch_int16, state, params)["features"]
 
 
 def rfft_packed(frame, state: STState) -> np.ndarray:

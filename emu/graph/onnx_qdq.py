@@ -628,14 +628,15 @@ class ModelRunner:
     profile: a registered name ('onnxruntime', 'cmsis-nn', ...) or an ArithmeticProfile; elementwise (mlas profiles):
     None = ort_default_elementwise(io dtype)."""
 
-    def __init__(self, model, profile="onnxruntime", elementwise=None, backend="numba", rounding=None):
+    def __init__(self, model, profile="onnxruntime", elementwise=None, backend="numba", rounding=None, prepared=None):
         from .runtime import Runtime
         arithmetic = resolve(profile, rounding)
         if not arithmetic.fixed_point and elementwise is None:
             elementwise = ort_default_elementwise(model.io_dtype)
         arithmetic = arithmetic.choose(elementwise=elementwise)
         self.model, self.profile, self.arithmetic = model, arithmetic.name, arithmetic
-        self.runtime = Runtime(model.graph, arithmetic, backend=backend)
+        # prepared: the same graph already prepared under this arithmetic (reused, e.g. by Device.with_)
+        self.runtime = Runtime(model.graph if prepared is None else prepared, arithmetic, backend=backend)
 
     @property
     def metadata(self):

@@ -10,12 +10,8 @@ import numpy as np
 
 from ..errors import N6Error
 from . import ops
-from .ops.common import INT8_MAX, INT8_MIN, activation_range  # noqa: F401  (the TFLite rule, importable here)
-from .ops.pooling import ORT_UINT8_DOMAIN_SHIFT, ort_pool_is_global  # noqa: F401
-from .ops.weighted import ort_conv_scales  # noqa: F401
-from .profiles import ELEMENTWISE_MODES, PROFILES, ArithmeticProfile, resolve  # noqa: F401
-
-ORT_ELEMENTWISE_MODES = ELEMENTWISE_MODES["mlas"]
+from .ops.common import INT8_MAX, INT8_MIN
+from .profiles import ArithmeticProfile, resolve
 
 
 @dataclass

@@ -21,11 +21,10 @@ sample by sample.
 import numpy as np
 
 from ..errors import N6Error
+from ..kernels.backends import BACKENDS, get_backend
 from . import ops
 from .prepare import Prepared, prepare
 from .profiles import resolve
-
-BACKENDS = ("numba", "c")
 
 
 def resolve_backend(backend):
@@ -35,10 +34,6 @@ def resolve_backend(backend):
         return backend, getattr(backend, "__name__", type(backend).__name__)
     if backend not in BACKENDS:
         raise N6Error(f"unknown kernel backend {backend!r}; choose one of {list(BACKENDS)}")
-    try:
-        from ..kernels.backends import get_backend
-    except ImportError as e:
-        raise N6Error(f"kernel backends are unavailable ({e}); reinstall n6emu") from None
     return get_backend(backend), backend
 
 

@@ -6,7 +6,7 @@ with rounding=FLOAT32_RNE, the weights' filter_offset and a float32 per-channel 
 emu.fixedpoint.requantize_float32 (MlasRequantizeOutput, x86/SSE order: v = float32(int32 acc) * scale[c],
 clamped to [float(act_min - zp), float(act_max - zp)], round half to even, + zp). The *_ort_s8 wrappers below
 only keep this module's argument order. Scale per output channel is float32(float32(s_in * s_w[c]) / s_out),
-computed once by the importer (see prepare.ort_conv_scales).
+computed once by the importer (see emu.graph.ops.weighted.ort_conv_scales).
 Layouts and offsets follow emu.kernels (NHWC int8, OHWI / [1,KH,KW,C*M] / [Out,K] weights,
 input_offset = -zp_in, filter_offset = -zp_w, output_offset = +zp_out). uint8 models are run as int8 after a
 zero-point shift of -128 (exact: every op here is invariant under x - zp). Kernels never allocate.
