@@ -52,9 +52,28 @@ def cmd_inspect(args, out):
     from emu.graph.ir import inspect_graph
     from emu.models import load_model
 
+    if args.align is not None and not args.memory:
+        raise N6Error("--align sets the arena alignment of the memory plan: give --memory too")
     graph = load_model(args.model)
-    layers = inspect_graph(graph)
+    if args.memory:
+        from emu.graph.memory import DEFAULT_ALIGNMENT, plan_memory
+        plan = plan_memory(graph, alignment=DEFAULT_ALIGNMENT if args.align is None else args.align)
+        print(f"model {args.model} ({graph.source})", file=out)
+        print(f"memory plan: {len(plan)} activations in one arena, {plan.alignment}-byte alignment, largest first "
+              f"(first fit over live ranges); reshape outputs share their input's buffer", file=out)
+        print(f"{'offset':>8} {'size':>8}  {'nodes':<9} tensor", file=out)
+        for p in plan:
+            alias = f"  (= {p.alias_of})" if p.alias_of is not None else ""
+            print(f"{p.offset:>8} {p.size:>8}  {f'{p.first}-{p.last}':<9} {p.name}{alias}", file=out)
+        dtypes = " + ".join(f"{k} {v}" for k, v in plan.weights_by_dtype.items())
+        print(f"peak arena {plan.peak_bytes} bytes (all activations without reuse: {plan.activation_bytes} bytes)",
+              file=out)
+        print(f"weights {plan.weight_bytes} bytes (constants as stored: {dtypes or 'none'})", file=out)
+        print(f"requantization arrays {plan.requant_bytes} bytes (int32 multiplier + shift per output channel; not "
+              f"in weights)", file=out)
+        return EXIT_OK
     print(f"model {args.model} ({graph.source})", file=out)
+    layers = inspect_graph(graph)
     for kind, names in (("input ", graph.inputs), ("output", graph.outputs)):
         for name in names:
             t = graph.tensors[name]
@@ -80,7 +99,7 @@ def cmd_inspect(args, out):
 
 def cmd_run(args, out):
     from emu.models import ModelSession
-    from emu.outputs import save_npy, save_npz
+    from emu.outputs import save_npy
 
     x = _load_npy(args.input, "input")
     boundary = args.input_boundary or "int8"
@@ -93,15 +112,13 @@ def cmd_run(args, out):
     y = f if args.float_output else q
     meta = dict(session.metadata, input_boundary=boundary, float_output=bool(args.float_output),
                 model=os.path.abspath(args.model), input=os.path.abspath(args.input), n6emu=__version__)
-    tensors = session.run_all(x, boundary) if args.dump else None
+    trace = session.trace(x, boundary, settings=meta) if args.dump else None
     save_npy(args.output, y)
-    if tensors is not None:
-        dump = dict(tensors)
-        dump["__meta__"] = np.array(json.dumps(meta))
-        save_npz(args.dump, dump)
+    if trace is not None:
+        trace.save(args.dump)
     print(f"wrote {args.output}: {_fmt_shape(y.shape)} {y.dtype} (profile {meta['profile']}, rounding "
-          f"{meta['rounding']}, backend {meta['backend']})" + (f"; {len(tensors)} tensors in {args.dump}" if tensors else ""),
-          file=out)
+          f"{meta['rounding']}, backend {meta['backend']})" +
+          (f"; {len(trace)} stages and tensors in {args.dump}" if trace else ""), file=out)
     return EXIT_OK
 
 
@@ -113,6 +130,7 @@ def cmd_features(args, out):
     from emu.config import load_config
     from emu.device import FrontEnd, frontend_params
     from emu.outputs import save_npy
+    from emu.trace import frontend_trace
 
     cfg = load_config(args.config)
     params = frontend_params(cfg)
@@ -121,7 +139,6 @@ def cmd_features(args, out):
     audio.check_rate(info, params.sample_rate)
     if args.stages is not None and os.path.exists(args.stages) and os.listdir(args.stages):
         raise N6Error(f"--stages {args.stages}: the folder exists and is not empty; give a new folder")
-    keep, new = params.win_length - params.hop_length, params.n_frames * params.hop_length
     feats = []
     tmp = None
     if args.stages is not None:
@@ -129,17 +146,16 @@ def cmd_features(args, out):
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".n6emu-stages-", dir=parent)
     try:
-        for k, patch in audio.patches(audio.iter_blocks(info, 1 << 16), keep, new):
-            stages = fe.stages(patch)
-            feats.append(stages["features"])
+        for k, patch in audio.patches(audio.iter_blocks(info, 1 << 16), params.keep_samples, params.new_samples):
+            trace = frontend_trace(fe, patch)
+            feats.append(trace["frontend/features"])
             if tmp is not None:
                 folder = os.path.join(tmp, f"patch_{k:05d}")
                 os.makedirs(folder)
-                np.save(os.path.join(folder, "pcm.npy"), patch)
-                for name, value in stages.items():
-                    np.save(os.path.join(folder, f"{name}.npy"), np.asarray(value))
+                for name in trace.names("frontend/"):
+                    np.save(os.path.join(folder, f"{name[len('frontend/'):]}.npy"), trace[name])
         if not feats:
-            raise N6Error(f"{args.audio}: shorter than one patch ({new} new samples at {params.sample_rate} Hz); "
+            raise N6Error(f"{args.audio}: shorter than one patch ({params.new_samples} new samples at {params.sample_rate} Hz); "
                           f"nothing to compute")
         arr = np.stack(feats)
         save_npy(args.output, arr)
@@ -154,6 +170,18 @@ def cmd_features(args, out):
     print(f"wrote {args.output}: {_fmt_shape(arr.shape)} int8 [patch, {'mfcc' if fe.frame_major else 'mel'}, frame] "
           f"({params.build}, scale {params.quant_scale:.6g}, zero-point {params.quant_zero_point})"
           + (f"; every stage of every patch in {args.stages}" if args.stages else ""), file=out)
+    return EXIT_OK
+
+
+def cmd_vectors(args, out):
+    from emu.device import Device
+    from emu.vectors import write_vectors
+
+    dev = Device(args.config)
+    m = write_vectors(dev, args.audio, args.out, stages=args.stages)
+    print(f"wrote {args.out}: {len(m['cases'])} case(s) x {len(m['arrays']) // max(1, len(m['cases']))} arrays, "
+          f"{len(m['files'])} files + manifest.json ({dev.config.frontend.build}, profile "
+          f"{dev.session.arithmetic.name})", file=out)
     return EXIT_OK
 
 
@@ -236,7 +264,7 @@ def cmd_replay(args, out, err):
     import tempfile
 
     from emu.device import Device
-    from emu.outputs import atomic_path, save_npz, write_text
+    from emu.outputs import atomic_path, write_text
 
     if args.out is not None and not args.out.endswith((".jsonl", ".csv")):
         raise N6Error(f"--out {args.out}: give a .jsonl or .csv file name")
@@ -247,7 +275,7 @@ def cmd_replay(args, out, err):
     windows = _parse_windows(args.windows)
     dev = Device(args.config)
     if args.backend is not None:
-        dev = Device(dev.config.replace("model", backend=args.backend))
+        dev = dev.with_(**{"model.backend": args.backend})
     settings = dict(dev.settings, n6emu=__version__)
 
     with contextlib.ExitStack() as stack:
@@ -265,25 +293,24 @@ def cmd_replay(args, out, err):
             if writer is not None:
                 writer.writerow(_CSV_FIELDS)
 
-        def on_patch(info, k, patch):
+        def dump_trace(info, k):
             if windows is not None and k not in windows:
-                return
+                return None
             stem = os.path.splitext(os.path.basename(info.path))[0]
-            stages = dev.frontend.stages(patch)
-            buf = dev.input_buffer(stages["features"])
-            tensors = dev.runtime.run_all(buf)
-            arrays = {"pcm": patch, "input_buffer": buf}
-            arrays.update({f"frontend/{n}": v for n, v in stages.items()})
-            arrays.update({f"network/{n}": v for n, v in tensors.items()})
-            arrays["__meta__"] = np.array(json.dumps(dict(settings, file=info.path, window=k)))
-            save_npz(os.path.join(dump_tmp, f"{stem}_w{k:05d}.npz"), arrays)
+
+            def save(trace):
+                trace.settings.update(n6emu=__version__, file=info.path, window=k)
+                trace.save(os.path.join(dump_tmp, f"{stem}_w{k:05d}.npz"))
+                dumped.append(k)
+            return save
 
         progress = _Progress(err, args.progress or (hasattr(err, "isatty") and err.isatty()))
+        dumped = []
         n = n_files = 0
         last_file = None
         counts = {}
         for rec in dev.replay(args.audio, rate=args.rate, progress=progress,
-                              on_patch=on_patch if dump_tmp is not None else None):
+                              trace=dump_trace if dump_tmp is not None else None):
             n += 1
             n_files += rec["file"] != last_file
             last_file = rec["file"]
@@ -301,6 +328,9 @@ def cmd_replay(args, out, err):
         if args.out is not None:
             write_text(args.out + ".settings.json", json.dumps(settings, indent=2) + "\n")
         if dump_tmp is not None:
+            if not dumped:
+                raise N6Error(f"--windows {args.windows}: no such window (the input gave {n} window(s), numbered "
+                              f"from 0 in each file); nothing was written")
             if os.path.exists(args.dump):
                 _move_into(dump_tmp, args.dump)
             else:
@@ -308,7 +338,7 @@ def cmd_replay(args, out, err):
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
     print(f"{n} windows from {n_files} file(s), front end {dev.config.frontend.build}" +
           (f" -> {args.out}" if args.out else "") +
-          (f"; dumps in {args.dump}" if args.dump else "") + (f"  ({summary})" if summary else ""), file=out)
+          (f"; {len(dumped)} trace(s) in {args.dump}" if args.dump else "") + (f"  ({summary})" if summary else ""), file=out)
     return EXIT_OK
 
 
@@ -322,6 +352,8 @@ def _move_into(src, dest):
 # ---------------------------------------------------------------------------------------------------
 
 def build_parser():
+    from emu.graph.profiles import CMSIS_NN, PROFILES, rounding_names
+    from emu.graph.runtime import BACKENDS
     p = _Parser(prog="n6emu", description="Bit-exact host emulator of an STM32N6 keyword-spotting device chain.")
     p.add_argument("--version", action="version", version=f"n6emu {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -330,15 +362,17 @@ def build_parser():
     s.add_argument("model", help=".tflite (int8) or .onnx (QDQ int8) model")
     s.add_argument("--input", required=True, help="IN.npy: int8 inputs in the model's input layout, optional leading batch axis")
     s.add_argument("--output", required=True, help="OUT.npy: the model output (N outputs for N inputs)")
-    s.add_argument("--profile", default="cmsis-nn", help="arithmetic profile: cmsis-nn (default) or onnxruntime (ONNX models)")
-    s.add_argument("--rounding", default=None, choices=("double", "single", "half-even"),
-                   help="requantization rounding: cmsis-nn double (default) or single; onnxruntime half-even")
-    s.add_argument("--backend", default="numba", choices=("numba", "c"), help="kernel implementation (default numba)")
+    s.add_argument("--profile", default="cmsis-nn", choices=tuple(PROFILES),
+                   help="arithmetic profile (default cmsis-nn; onnxruntime for what the PC's ORT computes)")
+    s.add_argument("--rounding", default=None, choices=rounding_names(),
+                   help="requantization rounding, one of the profile's (cmsis-nn: double (default) or single)")
+    s.add_argument("--backend", default="numba", choices=BACKENDS, help="kernel implementation (default numba)")
     s.add_argument("--input-boundary", default=None, choices=("int8", "float32"),
                    help="int8 input buffer (ST default) or float32 input quantized by the model's QuantizeLinear")
     s.add_argument("--float-output", action="store_true",
                    help="the float output: ONNX DequantizeLinear(+Softmax) tail, TFLite dequantized output")
-    s.add_argument("--dump", default=None, help="TENSORS.npz: every tensor by name (+ __meta__ JSON)")
+    s.add_argument("--dump", default=None, help="TRACE.npz: input_buffer, network/<tensor> for every tensor, output "
+                   "(+ __meta__ JSON: settings and layouts; emu.trace.Trace.load reads it)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("replay", help="replay recorded PCM through the whole device chain, one result per patch")
@@ -346,9 +380,10 @@ def build_parser():
     s.add_argument("--config", default=None, help="device TOML (default: the bundled device)")
     s.add_argument("--out", default=None, help="results.jsonl or results.csv (+ .settings.json beside it); default: print")
     s.add_argument("--rate", type=int, default=None, help="sample rate of raw/.npy inputs")
-    s.add_argument("--dump", default=None, help="DIR: every stage and every tensor of the chosen windows (.npz)")
+    s.add_argument("--dump", default=None, help="DIR: a trace per chosen window (<file>_w<k>.npz): every front-end stage, "
+                   "the input buffer, every network tensor, output, probabilities, decision")
     s.add_argument("--windows", default=None, help="patches to dump: 'all' (default) or indices/ranges like 0,3-5")
-    s.add_argument("--backend", default=None, choices=("numba", "c"), help="override [model].backend")
+    s.add_argument("--backend", default=None, choices=BACKENDS, help="override [model].backend")
     s.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     s.set_defaults(func=cmd_replay)
 
@@ -360,14 +395,26 @@ def build_parser():
     s.add_argument("--rate", type=int, default=None, help="sample rate of raw/.npy inputs")
     s.set_defaults(func=cmd_features)
 
+    s = sub.add_parser("vectors", help="golden vectors for firmware unit tests: every stage and layer as C headers, "
+                       ".npy and a manifest")
+    s.add_argument("--config", default=None, help="device TOML (default: the bundled device)")
+    s.add_argument("--audio", nargs="+", required=True, help="clips (WAV 16-bit mono, raw int16 with --rate, .npy)")
+    s.add_argument("--out", required=True, help="DIR: a new or empty folder")
+    s.add_argument("--stages", default="all", choices=("all", "frontend", "network"),
+                   help="which arrays: every front-end stage and network tensor (all), or one half")
+    s.set_defaults(func=cmd_vectors)
+
     s = sub.add_parser("inspect", help="layers, shapes, dtypes, scales/zero-points and MACs of a model")
     s.add_argument("model")
+    s.add_argument("--memory", action="store_true", help="the activation arena plan instead: offset, size and live "
+                   "node range of every activation, peak arena and weight bytes")
+    s.add_argument("--align", type=int, default=None, help="arena alignment in bytes for --memory (default 16)")
     s.set_defaults(func=cmd_inspect)
 
     s = sub.add_parser("conformance", help="run CMSIS-NN test-data folders through the emulator's kernels")
     s.add_argument("dir", help="folder holding CMSIS-NN-format cases (config_data.h + array headers + output_ref_data.h)")
-    s.add_argument("--backend", default="numba", choices=("numba", "c"), help="kernel implementation (default numba)")
-    s.add_argument("--rounding", default="double", choices=("double", "single"),
+    s.add_argument("--backend", default="numba", choices=BACKENDS, help="kernel implementation (default numba)")
+    s.add_argument("--rounding", default="double", choices=CMSIS_NN.roundings,
                    help="requantization rounding of conv/depthwise/FC/mul (the reference data is double)")
     s.set_defaults(func=cmd_conformance)
     return p
