@@ -178,11 +178,22 @@ def cmd_vectors(args, out):
     from emu.vectors import write_vectors
 
     dev = Device(args.config)
-    m = write_vectors(dev, args.audio, args.out, stages=args.stages)
-    print(f"wrote {args.out}: {len(m['cases'])} case(s) x {len(m['arrays']) // max(1, len(m['cases']))} arrays, "
-          f"{len(m['files'])} files + manifest.json ({dev.config.frontend.build}, profile "
-          f"{dev.session.arithmetic.name})", file=out)
+    m = write_vectors(dev, args.audio, args.out, stages=args.stages, arena=args.arena, alignment=args.align)
+    per_case = sum(a["case"] != "model" for a in m["arrays"]) // len(m["cases"])
+    print(f"wrote {args.out}: {len(m['cases'])} case(s) x {per_case} stage arrays, "
+          f"{sum(a['case'] == 'model' for a in m['arrays'])} layer parameter arrays, {len(m['files'])} files + "
+          f"manifest.json ({dev.config.frontend.build}, profile {dev.session.arithmetic.name})"
+          + ("; arena images in arena/" if args.arena else ""), file=out)
     return EXIT_OK
+
+
+def cmd_testkit(args, out):
+    from emu.testkit import build_and_run
+
+    code, lines = build_and_run(args.vectors, target=args.target, work_dir=args.work, timeout=args.timeout)
+    for line in lines:
+        print(line, file=out)
+    return EXIT_OK if code == 0 else EXIT_FAIL
 
 
 def cmd_conformance(args, out):
@@ -342,6 +353,140 @@ def cmd_replay(args, out, err):
     return EXIT_OK
 
 
+_COMPARE_SOURCES = ("emu, emu:<profile>, onnxruntime, onnxruntime:MODEL.onnx, tflm, tflm:MODEL.tflite, trace:PATH, "
+                    "board:PATH or a board-data file (.npy, .npz, .csv, .bin/.raw dump, text list)")
+
+
+def cmd_compare(args, out):
+    from emu import audio
+    from emu.boarddata import read_board_data
+    from emu.compare import (board_input, board_source, compare, emulator_source, from_trace, onnxruntime_source,
+                             tflm_source)
+    from emu.graph.profiles import PROFILES
+
+    if args.audio is not None and args.input is not None:
+        raise N6Error("give the input once: --audio CLIP (with --window K) or --input IN.npy, not both")
+    if args.window is not None and args.audio is None:
+        raise N6Error("--window picks a patch of --audio CLIP; give --audio too")
+    if args.rate is not None and args.audio is None:
+        raise N6Error("--rate is the sample rate of a raw/.npy --audio clip; give --audio too")
+
+    def parse(spec):
+        kind, sep, rest = spec.partition(":")
+        if spec == "emu" or (kind == "emu" and sep):
+            if sep and rest not in PROFILES:
+                raise N6Error(f"{spec!r}: unknown arithmetic profile {rest!r}; give emu:" + " or emu:".join(PROFILES))
+            return "emu", rest if sep else None
+        if kind in ("onnxruntime", "tflm"):
+            if sep and not rest:
+                raise N6Error(f"{spec!r}: give the model after the colon ({kind}:MODEL) or drop the colon")
+            return kind, rest if sep else None
+        if kind in ("trace", "board") and sep:
+            if not os.path.isfile(rest):
+                raise N6Error(f"{spec!r}: no such file {rest!r}")
+            return kind, rest
+        if os.path.isfile(spec):
+            return "board", spec
+        raise N6Error(f"{spec!r} is not a source (nor an existing file); give one of: {_COMPARE_SOURCES}")
+
+    specs = [parse(args.a), parse(args.b)]
+    has_board = any(kind == "board" for kind, _ in specs)
+    if not has_board and (args.dtype is not None or args.shape is not None or args.offset):
+        raise N6Error("--dtype, --shape and --offset describe a board-data file; neither A nor B is one")
+    if not has_board and args.stage is not None:
+        raise N6Error("--stage names the stage of a board-data array; neither A nor B is a board-data file")
+    devices = {}
+
+    def device(profile=None):
+        from emu.device import Device
+        if None not in devices:
+            devices[None] = Device(args.config)
+        if profile is not None and profile not in devices:
+            devices[profile] = devices[None].with_(**{"model.profile": profile})
+        return devices[profile]
+
+    pcm = window = None
+    if args.audio is not None:
+        info = audio.probe(args.audio, raw_rate=args.rate)
+        audio.check_rate(info, device().frontend.params.sample_rate)
+        pcm = audio.read_all(info)
+        window = 0 if args.window is None else args.window
+
+    # files first: a trace or board capture may hold the input buffer the other side runs on
+    loaded = []
+    for kind, arg in specs:
+        if kind == "trace":
+            loaded.append(from_trace(arg))
+        elif kind == "board":
+            loaded.append(read_board_data(arg, dtype=args.dtype, shape=args.shape, offset=args.offset))
+        else:
+            loaded.append(None)
+
+    buf, buf_from = None, None
+    if args.input is not None:
+        data = read_board_data(args.input)
+        buf = data.single() if len(data.arrays) == 1 else board_input(data)
+        if buf is None:
+            raise N6Error(f"--input {args.input}: holds {len(data.arrays)} arrays ({', '.join(data.arrays)}) and none "
+                          f"is the input buffer (input_buffer or c_inputs_1); give a file with one array")
+        buf_from = args.input
+    elif pcm is not None:
+        buf, buf_from = device().trace(pcm, window=window)["input_buffer"], f"{args.audio} window {window}"
+    else:
+        for (kind, arg), x in zip(specs, loaded):
+            found = None
+            if kind == "trace":
+                found = x["input_buffer"] if "input_buffer" in x else None
+            elif kind == "board":
+                found = board_input(x)
+            if found is not None:
+                buf, buf_from = found, f"the input buffer of {arg}"
+                break
+
+    def needs_input(kind):
+        if buf is None and pcm is None:
+            raise N6Error(f"`{kind}` runs the model: give --audio CLIP (--window K) or --input IN.npy, or compare with "
+                          f"a trace/board file that holds the input buffer")
+
+    sources = list(loaded)
+    for i, (kind, arg) in enumerate(specs):
+        if kind == "emu":
+            needs_input(kind)
+            dev = device(arg)
+            sources[i] = (emulator_source(dev, pcm=pcm, window=window) if pcm is not None
+                          else emulator_source(dev, input_buffer=buf))
+        elif kind == "onnxruntime":
+            needs_input(kind)
+            dev = device()
+            path = dev.model_path if arg is None else arg
+            if not path.lower().endswith(".onnx"):
+                raise N6Error(f"`onnxruntime` runs an .onnx model; the config's model is {path}: give "
+                              f"onnxruntime:MODEL.onnx")
+            reference = dev.session.model if dev.model_path.lower().endswith(".onnx") else None
+            label = "onnxruntime" if arg is None else f"onnxruntime:{os.path.basename(arg)}"
+            sources[i] = onnxruntime_source(path, buf, reference=reference, label=label)
+        elif kind == "tflm":
+            needs_input(kind)
+            path = device().model_path if arg is None else arg
+            sources[i] = tflm_source(path, buf, label="tflm" if arg is None else f"tflm:{os.path.basename(arg)}")
+    for i, (kind, _) in enumerate(specs):
+        if kind == "board":
+            other = sources[1 - i]
+            like = other if specs[1 - i][0] != "board" else None
+            sources[i] = board_source(sources[i], like=like, stage=args.stage)
+
+    report = compare(sources[0], sources[1])
+    if args.json:
+        d = report.to_dict()
+        d["input"] = buf_from
+        print(json.dumps(d, indent=2), file=out)
+    else:
+        if buf_from is not None:
+            print(f"input: {buf_from}", file=out)
+        print(report.table(), file=out)
+    return EXIT_FAIL if report.diverging() or report.incomparable else EXIT_OK
+
+
 def _move_into(src, dest):
     """Move the finished dump folder's files into an existing empty folder."""
     for name in os.listdir(src):
@@ -402,7 +547,18 @@ def build_parser():
     s.add_argument("--out", required=True, help="DIR: a new or empty folder")
     s.add_argument("--stages", default="all", choices=("all", "frontend", "network"),
                    help="which arrays: every front-end stage and network tensor (all), or one half")
+    s.add_argument("--arena", action="store_true", help="also the activation arena's image after every layer "
+                   "(arena/<case>_after_lNN.bin) and its map (arena/<case>_map.json)")
+    s.add_argument("--align", type=int, default=16, help="arena alignment in bytes for --arena (default 16)")
     s.set_defaults(func=cmd_vectors)
+
+    s = sub.add_parser("testkit", help="build the firmware C test kit on a vectors folder and run it (host or "
+                       "Cortex-M55 under QEMU): one PASS/FAIL line per vector")
+    s.add_argument("vectors", help="DIR written by `n6emu vectors`")
+    s.add_argument("--target", default="host", choices=("host", "m55"), help="host gcc (default) or m55 (QEMU)")
+    s.add_argument("--work", default=None, help="build folder (default: a temporary one)")
+    s.add_argument("--timeout", type=float, default=600.0, help="seconds before the run is stopped")
+    s.set_defaults(func=cmd_testkit)
 
     s = sub.add_parser("inspect", help="layers, shapes, dtypes, scales/zero-points and MACs of a model")
     s.add_argument("model")
@@ -417,6 +573,28 @@ def build_parser():
     s.add_argument("--rounding", default="double", choices=CMSIS_NN.roundings,
                    help="requantization rounding of conv/depthwise/FC/mul (the reference data is double)")
     s.set_defaults(func=cmd_conformance)
+
+    s = sub.add_parser("compare", help="compare two runs stage by stage and layer by layer (emulator profiles, "
+                       "onnxruntime, tflite-micro, traces, board captures): ST's metrics, LSB histograms, first "
+                       "divergent layer; exit 0 when identical, 1 when they differ")
+    s.add_argument("a", metavar="A", help=f"the source compared: {_COMPARE_SOURCES}")
+    s.add_argument("b", metavar="B", help="the reference, same choices (L2r and COS are relative to it)")
+    s.add_argument("--config", default=None, help="device TOML for emu/onnxruntime/tflm (default: the bundled device)")
+    s.add_argument("--audio", default=None, help="CLIP: run the whole chain on one patch of it (WAV 16-bit mono; "
+                   "raw int16 or .npy with --rate)")
+    s.add_argument("--window", type=int, default=None,
+                   help="which patch of --audio (default 0, numbered as replay numbers them)")
+    s.add_argument("--rate", type=int, default=None, help="sample rate of a raw/.npy --audio clip")
+    s.add_argument("--input", default=None, help="IN.npy: the network input buffer (model input shape, or N x it) "
+                   "instead of --audio")
+    s.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
+    s.add_argument("--dtype", default=None, help="dtype of a board-data file's values (needed for raw dumps): int8, "
+                   "uint8, int16, float32, ...")
+    s.add_argument("--shape", default=None, help="shape of a board-data array, e.g. 1x12")
+    s.add_argument("--offset", type=int, default=0, help="byte offset of the first value in a raw dump (default 0)")
+    s.add_argument("--stage", default=None, help="the stage a single board array stands for (output, input_buffer, "
+                   "float_output or a tensor name); default: matched by size")
+    s.set_defaults(func=cmd_compare)
     return p
 
 

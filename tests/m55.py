@@ -18,26 +18,25 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-M55_DIR = REPO / "csrc" / "m55"
-GCC = "arm-none-eabi-gcc"
-AR = "arm-none-eabi-ar"
-QEMU = "qemu-system-arm"
-CPU_FLAGS = ["-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"]
+from emu import testkit
+
+# toolchain, CPU flags, start-up/linker files and the QEMU command line: one home, emu/testkit.py (which builds
+# the firmware test kit for the same core)
+REPO = testkit.REPO
+M55_DIR = testkit.M55_DIR
+GCC = testkit.M55_GCC
+AR = testkit.M55_AR
+QEMU = testkit.QEMU
+CPU_FLAGS = testkit.M55_CPU_FLAGS
 OPT_FLAGS = {"Os": ["-Os"], "Ofast": ["-Ofast"]}
 # the ST application's C dialect: gcc's default GNU C (so -ffp-contract=fast: a*b+c may become one vfma)
 COMMON_FLAGS = ["-std=gnu11", "-ffunction-sections", "-fdata-sections", "-Wall", "-Wno-unused-function"]
-LINK_FLAGS = ["--specs=nano.specs", "--specs=rdimon.specs", "-nostartfiles", "-Wl,--gc-sections",
-              "-T", str(M55_DIR / "m55.ld")]
+LINK_FLAGS = testkit.M55_LINK_FLAGS + ["-T", str(testkit.M55_LINKER_SCRIPT)]
 
 
 def missing():
     """None when the cross compiler, newlib and QEMU are all here, else a one-line reason naming the packages."""
-    absent = [t for t in (GCC, AR, QEMU) if shutil.which(t) is None]
-    if absent:
-        return (f"Cortex-M55 oracle unavailable: {', '.join(absent)} not found "
-                "(apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")
-    return None
+    return testkit.m55_missing("Cortex-M55 oracle")
 
 
 def cache_dir() -> Path:
@@ -110,8 +109,7 @@ def run(elf, inputs: dict, outputs, timeout=600) -> dict:
     with tempfile.TemporaryDirectory(prefix="m55-run-") as d:
         for name, data in inputs.items():
             Path(d, name).write_bytes(bytes(data))
-        cmd = [QEMU, "-M", "mps3-an547", "-nographic", "-monitor", "none", "-serial", "none",
-               "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+        cmd = testkit.qemu_command(elf)
         r = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         text = (r.stdout + r.stderr).strip()
         if r.returncode != 0 or not text.endswith("m55: ok"):
