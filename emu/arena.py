@@ -108,3 +108,48 @@ def write_arena(out_dir, plan, trace, prefix):
         with atomic_path(os.path.join(out_dir, *rel.split("/"))) as tmp, open(tmp, "wb") as f:
             f.write(data)
     return list(files)
+
+
+def compare_dump(dump, map_path, after_layer, offset=0):
+    """A board's arena memory dump (bytes, e.g. a debugger's `dump binary memory` of the arena taken after layer
+    `after_layer` ran) against the expected image of a map written by write_arena / `n6emu vectors --arena`:
+    one record per tensor live at that boundary with name, offset, size, n_differ and the first mismatch (flat
+    index in the tensor, NHWC position, expected and board value as int8), plus the differing bytes outside every
+    live tensor (stale regions: informative, the device need not match them). `offset`: where the arena starts in
+    the dump."""
+    try:
+        with open(map_path, encoding="utf-8") as f:
+            amap = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise N6Error(f"{map_path}: not a readable arena map ({exc.__class__.__name__}); give the "
+                      f"arena/<case>_map.json written by `n6emu vectors --arena`") from None
+    if amap.get("format") != FORMAT:
+        raise N6Error(f"{map_path}: not an arena map of format {FORMAT}; regenerate it with `n6emu vectors --arena`")
+    bounds = amap["boundaries"]
+    if not 0 <= after_layer < len(bounds):
+        raise N6Error(f"--after-layer {after_layer}: the graph has layers 0..{len(bounds) - 1}")
+    size = amap["arena_bytes"]
+    board = np.frombuffer(bytes(dump), np.int8)
+    if offset < 0 or board.size < offset + size:
+        raise N6Error(f"the dump holds {board.size} bytes but the arena needs {size} bytes at offset {offset}; dump "
+                      f"the whole arena (its start address to start + {size})")
+    board = board[offset:offset + size]
+    b = bounds[after_layer]
+    with open(os.path.join(os.path.dirname(map_path), b["file"]), "rb") as f:
+        want = np.frombuffer(f.read(), np.int8)
+    covered = np.zeros(size, bool)
+    out = []
+    for t in b["live"]:
+        lo, hi = t["offset"], t["offset"] + t["size"]
+        covered[lo:hi] = True
+        diff = np.flatnonzero(board[lo:hi] != want[lo:hi])
+        rec = dict(name=t["name"], offset=lo, size=t["size"], shape=t["shape"], n_differ=int(diff.size), first=None)
+        if diff.size:
+            i = int(diff[0])
+            itemsize = np.dtype(t["dtype"]).itemsize
+            rec["first"] = dict(index=i // itemsize, position=[int(v) for v in np.unravel_index(i // itemsize,
+                                                                                              t["shape"])],
+                                expected=int(want[lo + i]), board=int(board[lo + i]))
+        out.append(rec)
+    stale = int(np.count_nonzero((board != want) & ~covered))
+    return dict(after_layer=after_layer, node=b["node"], op=b["op"], tensors=out, stale_bytes_differ=stale)

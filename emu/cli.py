@@ -357,6 +357,30 @@ _COMPARE_SOURCES = ("emu, emu:<profile>, onnxruntime, onnxruntime:MODEL.onnx, tf
                     "board:PATH or a board-data file (.npy, .npz, .csv, .bin/.raw dump, text list)")
 
 
+def _compare_arena(args, out):
+    """`n6emu compare DUMP.bin arena:MAP.json --after-layer N [--offset B]`: the board's arena, tensor by tensor."""
+    from emu.arena import compare_dump
+
+    if not args.b.startswith("arena:") or args.after_layer is None:
+        raise N6Error("an arena comparison is `n6emu compare DUMP.bin arena:MAP.json --after-layer N`: give both")
+    if not os.path.isfile(args.a):
+        raise N6Error(f"{args.a}: no such dump file")
+    with open(args.a, "rb") as f:
+        r = compare_dump(f.read(), args.b[len("arena:"):], args.after_layer, args.offset)
+    if args.json:
+        print(json.dumps(r, indent=1), file=out)
+    else:
+        print(f"arena after layer {r['after_layer']} ({r['op']} {r['node']})", file=out)
+        for t in r["tensors"]:
+            where = "" if t["first"] is None else (f"; first at {tuple(t['first']['position'])}: expected "
+                                                    f"{t['first']['expected']}, board {t['first']['board']}")
+            print(f"  {'ok  ' if not t['n_differ'] else 'DIFF'} [{t['offset']:>7}, {t['offset'] + t['size']:>7}) "
+                  f"{t['n_differ']:>6}/{t['size']} bytes differ  {t['name']}{where}", file=out)
+        print(f"  {r['stale_bytes_differ']} differing bytes outside the live tensors (stale regions, informative)",
+              file=out)
+    return EXIT_FAIL if any(t["n_differ"] for t in r["tensors"]) else EXIT_OK
+
+
 def cmd_compare(args, out):
     from emu import audio
     from emu.boarddata import read_board_data
@@ -364,6 +388,8 @@ def cmd_compare(args, out):
                              tflm_source)
     from emu.graph.profiles import PROFILES
 
+    if args.b.startswith("arena:") or args.after_layer is not None:
+        return _compare_arena(args, out)
     if args.audio is not None and args.input is not None:
         raise N6Error("give the input once: --audio CLIP (with --window K) or --input IN.npy, not both")
     if args.window is not None and args.audio is None:
@@ -594,6 +620,8 @@ def build_parser():
     s.add_argument("--offset", type=int, default=0, help="byte offset of the first value in a raw dump (default 0)")
     s.add_argument("--stage", default=None, help="the stage a single board array stands for (output, input_buffer, "
                    "float_output or a tensor name); default: matched by size")
+    s.add_argument("--after-layer", type=int, default=None, help="with B = arena:MAP.json (from `vectors --arena`): "
+                   "A is a memory dump of the arena taken after this layer; compared tensor by tensor")
     s.set_defaults(func=cmd_compare)
     return p
 

@@ -153,3 +153,34 @@ def test_cli_testkit_runs_the_c_kit_on_the_vectors(generated, tmp_path):
     assert code == 0, err + out[-2000:]
     assert lines[-1] == f"{len(lines) - 1} passed, 0 failed" and all(s.startswith("PASS ") for s in lines[:-1])
     assert any(s.startswith("PASS yes_w0 l01_conv2d") for s in lines)
+
+
+def test_compare_reads_an_arena_dump_region_by_region(tmp_path):
+    """A debugger's dump of the board's arena (here: the expected image with one byte changed, at an offset in the
+    dump) compared tensor by tensor: exactly the tensor holding the changed byte differs, at the right position."""
+    write_vectors(Device(), CLIPS[:1], str(tmp_path / "a"), arena=True)
+    amap = tmp_path / "a" / "arena" / "yes_w0_map.json"
+    bounds = json.loads(amap.read_text())["boundaries"]
+    k = 3
+    live = bounds[k]["live"][-1]
+    image = np.fromfile(tmp_path / "a" / "arena" / bounds[k]["file"], np.int8).copy()
+    pos = live["offset"] + 7
+    image[pos] = np.int8(image[pos] ^ 0x10)
+    (tmp_path / "dump.bin").write_bytes(b"\xaa" * 64 + image.tobytes())
+    code, out, err = call(["compare", str(tmp_path / "dump.bin"), f"arena:{amap}", "--after-layer", str(k),
+                           "--offset", "64", "--json"])
+    assert code == 1, err
+    r = json.loads(out)
+    differing = [t for t in r["tensors"] if t["n_differ"]]
+    assert [t["name"] for t in differing] == [live["name"]] and differing[0]["n_differ"] == 1
+    assert differing[0]["first"]["index"] == 7
+    assert differing[0]["first"]["position"] == [int(v) for v in np.unravel_index(7, live["shape"])]
+    (tmp_path / "ok.bin").write_bytes(b"\xaa" * 64 + np.fromfile(tmp_path / "a" / "arena" / bounds[k]["file"],
+                                                                  np.int8).tobytes())
+    code, out, _ = call(["compare", str(tmp_path / "ok.bin"), f"arena:{amap}", "--after-layer", str(k), "--offset", "64"])
+    assert code == 0 and "DIFF" not in out
+    code, _, err = call(["compare", str(tmp_path / "ok.bin"), f"arena:{amap}", "--after-layer", "99"])
+    assert code == 2 and "--after-layer 99" in err
+    code, _, err = call(["compare", str(tmp_path / "ok.bin"), f"arena:{amap}", "--after-layer", str(k),
+                         "--offset", "100000"])
+    assert code == 2 and "dump the whole arena" in err
