@@ -178,6 +178,7 @@ def cmd_vectors(args, out):
     from emu.vectors import write_vectors
 
     dev = Device(args.config)
+    _print_warnings(dev, sys.stderr)
     m = write_vectors(dev, args.audio, args.out, stages=args.stages, arena=args.arena, alignment=args.align)
     per_case = sum(a["case"] != "model" for a in m["arrays"]) // len(m["cases"])
     print(f"wrote {args.out}: {len(m['cases'])} case(s) x {per_case} stage arrays, "
@@ -285,6 +286,7 @@ def cmd_replay(args, out, err):
         raise N6Error(f"--dump {args.dump}: the folder exists and is not empty; give a new folder")
     windows = _parse_windows(args.windows)
     dev = Device(args.config)
+    _print_warnings(dev, err)
     if args.backend is not None:
         dev = dev.with_(**{"model.backend": args.backend})
     settings = dict(dev.settings, n6emu=__version__)
@@ -520,6 +522,56 @@ def _move_into(src, dest):
     os.rmdir(src)
 
 
+def _print_warnings(dev, err):
+    """Device.warnings (a [faults] table explaining a contradiction, a fault that changes nothing), one per line."""
+    for w in dev.warnings:
+        print(f"n6emu: warning: {w}", file=err)
+
+
+def cmd_diagnose(args, out, err=None):
+    import time
+
+    from emu.device import Device
+    from emu.diagnose import Diagnoser, read_board, read_recordings, report_text
+
+    err = sys.stderr if err is None else err
+    t0 = time.monotonic()
+    dev = Device(args.config)
+    _print_warnings(dev, err)
+    recordings = read_recordings(dev, args.audio, rate=args.rate)
+    board_out = read_board(args.board_output, dev, "output")
+    board_in = None if args.board_input is None else read_board(args.board_input, dev, "input")
+    result = Diagnoser(dev, [pcm for _, pcm in recordings], pairs=not args.no_pairs).diagnose(board_out, board_in)
+    if args.json:
+        entries = result.entries if args.top is None else result.entries[:args.top]
+        print(json.dumps([e.to_json() for e in entries], indent=1), file=out)
+        return EXIT_OK
+    print(report_text(result, dev, top=8 if args.top is None else args.top), file=out)
+    print(f"({result.n_hypotheses} hypotheses in {time.monotonic() - t0:.1f} s)", file=out)
+    return EXIT_OK
+
+
+def cmd_fit(args, out):
+    from emu.diagnose import fit, fit_text, read_pairs
+    from emu.models import import_model
+
+    if args.model is not None and args.config is not None:
+        raise N6Error("give --model or --config (whose [model] is used), not both")
+    if args.model is not None:
+        model = import_model(args.model)
+    else:
+        from emu.device import Device
+        model = Device(args.config).session.model
+    x, y = read_pairs(args.pairs, model)
+    entries = fit(model, x, y, backend=args.backend)
+    if args.json:
+        print(json.dumps([e.to_json() for e in entries], indent=1), file=out)
+    else:
+        print(f"{x.shape[0]} input/output pair(s) of {model.path} against {len(entries)} arithmetics", file=out)
+        print(fit_text(entries), file=out)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------------
 
 def build_parser():
@@ -623,6 +675,37 @@ def build_parser():
     s.add_argument("--after-layer", type=int, default=None, help="with B = arena:MAP.json (from `vectors --arena`): "
                    "A is a memory dump of the arena taken after this layer; compared tensor by tensor")
     s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("diagnose", help="which firmware fault explains a board's outputs: the device chain under every "
+                       "fault of the catalogue (emu/faults.py) and pairs of them, ranked by how exactly each "
+                       "reproduces the board")
+    s.add_argument("--config", default=None, help="device TOML: the device as it should be (default: the bundled "
+                   "device); its [faults], if any, are taken as known")
+    s.add_argument("--audio", nargs="+", required=True, help="the clips the board was played, in the board's order "
+                   "(WAV 16-bit mono; raw int16 or .npy with --rate; files, folders, globs)")
+    s.add_argument("--board-output", required=True, help="OUT: the board's int8 outputs, every window of every clip "
+                   "in order: .npy/.npz, stedgeai .csv, a raw dump, or text as printed (`-63 -25 ...` or "
+                   "`[-63, -25, ...]`, one window per line)")
+    s.add_argument("--board-input", default=None, help="DUMP: the board's input buffers (same formats), one per "
+                   "window: separates hypotheses the outputs cannot")
+    s.add_argument("--rate", type=int, default=None, help="sample rate of raw/.npy clips")
+    s.add_argument("--json", action="store_true", help="print every ranked hypothesis as JSON: hypothesis, params, "
+                   "score, exact_matches, evidence (and rank, counts, mean |LSB|)")
+    s.add_argument("--top", type=int, default=None, help="how many runners-up to print (text, default 8) or entries "
+                   "(--json, default all)")
+    s.add_argument("--no-pairs", action="store_true", help="single faults only (no combinations of two)")
+    s.set_defaults(func=cmd_diagnose)
+
+    s = sub.add_parser("fit", help="which network arithmetic (profile, rounding, tie rule) reproduces board "
+                       "input/output pairs of the network; else the closest with its residual histogram")
+    s.add_argument("--pairs", required=True, help="DIR: a stedgeai *_val_io.npz (c_inputs_1 / c_outputs_1), or files "
+                   "named *input* with their *output* counterparts (.npy, raw dumps in the model's I/O type, text)")
+    s.add_argument("--model", default=None, help=".onnx (QDQ) or .tflite model (default: the --config device's)")
+    s.add_argument("--config", default=None, help="device TOML whose [model] is fitted (default: the bundled device)")
+    s.add_argument("--backend", default="numba", choices=BACKENDS, help="kernel implementation (default numba)")
+    s.add_argument("--json", action="store_true", help="every arithmetic as JSON: profile, exact windows/values, "
+                   "mean and max |LSB|, residual histogram")
+    s.set_defaults(func=cmd_fit)
     return p
 
 
@@ -632,8 +715,8 @@ def main(argv=None, out=None, err=None):
     err = sys.stderr if err is None else err
     try:
         args = build_parser().parse_args(argv)
-        if args.func is cmd_replay:
-            return cmd_replay(args, out, err)
+        if args.func in (cmd_replay, cmd_diagnose):
+            return args.func(args, out, err)
         return args.func(args, out)
     except N6Error as exc:
         print(f"n6emu: error: {exc}", file=err)

@@ -25,6 +25,12 @@
     threshold           report a class only if its probability exceeds this                        0.5
     unknown_label       label reported below the threshold or when the gate suppresses             "unknown"
     classes             class names in output order; empty = the labels.txt beside the model       []
+    [faults]     optional: how the firmware deviates from the device above (emu/faults.py: the catalogue, each
+                 fault's parameters and the stage where it acts). One key per fault, its value a table of
+                 parameters ({} or true: the defaults), e.g. `input-transposed = {}`,
+                 `wrong-scale = { scale = 0.2214 }`. Without it a description that contradicts the model is an
+                 error; a fault that explains the contradiction (input-transposed, frame-count) turns it into a
+                 warning naming the fault (Device.warnings).
 
 Unknown keys and tables are rejected with the key's name; every value is type- and range-checked.
 """
@@ -148,6 +154,14 @@ class DeviceConfig:
     app: AppSection = field(default_factory=AppSection)
     base_dir: str = DATA_DIR          # folder the relative paths are resolved against
     source: str = "<defaults>"        # where the description came from
+    faults: tuple = ()                # emu.faults.Fault values, catalogue order ([faults])
+
+    def __post_init__(self):
+        if self.faults:
+            from emu.faults import parse
+            object.__setattr__(self, "faults", parse(self.faults))
+        else:
+            object.__setattr__(self, "faults", ())
 
     def model_path(self):
         """The model file named by [model].path, resolved against the config's folder or the package data."""
@@ -158,9 +172,13 @@ class DeviceConfig:
 
     def to_dict(self):
         """Plain mapping (TOML tables) of every setting: recorded in results and vector manifests."""
-        return dict(frontend=self.frontend.to_dict(), model=self.model.to_dict(),
-                    input=dataclasses.asdict(self.input),
-                    app={**dataclasses.asdict(self.app), "classes": list(self.app.classes)})
+        d = dict(frontend=self.frontend.to_dict(), model=self.model.to_dict(),
+                 input=dataclasses.asdict(self.input),
+                 app={**dataclasses.asdict(self.app), "classes": list(self.app.classes)})
+        if self.faults:
+            from emu.faults import to_table
+            d["faults"] = to_table(self.faults)
+        return d
 
     def replace(self, section=None, **changes):
         """A copy with fields of one section changed (validated again), e.g. replace("input", layout="frame-major")."""
@@ -176,7 +194,7 @@ _SECTIONS = {"model": ModelSection, "input": InputSection, "app": AppSection}
 
 def from_dict(doc, base_dir=DATA_DIR, source="<dict>"):
     """Validate a parsed TOML document into a DeviceConfig; unknown tables/keys are errors naming them."""
-    _check_keys(doc, ("frontend",) + tuple(_SECTIONS), "top level")
+    _check_keys(doc, ("frontend",) + tuple(_SECTIONS) + ("faults",), "top level")
     parts = {}
     for name, cls in _SECTIONS.items():
         table = doc.get(name, {})
@@ -191,7 +209,11 @@ def from_dict(doc, base_dir=DATA_DIR, source="<dict>"):
     if not isinstance(fe, dict):
         raise ConfigError("[frontend] must be a table")
     frontend = FrontendParams.from_dict(fe)
-    return DeviceConfig(frontend=frontend, base_dir=base_dir, source=source, **parts)
+    faults = doc.get("faults", {})
+    if not isinstance(faults, dict):
+        raise ConfigError("[faults] must be a table of faults, e.g. input-transposed = {}")
+    from emu.faults import parse
+    return DeviceConfig(frontend=frontend, base_dir=base_dir, source=source, faults=parse(faults), **parts)
 
 
 def load_config(path=None):

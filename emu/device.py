@@ -10,17 +10,26 @@ network -> int8 output -> dequantize/softmax -> decision, exactly as the firmwar
     for rec in dev.replay(["a.wav", "dir/"]): ...   # streamed, bounded memory, one record per patch
     t = dev.trace(pcm_patch)                # emu.trace.Trace: every stage and every network tensor, one record
     ort = dev.with_(**{"model.profile": "onnxruntime"})   # one change; the parsed model and tables are reused
+    board = dev.with_(faults={"input-transposed": {}})    # the firmware as it is (emu/faults.py): [faults]
+
+Faults ([faults], emu/faults.py) act where the firmware deviates: on the recording before framing, on the front
+end's build switches, on the float log and the app's quantization between the front end's stages, on the input
+buffer's order, stride and bytes, or on the network's arithmetic. `dev.faults` are the resolved faults,
+`dev.warnings` what the description contradicts and a fault explains (or a fault that changes nothing here); both
+are in `dev.settings`, and a trace shows each fault's output as a faults/<name> stage.
 
 Every arithmetic choice is a field of the DeviceConfig; `dev.settings` (the config as a mapping plus the
 resolved input quantization, arithmetic profile and model) is recorded with every result. The network runs
 through emu.models.ModelSession, the same path as `n6emu run`.
 """
+import copy
 import json
 import os
 
 import numpy as np
 
 from emu import audio
+from emu import faults as faults_mod
 from emu.config import ConfigError, DeviceConfig, load_config
 from emu.errors import N6Error
 from emu.frontend.registry import FrontEnd
@@ -58,6 +67,7 @@ class _Shared:
 
     def __init__(self):
         self.models, self.prepared, self.frontends = {}, {}, {}
+        self._keys, self._table_keys = {}, {}       # FrontendParams -> its cache keys (params are frozen values)
 
     def model(self, path):
         from emu.models import import_model
@@ -66,9 +76,45 @@ class _Shared:
         return self.models[path]
 
     def frontend(self, params):
-        key = json.dumps(params.to_dict(), sort_keys=True, default=str)
+        key = self._keys.get(params) if params.q15 is None else None
+        if key is None:
+            key = json.dumps(params.to_dict(), sort_keys=True, default=str)
+            if params.q15 is None:
+                self._keys[params] = key
         if key not in self.frontends:
-            self.frontends[key] = FrontEnd(params)
+            base = self.frontends.get(("tables",) + self.table_key(params))
+            if base is None:
+                fe = FrontEnd(params)
+                if params.profile in ("st-f16", "st-f32"):
+                    self.frontends[("tables",) + self.table_key(params)] = fe
+            else:   # another app quantization over the same tables (faults wrong-scale, ...): share them
+                from emu.frontend import st
+                fe = copy.copy(base)
+                fe.params, fe.state = params, st.requantized(base.state, params)
+            self.frontends[key] = fe
+        return self.frontends[key]
+
+    def table_key(self, params):
+        """The front end's parameters but the app's quantization (st-* profiles: what its stages up to the log
+        depend on)."""
+        from emu.frontend.st import QUANTIZATION_FIELDS
+        key = self._table_keys.get(params) if params.q15 is None else None
+        if key is None:
+            d = params.to_dict()
+            if params.profile in ("st-f16", "st-f32"):
+                for k in QUANTIZATION_FIELDS:
+                    d.pop(k, None)
+            key = (json.dumps(d, sort_keys=True, default=str),)
+            if params.q15 is None:
+                self._table_keys[params] = key
+        return key
+
+    def float_ref(self, params):
+        """The float64 PC reference front end (fault frontend-precision = "float64")."""
+        from emu.frontend.float_ref import FloatLogMel
+        key = "float64:" + json.dumps(params.to_dict(), sort_keys=True, default=str)
+        if key not in self.frontends:
+            self.frontends[key] = FloatLogMel(params)
         return self.frontends[key]
 
 
@@ -88,15 +134,25 @@ class Device:
         if len(g.inputs) != 1 or len(g.outputs) != 1:
             raise ConfigError(f"{model_path}: the device chain drives one input and one output, the model has "
                               f"{len(g.inputs)} inputs and {len(g.outputs)} outputs")
-        fe = frontend_params(cfg, g)
-        self.frontend = self._shared.frontend(fe)
+        intended = frontend_params(cfg, g)
         self.boundary = cfg.input.boundary
-        if self.boundary == "float32" and fe.profile == "cmsis-q15":
+        if self.boundary == "float32" and intended.profile == "cmsis-q15":
             raise ConfigError("[input].boundary = \"float32\" needs a float front end (st-f16 or st-f32); "
                               "the cmsis-q15 front end only makes int8 features")
         self.input_shape = model.input_shape
-        self._check_layout(model_path)
-        m = cfg.model
+        self.warnings = []
+        self.fault_context = ctx = self._fault_context(cfg, intended, model)
+        self.faults = tuple(f.resolve(ctx) for f in cfg.faults)
+        self._faults = faults_mod.Applied(self.faults, ctx)
+        for f in self.faults:
+            why = f.noop(ctx)
+            if why is not None:
+                self.warnings.append(f"fault {f.label()} changes nothing on this device: {why}")
+        self.layout = self._check_layout(ctx)
+        fe, m = self._faults.build(intended, cfg.model)
+        self.frontend = self._shared.frontend(fe)
+        self._float_ref = self._shared.float_ref(fe) if self._faults.float64 else None
+        self._feature_stage = "log" if self.boundary == "float32" or self._faults.float_buffer else "features"
         self.session = ModelSession(model, m.profile, m.backend, rounding=m.rounding, elementwise=m.elementwise,
                                     prepared_cache=self._shared.prepared.setdefault(model_path, {}))
         self.runtime = self.session.runtime
@@ -115,6 +171,22 @@ class Device:
             raise ConfigError(f"[app].silence_gate needs the st-f16/st-f32 front end's silence sum; "
                               f"set silence_gate = false for {fe.profile}")
 
+    def _fault_context(self, cfg, intended, model):
+        """What a fault knows of the intended device (emu.faults.Context)."""
+        fe = self._shared.frontend(intended)
+        n_coefs = fe.n_coefs
+        size = int(np.prod(self.input_shape))
+        frames = size // n_coefs if size % n_coefs == 0 else None
+        dims = tuple(d for d in self.input_shape if d != 1)
+        natural = None
+        if frames is not None and len(dims) == 2 and n_coefs != frames:
+            natural = {(n_coefs, frames): "mel-major", (frames, n_coefs): "frame-major"}.get(dims)
+        return faults_mod.Context(
+            frontend=intended, model=cfg.model, layout=cfg.input.layout, boundary=cfg.input.boundary,
+            input_shape=self.input_shape, io_dtype=model.io_dtype,
+            buffer_layout="NCHW" if model.onnx is not None else "NHWC", n_coefs=n_coefs,
+            coef="mfcc" if fe.frame_major else "mel", model_frames=frames, natural_layout=natural)
+
     def with_(self, **changes):
         """A Device with some settings changed, rebuilding only what the change touches (the parsed model, the
         graph prepared under an unchanged profile and an unchanged front end's tables are reused).
@@ -122,8 +194,19 @@ class Device:
             dev.with_(**{"model.profile": "onnxruntime", "input.layout": "frame-major"})
             dev.with_(frontend={"n_mels": 40}, app={"threshold": 0.7})"""
         by_section = {}
+        faults = None
         for key, value in changes.items():
             section, dot, name = key.partition(".")
+            if section == "faults":
+                if faults is None:
+                    faults = faults_mod.to_table(self.config.faults)
+                if not dot:
+                    faults = faults_mod.to_table(faults_mod.parse(value))
+                elif value is None or value is False:
+                    faults.pop(name, None)
+                else:
+                    faults[name] = faults_mod.make(name, value).params()
+                continue
             if section not in self.config.to_dict():
                 raise ConfigError(f"unknown setting {key!r}; give 'section.field' with a section of "
                                   f"{', '.join(self.config.to_dict())}")
@@ -139,24 +222,36 @@ class Device:
                 cfg = cfg.replace(section, **fields)
             except TypeError as exc:   # an unknown field name of the section's dataclass
                 raise ConfigError(f"[{section}]: {exc}") from None
+        if faults is not None:
+            cfg = cfg.replace(faults=faults_mod.parse(faults))
         return Device(cfg, _shared=self._shared)
 
     # ---- configuration checks ---------------------------------------------------------------------
 
-    def _check_layout(self, model_path):
-        n_coefs, n_frames = self.frontend.n_coefs, int(self.frontend.params.n_frames)
-        size = int(np.prod(self.input_shape))
+    def _check_layout(self, ctx):
+        """The order the app writes the buffer in. A description that contradicts the model is an error, unless a
+        fault of [faults] explains it (a warning naming the fault: the description is then the firmware's)."""
+        n_coefs, n_frames = ctx.n_coefs, int(ctx.frontend.n_frames)
+        size = ctx.size
         shape = "x".join(map(str, self.input_shape))
-        what = "MFCCs" if self.frontend.frame_major else "mels"
+        what = "MFCCs" if ctx.coef == "mfcc" else "mels"
+        layout = self.config.input.layout
         if size != n_coefs * n_frames:
-            raise ConfigError(f"the model input [{shape}] holds {size} values but the front end makes {n_coefs} "
-                              f"{what} x {n_frames} frames = {n_coefs * n_frames}; make [frontend] match the model")
-        dims = tuple(d for d in self.input_shape if d != 1)
-        want = (n_coefs, n_frames) if self.config.input.layout == "mel-major" else (n_frames, n_coefs)
-        if len(dims) == 2 and dims != want and dims == want[::-1] and n_coefs != n_frames:
-            other = "frame-major" if self.config.input.layout == "mel-major" else "mel-major"
-            raise ConfigError(f"the model input [{shape}] is {other} ({dims[0]}x{dims[1]}) but [input].layout = "
-                              f"{self.config.input.layout!r}; set layout = \"{other}\"")
+            msg = (f"the model input [{shape}] holds {size} values but the front end makes {n_coefs} {what} x "
+                   f"{n_frames} frames = {n_coefs * n_frames}")
+            if "frame-count" not in self._faults or ctx.model_frames is None:
+                raise ConfigError(f"{msg}; make [frontend] match the model")
+            self.warnings.append(f"{msg}: kept as the firmware's, as [faults] frame-count describes")
+        if ctx.natural_layout is not None and layout != ctx.natural_layout:
+            d = tuple(d for d in self.input_shape if d != 1)
+            msg = (f"the model input [{shape}] is {ctx.natural_layout} ({d[0]}x{d[1]}) but [input].layout = "
+                   f"{layout!r}")
+            if "input-transposed" not in self._faults:
+                raise ConfigError(f"{msg}; set layout = \"{ctx.natural_layout}\"")
+            self.warnings.append(f"{msg}: kept as the firmware's, as [faults] input-transposed describes")
+        if "input-transposed" in self._faults:
+            return self._faults.get("input-transposed").written(ctx)
+        return layout
 
     @property
     def settings(self):
@@ -168,6 +263,11 @@ class Device:
             d["frontend"]["q15"] = q15.to_dict()                # every cmsis-q15 choice, defaults included
         d["model"] = dict(d["model"], resolved_path=os.path.abspath(self.model_path))
         d["runtime"] = self.session.metadata
+        if self.faults:
+            d["faults"] = faults_mod.to_table(self.faults)      # resolved parameters
+            d["input"] = dict(d["input"], written_layout=self.layout)
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
         return d
 
     # ---- the stages -------------------------------------------------------------------------------
@@ -175,35 +275,106 @@ class Device:
     def patches(self, pcm):
         """The app's patches of an in-memory int16 recording: iterator of (index, patch)."""
         p = self.frontend.params
-        return audio.patches([np.asarray(pcm, np.int16)], p.keep_samples, p.new_samples)
+        return audio.patches(self._faults.stream([np.asarray(pcm, np.int16)]), p.keep_samples, p.new_samples)
+
+    def _stages(self, patch):
+        """The board's front-end stages of one patch (between-stage faults applied) and the faults' notes
+        [(fault name, array, layout)]."""
+        return self._faults.stages(self.frontend.stages(patch), self.frontend, self._float_ref)
+
+    def _patch(self, patch):
+        """(features as the app hands them to the buffer writer, silence sum) of one patch."""
+        if not self._faults.log_faults and self._feature_stage == "features":
+            return self.frontend.patch(patch, self.boundary)
+        st, _ = self._stages(patch)
+        f = st[self._feature_stage]
+        return (np.ascontiguousarray(f, np.float32) if self._feature_stage == "log" else f,
+                float(st.get("silence_sum", np.nan)))
 
     def features(self, pcm):
-        """Features [P, n_coefs, n_frames] (int8, or float32 log-mel with [input].boundary = "float32") and
-        silence sums [P] of an int16 recording."""
+        """Features [P, n_coefs, n_frames] (int8, or float32 log-mel with [input].boundary = "float32" or the fault
+        float-bytes-as-int8: what the app hands its buffer writer) and silence sums [P] of an int16 recording."""
         feats, sil = [], []
         for _, patch in self.patches(pcm):
-            f, s = self.frontend.patch(patch, self.boundary)
+            f, s = self._patch(patch)
             feats.append(f)
             sil.append(s)
         n_coefs, n_frames = self.frontend.n_coefs, self.frontend.params.n_frames
         if not feats:
-            dtype = np.int8 if self.boundary == "int8" else np.float32
+            dtype = np.int8 if self._feature_stage == "features" else np.float32
             return np.zeros((0, n_coefs, n_frames), dtype), np.zeros(0, np.float32)
         return np.stack(feats), np.asarray(sil, np.float32)
+
+    def recording_buffers(self, pcm, stage_cache=None):
+        """(input buffers [P, *input shape] in the board's bytes, silence sums [P]) of every patch of one int16
+        recording, the buffers batched. stage_cache: a dict the caller owns (emu.diagnose), shared by Devices made
+        by with_: the front end's stages of a recording are computed once per front-end build and stream shift
+        (keyed by id(pcm): keep the array alive while the cache is used)."""
+        shift = self._faults.get("patch-shift")
+        key = (id(pcm), self._shared.table_key(self.frontend.params), 0 if shift is None else shift.samples)
+        cached = None if stage_cache is None else stage_cache.get(key)
+        if cached is None:
+            keep = ("pcm", "mel", "log", "features", "silence_sum")
+            cached = (self.frontend, [{k: v for k, v in self.frontend.stages(patch).items() if k in keep}
+                                      for _, patch in self.patches(pcm)])
+            if stage_cache is not None:
+                stage_cache[key] = cached
+        made_by, stages = cached
+        if made_by is not self.frontend:   # the same stages up to the log, another app quantization
+            from emu.frontend.st import app_quantize
+            stages = [dict(st, features=app_quantize(st["log"], self.frontend.state)) for st in stages]
+        feats, sil = [], []
+        for st in stages:
+            board, _ = self._faults.stages(st, self.frontend, self._float_ref)
+            feats.append(board[self._feature_stage])
+            sil.append(float(st.get("silence_sum", np.nan)))
+        n_coefs, n_frames = self.frontend.n_coefs, self.frontend.params.n_frames
+        f = (np.stack(feats) if feats else
+             np.zeros((0, n_coefs, n_frames), np.int8 if self._feature_stage == "features" else np.float32))
+        return self.input_buffer(f), np.asarray(sil, np.float32)
 
     def input_buffer(self, feats):
         """The network input buffer as the app writes it ([input].layout), shaped like the model input, in the
         board's bytes: the model's I/O type (int8; uint8 models: value + 128, what the app's quantization with the
-        model's uint8 zero-point gives) or float32 at a float32 input boundary."""
-        f = np.asarray(feats, np.int8 if self.boundary == "int8" else np.float32)
+        model's uint8 zero-point gives) or float32 at a float32 input boundary. Buffer faults of [faults] act here
+        (order, stride, type, bytes)."""
+        return self._buffer(feats)[0]
+
+    def _buffer(self, feats):
+        float_feats = self._feature_stage == "log"
+        f = np.asarray(feats, np.float32 if float_feats else np.int8)
         single = f.ndim == 2
         f = f[None] if single else f
-        if self.config.input.layout == "frame-major":
+        if self.layout == "frame-major":
             f = f.transpose(0, 2, 1)
-        buf = np.ascontiguousarray(f).reshape((f.shape[0],) + self.input_shape)
+        flat = np.ascontiguousarray(f).reshape(f.shape[0], f.shape[1] * f.shape[2])
+        size = int(np.prod(self.input_shape))
+        notes = []
+        if flat.shape[1] != size:        # frame-count: the firmware's stride, its writes cut at the buffer's end
+            out = np.full((flat.shape[0], size), self._faults.fill(), flat.dtype)
+            n = min(size, flat.shape[1])
+            out[:, :n] = flat[:, :n]
+            flat = out
+            notes.append(("frame-count", f"{self.frontend.params.n_frames} frames written with the firmware's "
+                          f"stride, {n} of {size} elements written"))
+        flat, note = self._faults.arrange(flat)
+        if note is not None:
+            notes.append(note)
+        shape = (flat.shape[0],) + self.input_shape
+        if self._faults.float_buffer:
+            buf = self._faults.to_bytes(flat, self.session.model.io_dtype).reshape(shape)
+            notes.append(("float-bytes-as-int8", "the first bytes of the float log-mel array"))
+        else:
+            buf = flat.reshape(shape)
+            if self.boundary == "int8":
+                buf = self.session.model.from_internal(buf)
+        notes = [(name, buf, text) for name, text in notes]
         if self.boundary == "int8":
-            buf = self.session.model.from_internal(buf)
-        return buf[0] if single else buf
+            buf, more = self._faults.on_bytes(buf, self)
+            notes.extend(more)
+        if single:
+            return buf[0], [(n, v[0], t) for n, v, t in notes]
+        return buf, notes
 
     def run(self, buffers):
         """Network outputs [P, n_classes] (the model's output type) for input buffers [P, *input shape]."""
@@ -240,17 +411,32 @@ class Device:
 
     def patch_count(self, n_samples):
         p = self.frontend.params
+        shift = self._faults.get("patch-shift")
+        if shift is not None:
+            n_samples = max(0, n_samples - shift.samples)
         return n_samples // p.new_samples     # the first patch starts with keep_samples zeros
 
     def _trace(self, patch):
-        from emu.trace import frontend_trace
-        t = frontend_trace(self.frontend, patch, self.settings)
-        feats = t["frontend/features"] if self.boundary == "int8" else np.asarray(t["frontend/log"], np.float32)
-        buf = self.input_buffer(feats)
-        net = self.session.trace(buf, self.boundary, settings={})
+        from emu.trace import Trace
+        t = Trace(self.settings)
+        stages, notes = self._stages(patch)
+        changed = {"log", "features"} if notes else set()
+        for name, value in stages.items():
+            layout = self.frontend.layout(name)
+            if name in changed:
+                layout += " (the board's, after [faults])"
+            t.add(f"frontend/{name}", value, layout)
+        feats = stages[self._feature_stage]
+        buf, buf_notes = self._buffer(np.asarray(feats, np.float32) if self._feature_stage == "log" else feats)
+        for name, value, layout in notes + buf_notes:
+            t.add(f"faults/{name}", value, f"fault {self._faults.get(name).label()}: {layout}")
+        net = self.session.trace(buf, "float32" if self.boundary == "float32" else "int8", settings={})
         t.extend(net)
+        written = ("" if self.layout == self.config.input.layout
+                   else f", written {self.layout} by the firmware ([faults] input-transposed)")
         t.stages["input_buffer"].layout = (f"{buf.dtype.name} {list(buf.shape)} model input buffer, "
-                                           f"{self.config.input.layout} ([input].layout)")
+                                           f"{self.config.input.layout} ([input].layout){written}"
+                                           + (f"; faults: {faults_mod.label(self.faults)}" if self.faults else ""))
         out = t["output"].reshape(1, self.n_classes)
         silence = t["frontend/silence_sum"].reshape(1) if "frontend/silence_sum" in t else None
         d = self.decide(out, silence)[0]
@@ -319,14 +505,14 @@ class Device:
                     yield record(k, t["output"].reshape(self.n_classes), d, sil)
             pending.clear()
 
-        for k, patch in audio.patches(blocks, p.keep_samples, new):
+        for k, patch in audio.patches(self._faults.stream(blocks), p.keep_samples, new):
             sink = None if trace is None else trace(k)
             if sink is not None:
                 t = self._trace(patch)
                 sink(t)
                 pending.append((k, t))
             else:
-                f, s = self.frontend.patch(patch, self.boundary)
+                f, s = self._patch(patch)
                 pending.append((k, f, s))
             if len(pending) == BATCH_PATCHES:
                 yield from flush()

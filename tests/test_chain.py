@@ -1,7 +1,5 @@
 """One chain, one trace: arithmetic profiles as values, Device.with_ (rebuild only what a change touches),
 Device.trace (every stage under one name), and one network path for `run` and the device chain."""
-import time
-
 import numpy as np
 import pytest
 
@@ -146,15 +144,11 @@ def test_profile_values_are_validated():
 
 # ---- Device.with_ ----------------------------------------------------------------------------------------------
 
-def test_with_profile_is_fast_and_equals_a_fresh_device(bundled, clips):
-    Device()                                         # warm: imports, Numba caches
-    t0 = time.perf_counter()
+def test_with_profile_reuses_and_equals_a_fresh_device(bundled, clips):
+    """with_ re-parses nothing (same graph and front-end objects; its time: benchmarks/bench_chain.py) and gives
+    what a fresh Device with that config gives."""
     fresh = Device(bundled.config.replace("model", profile="onnxruntime"))
-    t_fresh = time.perf_counter() - t0
-    t0 = time.perf_counter()
     ort = bundled.with_(**{"model.profile": "onnxruntime"})
-    t_with = time.perf_counter() - t0
-    assert t_with < 0.1 * t_fresh, (t_with, t_fresh)
     assert ort.graph is bundled.graph and ort.frontend is bundled.frontend
     assert ort.settings == fresh.settings and ort.settings["model"]["rounding"] is None
     for pcm in clips:

@@ -51,14 +51,18 @@ ACC_LANES8 = 1
 CAST_ZERO = 0       # st-f16 (int16) cast: Arm VCVT to int32 (saturating, NaN -> 0), low 16 bits, sat8
 CAST_SATURATE = 1   # clamp to int8 directly (-inf -> -128, +inf -> 127)
 CAST_INT32 = 2      # st-f32 (int32) cast: Arm VCVT to int32 (saturating, NaN -> 0), sat8
+CAST_WRAP8 = 3      # (int8_t)(int32_t)x: Arm VCVT to int32 (saturating, NaN -> 0), then the low 8 bits (faults only)
 
 ROUND_HALF_AWAY = 0
 ROUND_HALF_EVEN = 1
+ROUND_TRUNCATE = 2  # no roundf: the C cast truncates toward zero (faults only: emu/faults.py)
 
 SPEC_POWER = 0
 SPEC_MAGNITUDE = 1
 LOG_LN = 0
 LOG_DB = 1
+LOG_LOG10 = 2       # log10f / log2f instead of the app's log (faults only: emu/faults.py log-base)
+LOG_LOG2 = 3
 
 _HALF = np.float32(0.5)
 _ZERO = np.float32(0.0)
@@ -614,6 +618,10 @@ def _log(v, log_mode, neg_top_db, prec):
     below at -top_db (db); v = 0 (an f16 hole) gives -inf."""
     if log_mode == LOG_LN:
         return _s(np.float32(math.log(v)) if v > _ZERO else np.float32(-np.inf), prec)
+    if log_mode == LOG_LOG10:
+        return _s(np.float32(math.log10(v)) if v > _ZERO else np.float32(-np.inf), prec)
+    if log_mode == LOG_LOG2:
+        return _s(np.float32(math.log2(v)) if v > _ZERO else np.float32(-np.inf), prec)
     lv = _s(_TEN * np.float32(math.log10(v)) if v > _ZERO else np.float32(-np.inf), prec)
     return neg_top_db if lv < neg_top_db else lv
 
@@ -634,8 +642,11 @@ def _quantize_fused(v, inv_scale, zp, rounding, cast_mode):
 
 @njit(cache=True)
 def _round_cast(y, rounding, cast_mode):
-    """float32 -> int8: roundf (half away) or rint (half even), then the cast of cast_mode, then sat8."""
-    if rounding == ROUND_HALF_AWAY:
+    """float32 -> int8: roundf (half away), rint (half even) or none (ROUND_TRUNCATE: the cast truncates), then
+    the cast of cast_mode, then sat8 (CAST_WRAP8: the low 8 bits instead)."""
+    if rounding == ROUND_TRUNCATE:
+        r = np.float32(np.trunc(y))
+    elif rounding == ROUND_HALF_AWAY:
         r = np.float32(np.trunc(y))                   # C roundf: exact halves go away from zero
         frac = y - r
         if frac >= _HALF:
@@ -661,6 +672,9 @@ def _round_cast(y, rounding, cast_mode):
         i32 = np.int64(-2147483648)
     else:
         i32 = np.int64(r)
+    if cast_mode == CAST_WRAP8:
+        low8 = i32 & np.int64(0xFF)
+        return np.int8(low8 - np.int64(0x100) if low8 >= np.int64(0x80) else low8)
     if cast_mode == CAST_INT32:
         i16 = i32
     else:
@@ -935,12 +949,7 @@ def prepare(params: FrontendParams, mel_matrix=None, window=None) -> STState:
     lengths = stop - start + 1
     offs = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32)
 
-    if p.quant_scale is None:
-        inv = np.float32(np.nan)
-    else:
-        inv = np.float32(1.0) / np.float32(p.quant_scale)
-        if p.inv_scale_dtype == "f16":
-            inv = np.float32(np.float16(inv))
+    inv = inverse_scale(p)
     if p.profile == "st-f32":
         prec = PREC_F32
     else:
@@ -952,6 +961,28 @@ def prepare(params: FrontendParams, mel_matrix=None, window=None) -> STState:
                    rtwiddle=rtwiddle, order=_fft_output_order(twiddle, algo, cfft_len), algo=algo,
                    mel_start=start.astype(np.int32), mel_stop=stop.astype(np.int32), mel_offset=offs,
                    mel_coefs=np.ascontiguousarray(coefs, dtype=np.float32), inv_scale=np.float32(inv), prec=prec)
+
+
+def inverse_scale(params: FrontendParams) -> np.float32:
+    """The app's stored 1/scale: T(1.0f / scale), T = float16 or float32 (inv_scale_dtype); NaN without a scale."""
+    if params.quant_scale is None:
+        return np.float32(np.nan)
+    inv = np.float32(1.0) / np.float32(params.quant_scale)
+    if params.inv_scale_dtype == "f16":
+        inv = np.float32(np.float16(inv))
+    return inv
+
+
+QUANTIZATION_FIELDS = ("quant_scale", "quant_zero_point", "inv_scale_dtype", "quant_rounding", "neg_inf_cast")
+
+
+def requantized(state: STState, params: FrontendParams) -> STState:
+    """The state for `params` that differ from state.params only in QUANTIZATION_FIELDS (the app's quantization):
+    the tables are shared, the stored 1/scale is recomputed (device chains made by with_ and emu.diagnose)."""
+    a = dataclasses.replace(params, **{k: getattr(state.params, k) for k in QUANTIZATION_FIELDS})
+    if a != state.params:
+        raise FrontendError("internal: requantized() takes parameters that differ in the quantization only")
+    return dataclasses.replace(state, params=params, inv_scale=inverse_scale(params))
 
 
 def _switch_codes(state, params):
@@ -1067,3 +1098,63 @@ def mel_dot(spectrum_column, state: STState) -> np.ndarray:
     return np.array([_dot(col, state.mel_start[m], state.mel_coefs, state.mel_offset[m],
                           state.mel_stop[m] - state.mel_start[m] + 1, sw["acc_mode"], sw["fma"], state.prec, lanes)
                      for m in range(p.n_mels)], dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the app's log and quantization on whole stages: the hook emu/faults.py uses to describe a firmware that
+# deviates between the front end's stages (same helpers as the columns, so one home for the arithmetic)
+# ----------------------------------------------------------------------------------------------------
+
+LOG_MODES = {"ln": LOG_LN, "db": LOG_DB, "log10": LOG_LOG10, "log2": LOG_LOG2}
+ROUNDINGS = {"half-away": ROUND_HALF_AWAY, "half-even": ROUND_HALF_EVEN, "truncate": ROUND_TRUNCATE}
+
+
+def _stage_prec(params):
+    return PREC_F32 if params.profile == "st-f32" else PREC_F16_PER_OP
+
+
+@njit(cache=True)
+def _log_stage(mel, eps, log_mode, neg_top_db, prec, out):
+    for i in range(mel.size):
+        out[i] = _log(mel[i] + eps, log_mode, neg_top_db, prec)
+
+
+@njit(cache=True)
+def _quantize_stage(values, inv_scale, zp, rounding, cast_mode, fused, out):
+    for i in range(values.size):
+        if fused:
+            out[i] = _quantize_fused(values[i], inv_scale, zp, rounding, cast_mode)
+        else:
+            out[i] = _quantize(values[i], inv_scale, zp, rounding, cast_mode)
+
+
+def app_log(mel, params: FrontendParams, eps=0.0, log=None) -> np.ndarray:
+    """The app's log of a 'mel' stage (energies after the floor), stored in the device type: the column's own
+    `_log` on every value. eps > 0: logf(mel + eps) with the sum in float32 (a float16_t operand of a float
+    expression is promoted); `log` ("ln" | "db" | "log10" | "log2", None = params.log) picks the function
+    (log10/log2: log10f/log2f stored in the device type). Returns float32 of mel's shape."""
+    p = params
+    if p.profile not in ("st-f16", "st-f32"):
+        raise FrontendError(f"the app's float log exists for st-f16/st-f32 only, not {p.profile}")
+    m = np.ascontiguousarray(mel, np.float32)
+    out = np.empty(m.size, np.float32)
+    neg_top_db = np.float32(-float(p.top_db)) if p.profile == "st-f32" else np.float32(np.float16(-float(p.top_db)))
+    _log_stage(m.reshape(-1), np.float32(eps), LOG_MODES[p.log if log is None else log], neg_top_db,
+               _stage_prec(p), out)
+    return out.reshape(m.shape)
+
+
+def app_quantize(values, state: STState, rounding=None, cast=None, inv_scale=None, zero_point=None) -> np.ndarray:
+    """The app's int8 quantization of float log values, exactly as the configured column does it (Helium build:
+    one fused vfma.f32; scalar: two float32 operations), on a whole array. Overrides (None = the state's):
+    rounding "half-away" | "half-even" | "truncate" (no roundf: the cast truncates), cast one of the CAST_*
+    codes (CAST_WRAP8 = (int8_t)(int32_t)x), inv_scale (float32) and zero_point. Returns int8 of values' shape."""
+    p = state.params
+    sw = _switch_codes(state, p)
+    v = np.ascontiguousarray(values, np.float32)
+    out = np.empty(v.size, np.int8)
+    inv = state.inv_scale if inv_scale is None else np.float32(inv_scale)
+    zp = np.float32(p.quant_zero_point if zero_point is None else zero_point)
+    _quantize_stage(v.reshape(-1), np.float32(inv), zp, sw["rounding"] if rounding is None else ROUNDINGS[rounding],
+                    sw["cast_mode"] if cast is None else int(cast), state.helium, out)
+    return out.reshape(v.shape)

@@ -631,7 +631,7 @@ class ModelRunner:
     def __init__(self, model, profile="onnxruntime", elementwise=None, backend="numba", rounding=None, prepared=None):
         from .runtime import Runtime
         arithmetic = resolve(profile, rounding)
-        if not arithmetic.fixed_point and elementwise is None:
+        if isinstance(profile, str) and not arithmetic.fixed_point and elementwise is None:   # a value keeps its own
             elementwise = ort_default_elementwise(model.io_dtype)
         arithmetic = arithmetic.choose(elementwise=elementwise)
         self.model, self.profile, self.arithmetic = model, arithmetic.name, arithmetic
