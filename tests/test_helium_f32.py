@@ -431,7 +431,8 @@ def test_primitives_match_m55_sweep(elf, op):
 # (c) Numba == C twin
 # ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n_fft", hf.RFFT_LENGTHS)
+@pytest.mark.parametrize("n_fft", [pytest.param(n, marks=pytest.mark.slow) if n > 1024 else n
+                                   for n in hf.RFFT_LENGTHS])      # 2048/4096: ~40 s, in the --run-slow sweep
 def test_c_twin_rfft_and_cfft(c_helium_f32, n_fft):
     ctwin = c_helium_f32
     rng = np.random.default_rng(n_fft + 77)
