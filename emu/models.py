@@ -132,6 +132,13 @@ class ModelSession:
     def metadata(self):
         return self._onnx.metadata if self._onnx is not None else self.runtime.metadata
 
+    def _finish(self, internal_out):
+        """(output buffer, float output or None) of the graph's int8 output (one-output models)."""
+        if self._onnx is not None:
+            r = self._onnx.finish(internal_out)
+            return r["output"], r["float"]
+        return internal_out, self.runtime.dequantize_output(self.graph.outputs[0], internal_out)
+
     def run(self, x, input_boundary="int8"):
         if self._onnx is not None:
             r = self._onnx.run(x, input_boundary)
@@ -165,9 +172,12 @@ class ModelSession:
         t.add("input_buffer", buf, f"{self.model.io_dtype.name} model input buffer {list(self.model.input_shape)} "
                                    f"(the model's own layout)")
         shift = self.model.io_shift()
-        for name, v in self.runtime.run_all(self.model.to_internal(buf)).items():
+        tensors = self.runtime.run_all(self.model.to_internal(buf))
+        for name, v in tensors.items():
             t.add(f"network/{name}", v, "int8 NHWC" + (f" (board value - {shift})" if shift else ""))
-        q, f = self.run(buf)
+        if len(self.graph.outputs) != 1:      # several outputs: each is its network/<tensor> stage
+            return t
+        q, f = self._finish(tensors[self.graph.outputs[0]])     # the output of this very run, not a second one
         t.add("output", q, f"{np.asarray(q).dtype.name} model output buffer")
         if f is not None:
             t.add("float_output", f, "float32 dequantized output (the model's float tail)")

@@ -651,7 +651,12 @@ class ModelRunner:
             raise N6Error(f"unknown input boundary {input_boundary!r}; choose one of {list(INPUT_BOUNDARIES)}")
         if input_boundary == "float32":
             x = quantize_input(model, x, self.arithmetic)
-        q = from_internal(model, self.runtime.run(to_internal(model, x)))
+        return self.finish(self.runtime.run(to_internal(model, x)))
+
+    def finish(self, internal_out):
+        """dict(output, float) from the graph's int8 output: the io-typed buffer and the float tail (or None)."""
+        model = self.model
+        q = from_internal(model, internal_out)
         f = None
         if model.output_tail is not None:
             f = dequantize_output(model, q)
