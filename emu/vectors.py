@@ -30,7 +30,7 @@ import tempfile
 
 import numpy as np
 
-from emu import __version__
+from emu import __version__, audio
 from emu.errors import N6Error
 
 STAGE_SETS = ("all", "frontend", "network")
@@ -146,7 +146,6 @@ class _Writer:
 
 
 def _clip_pcm(path):
-    from emu import audio
     info = audio.probe(path)
     return info, np.concatenate(list(audio.iter_blocks(info, 1 << 16)) or [np.zeros(0, np.int16)])
 
@@ -167,7 +166,6 @@ def write_vectors(device, clips, out_dir, stages="all", arena=False, alignment=1
     seen = set()
     for path in clips:
         info, pcm = _clip_pcm(path)
-        from emu import audio
         audio.check_rate(info, p.sample_rate)
         stem = c_name(os.path.splitext(os.path.basename(path))[0])
         if stem in seen:
