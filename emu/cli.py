@@ -587,8 +587,9 @@ def build_parser():
     s.add_argument("--output", required=True, help="OUT.npy: the model output (N outputs for N inputs)")
     s.add_argument("--profile", default="cmsis-nn", choices=tuple(PROFILES),
                    help="arithmetic profile (default cmsis-nn; onnxruntime for what the PC's ORT computes)")
-    s.add_argument("--rounding", default=None, choices=rounding_names(),
-                   help="requantization rounding, one of the profile's (cmsis-nn: double (default) or single)")
+    s.add_argument("--rounding", default=None, metavar="ROUNDING",
+                   help=f"requantization rounding, one of the profile's ({', '.join(rounding_names())}); a "
+                        f"fixed-point profile also takes any requantizer `n6emu fit` names (e.g. single-floor/m16)")
     s.add_argument("--backend", default="numba", choices=BACKENDS, help="kernel implementation (default numba)")
     s.add_argument("--input-boundary", default=None, choices=("int8", "float32"),
                    help="int8 input buffer (ST default) or float32 input quantized by the model's QuantizeLinear")

@@ -9,7 +9,10 @@
     profile      network arithmetic: a name of emu.graph.profiles.PROFILES ("cmsis-nn" |
                  "onnxruntime" | any registered profile)                            "cmsis-nn"
     rounding     requantization rounding, one of the profile's roundings: cmsis-nn "double" | "single";
-                 onnxruntime "half-even"; omitted = the profile's default           omitted
+                 onnxruntime "half-even"; omitted = the profile's default. A fixed-point profile also
+                 takes any requantizer `n6emu fit` names: "single-TIE" (TIE: half-away, floor,
+                 toward-zero, tosa-double), each optionally "/DERIVATION" of (M, shift) (float32,
+                 truncate, m16), e.g. "single-floor/float32"                        omitted
     elementwise  onnxruntime only: QDQ Add/Mul as "dq-float" | "qlinear"; omitted = what ORT runs for
                  the model's I/O type (uint8: qlinear, int8: dq-float)              omitted
     backend      kernel implementation: "numba" | "c"                              "numba"
@@ -82,7 +85,10 @@ class ModelSection:
             _choice("model", "profile", self.profile, tuple(PROFILES))
             profile = PROFILES[self.profile]
         if self.rounding is not None:
-            _choice("model", "rounding", self.rounding, profile.roundings)
+            try:
+                profile.choose(self.rounding)
+            except N6Error as e:
+                raise ConfigError(f"[model].rounding: {e}") from None
         if self.elementwise is not None:
             if profile.fixed_point:
                 raise ConfigError(f"[model].elementwise is an option of the onnxruntime (mlas) profiles; remove it "

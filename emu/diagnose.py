@@ -406,8 +406,15 @@ class FitEntry:
         p = self.profile
         return f"{p.name} (rounding {p.rounding}" + ("" if p.fixed_point else f", elementwise {p.elementwise}") + ")"
 
+    @property
+    def config(self):
+        """The device TOML's [model] lines that select this arithmetic."""
+        p = self.profile
+        return f'profile = "{p.name}", rounding = "{p.rounding}"' + (
+            "" if p.fixed_point else f', elementwise = "{p.elementwise}"')
+
     def to_json(self):
-        return dict(profile=self.profile.to_dict(), label=self.name, rank=self.rank, exact_windows=self.exact_windows,
+        return dict(profile=self.profile.to_dict(), label=self.name, config=self.config, rank=self.rank, exact_windows=self.exact_windows,
                     n_windows=self.n_windows, exact_values=self.exact_values, n_values=self.n_values,
                     mean_abs_lsb=round(self.mean_lsb, 6), max_abs_lsb=self.max_lsb,
                     histogram={str(k): v for k, v in sorted(self.histogram.items())})
@@ -415,10 +422,11 @@ class FitEntry:
 
 def arithmetic_candidates():
     """The arithmetics fit tries: every registered profile with each of its roundings (and each elementwise mode of
-    the mlas formulation), plus cmsis-nn's single-rounding requantizer with each tie rule of its one shift
-    (emu.fixedpoint.SINGLE_TIES: what an integer pipeline with another rounding stage would give)."""
+    the mlas formulation); cmsis-nn's double and single rounding with each multiplier derivation of
+    emu.fixedpoint.DERIVATIONS (ratio in float32, M truncated, an int16 M); its single-rounding shift with each tie
+    rule of emu.fixedpoint.SINGLE_TIES (incl. TOSA's double_round). Each is a [model] profile + rounding."""
     from emu import fixedpoint as fx
-    from emu.graph.profiles import CMSIS_NN, ELEMENTWISE_MODES, PROFILES, Requantizer, resolve
+    from emu.graph.profiles import CMSIS_NN, ELEMENTWISE_MODES, PROFILES, resolve
     out = []
     for name, prof in PROFILES.items():
         for r in prof.roundings:
@@ -426,11 +434,9 @@ def arithmetic_candidates():
                 p = resolve(name, r, ew)
                 if p not in out:
                     out.append(p)
-    for tie in fx.SINGLE_TIES:
-        if tie != "half-up":
-            req = Requantizer(f"single-{tie}", fx.SINGLE_ROUNDING, tie=tie)
-            out.append(CMSIS_NN.derive(f"cmsis-nn-single-{tie}", requantizer=req))
-    return out
+    specs = [f"{base}/{d}" for d in fx.DERIVATIONS if d != "tflite" for base in ("double", "single")]
+    specs += [f"single-{tie}" for tie in fx.SINGLE_TIES if tie != "half-up"]
+    return out + [CMSIS_NN.choose(spec) for spec in specs]
 
 
 def fit(model, inputs, outputs, backend="numba", candidates=None):
@@ -518,6 +524,8 @@ def fit_text(entries):
     if best.exact_windows == best.n_windows:
         lines.append("Reproduces every pair exactly: " + "; ".join(e.name for e in ties)
                      + (" (tied: these pairs cannot separate them)" if len(ties) > 1 else ""))
+        if len(ties) == 1:
+            lines.append(f"  in the device TOML: [model] {best.config}")
     else:
         lines.append("No arithmetic reproduces every pair; closest: " + "; ".join(e.name for e in ties)
                      + f": {best.exact_windows}/{best.n_windows} windows, {best.exact_values}/{best.n_values} values "

@@ -12,6 +12,7 @@ weighted kernels also take `FLOAT32_RNE` (ONNX Runtime / MLAS: float32 per-chann
 even; see requantize_float32), which is not a fixed-point rounding and so not in ROUNDING_NAMES.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from llvmlite import ir
@@ -47,27 +48,67 @@ def round_half_away(x):
     return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
 
 
-def quantize_multiplier(real_multiplier, single_rounding=False):
+@dataclass(frozen=True)
+class Derivation:
+    """How a converter turns real scales into (M, shift): the ratio's arithmetic and M's width and rounding.
+    ratio "float64": s_in*s_w/s_out in double from the float32 scales (TFLite; its FC multiplies s_in*s_w in float32
+    first), "float32": every step in float32; bits: fraction bits of M (31: an int32 multiplier, 15: an int16 one as
+    in TOSA RESCALE scale32=false; stored shifted to 31 bits so one kernel evaluates both); mantissa: how M is
+    rounded, "half-away" (TFLite's std::round) or "truncate" (toward zero)."""
+    name: str
+    ratio: str = "float64"
+    bits: int = 31
+    mantissa: str = "half-away"
+
+    def __post_init__(self):
+        if self.ratio not in ("float64", "float32") or self.mantissa not in ("half-away", "truncate") \
+                or not 1 <= self.bits <= 31:
+            raise ValueError(f"derivation {self.name!r}: ratio float64|float32, bits 1..31, mantissa "
+                             f"half-away|truncate; got {self.ratio!r}, {self.bits!r}, {self.mantissa!r}")
+
+    def ratio_of(self, a, b, c, float32_product=False):
+        """a*b/c of float32 scales in this derivation's arithmetic (float32_product: a*b rounded to float32 first,
+        TFLite's fully connected)."""
+        a, b, c = np.float32(a), np.float32(b), np.float32(c)
+        if self.ratio == "float32":
+            return float(np.float32(np.float32(a * b) / c))
+        product = float(np.float32(a * b)) if float32_product else float(a) * float(b)
+        return product / float(c)
+
+
+# The multiplier derivations fit tries ([model].rounding "<requantizer>/<derivation>").
+DERIVATIONS = {d.name: d for d in (
+    Derivation("tflite"),                          # TFLite QuantizeMultiplier (the default everywhere)
+    Derivation("float32", ratio="float32"),        # a converter computing the ratio in float32
+    Derivation("truncate", mantissa="truncate"),   # M truncated instead of rounded
+    Derivation("m16", bits=15),                    # an int16 multiplier (TOSA scale32=false)
+)}
+TFLITE_DERIVATION = DERIVATIONS["tflite"]
+
+
+def quantize_multiplier(real_multiplier, single_rounding=False, derivation=TFLITE_DERIVATION):
     """TFLite QuantizeMultiplier: real = M * 2^(shift-31), M in [2^30, 2^31) (or 0). shift > 0 = left.
 
     q, e = frexp(d); M = round_half_away(q * 2^31); if M == 2^31: M /= 2, e += 1; if e < -31: M = e = 0.
-    With single rounding TFLite also clamps shift > 30 to (2^31-1, 30).
+    With single rounding TFLite also clamps shift > 30 to (2^31-1, 30). Another `derivation` rounds q to its own
+    fraction bits (round half away or truncate) and returns M shifted back to 31 bits.
     """
     d = float(real_multiplier)
     if d == 0.0:
         return 0, 0
     if not math.isfinite(d):
         raise ValueError(f"cannot quantize a non-finite multiplier {d!r}")
+    bits = derivation.bits
     q, e = math.frexp(d)
-    m = round_half_away(q * (1 << 31))
-    if abs(m) == (1 << 31):
+    m = round_half_away(q * (1 << bits)) if derivation.mantissa == "half-away" else int(q * (1 << bits))
+    if abs(m) == (1 << bits):
         m //= 2
         e += 1
     if e < -31:
         return 0, 0
     if single_rounding and e > 30:
-        return INT32_MAX, 30
-    return int(m), int(e)
+        return ((1 << bits) - 1) << (31 - bits), 30
+    return int(m) << (31 - bits), int(e)
 
 
 def quantize_multiplier_greater_than_one(real_multiplier):
@@ -92,25 +133,25 @@ def quantize_multiplier_smaller_than_one(real_multiplier):
     return m, shift
 
 
-def per_channel_multipliers(input_scale, weight_scales, output_scale, single_rounding=False):
-    """Conv/depthwise (TFLite PopulateConvolutionQuantizationParams): d = double(s_in)*double(s_w[c])/double(s_out).
-
-    Returns int32 arrays (multipliers, shifts).
+def per_channel_multipliers(input_scale, weight_scales, output_scale, single_rounding=False,
+                            derivation=TFLITE_DERIVATION):
+    """Conv/depthwise (TFLite PopulateConvolutionQuantizationParams): d = double(s_in)*double(s_w[c])/double(s_out)
+    (or the derivation's own arithmetic). Returns int32 arrays (multipliers, shifts).
     """
     ws = np.asarray(weight_scales, dtype=np.float32).reshape(-1)
-    s_in = float(np.float32(input_scale))
-    s_out = float(np.float32(output_scale))
     mults = np.empty(ws.size, np.int32)
     shifts = np.empty(ws.size, np.int32)
     for c in range(ws.size):
-        mults[c], shifts[c] = quantize_multiplier(s_in * float(ws[c]) / s_out, single_rounding)
+        real = derivation.ratio_of(input_scale, ws[c], output_scale)
+        mults[c], shifts[c] = quantize_multiplier(real, single_rounding, derivation)
     return mults, shifts
 
 
-def per_tensor_fc_multiplier(input_scale, weight_scale, output_scale, single_rounding=False):
+def per_tensor_fc_multiplier(input_scale, weight_scale, output_scale, single_rounding=False,
+                             derivation=TFLITE_DERIVATION):
     """Per-tensor fully connected (TFLite GetQuantizedConvolutionMultipler): float32 product s_in*s_w, then /double(s_out)."""
-    product = float(np.float32(input_scale) * np.float32(weight_scale))
-    return quantize_multiplier(product / float(np.float32(output_scale)), single_rounding)
+    real = derivation.ratio_of(input_scale, weight_scale, output_scale, float32_product=True)
+    return quantize_multiplier(real, single_rounding, derivation)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -196,9 +237,10 @@ QP_ROWS = 5
 
 # How the one shift of SINGLE_ROUNDING rounds the 64-bit product p = acc * M by 2^right (nudges added before >>):
 # "half-up" (TFLite/CMSIS-NN single rounding: +2^(right-1) for every p), "half-away" (ties away from zero),
-# "floor" (a bare arithmetic shift), "toward-zero" (truncating division). Another accelerator's rounding is a new
-# entry here, never new kernel code.
-SINGLE_TIES = ("half-up", "half-away", "floor", "toward-zero")
+# "floor" (a bare arithmetic shift), "toward-zero" (truncating division), "tosa-double" (TOSA RESCALE double_round:
+# half-up, plus 2^30 for p >= 0 / minus 2^30 for p < 0 when right > 31, mimicking double rounding in one shift).
+# Another accelerator's rounding is a new entry here, never new kernel code.
+SINGLE_TIES = ("half-up", "half-away", "floor", "toward-zero", "tosa-double")
 
 
 def prepare_requantize(mult, shift, rounding, tie="half-up"):
@@ -207,7 +249,8 @@ def prepare_requantize(mult, shift, rounding, tie="half-up"):
     double: M, left = max(shift, 0), right = max(-shift, 0), nudge for v >= 0 = 2^(right-1) and for v < 0 =
     2^(right-1) - 1 (both 0 when right == 0): RDBP(v, right) == (v + nudge(v)) >> right on int32 v.
     single: M, left 0, right = 31 - shift, nudges for p >= 0 / p < 0 by `tie` (SINGLE_TIES): half-up 2^(30-shift)
-    both; half-away 2^(30-shift) / 2^(30-shift) - 1; floor 0 / 0; toward-zero 0 / 2^(31-shift) - 1.
+    both; half-away 2^(30-shift) / 2^(30-shift) - 1; floor 0 / 0; toward-zero 0 / 2^(31-shift) - 1;
+    tosa-double 2^(30-shift) +/- 2^30 when right > 31, else as half-up.
     Shifts must lie in backends.SHIFT_RANGE (double -62..62, single -31..30)."""
     mult = np.ascontiguousarray(mult, dtype=np.int32).reshape(-1)
     shift = np.ascontiguousarray(shift, dtype=np.int32).reshape(-1)
@@ -222,8 +265,10 @@ def prepare_requantize(mult, shift, rounding, tie="half-up"):
     _fill_requantize_pieces(mult, shift, rounding, qp)
     if tie != "half-up":
         half = qp[QP_NUDGE_POS].copy()
-        qp[QP_NUDGE_POS] = {"half-away": half, "floor": 0, "toward-zero": 0}[tie]
-        qp[QP_NUDGE_NEG] = {"half-away": half - 1, "floor": 0, "toward-zero": 2 * half - 1}[tie]
+        tosa = np.where(qp[QP_RIGHT] > 31, np.int64(1) << 30, 0)
+        qp[QP_NUDGE_POS] = {"half-away": half, "floor": 0, "toward-zero": 0, "tosa-double": half + tosa}[tie]
+        qp[QP_NUDGE_NEG] = {"half-away": half - 1, "floor": 0, "toward-zero": 2 * half - 1,
+                            "tosa-double": half - tosa}[tie]
     return qp
 
 

@@ -48,6 +48,10 @@ def _exact(acc, m, shift, tie):
         q = floor_q + (1 if rem and num < 0 else 0)
     elif tie == "half-up":
         q = floor_q + (1 if 2 * rem >= den else 0)
+    elif tie == "tosa-double":   # TOSA apply_scale_32(double_round): round = 2^(s-1) +/- 2^30 (sign of acc) if s > 31
+        right = 31 - shift
+        rnd = (1 << (right - 1)) + ((1 << 30) * (1 if acc >= 0 else -1) if right > 31 else 0)
+        q = (num + rnd) >> right
     else:   # half-away
         q = floor_q + (1 if 2 * rem > den or (2 * rem == den and num > 0) else 0)
     return (q + (1 << 31)) % (1 << 32) - (1 << 31)
@@ -104,7 +108,8 @@ def _naive_floor(monkeypatch):
 
 def test_new_profile_is_one_value_and_runs_the_bundled_model(bundled, clips, monkeypatch):
     npu = bundled.with_(**{"model.profile": NPU_FLOOR})
-    assert npu.settings["runtime"]["arithmetic"]["requantizer"] == dict(name="floor", mode="single", tie="floor")
+    assert npu.settings["runtime"]["arithmetic"]["requantizer"] == dict(name="floor", mode="single", tie="floor",
+                                                                          derivation="tflite")
     assert npu.graph is bundled.graph and npu.frontend is bundled.frontend
     feats = np.concatenate([bundled.features(c)[0] for c in clips[:4]])
     bufs = bundled.input_buffer(feats)

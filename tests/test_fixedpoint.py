@@ -30,8 +30,9 @@ def round_half_away(fr):
     return q if fr >= 0 else -q
 
 
-def oracle_quantize_multiplier(d, single_rounding=False):
-    """frexp definition: d = q * 2^e, 0.5 <= |q| < 1; M = round_half_away(q * 2^31) (+ fix-ups), exactly."""
+def oracle_quantize_multiplier(d, single_rounding=False, bits=31, truncate=False):
+    """frexp definition: d = q * 2^e, 0.5 <= |q| < 1; M = round_half_away(q * 2^31) (+ fix-ups), exactly.
+    bits < 31: q rounded to `bits` fraction bits (truncate: toward zero), returned scaled to 31 bits."""
     if d == 0:
         return 0, 0
     exact = Fraction(d)
@@ -40,15 +41,29 @@ def oracle_quantize_multiplier(d, single_rounding=False):
         e += 1
     while abs(exact) / Fraction(2) ** e < Fraction(1, 2):
         e -= 1
-    m = round_half_away(exact / Fraction(2) ** e * (1 << 31))
-    if abs(m) == 1 << 31:
+    scaled = exact / Fraction(2) ** e * (1 << bits)
+    m = math.trunc(scaled) if truncate else round_half_away(scaled)
+    if abs(m) == 1 << bits:
         m //= 2
         e += 1
     if e < -31:
         return 0, 0
     if single_rounding and e > 30:
-        return INT32_MAX, 30
-    return m, e
+        return ((1 << bits) - 1) << (31 - bits), 30
+    return m << (31 - bits), e
+
+
+def round_f32(fr):
+    """A Fraction rounded to the nearest float32 (ties to even; normal range), as a Fraction."""
+    e = abs(fr).numerator.bit_length() - abs(fr).denominator.bit_length()
+    while abs(fr) >= Fraction(2) ** (e + 1):
+        e += 1
+    while abs(fr) < Fraction(2) ** e:
+        e -= 1
+    unit = Fraction(2) ** (e - 23)
+    q, r = divmod(fr / unit, 1)
+    q += 1 if r > Fraction(1, 2) or (r == Fraction(1, 2) and q % 2) else 0
+    return q * unit
 
 
 # ---- quantize_multiplier -----------------------------------------------------------------------------
@@ -80,6 +95,33 @@ def test_quantize_multiplier_matches_frexp_definition(d, single):
         assert (1 << 30) <= abs(m) < (1 << 31) or abs(m) == 1 << 30
         # M * 2^(e-31) reproduces d to within half a unit of M
         assert abs(Fraction(d) - Fraction(m) * Fraction(2) ** (e - 31)) <= Fraction(2) ** (e - 32)
+
+
+@PROPS
+@given(scales, st.booleans(), st.sampled_from(sorted(fx.DERIVATIONS)))
+@example(1.0 - 2.0 ** -17, False, "m16")       # q * 2^15 rounds up to 2^15: M /= 2, e += 1
+@example(1.0 - 2.0 ** -17, False, "truncate")  # ...but truncated it stays below
+@example((2 ** 14 + 0.5) / 2 ** 15, False, "m16")   # exact tie of the int16 multiplier: away from zero
+@example(2.0 ** 31, True, "m16")               # shift clamp with an int16 multiplier: (2^15 - 1) << 16
+def test_multiplier_derivations_match_the_frexp_definition(d, single, name):
+    der = fx.DERIVATIONS[name]
+    got = fx.quantize_multiplier(d, single, der)
+    assert got == oracle_quantize_multiplier(d, single, der.bits, der.mantissa == "truncate")
+    assert got[0] % (1 << (31 - der.bits)) == 0          # an int16 multiplier keeps 16 low zero bits
+
+
+def test_derivation_ratios_against_fractions():
+    rng = np.random.default_rng(3)
+    f32, f64 = fx.DERIVATIONS["float32"], fx.DERIVATIONS["tflite"]
+    differ = 0
+    for a, b, c in rng.uniform(1e-4, 1e-1, (2000, 3)).astype(np.float32):
+        fa, fb, fc = Fraction(float(a)), Fraction(float(b)), Fraction(float(c))
+        assert Fraction(f32.ratio_of(a, b, c)) == round_f32(round_f32(fa * fb) / fc)
+        assert Fraction(f32.ratio_of(a, b, c, float32_product=True)) == round_f32(round_f32(fa * fb) / fc)
+        assert f64.ratio_of(a, b, c) == float(fa * fb) / float(fc)                 # TFLite conv: in double
+        assert f64.ratio_of(a, b, c, float32_product=True) == float(round_f32(fa * fb)) / float(fc)   # TFLite FC
+        differ += fx.quantize_multiplier(f32.ratio_of(a, b, c)) != fx.quantize_multiplier(f64.ratio_of(a, b, c))
+    assert differ > 100        # the float32 ratio changes M in a measurable share of layers
 
 
 def test_quantize_multiplier_fixups_explicit():

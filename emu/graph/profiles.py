@@ -33,6 +33,7 @@ class Requantizer:
     name: str
     mode: int
     tie: str = "half-up"
+    derivation: str = "tflite"    # how (M, shift) come from the scales: a name of fx.DERIVATIONS
 
     def __post_init__(self):
         if self.mode not in (fx.DOUBLE_ROUNDING, fx.SINGLE_ROUNDING, fx.FLOAT32_RNE):
@@ -41,6 +42,9 @@ class Requantizer:
         if self.tie not in fx.SINGLE_TIES or (self.tie != "half-up" and self.mode != fx.SINGLE_ROUNDING):
             raise N6Error(f"requantizer {self.name!r}: tie {self.tie!r} needs mode SINGLE_ROUNDING and one of "
                           f"{list(fx.SINGLE_TIES)}")
+        if self.derivation not in fx.DERIVATIONS or (self.derivation != "tflite" and not self.fixed_point):
+            raise N6Error(f"requantizer {self.name!r}: derivation {self.derivation!r} needs a fixed-point mode and one "
+                          f"of {list(fx.DERIVATIONS)}")
 
     @property
     def fixed_point(self):
@@ -51,23 +55,28 @@ class Requantizer:
         """True when the C twins implement it (TFLite double or single rounding, ties half-up)."""
         return self.fixed_point and self.tie == "half-up"
 
-    def multiplier(self, real):
-        """TFLite QuantizeMultiplier of one real multiplier -> (M, shift); single rounding clamps shift to 30."""
-        return fx.quantize_multiplier(real, single_rounding=self.mode == fx.SINGLE_ROUNDING)
+    def _derive(self):
+        return dict(single_rounding=self.mode == fx.SINGLE_ROUNDING, derivation=fx.DERIVATIONS[self.derivation])
+
+    def multiplier(self, s1, s2, s_out):
+        """(M, shift) of s1*s2/s_out (TFLite Mul: in double; single rounding clamps shift to 30)."""
+        d = fx.DERIVATIONS[self.derivation]
+        return fx.quantize_multiplier(d.ratio_of(s1, s2, s_out), **self._derive())
 
     def per_channel(self, s_in, w_scales, s_out):
         """(mult, shift) int32 arrays of a conv/depthwise layer (TFLite PopulateConvolutionQuantizationParams)."""
-        return fx.per_channel_multipliers(s_in, w_scales, s_out, single_rounding=self.mode == fx.SINGLE_ROUNDING)
+        return fx.per_channel_multipliers(s_in, w_scales, s_out, **self._derive())
 
     def per_tensor_fc(self, s_in, s_w, s_out):
-        return fx.per_tensor_fc_multiplier(s_in, s_w, s_out, single_rounding=self.mode == fx.SINGLE_ROUNDING)
+        return fx.per_tensor_fc_multiplier(s_in, s_w, s_out, **self._derive())
 
     def pieces(self, mult, shift):
         """int64 qp [QP_ROWS, C] the kernels evaluate (fx.prepare_requantize with this tie)."""
         return fx.prepare_requantize(mult, shift, self.mode, self.tie)
 
     def to_dict(self):
-        return dict(name=self.name, mode={0: "double", 1: "single", 2: "float32-rne"}[self.mode], tie=self.tie)
+        return dict(name=self.name, mode={0: "double", 1: "single", 2: "float32-rne"}[self.mode], tie=self.tie,
+                    derivation=self.derivation)
 
 
 REQUANTIZERS = {
@@ -75,6 +84,21 @@ REQUANTIZERS = {
     "single": Requantizer("single", fx.SINGLE_ROUNDING),          # TFLITE_SINGLE_ROUNDING / CMSIS_NN_USE_SINGLE_ROUNDING
     "half-even": Requantizer("half-even", fx.FLOAT32_RNE),        # MLAS: float32 scale, round half to even
 }
+REQUANTIZER_GRAMMAR = (f"double | single[-TIE] with TIE one of {', '.join(t for t in fx.SINGLE_TIES if t != 'half-up')}"
+                       f", optionally followed by /DERIVATION, one of {', '.join(fx.DERIVATIONS)} (e.g. "
+                       f"\"single-floor/float32\")")
+
+
+def requantizer(spec):
+    """A fixed-point Requantizer from its name: "double", "single", "single-TIE", each optionally "/DERIVATION"
+    ("double/m16": double rounding of an int16 multiplier). The name is the spec, so settings record it as given."""
+    base, slash, derivation = str(spec).partition("/")
+    mode, _, tie = base.partition("-")
+    known = mode in ("double", "single") and (not tie or (mode == "single" and tie in fx.SINGLE_TIES)) \
+        and (not slash or derivation in fx.DERIVATIONS)
+    if not known:
+        raise N6Error(f"requantizer {spec!r} is not one of: {REQUANTIZER_GRAMMAR}")
+    return Requantizer(str(spec), fx.ROUNDING_NAMES[mode], tie=tie or "half-up", derivation=derivation or "tflite")
 
 
 @dataclass(frozen=True)
@@ -121,9 +145,16 @@ class ArithmeticProfile:
         """This profile with [model].rounding / elementwise chosen (None keeps the default); validated."""
         p = self
         if rounding is not None and rounding != p.rounding:
-            if rounding not in p.roundings:
+            if rounding in p.roundings:
+                p = dataclasses.replace(p, requantizer=REQUANTIZERS[rounding])
+            elif p.fixed_point:    # any fixed-point requantizer by name (what `n6emu fit` reports)
+                try:
+                    p = dataclasses.replace(p, requantizer=requantizer(rounding))
+                except N6Error:
+                    raise N6Error(f"profile {p.name!r} has no rounding {rounding!r}; choose one of "
+                                  f"{REQUANTIZER_GRAMMAR}") from None
+            else:
                 raise N6Error(f"profile {p.name!r} has no rounding {rounding!r}; choose one of {list(p.roundings)}")
-            p = dataclasses.replace(p, requantizer=REQUANTIZERS[rounding])
         if elementwise is not None and elementwise != p.elementwise:
             if elementwise not in ELEMENTWISE_MODES[p.formulation]:
                 raise N6Error(f"profile {p.name!r} has no elementwise mode {elementwise!r}; choose one of "

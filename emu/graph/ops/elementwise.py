@@ -58,7 +58,7 @@ def prepare(graph, node, profile):
     x1, x2 = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
     base = dict(in1_offset=-zp(x1), in2_offset=-zp(x2), out_offset=zp(o))
     if node.op == "mul":
-        m, s = profile.requantizer.multiplier(float(scale(x1)) * float(scale(x2)) / float(scale(o)))
+        m, s = profile.requantizer.multiplier(scale(x1), scale(x2), scale(o))
         e = weighted.epilogue(profile, np.array([m], np.int32), np.array([s], np.int32))
         return ElementwiseParams("mul", act_min, act_max, **base, out_mult=m, out_shift=s, rounding=e["rounding"],
                                  requantizer=e["requantizer"], qp=e["qp"])
