@@ -7,7 +7,9 @@
     entries = fit(model, board_inputs, board_outputs)               # which network arithmetic made them
 
 Hypotheses: `none` (the device as described), every fault of the catalogue with a small set of parameter values
-that make sense on that device (emu.faults.candidates), and every combination of two different faults. Each runs
+that make sense on that device (emu.faults.candidates), every combination of two different faults, and, when the
+board's input buffers are given, the quantization scale / zero-point fitted to them (Diagnoser.fitted: any value,
+not only the grid's). Each runs
 through the whole chain (Device.with_: nothing is re-parsed; the front end's stages of each clip are computed once
 per front-end build, identical input buffers run the network once) and is scored against the board's data:
 
@@ -25,8 +27,8 @@ from the single faults that change something on these clips. The faults a device
 [faults] are known: every hypothesis is added to them.
 
 fit (`n6emu fit --pairs DIR`): the network alone. Given board input buffers and the outputs the board computed from
-them, every arithmetic of arithmetic_candidates() (registered profiles x roundings x elementwise modes, and the
-single-rounding requantizer with each tie rule) runs the model; ranked by exact windows, exact values, mean |LSB|,
+them, every arithmetic of arithmetic_candidates() (registered profiles x roundings x elementwise modes, double and
+single rounding with each multiplier derivation, the single-rounding shift with each tie rule) runs the model; ranked by exact windows, exact values, mean |LSB|,
 with the residual histogram (emulator - board) of each: how an NPU profile is fitted once users bring dumps.
 """
 import hashlib
@@ -217,6 +219,83 @@ class Diagnoser:
             dist += (din + MISSING_LSB * board_in.shape[1] * (n_in - mi)) / max(1, board_in.size)
         return exact_out, exact_in, n_in, dist, int(out.shape[0])
 
+    # ---- parameters fitted to the board's input buffers (outside the catalogue's grid) ---------------------
+
+    def _buffer_positions(self):
+        """int64 [buffer size]: the index into a window's flattened [n_coefs, n_frames] features that each byte of
+        the device's input buffer holds (its layout, probed with two int8 digit images), or None when the buffer is
+        not a permutation of the features (a buffer fault that mixes them)."""
+        dev = self.device
+        n = dev.frontend.n_coefs * dev.frontend.params.n_frames
+        idx = np.arange(n).reshape(dev.frontend.n_coefs, dev.frontend.params.n_frames)
+        zero = dev.input_buffer(np.zeros(idx.shape, np.int8)).reshape(-1).astype(np.int64)
+        lo = dev.input_buffer((idx % 128).astype(np.int8)).reshape(-1).astype(np.int64) - zero
+        hi = dev.input_buffer((idx // 128 % 128).astype(np.int8)).reshape(-1).astype(np.int64) - zero
+        pos = hi * 128 + lo
+        if pos.size != n or not np.array_equal(np.sort(pos), np.arange(n)):
+            return None
+        return pos
+
+    def fitted(self, board_input):
+        """Hypotheses whose parameters are fitted to the board's input buffers: the (scale, zero-point) that
+        quantize the device's own log-mel into the board's bytes. For each zero-point tried (the device's, the
+        least-squares one and its neighbours, in that order), the inverse scales consistent with every unsaturated byte
+        form an interval (round(L * inv + zp) == q <=> (q - zp - 1/2) <= L * inv <= (q - zp + 1/2)); the first
+        zero-point with a non-empty interval is kept, with the device's own scale when it lies inside, else the
+        interval's value the app can store (_scale_for_inverse): wrong-scale, wrong-zero-point or both. [] when the device has no float log stage or
+        int8 quantization, or the bytes are not a permutation of the features."""
+        dev = self.device
+        fe = dev.frontend.params
+        if board_input is None or dev.boundary != "int8" or getattr(fe, "quant_scale", None) is None \
+                or dev._feature_stage != "features":
+            return []
+        pos = self._buffer_positions()
+        if pos is None:
+            return []
+        logs = [dev.frontend.stages(patch).get("log") for pcm in self.recordings for _, patch in dev.patches(pcm)]
+        if not logs or any(l is None for l in logs):
+            return []
+        m = min(len(logs), board_input.shape[0])
+        L = np.stack([np.asarray(l, np.float64).reshape(-1) for l in logs[:m]])[:, pos].reshape(-1)
+        q = np.asarray(board_input[:m], np.int64).reshape(-1)
+        if np.dtype(dev.session.model.io_dtype) == np.uint8:
+            q = q - 128
+        keep = (q > -128) & (q < 127) & np.isfinite(L)
+        L, q = L[keep], q[keep]
+        if L.size < 2 or np.ptp(L) == 0:
+            return []
+        slope, icept = np.polyfit(L, q, 1)
+        if not slope > 0:
+            return []
+        best = None
+        for zp in dict.fromkeys([int(fe.quant_zero_point)] + [int(round(icept)) + d for d in (0, -1, 1)]):
+            if not -128 <= zp <= 127:
+                continue
+            nz = L != 0
+            if np.any(q[~nz] != zp):
+                continue
+            a = (q[nz] - zp - 0.5) / L[nz]
+            b = (q[nz] - zp + 0.5) / L[nz]
+            lo, hi = float(np.max(np.minimum(a, b))), float(np.min(np.maximum(a, b)))
+            if lo <= hi and lo > 0:
+                best = (zp, lo, hi)
+                break
+        if best is None:
+            return []
+        zp, lo, hi = best
+        scale = _scale_for_inverse(fe, lo, hi)
+        hyps = []
+        ctx = dev.fault_context
+        ws = F.WrongScale(scale=scale).resolve(ctx) if scale != fe.quant_scale else None
+        wz = F.WrongZeroPoint(zero_point=zp).resolve(ctx) if zp != fe.quant_zero_point else None
+        have = {f for f in self.singles}
+        for h in ([ws] if ws else []) + ([wz] if wz else []):
+            if h not in have:
+                hyps.append((h,))
+        if ws and wz:
+            hyps.append(tuple(sorted((ws, wz), key=lambda f: F._ORDER[f.name])))
+        return hyps
+
     def diagnose(self, board_output, board_input=None):
         """Rank every hypothesis against the board's output windows [W, n_classes] (and input buffers [W, ...])."""
         dev = self.device
@@ -237,6 +316,7 @@ class Diagnoser:
             bi = bi.reshape(-1, size)
         scored = {}
         hyps = self.hypotheses()
+        hyps += [h for h in self.fitted(bi) if h not in hyps]
         self.predict_all(hyps)
         for h in hyps:
             pred = self.predict(h)
@@ -269,6 +349,28 @@ class Diagnoser:
                                                                      windows, n_clips)))
         return Diagnosis(entries=entries, n_windows=bo.shape[0], n_clips=n_clips, n_hypotheses=len(scored),
                          has_input=bi is not None, context=dev.fault_context, known=self.known)
+
+
+def _scale_for_inverse(fe, lo, hi):
+    """A float32 scale whose stored inverse (the app's T(1.0f/scale), emu.frontend.st.inverse_scale) lies in
+    [lo, hi] and is nearest the middle: the device's own scale when its inverse is inside, else the inverse
+    storable in T nearest the midpoint (the interval's midpoint when none is)."""
+    from emu.frontend.st import inverse_scale
+    if lo <= float(inverse_scale(fe)) <= hi:
+        return fe.quant_scale
+    mid = 0.5 * (lo + hi)
+    store = np.float16 if fe.inv_scale_dtype == "f16" else np.float32
+    near = store(mid)
+    inside = [float(v) for v in (near, np.nextafter(near, store(np.inf)), np.nextafter(near, store(0)))
+              if lo <= float(v) <= hi]
+    target = min(inside, key=lambda v: abs(v - mid)) if inside else mid
+    scale = np.float32(1.0) / np.float32(target)
+    for _ in range(4):      # the float32 scale whose stored inverse is exactly the target (a neighbour at most)
+        got = float(inverse_scale(fe.replace(quant_scale=float(scale))))
+        if got == target or not inside:
+            break
+        scale = np.nextafter(scale, np.float32(np.inf if got > target else 0))
+    return float(scale)
 
 
 def _evidence(exact_out, n_out, exact_in, n_in, dist, windows, n_clips):

@@ -203,6 +203,31 @@ def test_pairs_of_faults_are_found_and_kept_only_when_they_add(bundled, bundled_
     assert all(len(e.faults) == 1 for e in single.ties)
 
 
+@pytest.mark.parametrize("which", ["bundled", "second"])
+@pytest.mark.parametrize("k, zp_shift", [(1.37, None), (0.613, None), (1.23, -3)])
+def test_quantization_parameters_off_the_grid_are_fitted_from_the_board_input(which, k, zp_shift, request, pcms):
+    """A scale (and zero-point) the catalogue's grid does not hold is fitted from the board's input buffers and
+    diagnosed exactly; without the input buffers nothing is fitted."""
+    dev = request.getfixturevalue("bundled" if which == "bundled" else "tc_device")
+    diag = request.getfixturevalue("bundled_diagnoser" if which == "bundled" else "tc_diagnoser")
+    fe = dev.frontend.params
+    faults = {"wrong-scale": {"scale": float(np.float32(fe.quant_scale * k))}}
+    if zp_shift is not None:
+        faults["wrong-zero-point"] = {"zero_point": fe.quant_zero_point + zp_shift}
+    bad = dev.with_(faults=faults)
+    obs, obs_in = observe(bad, pcms), observe_inputs(bad, pcms)
+    assert diag.fitted(None) == []
+    result = diag.diagnose(obs, obs_in)
+    assert [e.names for e in result.ties] == [tuple(sorted(faults, key=lambda n: F._ORDER[n]))]
+    assert result.best.exact_outputs == result.best.exact_inputs == len(pcms)
+    fitted = dict((f.name, f) for f in result.best.faults)
+    assert abs(fitted["wrong-scale"].scale / faults["wrong-scale"]["scale"] - 1) < 0.01
+    assert fitted.get("wrong-zero-point", F.WrongZeroPoint(zero_point=fe.quant_zero_point)).zero_point == (
+        fe.quant_zero_point + (zp_shift or 0))
+    # the device's own quantization is never "fitted" into a fault
+    assert diag.fitted(observe_inputs(dev, pcms).reshape(len(pcms), -1)) == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["bundled", "second"])
 def test_every_candidate_is_diagnosed(which, request, pcms):
