@@ -1,4 +1,4 @@
-"""Device description: one validated TOML document describing the whole chain (DESIGN §1, §4, §6).
+"""Device description: one validated TOML document describing the whole chain (front end, model, input buffer, app).
 
     [frontend]   emu.frontend.params.FrontendParams (profile, FFT/mel/log parameters, the int8 feature
                  quantization and the UNKNOWN f16 switches); quant_scale / quant_zero_point may be
@@ -42,16 +42,29 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 
-from emu.errors import N6Error
+from emu.errors import N6Error, printable, quoted
 from emu.frontend.params import FrontendParams, toml_value
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 BUNDLED_CONFIG = os.path.join(DATA_DIR, "device_default.toml")
 BUNDLED_PREFIX = "bundled:"
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class ConfigError(N6Error, ValueError):
     """An invalid or inconsistent device description (one line: the key, the problem, the fix)."""
+
+
+def bundled_path(spec):
+    """The file named by "bundled:<name>": a relative path inside the package data folder (emu/data). Absolute
+    names, '..' components and symlinks leading out of the folder are refused."""
+    rel = spec[len(BUNDLED_PREFIX):]
+    root = os.path.realpath(DATA_DIR)
+    full = os.path.realpath(os.path.join(root, rel))
+    if not rel or os.path.isabs(rel) or "\\" in rel or os.path.commonpath([root, full]) != root or full == root:
+        raise ConfigError(f"[model].path = {quoted(spec)} leaves the package data folder; \"bundled:\" names a "
+                          f"file inside it, e.g. \"bundled:kws/model_qdq.onnx\" (give other files by their own path)")
+    return full
 
 
 def _check_keys(table, allowed, section):
@@ -79,6 +92,10 @@ class ModelSection:
         from emu.graph.runtime import BACKENDS
         if not isinstance(self.path, str) or not self.path:
             raise ConfigError("[model].path must be a model file path (.onnx or .tflite)")
+        if "\0" in self.path:
+            raise ConfigError(f"[model].path = {quoted(self.path)} contains a NUL character; give a file path")
+        if self.path.startswith(BUNDLED_PREFIX):
+            bundled_path(self.path)           # refuses names that leave the package data folder
         if isinstance(self.profile, ArithmeticProfile):   # a profile value (Python API), not only a registered name
             profile = self.profile
         else:
@@ -173,7 +190,7 @@ class DeviceConfig:
         """The model file named by [model].path, resolved against the config's folder or the package data."""
         p = self.model.path
         if p.startswith(BUNDLED_PREFIX):
-            return os.path.join(DATA_DIR, p[len(BUNDLED_PREFIX):])
+            return bundled_path(p)
         return p if os.path.isabs(p) else os.path.normpath(os.path.join(self.base_dir, p))
 
     def to_dict(self):
@@ -225,19 +242,30 @@ def from_dict(doc, base_dir=DATA_DIR, source="<dict>"):
 def load_config(path=None):
     """Read and validate a device TOML file; None gives the bundled default device."""
     path = BUNDLED_CONFIG if path is None else os.fspath(path)
+    shown = printable(path, 4096)
+    if os.path.isdir(path):
+        raise ConfigError(f"{shown} is a folder; give a device TOML file")
     if not os.path.isfile(path):
-        raise ConfigError(f"{path}: no such config file")
+        raise ConfigError(f"{shown}: no such config file")
+    if os.path.getsize(path) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{shown} is {os.path.getsize(path)} bytes, too large for a device description (at most "
+                          f"{MAX_CONFIG_BYTES >> 10} KB); give a TOML device description")
     try:
         with open(path, "rb") as f:
             doc = tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+        raise ConfigError(f"{shown}: invalid TOML ({printable(exc, 200)}); fix the file (see the bundled "
+                          f"device_default.toml)") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file; give a TOML device description") from None
+        raise ConfigError(f"{shown}: not a UTF-8 text file; give a TOML device description") from None
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read the config ({exc.strerror}); check its permissions") from None
+    except RecursionError:
+        raise ConfigError(f"{shown}: TOML nested too deeply; give a device description") from None
     try:
-        return from_dict(doc, base_dir=os.path.dirname(os.path.abspath(path)), source=path)
+        return from_dict(doc, base_dir=os.path.dirname(os.path.abspath(path)), source=shown)
     except N6Error as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{shown}: {exc}") from None
 
 
 def to_toml(cfg):

@@ -1,6 +1,6 @@
 """Front-end parameters: one frozen dataclass, the `[frontend]` table of the device TOML.
 
-TOML `[frontend]` fields (defaults = the bundled KWS device front end, DESIGN §5.1):
+TOML `[frontend]` fields (defaults = the bundled KWS device front end: the ST audio getting-started log-mel):
 
     profile           "st-f16" | "st-f32" | "cmsis-q15"    device arithmetic (default "st-f16")
     isa               "helium" | "scalar": the CMSIS-DSP build the core runs. "helium" = the Cortex-M55's
@@ -79,9 +79,20 @@ ISAS = ("helium", "scalar")
 OPTIMIZATIONS = ("Os", "Ofast")
 
 
+# upper bounds of the integer sizes, checked before anything of that size is allocated (sample_rate: 8x 48 kHz;
+# n_mels and n_frames: far above any keyword-spotting front end)
+SIZE_LIMITS = dict(sample_rate=384000, n_fft=4096, win_length=4096, hop_length=4096, n_mels=1024, n_frames=4096)
+
+
+def _show(v):
+    """A TOML value for a message: repr, escaped (errors.printable) and cut to a readable length."""
+    from emu.errors import printable
+    return printable(repr(v), 60)
+
+
 def _choice(name, value, allowed):
-    if value not in allowed:
-        raise FrontendError(f"frontend.{name} = {value!r} is not supported; use one of {', '.join(allowed)}")
+    if not isinstance(value, str) or value not in allowed:
+        raise FrontendError(f"frontend.{name} = {_show(value)} is not supported; use one of {', '.join(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -153,7 +164,21 @@ class FrontendParams:
         for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "n_frames"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise FrontendError(f"frontend.{name} = {v!r} must be a positive integer")
+                raise FrontendError(f"frontend.{name} = {_show(v)} must be a positive integer")
+            if v > SIZE_LIMITS[name]:   # checked before any table or buffer of that size is allocated
+                raise FrontendError(f"frontend.{name} = {v} is larger than the emulator supports (at most "
+                                    f"{SIZE_LIMITS[name]}); use a device-sized value")
+        for name in ("fmin", "fmax", "top_db", "quant_scale"):
+            v = getattr(self, name)
+            if v is None and name in ("fmax", "quant_scale"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+                raise FrontendError(f"frontend.{name} = {_show(v)} must be a number")
+        if isinstance(self.quant_zero_point, bool) or not isinstance(self.quant_zero_point, int):
+            raise FrontendError(f"frontend.quant_zero_point = {_show(self.quant_zero_point)} must be an integer")
+        if not isinstance(self.mel_source, str) or not self.mel_source:
+            raise FrontendError(f"frontend.mel_source = {_show(self.mel_source)} must be \"librosa\", "
+                                f"\"torchaudio\" or the path of a .npy/.h/.c table")
         if self.n_fft & (self.n_fft - 1):
             raise FrontendError(f"frontend.n_fft = {self.n_fft} is not a power of two; use e.g. 512 or 1024")
         if self.n_fft < 32 or self.n_fft > 4096:
@@ -197,7 +222,7 @@ class FrontendParams:
 
     @property
     def keep_samples(self) -> int:
-        """Samples a patch keeps from the previous one (win - hop; zeros before the first patch) (DESIGN §6)."""
+        """Samples a patch keeps from the previous one (win - hop; zeros before the first patch), as the ST app frames its patches."""
         return self.win_length - self.hop_length
 
     @property

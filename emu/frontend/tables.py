@@ -6,7 +6,7 @@ Contracts:
 - `mel_filterbank(...)` returns float32 `[n_mels, n_fft//2 + 1]` (mel-major), computed like
   librosa.filters.mel (float64 math, float32 rows, slaney area norm applied in float64 then stored
   float32) or like torchaudio.functional.melscale_fbanks (float32 tensor math), transposed.
-- Sparse form (DESIGN §5.4): per mel row `start` = first and `stop` = last non-zero bin (inclusive) and
+- Sparse form (as the ST app stores its mel filter bank): per mel row `start` = first and `stop` = last non-zero bin (inclusive) and
   the row-major concatenation of the coefficients start..stop of every row (zeros inside a run kept).
 - `round_like_c(texts, dtype)` gives the value a C compiler stores for each printed decimal constant:
   the literal is parsed exactly and rounded (RNE) to its literal type (no suffix: double, `f`: float,
@@ -15,6 +15,7 @@ Contracts:
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -144,9 +145,46 @@ def _mel_torchaudio(sample_rate, n_fft, n_mels, fmin, fmax, scale, norm):
     return np.ascontiguousarray(fb.T)
 
 
+MAX_TABLE_BYTES = 64 << 20      # a mel table file larger than this is not a filter bank
+
+
+def _table_file(path, kinds):
+    """Checks that a mel_source table file exists, is a regular readable file of a sane size (one-line errors)."""
+    from ..errors import quoted
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise FrontendError(f"frontend.mel_source {quoted(p, 4096)}: no such file; give the path of a {kinds} table "
+                            f"(relative paths are resolved from the current folder) or use \"librosa\"")
+    if not os.path.isfile(p):
+        raise FrontendError(f"frontend.mel_source {quoted(p, 4096)} is not a regular file (a folder?); give the path "
+                            f"of a {kinds} table")
+    if os.path.getsize(p) > MAX_TABLE_BYTES:
+        raise FrontendError(f"frontend.mel_source {quoted(p, 4096)} is {os.path.getsize(p)} bytes, too large for a mel "
+                            f"table (at most {MAX_TABLE_BYTES >> 20} MB); give the [n_mels, n_fft/2+1] table")
+    return p
+
+
 def load_mel_npy(path, n_mels, n_bins):
     """A [n_mels, n_bins] filter bank from .npy (e.g. the training filter bank) as float32."""
-    m = np.load(path, allow_pickle=False)
+    from ..errors import printable
+    path = _table_file(path, ".npy")
+    try:
+        m = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise FrontendError(f"mel table {printable(path, 4096)} holds Python objects (a pickled array), which are not "
+                                f"loaded for safety; save a float array with numpy.save(path, matrix.astype("
+                                f"np.float32))") from None
+        raise FrontendError(f"mel table {printable(path, 4096)} is not a readable .npy file ({printable(e)}); save it with "
+                            f"numpy.save") from None
+    except (OSError, EOFError) as e:
+        raise FrontendError(f"mel table {printable(path, 4096)} is not a readable .npy file ({type(e).__name__}); save it "
+                            f"with numpy.save") from None
+    if not isinstance(m, np.ndarray):
+        raise FrontendError(f"mel table {printable(path, 4096)} is an .npz archive, not one array; save the matrix with "
+                            f"numpy.save")
+    if m.dtype.kind not in "fiu":
+        raise FrontendError(f"mel table {printable(path, 4096)} holds {m.dtype} values; save a float32 matrix")
     if m.ndim != 2 or m.shape != (n_mels, n_bins):
         hint = "; it looks transposed, save matrix.T" if m.shape == (n_bins, n_mels) else ""
         raise FrontendError(f"mel table {path} has shape {m.shape}, expected ({n_mels}, {n_bins}){hint}")
@@ -230,10 +268,16 @@ _INT_TYPES = ("uint32_t", "int32_t", "uint16_t", "int16_t", "int", "unsigned", "
 def read_c_arrays(path):
     """All `[const] type name[n] = {...};` arrays of a C file -> {name: numpy array}, floats rounded
     exactly as the compiler would for the declared element type, integers as int64 (emu.cheader parses)."""
+    from ..errors import printable
     try:
-        arrays = cheader.parse_arrays(Path(path).read_text(), source=path, types=_FLOAT_TYPES + _INT_TYPES)
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise FrontendError(f"{printable(path, 4096)}: cannot read the C table ({type(e).__name__}); give a UTF-8 .h/.c "
+                            f"file") from None
+    try:
+        arrays = cheader.parse_arrays(text, source=printable(path), types=_FLOAT_TYPES + _INT_TYPES)
     except CHeaderError as e:
-        raise FrontendError(f"{e}; fix the table") from None
+        raise FrontendError(f"{printable(e)}; fix the table") from None
     return {name: (a.astype(np.int64) if a.dtype.kind in "iu" else a) for name, a in arrays.items()
             if a is not None}
 
@@ -248,10 +292,13 @@ def _pick(arrays, path, *keys, exclude=()):
 def load_mel_c(path, n_bins=None):
     """GenHeaders-style C mel table (start/stop index arrays + coefficient LUT) -> dense float32 matrix
     [n_mels, n_bins] (n_bins defaults to max(stop)+1); coefficients rounded as the compiler stores them."""
+    path = _table_file(path, ".h/.c")
     arrays = read_c_arrays(path)
     start = _pick(arrays, path, "start")
     stop = _pick(arrays, path, "stop")
     coefs = _pick(arrays, path, "lut", "coef", exclude=("start", "stop", "win"))
+    if start.ndim != 1 or stop.ndim != 1 or coefs.ndim != 1 or not start.size:
+        raise FrontendError(f"{path}: the start/stop/coefficient tables must be non-empty 1-D arrays; fix the table")
     if n_bins is None:
         n_bins = int(np.max(stop)) + 1
     return dense_mel(start, stop, coefs, n_bins).astype(np.float32)

@@ -84,17 +84,29 @@ class FlatBufferError(ValueError):
 class Table:
     """Read-only view of one flatbuffer table: typed field accessors by field id, with defaults."""
 
-    __slots__ = ("buf", "pos", "_vt", "_vt_len")
+    __slots__ = ("buf", "pos", "_vt", "_vt_len", "_size")
 
     def __init__(self, buf, pos):
         if pos < 0 or pos + 4 > len(buf):
             raise FlatBufferError(f"table offset {pos} outside the buffer ({len(buf)} bytes)")
+        if pos % 4:
+            raise FlatBufferError(f"table at {pos} is not 4-byte aligned")
         self.buf = buf
         self.pos = pos
         self._vt = pos - struct.unpack_from("<i", buf, pos)[0]
         if self._vt < 0 or self._vt + 4 > len(buf):
             raise FlatBufferError(f"vtable offset {self._vt} outside the buffer")
-        self._vt_len = struct.unpack_from("<H", buf, self._vt)[0]
+        self._vt_len, self._size = struct.unpack_from("<HH", buf, self._vt)
+        # the FlatBuffers verifier's rules: an even vtable size of at least 4 bytes, 2-byte aligned, inside the
+        # buffer; the table's own bytes inside the buffer; every field inside the table (see _field)
+        if self._vt % 2 or self._vt_len % 2 or self._vt_len < 4 or self._vt + self._vt_len > len(buf):
+            raise FlatBufferError(f"vtable at {self._vt} (size {self._vt_len}) is malformed")
+        if self._size < 4 or pos + self._size > len(buf):
+            raise FlatBufferError(f"table at {pos} (size {self._size}) runs past the end of the buffer")
+        for e in range(self._vt + 4, self._vt + self._vt_len, 2):
+            off = struct.unpack_from("<H", buf, e)[0]
+            if off and (off < 4 or off >= self._size):
+                raise FlatBufferError(f"a field of the table at {pos} lies outside the table")
 
     def _field(self, fid):
         """Absolute position of field `fid`, or None when absent."""
@@ -102,18 +114,36 @@ class Table:
         if entry + 2 > self._vt_len:
             return None
         off = struct.unpack_from("<H", self.buf, self._vt + entry)[0]
-        return None if off == 0 else self.pos + off
+        if off == 0:
+            return None
+        if off < 4 or off >= self._size:
+            raise FlatBufferError(f"field {fid} of the table at {self.pos} lies outside the table")
+        return self.pos + off
 
     def has(self, fid):
         return self._field(fid) is not None
 
+    def _check(self, p, size, what):
+        if p < 0 or p + size > len(self.buf):
+            raise FlatBufferError(f"{what} at {p} runs past the end of the buffer ({len(self.buf)} bytes)")
+
     def scalar(self, fid, fmt, default):
         p = self._field(fid)
-        return default if p is None else struct.unpack_from("<" + fmt, self.buf, p)[0]
+        if p is None:
+            return default
+        self._check(p, struct.calcsize("<" + fmt), "a field")
+        return struct.unpack_from("<" + fmt, self.buf, p)[0]
 
     def _deref(self, fid):
         p = self._field(fid)
-        return None if p is None else p + struct.unpack_from("<I", self.buf, p)[0]
+        if p is None:
+            return None
+        self._check(p, 4, "an offset")
+        p += struct.unpack_from("<I", self.buf, p)[0]
+        self._check(p, 4, "a vector or string")
+        if p % 4:
+            raise FlatBufferError(f"vector or string at {p} is not 4-byte aligned")
+        return p
 
     def table(self, fid):
         p = self._deref(fid)
@@ -124,6 +154,7 @@ class Table:
         if p is None:
             return None
         n = struct.unpack_from("<I", self.buf, p)[0]
+        self._check(p + 4, n, "a string")
         return bytes(self.buf[p + 4:p + 4 + n]).decode("utf-8", errors="replace")
 
     def vector(self, fid, dtype):
@@ -143,6 +174,7 @@ class Table:
         if p is None:
             return []
         n = struct.unpack_from("<I", self.buf, p)[0]
+        self._check(p + 4, 4 * n, "a vector of tables")
         out = []
         for i in range(n):
             e = p + 4 + 4 * i
