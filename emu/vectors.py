@@ -25,8 +25,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 
 import numpy as np
 
@@ -132,10 +130,10 @@ class _Writer:
         self.root, self.files, self.arrays = root, [], []
 
     def write(self, rel, data):
+        from emu.outputs import write_into
         path = os.path.join(self.root, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(data)
+        write_into(path, data)          # flushed, fsync'ed and size-checked
         self.files.append(dict(path=rel, sha256=_sha256(data), bytes=len(data)))
 
     def npy(self, rel, a):
@@ -188,10 +186,8 @@ def write_vectors(device, clips, out_dir, stages="all", arena=False, alignment=1
               f"model: {os.path.basename(device.model_path)} sha256 {model_sha}"]
     banner += [f"input: {i['file']} sha256 {i['sha256']} ({i['samples']} samples)" for i in inputs]
 
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".n6emu-vectors-", dir=parent)
-    try:
+    from emu.outputs import staged_folder, write_into
+    with staged_folder(out_dir, ".n6emu-vectors-") as tmp:   # the umask's permissions; whole or not at all
         w = _Writer(tmp)
         keep = {"all": lambda n: True, "frontend": lambda n: not n.startswith("network/"),
                 "network": lambda n: n.startswith("network/") or n in ("input_buffer", "output", "float_output",
@@ -233,15 +229,7 @@ def write_vectors(device, clips, out_dir, stages="all", arena=False, alignment=1
                         cases=[c for c, _ in cases], layers=layers, arrays=w.arrays,
                         files=sorted(w.files, key=lambda f: f["path"]), testkit=testkit)
         text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
-        with open(os.path.join(tmp, "manifest.json"), "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        if os.path.isdir(out_dir):
-            os.rmdir(out_dir)
-        os.replace(tmp, out_dir)
-        tmp = None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        write_into(os.path.join(tmp, "manifest.json"), text.encode("utf-8"))
     return manifest
 
 

@@ -176,3 +176,276 @@ def test_run_float_boundary_on_tflite_is_one_line(mlperf_model, tmp_path):
                          str(tmp_path / "o.npy"), "--input-boundary", "float32"])
     assert_one_line_error(code, err, "int8 inputs")
     assert not (tmp_path / "o.npy").exists()
+
+
+# ---- issue 15: first run, silent successes, outputs, signals, --json, hostile names -----------------------------
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import stat  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from test_audio import write_wav  # noqa: E402
+
+CLIPS = Path(__file__).resolve().parent.parent / "emu" / "data" / "clips"
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.fixture
+def no_device(monkeypatch):
+    """Building the device (and compiling) is an error: the command must fail before."""
+    import emu.device
+
+    class Boom:
+        def __init__(self, *a, **k):
+            raise AssertionError("the device was built before the inputs were checked")
+    monkeypatch.setattr(emu.device, "Device", Boom)
+
+
+def bundled_model():
+    from emu.config import load_config
+    return load_config().model_path()
+
+
+def test_inputs_are_checked_before_the_device_is_built(tmp_path, no_device):
+    write_wav(tmp_path / "short.wav", np.zeros(8000, np.int16))
+    write_wav(tmp_path / "st44.wav", np.zeros(8820, np.int16), rate=44100, channels=2)
+    cases = [
+        (["replay", str(tmp_path / "missing.wav")], "no such file"),
+        (["replay", str(tmp_path / "short.wav")], r"^n6emu: error: no window: .*short\.wav is 0\.50 s, shorter than "
+                                                  r"one 0\.98 s patch$"),
+        (["replay", str(tmp_path / "st44.wav")], "2 channels.*44100 Hz.*16000 Hz"),
+        (["replay", str(CLIPS / "yes.wav"), "--dump", str(tmp_path / "d"), "--windows", "100"],
+         "no such window; the longest file has 1 window"),
+        (["features", str(tmp_path / "short.wav"), "--output", str(tmp_path / "f.npy")], "0.50 s, shorter"),
+        (["features", str(CLIPS), "--output", str(tmp_path / "f.npy")], "is a folder of 12 recording.*one recording"),
+        (["vectors", "--audio", str(tmp_path / "missing.wav"), "--out", str(tmp_path / "v")], "no such file"),
+    ]
+    for argv, needle in cases:
+        code, out, err = call(argv)
+        assert_one_line_error(code, err, needle)
+        assert out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["short.wav", "st44.wav"]
+
+
+def test_compile_notice_only_on_a_terminal_with_a_cold_cache(tmp_path, monkeypatch, no_device):
+    import emu.cli as cli
+    for tty, cold, shown in ((True, True, True), (True, False, False), (False, True, False)):
+        monkeypatch.setattr(cli, "_kernels_cold", lambda cold=cold: cold)
+        err = _Tty() if tty else io.StringIO()
+        with pytest.raises(AssertionError, match="device was built"):
+            cli.main(["replay", str(CLIPS / "yes.wav")], out=io.StringIO(), err=err)
+        notice = [line for line in err.getvalue().splitlines() if "compiling kernels" in line]
+        assert notice == (["n6emu: compiling kernels (first run only, about 120 s)"] if shown else [])
+
+
+def test_cold_cache_detection_follows_numba_cache_dir(tmp_path):
+    code = "from emu.cli import _kernels_cold; print(_kernels_cold())"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "empty-cache"))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "True", res.stderr
+
+
+def test_progress_bar_clock_eta_and_results_never_overwritten(monkeypatch):
+    import emu.cli as cli
+    buf = io.StringIO()
+    p = cli._Progress(buf, True, t0=time.monotonic() - 50)
+    p(10, 100)
+    time.sleep(0.25)
+    p(50, 100)
+    text = buf.getvalue()
+    assert re.search(r"\s5\d\.\d s  ETA ", text) and "ETA    ? s" in text
+    assert re.search(r"50\.0%.*ETA +0\.[0-9] s", text)
+    # one stream for results and bar (a terminal): every result line is whole, the bar never on it
+    both = _Tty()
+    code = cli.main(["replay", str(CLIPS / "yes.wav"), str(CLIPS / "no.wav"), "--progress"], out=both, err=both)
+    assert code == 0
+    segments = both.getvalue().split("\n")
+    results = [s for s in segments if "yes.wav" in s or "no.wav" in s]
+    assert len(results) == 2
+    for s in results:
+        line = s.rsplit("\x1b[K", 1)[-1]
+        assert "\r" not in line and "[" not in line and re.match(r"\s+0\.00-0\.98 s  ", line), repr(s)
+    assert segments[-3].rsplit("\x1b[K", 1)[-1].startswith("2 windows from 2 file(s)")
+
+
+def test_progress_clock_counts_from_the_command_start(monkeypatch):
+    import emu.device
+    real = emu.device.Device
+
+    class Slow(real):
+        def __init__(self, *a, **k):
+            time.sleep(1.0)
+            super().__init__(*a, **k)
+    monkeypatch.setattr(emu.device, "Device", Slow)
+    err = io.StringIO()
+    assert main(["replay", str(CLIPS / "yes.wav"), "--progress"], out=io.StringIO(), err=err) == 0
+    first = re.search(r"%\s+(\d+\.\d) s", err.getvalue())
+    assert first and float(first.group(1)) >= 1.0, err.getvalue()
+
+
+def test_replay_reports_files_without_a_window_and_leftover_samples(tmp_path):
+    write_wav(tmp_path / "short.wav", np.zeros(8000, np.int16))
+    code, out, err = call(["replay", str(CLIPS / "yes.wav"), str(tmp_path / "short.wav"), "--out",
+                           str(tmp_path / "r.jsonl")])
+    assert code == 0, err
+    assert re.search(r"no window: .*short\.wav is 0\.50 s, shorter than one 0\.98 s patch", out)
+    assert "320 sample(s) (0.02 s) after the last patch of 1 file(s) not computed" in out
+    meta = json.loads((tmp_path / "r.jsonl.settings.json").read_text())
+    by_file = {Path(i["file"]).name: i for i in meta["inputs"]}
+    assert by_file["yes.wav"]["windows"] == 1 and by_file["yes.wav"]["leftover_samples"] == 320
+    assert by_file["short.wav"]["windows"] == 0 and len(meta["no_window"]) == 1
+
+
+def test_replay_windows_match_by_range_without_allocating(tmp_path):
+    code, out, err = call(["replay", str(CLIPS / "yes.wav"), "--dump", str(tmp_path / "d"), "--windows",
+                           "0,5-99999999999"])
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["yes_w00000.npz"]
+    assert "--windows: 5-99999999999 matched no window of any file" in out
+
+
+def test_below_threshold_and_the_model_class_are_told_apart(tmp_path):
+    (tmp_path / "t.toml").write_text("[app]\nthreshold = 0.99\nsilence_gate = false\n")
+    code, out, err = call(["replay", str(CLIPS / "yes.wav"), str(CLIPS / "unknown_forward.wav"), "--config",
+                           str(tmp_path / "t.toml")])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "unknown (below threshold)" in lines[0] and "top=yes" in lines[0]
+    assert any("(below threshold): no class's probability exceeded [app].threshold = 0.99" in x for x in lines)
+    code, out, _ = call(["replay", str(CLIPS / "unknown_forward.wav")])
+    assert "_unknown_ " in out.splitlines()[0] and "below threshold" not in out
+
+
+def test_json_outputs_are_one_document(tmp_path):
+    code, out, err = call(["replay", str(CLIPS / "yes.wav"), str(CLIPS / "no.wav"), "--json"])
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["windows"] == 2 and [r["label"] for r in d["records"]] == ["yes", "no"]
+    assert d["files"][0]["leftover_samples"] == 320
+    code, out, err = call(["inspect", bundled_model(), "--json"])
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["layers"] and d["macs"] == sum(layer["macs"] for layer in d["layers"]) and d["inputs"][0]["shape"]
+    code, out, _ = call(["inspect", bundled_model(), "--memory", "--json"])
+    assert code == 0 and json.loads(out)["memory"]["peak_bytes"] > 0
+    code, out, err = call(["features", str(CLIPS / "yes.wav"), "--output", str(tmp_path / "f.npy"), "--json"])
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["shape"] == [1, 40, 49] and d["leftover_samples"] == 320
+
+
+def test_conformance_json(conformance_dir, tmp_path):
+    shutil.copytree(conformance_dir / "basic", tmp_path / "ok" / "basic")
+    code, out, _ = call(["conformance", str(tmp_path / "ok"), "--json"])
+    d = json.loads(out)
+    assert code == 0 and d["passed"] == 1 and d["cases"][0]["status"] == "PASS"
+
+
+def test_run_output_folder_empty_batch_and_failed_write(tmp_path, monkeypatch):
+    model = bundled_model()
+    x = np.zeros((2, 1, 1, 40, 49), np.int8)
+    np.save(tmp_path / "in.npy", x)
+    np.save(tmp_path / "empty.npy", np.zeros((0, 1, 1, 40, 49), np.int8))
+    (tmp_path / "outdir").mkdir()
+    code, _, err = call(["run", model, "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "outdir")])
+    assert_one_line_error(code, err, "--output .*outdir: is a folder; give a file name")
+    code, _, err = call(["run", model, "--input", str(tmp_path / "empty.npy"), "--output", str(tmp_path / "o.npy")])
+    assert_one_line_error(code, err, "empty.*no input")
+    import emu.outputs
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(emu.outputs.os, "fsync", full)
+    code, _, err = call(["run", model, "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "o.npy")])
+    assert_one_line_error(code, err, "o.npy: could not write it \\(No space left on device\\)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.npy", "in.npy", "outdir"]
+
+
+def test_run_streams_a_batch_memory_mapped_in_chunks(tmp_path, monkeypatch):
+    import emu.cli as cli
+    from emu.models import ModelSession
+    model = bundled_model()
+    x = np.random.default_rng(5).integers(-128, 128, (7, 1, 1, 40, 49)).astype(np.int8)
+    np.save(tmp_path / "in.npy", x)
+    want, _ = ModelSession(model).run(x)
+    calls, real_load, real_run = [], np.load, ModelSession.run
+    monkeypatch.setattr(cli, "RUN_CHUNK", 3)
+    monkeypatch.setattr(np, "load", lambda *a, **k: (calls.append(k.get("mmap_mode")), real_load(*a, **k))[1])
+    sizes = []
+    monkeypatch.setattr(ModelSession, "run", lambda self, b, *a: (sizes.append(len(b)), real_run(self, b, *a))[1])
+    code, out, err = call(["run", model, "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "o.npy")])
+    assert code == 0, err
+    assert calls[0] == "r" and sizes == [3, 3, 1]
+    monkeypatch.setattr(np, "load", real_load)
+    y = np.load(tmp_path / "o.npy")
+    assert np.array_equal(y, want) and stat.S_IMODE(os.stat(tmp_path / "o.npy").st_mode) == 0o666 & ~_umask()
+
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def test_hostile_names_are_escaped(tmp_path, monkeypatch):
+    name = "a\x1b[31mred\nb.wav"
+    write_wav(tmp_path / name, np.zeros(16000, np.int16))
+    code, out, err = call(["replay", str(tmp_path / name)])
+    assert code == 0, err
+    assert "\x1b" not in out and "\\x1b[31mred" in out and len(out.splitlines()) == 3
+    code, _, err = call(["replay", str(tmp_path / "gone\x1b]2;t\x07.wav")])
+    assert_one_line_error(code, err, "no such file")
+    assert "\x1b" not in err
+    import emu.graph.ir as ir
+    real = ir.inspect_graph
+
+    def hostile(graph):
+        layers = real(graph)
+        layers[0] = dict(layers[0], name="evil\x1b]0;title\x07\nname", op="conv\x1b[2J")
+        return layers
+    monkeypatch.setattr(ir, "inspect_graph", hostile)
+    code, out, _ = call(["inspect", bundled_model()])
+    assert code == 0 and "\x1b" not in out and "\x07" not in out and "evil\\x1b]0;title\\x07" in out
+    assert not any(line.startswith("name") for line in out.splitlines())
+
+
+def _wait_for(pred, proc, timeout=240):
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        if pred():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("kind", ["out", "dump", "stages"])
+def test_sigterm_removes_temporaries(tmp_path, kind):
+    long = tmp_path / "in" / "long.wav"
+    long.parent.mkdir()
+    write_wav(long, (np.random.default_rng(0).standard_normal(16000 * 600) * 3000).astype(np.int16))
+    work = tmp_path / "work"
+    work.mkdir()
+    argv = {"out": ["replay", str(long), "--out", str(work / "r.jsonl")],
+            "dump": ["replay", str(long), "--dump", str(work / "d")],
+            "stages": ["features", str(long), "--output", str(work / "f.npy"), "--stages", str(work / "s")]}[kind]
+    proc = subprocess.Popen([sys.executable, "-m", "emu.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        started = _wait_for(lambda: any(p.name.startswith(".") for p in work.iterdir()), proc)
+        assert started, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("n6emu: terminated") and "Traceback" not in err
+    assert list(work.iterdir()) == []

@@ -301,7 +301,7 @@ def test_cli_features_bad_frontend(tmp_path, toml, needle):
 def test_cli_features_short_audio(tmp_path):
     write_wav(tmp_path / "a.wav", speechlike(8000, 0))
     code, _, err = call(["features", str(tmp_path / "a.wav"), "--output", str(tmp_path / "f.npy")])
-    assert code == 2 and "shorter than one patch" in err and not (tmp_path / "f.npy").exists()
+    assert code == 2 and "a.wav is 0.50 s, shorter than one 0.98 s patch" in err and not (tmp_path / "f.npy").exists()
 
 
 @pytest.mark.slow
@@ -364,3 +364,20 @@ def test_cli_features_inconsistent_build(tmp_path, toml, needle):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert re.search(needle, err), err
     assert not (tmp_path / "f.npy").exists()
+
+
+def test_features_refuses_float_or_non_int16_pcm(bundled):
+    """A float recording in [-1, 1] cast to int16 is all zeros: every patch gated. Refused in one line."""
+    from emu.errors import N6Error
+    x = speechlike(16000, 1)
+    for bad in (x.astype(np.float32) / 32768, x.astype(np.int32), np.stack([x, x])):
+        with pytest.raises(N6Error) as e:
+            bundled.features(bad)
+        assert "int16" in str(e.value) and "\n" not in str(e.value)
+    assert "(x * 32767).round().astype(np.int16)" in str(pytest.raises(N6Error, bundled.features, x / 32768.0).value)
+    assert bundled.features(x)[0].shape == (1, 40, 49)
+
+
+def test_leftover_samples(bundled):
+    new = bundled.frontend.params.new_samples
+    assert [bundled.leftover_samples(n) for n in (0, new - 1, new, 2 * new + 5)] == [0, new - 1, 0, 5]

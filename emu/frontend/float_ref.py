@@ -1,6 +1,6 @@
-"""Float64 reference of the ST log-mel column algorithm (the "PC" features, DESIGN §5.1 without device rounding).
+"""Float64 reference of the ST log-mel column algorithm (the "PC" features: the device algorithm without its rounding).
 
-Contract, per frame t of a patch (frame start = hop*t in the patch buffer, DESIGN §6):
+Contract, per frame t of a patch (frame start = hop*t in the patch buffer, as the ST app frames it):
     x      = q15 / 32768 (float64), win_length samples placed at pad_left = (n_fft - win)//2 of n_fft zeros
     xw     = x * hann_periodic(win_length)                     (float64 window, no f16 table rounding)
     P[k]   = |rfft(xw)[k]|^2   (spectrum "power") or |X[k]| ("magnitude"), unnormalised

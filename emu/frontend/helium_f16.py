@@ -1,6 +1,6 @@
 """CMSIS-DSP's Helium (MVE) float16 kernels as the STM32N6's Cortex-M55 computes them, bit for bit.
 
-Contract (DESIGN §5.1 "Measured on ST's own code", fact 1): the functions below give exactly the binary16
+Contract (measured on ST's own code: the STM32N6 runs CMSIS-DSP's Helium float16 paths): the functions below give exactly the binary16
 results of CMSIS-DSP 1.10 built with the application's flags (`-mcpu=cortex-m55 -mfloat-abi=hard -Os`,
 __ARM_FEATURE_MVE=3), checked against that build running on QEMU mps3-an547 (tests/test_helium_f16.py):
     arm_rfft_fast_f16 (forward), arm_cfft_f16 (forward, with bit reversal), arm_cmplx_mag_squared_f16,

@@ -1,5 +1,5 @@
-"""CMSIS-DSP's Helium (MVE) float32 paths as a Cortex-M55 computes them (DESIGN §5.1 "what the STM32N6
-really runs", §5.2, §7): bit-exact Numba kernels, a C twin in csrc/helium_f32.c, the QEMU oracle in
+"""CMSIS-DSP's Helium (MVE) float32 paths as a Cortex-M55 computes them (what the STM32N6 runs for the
+st-f32 front end): bit-exact Numba kernels, a C twin in csrc/helium_f32.c, the QEMU oracle in
 tests/test_helium_f32.py.
 
 Kernels (allocation-free; the caller owns every buffer; n counts complex values for the cmplx_* kernels):

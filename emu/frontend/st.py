@@ -1,4 +1,4 @@
-"""ST column front end (DESIGN §5.1 `st-f16`, §5.2 `st-f32`): PCM int16 patch -> int8 [n_mels, n_frames].
+"""ST column front end (`st-f16`: float16, `st-f32`: float32): PCM int16 patch -> int8 [n_mels, n_frames].
 
 Per frame t (frame start = hop*t in the patch buffer), one column:
   x  = T(q15 * 2^-15) at offset pad_left = (n_fft-win)//2 of an n_fft zero buffer, xw = T(x * W)

@@ -10,8 +10,8 @@ Lifetimes (node indices into graph.nodes, both ends inclusive, TFLite Micro's co
     last   the last node reading it; the last node for graph outputs (the application reads them after the run);
            `first` for a tensor nobody reads
 A node's inputs and outputs are live together (no in-place kernels), so they never share bytes. Graph inputs and
-outputs sit in the arena like every other activation (DESIGN §4: ST AI I/O buffers have an offset in the
-activation pool).
+outputs sit in the arena like every other activation (ST Edge AI places the I/O buffers at an offset in
+the activation pool).
 
 Reshape aliasing (alias_reshapes=True, the default): a reshape's output keeps its input's bytes (the IR's reshape
 copies a C-order array unchanged, so the bytes are identical) and shares its buffer; the shared buffer lives from

@@ -13,7 +13,8 @@ from emu.errors import N6Error
 from emu.frontend.float_ref import FloatLogMel
 from emu.frontend.params import FrontendParams
 
-# The bundled device front end (DESIGN §5.1 / team agreement); quant_scale/zero-point come from the model.
+# The bundled device front end (ST audio getting-started log-mel, float16 on the Cortex-M55); quant_scale/zero-point
+# come from the model.
 BUNDLED_FRONTEND = FrontendParams(profile="st-f16", sample_rate=16000, n_fft=1024, win_length=640,
                                   hop_length=320, n_mels=40, fmin=50.0, fmax=7500.0, mel_scale="slaney",
                                   mel_norm="slaney", mel_source="librosa", spectrum="power", log="ln",
