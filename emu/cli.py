@@ -23,13 +23,42 @@ class _Parser(argparse.ArgumentParser):
         raise N6Error(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 
-def _load_npy(path, what):
+def _load_npy(path, what, mmap=False):
+    if os.path.isdir(path):
+        raise N6Error(f"{path}: is a folder; give the {what} .npy file")
     if not os.path.isfile(path):
         raise N6Error(f"{path}: no such {what} file")
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except Exception as exc:  # numpy raises ValueError/OSError/EOFError... for a corrupt file
         raise N6Error(f"{path}: not a readable .npy file ({exc.__class__.__name__}); save it with numpy.save") from None
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (tuple, set, frozenset)):
+        return list(v)
+    return str(v)
+
+
+def _print_json(obj, out):
+    """One JSON document on stdout (non-finite floats as null, so that any JSON parser reads it)."""
+    def clean(v):
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, np.ndarray):
+            return clean(v.tolist())
+        if isinstance(v, np.generic):
+            return clean(v.item())
+        return v
+    print(json.dumps(clean(obj), indent=1, default=_json_default, allow_nan=False), file=out)
 
 
 def _fmt_shape(shape):
@@ -44,6 +73,48 @@ def _fmt_quant(t):
     return f"per-ch({len(t['scale'])}) ax={t['quant_axis']}"
 
 
+def _printable(name, limit=4096):
+    """A name from a file or the file system (paths: no cut below `limit`), safe to print in one line."""
+    from emu.errors import printable
+    return printable(name, limit)
+
+
+def _one_line(text):
+    """A message safe to print as one line: unprintable characters escaped (idempotent on escaped names)."""
+    s = str(text)
+    return s if s.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
+
+
+def _is_tty(stream):
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+# one-time compile of every Numba kernel of the bundled device chain: 127 s of CPU (148 s wall) measured on a shared
+# 2-core machine
+COMPILE_SECONDS = 120
+
+
+def _kernels_cold():
+    """True when the Numba cache holds no compiled code for the key kernels (a conv kernel of the network and the
+    front end's FFT), i.e. the first run will compile; asks Numba's own cache locator (it follows
+    numba.config.CACHE_DIR, wherever it is set). None when it cannot tell."""
+    try:
+        from emu.frontend.helium_f16 import rfft_fast_f16
+        from emu.kernels.conv import run_conv_s8
+        return any(not d._cache._cache_file._load_index() for d in (run_conv_s8, rfft_fast_f16))
+    except Exception:
+        return None
+
+
+def _compile_notice(err):
+    """One line on a terminal before a first run's compilation (silence otherwise)."""
+    if _is_tty(err) and _kernels_cold():
+        print(f"n6emu: compiling kernels (first run only, about {COMPILE_SECONDS} s)", file=err, flush=True)
+
+
 # ---------------------------------------------------------------------------------------------------
 # subcommands
 # ---------------------------------------------------------------------------------------------------
@@ -55,16 +126,20 @@ def cmd_inspect(args, out):
     if args.align is not None and not args.memory:
         raise N6Error("--align sets the arena alignment of the memory plan: give --memory too")
     graph = load_model(args.model)
+    P = _printable
     if args.memory:
         from emu.graph.memory import DEFAULT_ALIGNMENT, plan_memory
         plan = plan_memory(graph, alignment=DEFAULT_ALIGNMENT if args.align is None else args.align)
-        print(f"model {args.model} ({graph.source})", file=out)
+        if args.json:
+            _print_json(dict(model=args.model, source=graph.source, memory=plan.to_dict()), out)
+            return EXIT_OK
+        print(f"model {P(args.model)} ({graph.source})", file=out)
         print(f"memory plan: {len(plan)} activations in one arena, {plan.alignment}-byte alignment, largest first "
               f"(first fit over live ranges); reshape outputs share their input's buffer", file=out)
         print(f"{'offset':>8} {'size':>8}  {'nodes':<9} tensor", file=out)
         for p in plan:
-            alias = f"  (= {p.alias_of})" if p.alias_of is not None else ""
-            print(f"{p.offset:>8} {p.size:>8}  {f'{p.first}-{p.last}':<9} {p.name}{alias}", file=out)
+            alias = f"  (= {P(p.alias_of, 80)})" if p.alias_of is not None else ""
+            print(f"{p.offset:>8} {p.size:>8}  {f'{p.first}-{p.last}':<9} {P(p.name, 80)}{alias}", file=out)
         dtypes = " + ".join(f"{k} {v}" for k, v in plan.weights_by_dtype.items())
         print(f"peak arena {plan.peak_bytes} bytes (all activations without reuse: {plan.activation_bytes} bytes)",
               file=out)
@@ -72,14 +147,24 @@ def cmd_inspect(args, out):
         print(f"requantization arrays {plan.requant_bytes} bytes (int32 multiplier + shift per output channel; not "
               f"in weights)", file=out)
         return EXIT_OK
-    print(f"model {args.model} ({graph.source})", file=out)
     layers = inspect_graph(graph)
+    if args.json:
+        io = {kind: [dict(name=n, shape=[int(d) for d in graph.tensors[n].shape],
+                          dtype=np.dtype(graph.tensors[n].dtype).name,
+                          scale=None if graph.tensors[n].scale is None else [float(v) for v in graph.tensors[n].scale],
+                          zero_point=None if graph.tensors[n].zero_point is None
+                          else [int(v) for v in graph.tensors[n].zero_point]) for n in names]
+              for kind, names in (("inputs", graph.inputs), ("outputs", graph.outputs))}
+        _print_json(dict(model=args.model, source=graph.source, **io, layers=layers,
+                         macs=sum(layer["macs"] for layer in layers)), out)
+        return EXIT_OK
+    print(f"model {P(args.model)} ({graph.source})", file=out)
     for kind, names in (("input ", graph.inputs), ("output", graph.outputs)):
         for name in names:
             t = graph.tensors[name]
             quant = dict(scale=None if t.scale is None else list(t.scale),
                          zero_point=None if t.zero_point is None else list(t.zero_point), quant_axis=t.quant_axis)
-            print(f"  {kind} {name}: {_fmt_shape(t.shape)} {np.dtype(t.dtype).name} {_fmt_quant(quant)}", file=out)
+            print(f"  {kind} {P(name, 80)}: {_fmt_shape(t.shape)} {np.dtype(t.dtype).name} {_fmt_quant(quant)}", file=out)
     header = (f"{'#':>3} {'op':<17} {'input':<11} {'output':<11} {'dtype':<5} {'output quant':<24} "
               f"{'weights':<26} {'MACs':>9}  layer")
     print(header, file=out)
@@ -90,95 +175,168 @@ def cmd_inspect(args, out):
         o = layer["outputs"][0]
         wdesc = f"{_fmt_shape(weights['shape'])} {_fmt_quant(weights)}" if weights else ""
         total += layer["macs"]
-        print(f"{i:>3} {layer['op']:<17} {_fmt_shape(first['shape']) if first else '':<11} "
+        print(f"{i:>3} {P(layer['op'], 17):<17} {_fmt_shape(first['shape']) if first else '':<11} "
               f"{_fmt_shape(o['shape']):<11} {o['dtype']:<5} {_fmt_quant(o):<24} {wdesc:<26} {layer['macs']:>9,}  "
-              f"{layer['name']}", file=out)
+              f"{P(layer['name'], 80)}", file=out)
     print(f"{len(layers)} layers, {total:,} MACs per inference", file=out)
     return EXIT_OK
 
 
-def cmd_run(args, out):
-    from emu.models import ModelSession
-    from emu.outputs import save_npy
+RUN_CHUNK = 256   # inputs per network call when `run` streams a batch (memory: one chunk in, one chunk out)
 
-    x = _load_npy(args.input, "input")
+
+def cmd_run(args, out, err=None):
+    from emu.models import ModelSession
+    from emu.outputs import check_file_target, npy_stream, save_npy
+
+    err = sys.stderr if err is None else err
+    check_file_target(args.output, "--output")
+    if args.dump is not None:
+        check_file_target(args.dump, "--dump")
+    x = _load_npy(args.input, "input", mmap=True)    # a memory map: a batch larger than memory streams
     boundary = args.input_boundary or "int8"
     session = ModelSession(args.model, profile=args.profile, backend=args.backend, rounding=args.rounding)
-    q, f = session.run(x, boundary)
-    if args.float_output and f is None:
-        raise N6Error(f"{args.model}: the model has no float output (no DequantizeLinear tail); drop --float-output")
-    if isinstance(q, tuple):
-        raise N6Error("--output with a multi-output model is not supported; use --dump to get every tensor")
-    y = f if args.float_output else q
+    shape = tuple(session.model.input_shape)
+    batched = x.ndim == len(shape) + 1 and tuple(x.shape[1:]) == shape
+    if x.size == 0:
+        raise N6Error(f"{args.input}: an empty array {_fmt_shape(x.shape)} (no input); give at least one input of "
+                      f"shape {_fmt_shape(shape)}")
     meta = dict(session.metadata, input_boundary=boundary, float_output=bool(args.float_output),
                 model=os.path.abspath(args.model), input=os.path.abspath(args.input), n6emu=__version__)
-    trace = session.trace(x, boundary, settings=meta) if args.dump else None
-    save_npy(args.output, y)
+    _compile_notice(err)
+
+    def result(chunk):
+        q, f = session.run(np.ascontiguousarray(chunk), boundary)
+        if args.float_output and f is None:
+            raise N6Error(f"{args.model}: the model has no float output (no DequantizeLinear tail); drop "
+                          f"--float-output")
+        if isinstance(q, tuple):
+            raise N6Error("--output with a multi-output model is not supported; use --dump to get every tensor")
+        return np.asarray(f if args.float_output else q)
+
+    trace = session.trace(np.asarray(x), boundary, settings=meta) if args.dump else None
     if trace is not None:
         trace.save(args.dump)
-    print(f"wrote {args.output}: {_fmt_shape(y.shape)} {y.dtype} (profile {meta['profile']}, rounding "
-          f"{meta['rounding']}, backend {meta['backend']})" +
-          (f"; {len(trace)} stages and tensors in {args.dump}" if trace else ""), file=out)
+    try:
+        if batched:
+            n = x.shape[0]
+            first = result(x[:RUN_CHUNK])
+            if first.shape[0] != min(n, RUN_CHUNK):
+                raise RuntimeError(f"batch of {min(n, RUN_CHUNK)} gave {first.shape[0]} outputs")
+            y_shape, y_dtype = (n,) + first.shape[1:], first.dtype
+            with npy_stream(args.output, y_shape, y_dtype) as y:
+                y[:first.shape[0]] = first
+                for start in range(RUN_CHUNK, n, RUN_CHUNK):
+                    y[start:start + RUN_CHUNK] = result(x[start:start + RUN_CHUNK])
+        else:
+            y = result(x)
+            y_shape, y_dtype = y.shape, y.dtype
+            save_npy(args.output, y)
+    except BaseException:
+        if trace is not None and os.path.isfile(args.dump):
+            os.remove(args.dump)
+        raise
+    print(f"wrote {_printable(args.output)}: {_fmt_shape(y_shape)} {np.dtype(y_dtype)} (profile {meta['profile']}, "
+          f"rounding {meta['rounding']}, backend {meta['backend']})" +
+          (f"; {len(trace)} stages and tensors in {_printable(args.dump)}" if trace else ""), file=out)
     return EXIT_OK
 
 
-def cmd_features(args, out):
-    import shutil
-    import tempfile
+def _no_window(info, new_samples, rate):
+    """The line for a recording shorter than one patch."""
+    return (f"no window: {_printable(info.path)} is {info.n_samples / info.sample_rate:.2f} s, shorter than one "
+            f"{new_samples / rate:.2f} s patch")
+
+
+def _leftover_text(samples, rate, files=None):
+    where = "the last patch" if files is None else f"the last patch of {files} file(s)"
+    return (f"{samples} sample(s) ({samples / rate:.2f} s) after {where} not computed (the device would still be "
+            f"waiting for the next patch)")
+
+
+def _check_folder_is_not_one_file(path, command):
+    """`features` and other one-recording commands given a folder: one line saying so."""
+    if os.path.isdir(path):
+        from emu import audio
+        found = audio.find_audio([path])
+        raise N6Error(f"{_printable(path)}: is a folder of {len(found)} recording(s); `n6emu {command}` takes one "
+                      f"recording: give one of its files (e.g. {_printable(found[0])}), or replay the folder with "
+                      f"`n6emu replay {_printable(path)}`")
+
+
+def cmd_features(args, out, err=None):
+    import contextlib
 
     from emu import audio
     from emu.config import load_config
-    from emu.device import FrontEnd, frontend_params
-    from emu.outputs import save_npy
-    from emu.trace import frontend_trace
+    from emu.outputs import check_file_target, check_new_folder, npy_bytes, save_npy, staged_folder, write_into
 
-    cfg = load_config(args.config)
-    params = frontend_params(cfg)
-    fe = FrontEnd(params)
-    info = audio.probe(args.audio, raw_rate=args.rate)
-    audio.check_rate(info, params.sample_rate)
-    if args.stages is not None and os.path.exists(args.stages) and os.listdir(args.stages):
-        raise N6Error(f"--stages {args.stages}: the folder exists and is not empty; give a new folder")
-    feats = []
-    tmp = None
+    err = sys.stderr if err is None else err
+    check_file_target(args.output, "--output")
     if args.stages is not None:
-        parent = os.path.dirname(os.path.abspath(args.stages))
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".n6emu-stages-", dir=parent)
+        check_new_folder(args.stages, "--stages")
+    _check_folder_is_not_one_file(args.audio, "features")
+    cfg = load_config(args.config)
+    rate, new = cfg.frontend.sample_rate, cfg.frontend.new_samples
+    info = audio.open_checked(args.audio, args.rate, rate)
+    if info.n_samples < new:
+        raise N6Error(_no_window(info, new, rate))
+
+    from emu.device import FrontEnd, frontend_params
+    from emu.trace import frontend_trace
+    params = frontend_params(cfg)
+    _compile_notice(err)
+    fe = FrontEnd(params)
+    feats = []
+    written = False
     try:
-        for k, patch in audio.patches(audio.iter_blocks(info, 1 << 16), params.keep_samples, params.new_samples):
-            trace = frontend_trace(fe, patch)
-            feats.append(trace["frontend/features"])
-            if tmp is not None:
-                folder = os.path.join(tmp, f"patch_{k:05d}")
-                os.makedirs(folder)
-                for name in trace.names("frontend/"):
-                    np.save(os.path.join(folder, f"{name[len('frontend/'):]}.npy"), trace[name])
-        if not feats:
-            raise N6Error(f"{args.audio}: shorter than one patch ({params.new_samples} new samples at {params.sample_rate} Hz); "
-                          f"nothing to compute")
-        arr = np.stack(feats)
-        save_npy(args.output, arr)
-        if tmp is not None:
-            if os.path.exists(args.stages):
-                os.rmdir(args.stages)
-            os.replace(tmp, args.stages)
-            tmp = None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"wrote {args.output}: {_fmt_shape(arr.shape)} int8 [patch, {'mfcc' if fe.frame_major else 'mel'}, frame] "
-          f"({params.build}, scale {params.quant_scale:.6g}, zero-point {params.quant_zero_point})"
-          + (f"; every stage of every patch in {args.stages}" if args.stages else ""), file=out)
+        with contextlib.ExitStack() as stack:
+            tmp = None if args.stages is None else stack.enter_context(staged_folder(args.stages, ".n6emu-stages-"))
+            for k, patch in audio.patches(audio.iter_blocks(info, 1 << 16), params.keep_samples, params.new_samples):
+                trace = frontend_trace(fe, patch)
+                feats.append(trace["frontend/features"])
+                if tmp is not None:
+                    folder = os.path.join(tmp, f"patch_{k:05d}")
+                    os.makedirs(folder)
+                    for name in trace.names("frontend/"):
+                        write_into(os.path.join(folder, f"{name[len('frontend/'):]}.npy"), npy_bytes(trace[name]))
+            arr = np.stack(feats)
+            save_npy(args.output, arr)
+            written = True
+    except BaseException:
+        if written and os.path.isfile(args.output):
+            os.remove(args.output)
+        raise
+    leftover = info.n_samples - len(feats) * params.new_samples
+    if args.json:
+        _print_json(dict(output=args.output, shape=list(arr.shape), dtype="int8",
+                         layout=f"[patch, {'mfcc' if fe.frame_major else 'mel'}, frame]", front_end=params.build,
+                         scale=params.quant_scale, zero_point=params.quant_zero_point, patches=len(feats),
+                         samples=info.n_samples, leftover_samples=leftover, stages=args.stages), out)
+        return EXIT_OK
+    print(f"wrote {_printable(args.output)}: {_fmt_shape(arr.shape)} int8 [patch, {'mfcc' if fe.frame_major else 'mel'}, "
+          f"frame] ({params.build}, scale {params.quant_scale:.6g}, zero-point {params.quant_zero_point})"
+          + (f"; every stage of every patch in {_printable(args.stages)}" if args.stages else "")
+          + (f"; {_leftover_text(leftover, params.sample_rate)}" if leftover else ""), file=out)
     return EXIT_OK
 
 
-def cmd_vectors(args, out):
-    from emu.device import Device
+def cmd_vectors(args, out, err=None):
+    from emu import audio
+    from emu.config import load_config
+    from emu.outputs import check_new_folder
     from emu.vectors import write_vectors
 
+    err = sys.stderr if err is None else err
+    check_new_folder(args.out, "--out")
+    rate = load_config(args.config).frontend.sample_rate
+    for clip in args.audio:                  # every clip checked before anything is built or compiled
+        _check_folder_is_not_one_file(clip, "vectors --audio")
+        audio.open_checked(clip, None, rate)
+    from emu.device import Device
+    _compile_notice(err)
     dev = Device(args.config)
-    _print_warnings(dev, sys.stderr)
+    _print_warnings(dev, err)
     m = write_vectors(dev, args.audio, args.out, stages=args.stages, arena=args.arena, alignment=args.align)
     per_case = sum(a["case"] != "model" for a in m["arrays"]) // len(m["cases"])
     print(f"wrote {args.out}: {len(m['cases'])} case(s) x {per_case} stage arrays, "
@@ -197,70 +355,134 @@ def cmd_testkit(args, out):
     return EXIT_OK if code == 0 else EXIT_FAIL
 
 
-def cmd_conformance(args, out):
+def cmd_conformance(args, out, err=None):
     from emu.conformance import run_all
 
+    err = sys.stderr if err is None else err
     if not os.path.isdir(args.dir):
-        raise N6Error(f"{args.dir}: no such folder; give a folder of CMSIS-NN test-data cases")
+        raise N6Error(f"{_printable(args.dir)}: no such folder; give a folder of CMSIS-NN test-data cases")
+    _compile_notice(err)
     results = run_all(args.dir, backend=args.backend, rounding=args.rounding)
     if not results:
-        raise N6Error(f"{args.dir}: no CMSIS-NN test-data case found (folders with config_data.h)")
+        raise N6Error(f"{_printable(args.dir)}: no CMSIS-NN test-data case found (folders with config_data.h)")
+    if args.json:
+        cases = [dict(name=r.name, op=r.op, status=r.status, n_mismatch=r.n_mismatch, n_total=r.n_total,
+                      first_mismatch=None if r.first_mismatch is None else [int(v) for v in r.first_mismatch],
+                      detail=r.detail or None) for r in results]
+        counts = {k: sum(r.status == k.upper() for r in results) for k in ("pass", "fail", "unknown")}
+        _print_json(dict(dir=args.dir, passed=counts["pass"], failed=counts["fail"], unknown=counts["unknown"],
+                         cases=cases), out)
+        return EXIT_FAIL if counts["fail"] else EXIT_OK
     passed = failed = unknown = 0
     for r in results:
         if r.status == "PASS":
             passed += 1
-            line = f"PASS {r.name} ({r.op}, {r.n_total} values)"
+            line = f"PASS {_printable(r.name)} ({r.op}, {r.n_total} values)"
         elif r.status == "FAIL":
             failed += 1
             pos = "" if r.first_mismatch is None else f", first at NHWC {tuple(int(v) for v in r.first_mismatch)}"
-            line = f"FAIL {r.name} ({r.op}): {r.n_mismatch}/{r.n_total} values differ{pos}" + (f"; {r.detail}" if r.detail else "")
+            line = f"FAIL {_printable(r.name)} ({r.op}): {r.n_mismatch}/{r.n_total} values differ{pos}" + (f"; {r.detail}" if r.detail else "")
         else:
             unknown += 1
-            line = f"UNKNOWN {r.name}: {r.detail}"
+            line = f"UNKNOWN {_printable(r.name)}: {_one_line(r.detail)}"
         print(line, file=out)
     print(f"{passed} passed, {failed} failed" + (f", {unknown} unknown" if unknown else ""), file=out)
     return EXIT_FAIL if failed else EXIT_OK
+
+
+class _Windows:
+    """--windows as index ranges (membership by range: `0-99999999999` allocates nothing)."""
+
+    def __init__(self, spec, ranges):
+        self.spec, self.ranges = spec, ranges
+
+    def __contains__(self, k):
+        return any(lo <= k <= hi for lo, hi in self.ranges)
+
+    def lowest(self):
+        return min(lo for lo, _ in self.ranges)
+
+    def unmatched(self, seen):
+        """The parts of the spec that matched none of the windows `seen`."""
+        return [f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges
+                if not any(lo <= k <= hi for k in seen)]
 
 
 def _parse_windows(spec):
     """--windows SPEC: "all" or comma-separated indices/ranges ("0,3-5") of patches to dump in every file."""
     if spec is None or spec == "all":
         return None
-    chosen = set()
+    ranges = []
     try:
         for part in spec.split(","):
             a, _, b = part.strip().partition("-")
             lo, hi = int(a), int(b) if b else int(a)
             if lo < 0 or hi < lo:
                 raise ValueError
-            chosen.update(range(lo, hi + 1))
+            ranges.append((lo, hi))
     except ValueError:
-        raise N6Error(f"--windows {spec!r}: give 'all' or indices/ranges like 0,3-5") from None
-    return chosen
+        raise N6Error(f"--windows {_one_line(spec)!r}: give 'all' or indices/ranges like 0,3-5") from None
+    return _Windows(spec, ranges)
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal (CI logs stay clean)."""
+    """A one-line progress bar on stderr, only when stderr is a terminal (CI logs stay clean) or with --progress.
 
-    def __init__(self, err, enabled):
+    The clock counts from the command's start (compilation and set-up included); the ETA extrapolates the work
+    done since the first update. clear() empties the line before a result line is printed and redraw() puts the
+    bar back under it, so result lines are never overwritten; close() leaves the line empty."""
+
+    def __init__(self, err, enabled, t0=None):
         import time
-        self.err, self.enabled, self.t0, self.time, self.last = err, enabled, time.monotonic(), time.monotonic, -1.0
+        self.err, self.enabled, self.time = err, enabled, time.monotonic
+        self.t0 = self.time() if t0 is None else t0
+        self.first = None          # (time, done) of the first update: the ETA's origin
+        self.last = -1.0
+        self.text = None           # the bar as last drawn (None: nothing on the line)
+        self.state = None
 
     def __call__(self, done, total):
+        if not self.enabled or total == 0:
+            return
         now = self.time()
-        if not self.enabled or total == 0 or (now - self.last < 0.2 and done < total):
+        if self.first is None:
+            self.first = (now, done)
+        self.state = (done, total)
+        if now - self.last < 0.2 and done < total:
             return
         self.last = now
+        self._draw(now)
+
+    def _draw(self, now):
+        done, total = self.state
         frac = done / total
-        bar = "#" * int(30 * frac)
-        self.err.write(f"\r[{bar:<30}] {100 * frac:5.1f}%  {now - self.t0:6.1f} s")
+        t1, d1 = self.first
         if done >= total:
-            self.err.write("\n")
+            eta = "ETA  0.0 s"
+        elif done > d1 and now > t1:
+            eta = f"ETA {(now - t1) / (done - d1) * (total - done):4.1f} s"
+        else:
+            eta = "ETA    ? s"
+        self.text = f"[{'#' * int(30 * frac):<30}] {100 * frac:5.1f}%  {now - self.t0:6.1f} s  {eta}"
+        self.err.write("\r\x1b[K" + self.text)
         self.err.flush()
 
+    def clear(self):
+        if self.text is not None:
+            self.err.write("\r\x1b[K")
+            self.err.flush()
 
-_CSV_FIELDS = ("file", "window", "start_s", "end_s", "label", "index", "score", "gated", "silence_sum",
-               "output", "probabilities")
+    def redraw(self):
+        if self.text is not None:
+            self._draw(self.time())
+
+    def close(self):
+        self.clear()
+        self.text = None
+
+
+_CSV_FIELDS = ("file", "window", "start_s", "end_s", "label", "index", "score", "gated", "below_threshold",
+               "silence_sum", "output", "probabilities")
 
 
 def _record_json(rec):
@@ -269,89 +491,327 @@ def _record_json(rec):
             for k in _CSV_FIELDS}
 
 
+BELOW = " (below threshold)"
+
+
+def _no_window_error(short, new, rate):
+    """No file gives a window: one line (the first files named, the count of the rest)."""
+    if len(short) == 1:
+        return _no_window(short[0], new, rate)
+    names = ", ".join(f"{_printable(i.path)} is {i.n_samples / i.sample_rate:.2f} s" for i in short[:3])
+    more = f" and {len(short) - 3} more" if len(short) > 3 else ""
+    return f"no window: every file is shorter than one {new / rate:.2f} s patch ({names}{more})"
+
+
 def cmd_replay(args, out, err):
+    if _dataset_mode(args):
+        return _replay_dataset(args, out, err)
     import contextlib
     import csv
-    import shutil
-    import tempfile
 
-    from emu.device import Device
-    from emu.outputs import atomic_path, write_text
+    from emu import audio
+    from emu.config import load_config
+    from emu.outputs import Staged, check_file_target, check_new_folder, staged_folder
 
+    # everything the user gave is checked before anything is built or compiled
     if args.out is not None and not args.out.endswith((".jsonl", ".csv")):
-        raise N6Error(f"--out {args.out}: give a .jsonl or .csv file name")
+        raise N6Error(f"--out {_printable(args.out)}: give a .jsonl or .csv file name")
+    if args.out is not None:
+        check_file_target(args.out, "--out")
+        check_file_target(args.out + ".settings.json", "--out")
     if args.windows is not None and args.dump is None:
         raise N6Error("--windows selects the patches to dump: give --dump DIR too")
-    if args.dump is not None and os.path.exists(args.dump) and os.listdir(args.dump):
-        raise N6Error(f"--dump {args.dump}: the folder exists and is not empty; give a new folder")
+    if args.dump is not None:
+        check_new_folder(args.dump, "--dump")
     windows = _parse_windows(args.windows)
-    dev = Device(args.config)
+    cfg = load_config(args.config)
+    rate, new = cfg.frontend.sample_rate, cfg.frontend.new_samples
+    infos = [audio.open_checked(f, args.rate, rate) for f in audio.find_audio(args.audio)]
+    short = [i for i in infos if i.n_samples < new]
+    if len(short) == len(infos):
+        raise N6Error(_no_window_error(short, new, rate))
+    if windows is not None:
+        most = max(i.n_samples // new for i in infos)
+        if windows.lowest() >= most:
+            raise N6Error(f"--windows {_one_line(args.windows)}: no such window; the longest file has {most} "
+                          f"window(s) (0-{most - 1}); nothing was written")
+
+    from emu.device import Device
+    _compile_notice(err)
+    dev = Device(cfg)
     _print_warnings(dev, err)
     if args.backend is not None:
         dev = dev.with_(**{"model.backend": args.backend})
-    settings = dict(dev.settings, n6emu=__version__)
-
-    with contextlib.ExitStack() as stack:
+    threshold = dev.config.app.threshold
+    progress = _Progress(err, args.progress or _is_tty(err), t0=getattr(args, "t0", None))
+    results = side = None
+    committed = False
+    try:
         dump_tmp = None
-        if args.dump is not None:
-            parent = os.path.dirname(os.path.abspath(args.dump))
-            os.makedirs(parent, exist_ok=True)
-            dump_tmp = tempfile.mkdtemp(prefix=".n6emu-dump-", dir=parent)
-            stack.callback(lambda: os.path.isdir(dump_tmp) and shutil.rmtree(dump_tmp))
-        sink = None
-        if args.out is not None:
-            tmp = stack.enter_context(atomic_path(args.out))
-            sink = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
-            writer = csv.writer(sink) if args.out.endswith(".csv") else None
-            if writer is not None:
-                writer.writerow(_CSV_FIELDS)
+        with contextlib.ExitStack() as stack:
+            stack.callback(progress.close)
+            if args.dump is not None:
+                dump_tmp = stack.enter_context(staged_folder(args.dump, ".n6emu-dump-"))
+            sink = writer = None
+            if args.out is not None:
+                results = Staged(args.out, text=True, newline="")
+                sink = results.file
+                writer = csv.writer(sink) if args.out.endswith(".csv") else None
+                if writer is not None:
+                    writer.writerow(_CSV_FIELDS)
+            dumped, records = [], []
 
-        def dump_trace(info, k):
-            if windows is not None and k not in windows:
-                return None
-            stem = os.path.splitext(os.path.basename(info.path))[0]
+            def dump_trace(info, k):
+                if windows is not None and k not in windows:
+                    return None
+                stem = os.path.splitext(os.path.basename(info.path))[0]
 
-            def save(trace):
-                trace.settings.update(n6emu=__version__, file=info.path, window=k)
-                trace.save(os.path.join(dump_tmp, f"{stem}_w{k:05d}.npz"))
-                dumped.append(k)
-            return save
+                def save(trace):
+                    trace.settings.update(n6emu=__version__, file=info.path, window=k)
+                    trace.save(os.path.join(dump_tmp, f"{stem}_w{k:05d}.npz"))
+                    dumped.append(k)
+                return save
 
-        progress = _Progress(err, args.progress or (hasattr(err, "isatty") and err.isatty()))
-        dumped = []
-        n = n_files = 0
-        last_file = None
-        counts = {}
-        for rec in dev.replay(args.audio, rate=args.rate, progress=progress,
-                              trace=dump_trace if dump_tmp is not None else None):
-            n += 1
-            n_files += rec["file"] != last_file
-            last_file = rec["file"]
-            label = "(silence gate)" if rec["gated"] else rec["label"]
-            counts[label] = counts.get(label, 0) + 1
-            if sink is None:
-                span = f"{rec['start_s']:.2f}-{rec['end_s']:.2f} s"
-                print(f"{span:>18}  {label:<14} p={rec['score']:.3f}  "
-                      f"top={dev.classes[rec['index']]:<12} {rec['file']}", file=out)
-            elif writer is not None:
-                j = _record_json(rec)
-                writer.writerow([json.dumps(j[k]) if isinstance(j[k], list) else j[k] for k in _CSV_FIELDS])
-            else:
-                sink.write(json.dumps(_record_json(rec)) + "\n")
-        if args.out is not None:
-            write_text(args.out + ".settings.json", json.dumps(settings, indent=2) + "\n")
-        if dump_tmp is not None:
-            if not dumped:
-                raise N6Error(f"--windows {args.windows}: no such window (the input gave {n} window(s), numbered "
-                              f"from 0 in each file); nothing was written")
-            if os.path.exists(args.dump):
-                _move_into(dump_tmp, args.dump)
-            else:
-                os.replace(dump_tmp, args.dump)
+            n = 0
+            counts, per_file = {}, {}
+            for rec in dev.replay([i.path for i in infos], rate=args.rate, progress=progress,
+                                  trace=dump_trace if dump_tmp is not None else None):
+                n += 1
+                per_file[rec["file"]] = per_file.get(rec["file"], 0) + 1
+                rec["below_threshold"] = below = not rec["gated"] and not rec["score"] > threshold
+                label = "(silence gate)" if rec["gated"] else rec["label"] + (BELOW if below else "")
+                counts[label] = counts.get(label, 0) + 1
+                if sink is None and args.json:
+                    records.append(_record_json(rec))
+                elif sink is None:
+                    span = f"{rec['start_s']:.2f}-{rec['end_s']:.2f} s"
+                    progress.clear()
+                    print(f"{span:>18}  {label:<14} p={rec['score']:.3f}  "
+                          f"top={dev.classes[rec['index']]:<12} {_printable(rec['file'])}", file=out, flush=True)
+                    progress.redraw()
+                elif writer is not None:
+                    j = _record_json(rec)
+                    writer.writerow([json.dumps(j[k]) if isinstance(j[k], list) else j[k] for k in _CSV_FIELDS])
+                else:
+                    sink.write(json.dumps(_record_json(rec)) + "\n")
+            files = [dict(file=i.path, samples=i.n_samples, seconds=i.n_samples / i.sample_rate,
+                          windows=per_file.get(i.path, 0), leftover_samples=dev.leftover_samples(i.n_samples))
+                     for i in infos]
+            no_window = [i for i, f in zip(infos, files) if f["windows"] == 0]
+            if n == 0:
+                raise N6Error(_no_window_error(no_window, new, rate))
+            if windows is not None and not dumped:
+                raise N6Error(f"--windows {_one_line(args.windows)}: no such window (the input gave {n} window(s), "
+                              f"numbered from 0 in each file); nothing was written")
+            settings = dict(dev.settings, n6emu=__version__, inputs=files,
+                            no_window=[_no_window(i, new, rate) for i in no_window])
+            if args.out is not None:
+                side = Staged(args.out + ".settings.json", text=True, newline="\n")
+                side.file.write(json.dumps(settings, indent=2) + "\n")
+                results.commit()
+                committed = True
+                side.commit()
+    except BaseException:
+        for st in (results, side):        # a failed write leaves neither the results nor their settings
+            if st is not None:
+                st.discard()
+        if committed and os.path.isfile(args.out):
+            os.remove(args.out)           # the results were moved into place, their settings were not
+        raise
+    leftover = sum(f["leftover_samples"] for f in files if f["windows"])   # files without a window: reported apart
+    unmatched = windows.unmatched(dumped) if windows is not None else []
+    if args.json:
+        _print_json(dict(windows=n, files=files, counts=counts, front_end=dev.config.frontend.build,
+                         threshold=threshold, out=args.out, dump=args.dump, traces=len(dumped),
+                         windows_unmatched=unmatched, leftover_samples=leftover,
+                         no_window=settings["no_window"], records=None if args.out else records), out)
+        return EXIT_OK
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-    print(f"{n} windows from {n_files} file(s), front end {dev.config.frontend.build}" +
-          (f" -> {args.out}" if args.out else "") +
-          (f"; {len(dumped)} trace(s) in {args.dump}" if args.dump else "") + (f"  ({summary})" if summary else ""), file=out)
+    print(f"{n} windows from {len(infos) - len(no_window)} file(s), front end {dev.config.frontend.build}" +
+          (f" -> {_printable(args.out)}" if args.out else "") +
+          (f"; {len(dumped)} trace(s) in {_printable(args.dump)}" if args.dump else "") +
+          (f"  ({summary})" if summary else ""), file=out)
+    for line in settings["no_window"][:5]:
+        print(line, file=out)
+    if len(no_window) > 5:
+        print(f"no window: {len(no_window) - 5} more file(s) shorter than one patch"
+              + (" (all in the settings)" if args.out else ""), file=out)
+    if leftover:
+        with_left = sum(f["leftover_samples"] > 0 for f in files if f["windows"])
+        print(_leftover_text(leftover, rate, with_left) + ("; per file in the settings" if args.out else ""),
+              file=out)
+    if unmatched:
+        print(f"--windows: {', '.join(unmatched)} matched no window of any file", file=out)
+    if any(BELOW in k for k in counts):
+        print(f"{dev.config.app.unknown_label}{BELOW}: no class's probability exceeded [app].threshold = "
+              f"{threshold:g}; top= is the model's most probable class (a class of its own, like _unknown_, "
+              f"is a decision)", file=out)
+    return EXIT_OK
+
+
+_DATASET_FLAGS = ("labels", "pad", "report", "compare_config", "compare_to", "workers", "scheduler", "resume")
+
+
+def _dataset_mode(args):
+    return any(getattr(args, k, None) not in (None, False) for k in _DATASET_FLAGS)
+
+
+def _replay_dataset(args, out, err):
+    """`n6emu replay DATASET --labels folders|CSV [--pad] [--report DIR] [--compare-config T | --compare pc]
+    [--workers N | --scheduler ADDR] [--out F [--resume]]`: whole files in input order (emu.dataset)."""
+    import csv
+    import io
+    import signal
+
+    from emu import audio
+    from emu import dataset as D
+    from emu.config import load_config
+    from emu.outputs import check_file_target, check_new_folder, staged_folder, write_text
+
+    compare_pc = args.compare_to == "pc"
+
+    if args.dump is not None or args.windows is not None:
+        raise N6Error("--dump/--windows trace single windows; drop them for a dataset replay (--labels, --pad, "
+                      "--report, --compare*, --workers, --scheduler, --resume)")
+    if args.compare_config is not None and compare_pc:
+        raise N6Error("give --compare-config OTHER.toml or --compare pc, not both")
+    if args.resume and args.out is None:
+        raise N6Error("--resume continues an interrupted --out file: give --out too")
+    if args.out is not None:
+        if not args.out.endswith((".jsonl", ".csv")):
+            raise N6Error(f"--out {_printable(args.out)}: give a .jsonl or .csv file name")
+        check_file_target(args.out, "--out")
+    if args.report is not None:
+        check_new_folder(args.report, "--report")
+        if args.labels is None:
+            raise N6Error("--report measures accuracy against labels: give --labels folders or --labels FILE.csv")
+        from emu import plots
+        try:
+            plots.require()
+        except N6Error:
+            raise N6Error('matplotlib is not installed, which --report needs for its confusion-matrix PNG; pip '
+                          'install "n6emu[plot]"') from None
+    if args.workers is not None and args.scheduler is not None:
+        raise N6Error("give --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
+    if args.workers is not None or args.scheduler is not None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise N6Error("--workers/--scheduler need Dask: pip install \"n6emu[dask]\"") from None
+    cfg = load_config(args.config)
+    other_cfg = load_config(args.compare_config) if args.compare_config is not None else None
+    clips = D.list_clips(args.audio, labels=args.labels)
+    for c in clips:       # every file readable at the device's rate before anything is built
+        audio.open_checked(c.path, args.rate, cfg.frontend.sample_rate)
+
+    from emu.device import Device
+    _compile_notice(err)
+    dev = Device(cfg)
+    _print_warnings(dev, err)
+    if args.backend is not None:
+        dev = dev.with_(**{"model.backend": args.backend})
+    other = None
+    if other_cfg is not None:
+        other = Device(other_cfg, _shared=dev._shared)
+    elif compare_pc:
+        other = dev.pc()
+    threshold = dev.config.app.threshold
+    fields = _CSV_FIELDS + (("truth",) if args.labels is not None else ())
+    settings = dict(dev.settings, n6emu=__version__, dataset=dict(
+        inputs=[_one_line(a) for a in args.audio], labels=args.labels, pad=bool(args.pad), files=len(clips),
+        compare=None if other is None else ("pc" if compare_pc else other.settings)))
+    fingerprint = D._fingerprint(settings, [(c.path, c.label, os.path.getsize(c.path)) for c in clips], args.rate)
+    sink = None
+    if args.out is not None:
+        header = "" if args.out.endswith(".jsonl") else ",".join(fields) + "\r\n"
+        sink = D.ResumableOutput(args.out, fingerprint, header=header, resume=args.resume)
+    start = 0 if sink is None else sink.files_done
+    progress = _Progress(err, args.progress or _is_tty(err), t0=getattr(args, "t0", None))
+    results_kept = []          # FileResult summaries (records dropped): the report and the summary
+    summaries = [] if sink is None else list(sink.summaries)
+
+    def lines_of(res):
+        rows = []
+        for rec in res.records:
+            rec["below_threshold"] = not rec["gated"] and not rec["score"] > threshold
+            j = _record_json(rec)
+            if args.labels is not None:
+                j["truth"] = res.label
+            if args.out is not None and args.out.endswith(".csv"):
+                buf = io.StringIO()
+                csv.writer(buf).writerow([json.dumps(j[k]) if isinstance(j[k], list) else j[k] for k in fields])
+                rows.append(buf.getvalue())
+            else:
+                rows.append(json.dumps({k: j[k] for k in fields}) + "\n")
+        return rows
+
+    try:
+        for res in D.iter_results(dev, clips, rate=args.rate, pad=args.pad, other=other, workers=args.workers,
+                                  scheduler=args.scheduler, start=start,
+                                  progress=lambda done, total: progress(done, total)):
+            summary = res.summary()
+            if sink is not None:
+                sink.write_file(lines_of(res), summary)
+            summaries.append(summary)
+            results_kept.append(res.index)
+    except (_Terminated, KeyboardInterrupt) as exc:
+        progress.close()
+        if sink is not None:
+            sink.close()
+            print(f"n6emu: interrupted after {sink.files_done}/{len(clips)} file(s); the same command with --resume "
+                  f"continues {_printable(args.out)}", file=err)
+        else:
+            print("n6emu: interrupted; nothing written", file=err)
+        return 128 + signal.SIGTERM if isinstance(exc, _Terminated) else 130
+    progress.close()
+    report = D.Report()
+    other_report = D.Report() if other is not None else None
+    for s_ in summaries:
+        report.add(s_["label"], s_["predicted"])
+        if other_report is not None:
+            other_report.add(s_["label"], s_["other_predicted"])
+    no_window = [s_ for s_ in summaries if s_["windows"] == 0]
+    differ = [s_ for s_ in summaries if other is not None and s_["predicted"] != s_["other_predicted"]]
+    settings["dataset"].update(windows=sum(s_["windows"] for s_ in summaries), no_window=[s_["file"] for s_ in no_window],
+                               leftover_samples=sum(s_["leftover"] for s_ in summaries if s_["windows"]),
+                               padded=sum(1 for s_ in summaries if s_["padded"]))
+    if args.report is not None:
+        with staged_folder(args.report, ".n6emu-report-") as tmp:
+            D.write_report(tmp, report, other_report, summaries if other is not None else None,
+                           names=("device", "pc" if compare_pc else "compared"))
+    if sink is not None:
+        write_text(args.out + ".settings.json", json.dumps(dict(settings, files=summaries), indent=2) + "\n")
+        sink.finish()
+    rate = cfg.frontend.sample_rate
+    rep = report.to_dict()
+    if args.json:
+        _print_json(dict(files=len(summaries), windows=settings["dataset"]["windows"], report=rep if args.labels
+                         else None, compared=None if other_report is None else other_report.to_dict(),
+                         differing=[s_["file"] for s_ in differ], no_window=settings["dataset"]["no_window"],
+                         leftover_samples=settings["dataset"]["leftover_samples"], out=args.out,
+                         report_dir=args.report), out)
+        return EXIT_OK
+    print(f"{settings['dataset']['windows']} windows from {len(summaries) - len(no_window)} of {len(summaries)} "
+          f"file(s), front end {dev.config.frontend.build}" + (f" -> {_printable(args.out)}" if args.out else "")
+          + (f"; {settings['dataset']['padded']} padded" if args.pad else ""), file=out)
+    if args.labels is not None and rep["files"]:
+        line = f"accuracy {rep['accuracy']:.4f} ({rep['correct']}/{rep['files']} clips)"
+        if other_report is not None:
+            o = other_report.to_dict()
+            line += (f"; {'pc' if compare_pc else 'compared'} {o['accuracy']:.4f} ({o['correct']}/{o['files']}); "
+                     f"{len(differ)} clip(s) decided differently")
+        print(line, file=out)
+    for s_ in no_window[:5]:
+        print(f"no window: {_printable(s_['file'])} is {s_['samples'] / rate:.2f} s, shorter than one "
+              f"{cfg.frontend.new_samples / rate:.2f} s patch" + ("" if args.pad else " (--pad zero-pads it)"), file=out)
+    if len(no_window) > 5:
+        print(f"no window: {len(no_window) - 5} more file(s)" + (" (all in the settings)" if args.out else ""),
+              file=out)
+    if settings["dataset"]["leftover_samples"]:
+        print(_leftover_text(settings["dataset"]["leftover_samples"], rate,
+                             sum(1 for s_ in summaries if s_["windows"] and s_["leftover"])), file=out)
+    if args.report is not None:
+        print(f"report in {_printable(args.report)}", file=out)
     return EXIT_OK
 
 
@@ -365,6 +825,8 @@ def _compare_arena(args, out):
 
     if not args.b.startswith("arena:") or args.after_layer is None:
         raise N6Error("an arena comparison is `n6emu compare DUMP.bin arena:MAP.json --after-layer N`: give both")
+    if args.plot is not None:
+        raise N6Error("--plot draws stage-by-stage comparisons; the arena comparison has no figures: drop --plot")
     if not os.path.isfile(args.a):
         raise N6Error(f"{args.a}: no such dump file")
     with open(args.a, "rb") as f:
@@ -383,15 +845,18 @@ def _compare_arena(args, out):
     return EXIT_FAIL if any(t["n_differ"] for t in r["tensors"]) else EXIT_OK
 
 
-def cmd_compare(args, out):
-    from emu import audio
+def cmd_compare(args, out, err=None):
+    from emu import audio, plots
     from emu.boarddata import read_board_data
     from emu.compare import (board_input, board_source, compare, emulator_source, from_trace, onnxruntime_source,
                              tflm_source)
     from emu.graph.profiles import PROFILES
 
+    err = sys.stderr if err is None else err
     if args.b.startswith("arena:") or args.after_layer is not None:
         return _compare_arena(args, out)
+    if args.plot is not None:
+        plots.require()
     if args.audio is not None and args.input is not None:
         raise N6Error("give the input once: --audio CLIP (with --window K) or --input IN.npy, not both")
     if args.window is not None and args.audio is None:
@@ -429,6 +894,7 @@ def cmd_compare(args, out):
         from emu.device import Device
         if None not in devices:
             devices[None] = Device(args.config)
+            _print_warnings(devices[None], err)
         if profile is not None and profile not in devices:
             devices[profile] = devices[None].with_(**{"model.profile": profile})
         return devices[profile]
@@ -504,14 +970,19 @@ def cmd_compare(args, out):
             sources[i] = board_source(sources[i], like=like, stage=args.stage)
 
     report = compare(sources[0], sources[1])
+    context = devices[None].fault_context if devices else None       # reads an input buffer as the model does
+    figures = [] if args.plot is None else plots.compare_plots(report, sources[0], sources[1], args.plot, context)
     if args.json:
         d = report.to_dict()
         d["input"] = buf_from
+        if args.plot is not None:
+            d["plots"] = [p.path for p in figures]
         print(json.dumps(d, indent=2), file=out)
     else:
         if buf_from is not None:
             print(f"input: {buf_from}", file=out)
         print(report.table(), file=out)
+    _print_plots(figures, err if args.json else out)
     return EXIT_FAIL if report.diverging() or report.incomparable else EXIT_OK
 
 
@@ -520,6 +991,12 @@ def _move_into(src, dest):
     for name in os.listdir(src):
         os.replace(os.path.join(src, name), os.path.join(dest, name))
     os.rmdir(src)
+
+
+def _print_plots(figures, stream):
+    """One line per figure written by --plot (on stderr under --json: stdout stays one JSON document)."""
+    for p in figures:
+        print(f"wrote {_printable(p.path)}: {_one_line(p.what)}", file=stream)
 
 
 def _print_warnings(dev, err):
@@ -531,23 +1008,31 @@ def _print_warnings(dev, err):
 def cmd_diagnose(args, out, err=None):
     import time
 
+    from emu import plots
     from emu.device import Device
     from emu.diagnose import Diagnoser, read_board, read_recordings, report_text
 
     err = sys.stderr if err is None else err
+    if args.plot is not None:
+        plots.require()
     t0 = time.monotonic()
     dev = Device(args.config)
     _print_warnings(dev, err)
     recordings = read_recordings(dev, args.audio, rate=args.rate)
     board_out = read_board(args.board_output, dev, "output")
     board_in = None if args.board_input is None else read_board(args.board_input, dev, "input")
-    result = Diagnoser(dev, [pcm for _, pcm in recordings], pairs=not args.no_pairs).diagnose(board_out, board_in)
+    diagnoser = Diagnoser(dev, [pcm for _, pcm in recordings], pairs=not args.no_pairs)
+    result = diagnoser.diagnose(board_out, board_in)
+    figures = [] if args.plot is None else plots.diagnose_plots(result, args.plot, diagnoser, board_in,
+                                                                top=12 if args.top is None else max(1, args.top))
     if args.json:
         entries = result.entries if args.top is None else result.entries[:args.top]
         print(json.dumps([e.to_json() for e in entries], indent=1), file=out)
+        _print_plots(figures, err)
         return EXIT_OK
     print(report_text(result, dev, top=8 if args.top is None else args.top), file=out)
     print(f"({result.n_hypotheses} hypotheses in {time.monotonic() - t0:.1f} s)", file=out)
+    _print_plots(figures, out)
     return EXIT_OK
 
 
@@ -609,14 +1094,38 @@ def build_parser():
     s.add_argument("--windows", default=None, help="patches to dump: 'all' (default) or indices/ranges like 0,3-5")
     s.add_argument("--backend", default=None, choices=BACKENDS, help="override [model].backend")
     s.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
+    s.add_argument("--json", action="store_true", help="print one JSON document instead of the result lines and "
+                   "summary: windows, per-file samples/windows/leftover samples, counts, and the records (without "
+                   "--out)")
+    g = s.add_argument_group("datasets", "whole labelled clips: a report, a second configuration, Dask workers, "
+                             "resumable output")
+    g.add_argument("--labels", default=None, help="'folders' (word/clip.wav: the folder is the label) or a CSV of "
+                   "file,label rows (paths relative to the CSV)")
+    g.add_argument("--pad", action="store_true", help="zero-pad clips shorter than one window to one window, "
+                   "centred (as if cut from a stream of digital silence)")
+    g.add_argument("--report", default=None, metavar="DIR", help="accuracy, per-class precision/recall and the "
+                   "confusion matrix (JSON, CSV, PNG; needs --labels and matplotlib)")
+    g.add_argument("--compare-config", default=None, metavar="OTHER.toml", help="replay every clip on a second "
+                   "device too and report it side by side, with the clips decided differently")
+    g.add_argument("--compare", dest="compare_to", choices=("pc",), default=None, help="'pc': replay every clip "
+                   "through the PC's pipeline too (float64 log-mel, the same int8 quantization, onnxruntime's "
+                   "arithmetic) and report it side by side")
+    g.add_argument("--workers", type=int, default=None, help="replay on a local Dask cluster of N processes "
+                   "(the dask extra)")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS", help="replay on an existing dask.distributed "
+                   "cluster")
+    g.add_argument("--resume", action="store_true", help="continue the interrupted --out file of the same command")
     s.set_defaults(func=cmd_replay)
 
     s = sub.add_parser("features", help="the device front end's int8 feature patches of a recording (and every stage)")
-    s.add_argument("audio", help="WAV (16-bit PCM mono), raw int16 LE (.raw/.pcm, needs --rate) or .npy int16")
+    s.add_argument("audio", help="one recording: WAV (16-bit PCM mono), raw int16 LE (.raw/.pcm, needs --rate) or "
+                   ".npy int16")
     s.add_argument("--config", default=None, help="device TOML; its [frontend] table (default: the bundled device)")
     s.add_argument("--output", required=True, help="FEATS.npy: int8 [patches, mels (or MFCCs), frames]")
     s.add_argument("--stages", default=None, help="DIR: every stage of every patch as .npy (patch_00000/<stage>.npy)")
     s.add_argument("--rate", type=int, default=None, help="sample rate of raw/.npy inputs")
+    s.add_argument("--json", action="store_true", help="print what was written as JSON (shape, scale, zero-point, "
+                   "patches, leftover samples)")
     s.set_defaults(func=cmd_features)
 
     s = sub.add_parser("vectors", help="golden vectors for firmware unit tests: every stage and layer as C headers, "
@@ -644,6 +1153,7 @@ def build_parser():
     s.add_argument("--memory", action="store_true", help="the activation arena plan instead: offset, size and live "
                    "node range of every activation, peak arena and weight bytes")
     s.add_argument("--align", type=int, default=None, help="arena alignment in bytes for --memory (default 16)")
+    s.add_argument("--json", action="store_true", help="print the layers (or the --memory plan) as JSON")
     s.set_defaults(func=cmd_inspect)
 
     s = sub.add_parser("conformance", help="run CMSIS-NN test-data folders through the emulator's kernels")
@@ -651,6 +1161,8 @@ def build_parser():
     s.add_argument("--backend", default="numba", choices=BACKENDS, help="kernel implementation (default numba)")
     s.add_argument("--rounding", default="double", choices=CMSIS_NN.roundings,
                    help="requantization rounding of conv/depthwise/FC/mul (the reference data is double)")
+    s.add_argument("--json", action="store_true", help="print every case as JSON (name, op, status, mismatches, first "
+                   "NHWC position) with the counts")
     s.set_defaults(func=cmd_conformance)
 
     s = sub.add_parser("compare", help="compare two runs stage by stage and layer by layer (emulator profiles, "
@@ -675,6 +1187,9 @@ def build_parser():
                    "float_output or a tensor name); default: matched by size")
     s.add_argument("--after-layer", type=int, default=None, help="with B = arena:MAP.json (from `vectors --arena`): "
                    "A is a memory dump of the arena taken after this layer; compared tensor by tensor")
+    s.add_argument("--plot", default=None, metavar="DIR", help="also write PNG figures into DIR (created if missing; "
+                   "needs matplotlib: pip install \"n6emu[plot]\"): compare_logmel.png (A and B log-mel side by side "
+                   "with A - B) and compare_layers.png (RMSE, MAE, max |LSB| per stage, first divergent in red)")
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("diagnose", help="which firmware fault explains a board's outputs: the device chain under every "
@@ -695,6 +1210,10 @@ def build_parser():
     s.add_argument("--top", type=int, default=None, help="how many runners-up to print (text, default 8) or entries "
                    "(--json, default all)")
     s.add_argument("--no-pairs", action="store_true", help="single faults only (no combinations of two)")
+    s.add_argument("--plot", default=None, metavar="DIR", help="also write PNG figures into DIR (created if missing; "
+                   "needs matplotlib: pip install \"n6emu[plot]\"): diagnose_ranking.png (the top 12 or --top "
+                   "hypotheses' scores, ties hatched) and, with --board-input, diagnose_logmel.png (emulator vs "
+                   "board input buffer and their difference)")
     s.set_defaults(func=cmd_diagnose)
 
     s = sub.add_parser("fit", help="which network arithmetic (profile, rounding, tie rule) reproduces board "
@@ -710,25 +1229,63 @@ def build_parser():
     return p
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM raised as an exception, so that every `finally` removes its temporary files and folders."""
+
+
+def _on_sigterm(signum, frame):
+    import signal
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)      # a second SIGTERM must not interrupt the clean-up
+    raise _Terminated()
+
+
+def _install_signals():
+    """SIGINT -> KeyboardInterrupt, SIGTERM -> _Terminated while a command runs (main thread only); returns the
+    previous handlers."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    old = {}
+    for sig, handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _on_sigterm)):
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):
+            pass
+    return old
+
+
 def main(argv=None, out=None, err=None):
     """Entry point of the `n6emu` console script; returns the exit status (also when called in-process)."""
+    import signal
+    import time
+    t0 = time.monotonic()
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    old_handlers = _install_signals()
     try:
         args = build_parser().parse_args(argv)
-        if args.func in (cmd_replay, cmd_diagnose):
+        args.t0 = t0
+        if args.func in (cmd_replay, cmd_diagnose, cmd_compare, cmd_run, cmd_features, cmd_vectors,
+                         cmd_conformance):
             return args.func(args, out, err)
         return args.func(args, out)
     except N6Error as exc:
-        print(f"n6emu: error: {exc}", file=err)
+        print(f"n6emu: error: {_one_line(exc)}", file=err)
         return EXIT_USAGE
+    except _Terminated:
+        print("n6emu: terminated (SIGTERM); temporary files removed, nothing written", file=err)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("n6emu: interrupted", file=err)
+        print("n6emu: interrupted; temporary files removed", file=err)
         return 130
     except BrokenPipeError:   # e.g. `n6emu inspect M | head`: stop quietly, like other Unix tools
         if out is sys.stdout:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAIL
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -309,6 +309,41 @@ class Report:
                     labels=labels, confusion=m.tolist(), per_class=per_class)
 
 
+def write_report(folder, report, other=None, summaries=None, names=("device", "compared")):
+    """The report's files in `folder`: report.json (both reports, the clips decided differently), for each side
+    <name>_confusion.csv (rows: truth, columns: predicted) and <name>_per_class.csv, differing.csv (with a
+    compared device), and confusion.png (emu.plots.confusion_matrices: both sides next to each other)."""
+    from emu import plots
+    from emu.outputs import write_text
+    sides = [(names[0], report.to_dict())] + ([] if other is None else [(names[1], other.to_dict())])
+    differing = [] if other is None or summaries is None else [
+        dict(file=s["file"], label=s["label"], **{names[0]: s["predicted"], names[1]: s["other_predicted"]})
+        for s in summaries if s["predicted"] != s["other_predicted"]]
+    doc = {name: d for name, d in sides}
+    if other is not None:
+        doc["differing"] = differing
+    write_text(os.path.join(folder, "report.json"), json.dumps(doc, indent=1) + "\n")
+    for name, d in sides:
+        write_text(os.path.join(folder, f"{name}_confusion.csv"), _csv_text(
+            [["truth \\ predicted"] + d["labels"]] + [[l] + row for l, row in zip(d["labels"], d["confusion"])]))
+        write_text(os.path.join(folder, f"{name}_per_class.csv"), _csv_text(
+            [["label", "support", "predicted", "precision", "recall"]] +
+            [[l, c["support"], c["predicted"], "" if c["precision"] is None else f"{c['precision']:.6f}",
+              "" if c["recall"] is None else f"{c['recall']:.6f}"] for l, c in d["per_class"].items()]))
+    if other is not None:
+        write_text(os.path.join(folder, "differing.csv"), _csv_text(
+            [["file", "label", names[0], names[1]]] + [[r["file"], r["label"], r[names[0]], r[names[1]]]
+                                                       for r in differing]))
+    return plots.confusion_matrices(sides, folder)
+
+
+def _csv_text(rows):
+    import io
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    return buf.getvalue()
+
+
 def report_of(results, other=False):
     """Report of FileResults (other=True: the compared device's decisions)."""
     rep = Report()

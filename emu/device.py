@@ -1,4 +1,4 @@
-"""The device chain end to end (DESIGN §1, §4, §6): PCM -> patches -> front end -> int8 input buffer ->
+"""The device chain end to end: PCM -> patches -> front end -> int8 input buffer ->
 network -> int8 output -> dequantize/softmax -> decision, exactly as the firmware sequences it.
 
     dev = Device()                          # the bundled default device (emu/data/device_default.toml)
@@ -51,6 +51,18 @@ def frontend_params(cfg, graph=None):
         raise ConfigError(f"{cfg.model_path()}: the model input is not quantized; set [frontend].quant_scale "
                           "and quant_zero_point")
     return fe.replace(quant_scale=float(t_in.scale[0]), quant_zero_point=int(t_in.zero_point[0]))
+
+
+def _int16_pcm(pcm, who):
+    """The recording as a 1-D int16 array, or one N6Error: other dtypes are not cast (a float recording in
+    [-1, 1] would become all zeros and gate every patch)."""
+    a = np.asarray(pcm)
+    if a.dtype != np.int16 or a.ndim != 1:
+        hint = ("scale float audio in [-1, 1] with (x * 32767).round().astype(np.int16)" if a.dtype.kind == "f"
+                else "give a 1-D int16 array")
+        raise N6Error(f"{who} takes 1-D int16 PCM, got {a.dtype} with shape {a.shape}; {hint}, or read a file "
+                      f"with emu.audio.load(path)")
+    return a
 
 
 def _labels_beside(model_path):
@@ -294,6 +306,7 @@ class Device:
     def features(self, pcm):
         """Features [P, n_coefs, n_frames] (int8, or float32 log-mel with [input].boundary = "float32" or the fault
         float-bytes-as-int8: what the app hands its buffer writer) and silence sums [P] of an int16 recording."""
+        pcm = _int16_pcm(pcm, "Device.features()")
         feats, sil = [], []
         for _, patch in self.patches(pcm):
             f, s = self._patch(patch)
@@ -409,6 +422,13 @@ class Device:
         for k, patch in self.patches(pcm):
             yield k, self._trace(patch)
 
+    def leftover_samples(self, n_samples):
+        """Samples of a recording of n_samples after its last patch: not computed (the device would still be
+        waiting for the rest of the next patch)."""
+        shift = self._faults.get("patch-shift")
+        used = n_samples if shift is None else max(0, n_samples - shift.samples)
+        return used - self.patch_count(n_samples) * self.frontend.params.new_samples
+
     def patch_count(self, n_samples):
         p = self.frontend.params
         shift = self._faults.get("patch-shift")
@@ -519,6 +539,25 @@ class Device:
         if pending:
             yield from flush()
 
+    def pc(self):
+        """The PC's pipeline for this device: the float64 log-mel reference front end (emu.frontend.float_ref)
+        with the same int8 quantization and buffer, the network under onnxruntime's arithmetic, no firmware
+        faults (what a notebook on the PC computes; `replay --compare pc`)."""
+        return self.with_(faults={"frontend-precision": {"precision": "float64"}}, **{"model.profile": "onnxruntime"})
+
+    def replay_dataset(self, inputs, labels=None, pad=False, compare=None, rate=None, workers=None, scheduler=None,
+                       progress=None):
+        """Replay a dataset (emu.dataset): -> (results, report, compared report or None). inputs: files/folders;
+        labels: "folders", a CSV path or None; compare: another Device, "pc" (self.pc()) or None; workers /
+        scheduler: Dask. results: FileResult per clip in input order (records, and `other` records when
+        compared)."""
+        from emu import dataset as D
+        other = self.pc() if compare == "pc" else compare
+        clips = D.list_clips(inputs, labels=labels)
+        results = list(D.iter_results(self, clips, rate=rate, pad=pad, other=other, workers=workers,
+                                      scheduler=scheduler, progress=progress))
+        return results, D.report_of(results), (None if other is None else D.report_of(results, other=True))
+
     def replay(self, inputs, rate=None, progress=None, trace=None):
         """Stream audio files/folders/globs through the chain: one record per patch (window).
 
@@ -531,9 +570,7 @@ class Device:
         files = audio.find_audio(inputs)
         infos = []
         for f in files:
-            info = audio.probe(f, raw_rate=rate)
-            audio.check_rate(info, p.sample_rate)
-            infos.append(info)
+            infos.append(audio.open_checked(f, rate, p.sample_rate))
         total = sum(i.n_samples for i in infos)
         done = 0
         block = BATCH_PATCHES * p.new_samples

@@ -221,3 +221,86 @@ def test_dask_missing_is_one_line(monkeypatch, dev):
     monkeypatch.setattr(builtins, "__import__", no_dask)
     with pytest.raises(N6Error, match=r'pip install "n6emu\[dask\]"'):
         list(D.iter_results(dev, [D.Clip(CLIPS[0])], workers=2))
+
+
+# ---- the CLI -------------------------------------------------------------------------------------------------
+
+def call(argv):
+    import io
+
+    from emu.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_report_and_compare_pc(dev, small, tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib (the plot extra) draws the report's PNG")
+    rep = tmp_path / "rep"
+    code, out, err = call(["replay", small, "--labels", "folders", "--pad", "--report", str(rep), "--compare", "pc",
+                           "--out", str(tmp_path / "r.jsonl")])
+    assert code == 0, err
+    res, report, pc_report = dev.replay_dataset([small], labels="folders", pad=True, compare="pc")
+    doc = json.loads((rep / "report.json").read_text())
+    assert doc["device"] == report.to_dict() and doc["pc"] == pc_report.to_dict()
+    assert f"accuracy {report.to_dict()['accuracy']:.4f}" in out
+    differ = [r.path for r in res if r.predicted != r.other_predicted]
+    assert [d["file"] for d in doc["differing"]] == differ and f"{len(differ)} clip(s) decided differently" in out
+    rows = (rep / "device_confusion.csv").read_text().splitlines()
+    assert rows[0].split(",")[1:] == report.to_dict()["labels"]
+    assert (rep / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    recs = [json.loads(ln) for ln in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [r["file"] for r in recs] == [r.path for r in res for _ in r.records]
+    assert all(r["truth"] == os.path.basename(os.path.dirname(r["file"])) for r in recs)
+    settings = json.loads((tmp_path / "r.jsonl.settings.json").read_text())
+    assert settings["dataset"]["padded"] == sum(r.padded > 0 for r in res) > 0
+    assert [f["file"] for f in settings["files"]] == [r.path for r in res]
+    code, out, err = call(["replay", small, "--report", str(tmp_path / "rep2")])
+    assert code == 2 and "--labels" in err and err.count("\n") == 1
+    code, out, err = call(["replay", small, "--labels", "folders", "--resume"])
+    assert code == 2 and "give --out too" in err
+
+
+def test_cli_resume_after_sigterm_equals_an_uninterrupted_run(big, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "emu.cli", "replay", big, "--labels", "folders", "--pad"]
+    whole = tmp_path / "whole.csv"
+    subprocess.run(cmd + ["--out", str(whole)], check=True, capture_output=True)
+    cut = tmp_path / "cut.csv"
+    proc = subprocess.Popen(cmd + ["--out", str(cut)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = tmp_path / "cut.csv.partial.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists() and json.loads(state.read_text() or '{"files": 0}')["files"] >= 40:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "--resume" in err and not cut.exists()
+    done = json.loads(state.read_text())["files"]
+    assert 40 <= done < 504
+    rerun = subprocess.run(cmd + ["--out", str(cut), "--resume"], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert cut.read_bytes() == whole.read_bytes()
+    assert json.loads((tmp_path / "cut.csv.settings.json").read_text()) == json.loads(
+        (tmp_path / "whole.csv.settings.json").read_text())
+    assert sorted(os.listdir(tmp_path)) == ["cut.csv", "cut.csv.settings.json", "whole.csv", "whole.csv.settings.json"]
+
+
+def test_report_files_and_the_drawn_matrices(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib (the plot extra) draws the report's PNG")
+    a, b = D.Report(), D.Report()
+    for t, p, q in [("x", "x", "y"), ("x", "y", "y"), ("y", "y", "y"), ("z", D.NO_WINDOW, "z")]:
+        a.add(t, p)
+        b.add(t, q)
+    summaries = [dict(file=f"f{i}", label=t, predicted=p, other_predicted=q)
+                 for i, (t, p, q) in enumerate([("x", "x", "y"), ("x", "y", "y")])]
+    plot = D.write_report(str(tmp_path), a, b, summaries, names=("board", "pc"))
+    assert np.array_equal(plot.data["board"], np.array(a.to_dict()["confusion"]))
+    assert np.array_equal(plot.data["pc"], np.array(b.to_dict()["confusion"]))
+    assert (tmp_path / "differing.csv").read_text().splitlines() == ["file,label,board,pc", "f0,x,x,y"]
+    per = (tmp_path / "board_per_class.csv").read_text().splitlines()
+    assert per[0] == "label,support,predicted,precision,recall" and per[1] == "x,2,1,1.000000,0.500000"
