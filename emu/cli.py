@@ -103,8 +103,8 @@ def _kernels_cold():
     numba.config.CACHE_DIR, wherever it is set). None when it cannot tell."""
     try:
         from emu.frontend.helium_f16 import rfft_fast_f16
-        from emu.kernels.conv import run_conv_s8
-        return any(not d._cache._cache_file._load_index() for d in (run_conv_s8, rfft_fast_f16))
+        from emu.kernels.conv import _conv_tiles
+        return any(not d._cache._cache_file._load_index() for d in (_conv_tiles, rfft_fast_f16))
     except Exception:
         return None
 

@@ -11,22 +11,27 @@ the I/O conversions (uint8 buffers, float32 inputs through the model's QuantizeL
 arithmetic are the same for both.
 """
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from emu.errors import N6Error
+from emu.errors import N6Error, printable
 
 MODEL_TYPES = (".tflite", ".onnx")
 
 
 def _kind(path):
     path = os.fspath(path)
+    shown = printable(path, 4096)
+    if os.path.isdir(path):
+        raise N6Error(f"{shown} is a folder; give a {' or '.join(MODEL_TYPES)} model file")
     if not os.path.isfile(path):
-        raise N6Error(f"{path}: no such model file")
+        raise N6Error(f"{shown}: no such model file")
     ext = os.path.splitext(path)[1].lower()
     if ext not in MODEL_TYPES:
-        raise N6Error(f"{path}: unknown model type {ext or '(no extension)'}; give a {' or '.join(MODEL_TYPES)} file")
+        raise N6Error(f"{shown}: unknown model type {printable(ext) or '(no extension)'}; give a "
+                      f"{' or '.join(MODEL_TYPES)} file")
     return path, ext
 
 
@@ -74,12 +79,90 @@ class ImportedModel:
 def import_model(path):
     """Parse a model file once (one-line N6Error for bad files)."""
     path, ext = _kind(path)
-    if ext == ".tflite":
-        from emu.graph.tflite import load_tflite
-        return ImportedModel(path, load_tflite(path))
-    from emu.graph.onnx_qdq import load_onnx_qdq
-    onnx = load_onnx_qdq(path)
-    return ImportedModel(path, onnx.graph, onnx)
+    # numpy warnings (overflow, divide by zero) of a malformed file must not be printed on the way to its error
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if ext == ".tflite":
+            from emu.graph.tflite import load_tflite
+            return ImportedModel(path, load_tflite(path))
+        cached = _cached_onnx(path)
+        if cached is not None:
+            from pathlib import Path
+            cached.graph.source = f"onnx:{printable(Path(path), 4096)}"   # as the importer names it: this path
+            return ImportedModel(path, cached.graph, cached)
+        from emu.graph.onnx_qdq import load_onnx_qdq
+        onnx = load_onnx_qdq(path)
+        _store_onnx(path, onnx)
+        return ImportedModel(path, onnx.graph, onnx)
+
+
+# ---- imported-model cache --------------------------------------------------------------------------------------
+# Importing an ONNX model needs the `onnx` package (about a second to import) and a parse. The imported OnnxModel
+# (plain dataclasses and numpy arrays) is pickled once into the per-user cache folder, next to the Numba kernel
+# cache (emu._install: $N6EMU_CACHE_DIR, else $XDG_CACHE_HOME/n6emu or ~/.cache/n6emu), under
+# models/<sha256 of the file>-<emulator version>.pickle: an edited model or another emulator version gets a new
+# entry; an unreadable or unwritable folder (or a broken entry) falls back to parsing, silently.
+MODEL_CACHE_FORMAT = 1
+
+
+def model_cache_dir(environ=None):
+    """The folder of cached imported models (it may not exist yet)."""
+    from emu._install import default_cache_dir
+    env = dict(os.environ if environ is None else environ)
+    env.pop("NUMBA_CACHE_DIR", None)     # Numba's own variable names only Numba's folder
+    return os.path.join(os.path.dirname(default_cache_dir(env)[0]), "models")
+
+
+def _cache_file(path):
+    import hashlib
+
+    from emu import __version__
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+    return os.path.join(model_cache_dir(), f"{digest}-{__version__}-{MODEL_CACHE_FORMAT}.pickle")
+
+
+def _cached_onnx(path):
+    """The cached OnnxModel of the file at `path`, or None (no entry, or one that does not load)."""
+    import pickle
+    entry = _cache_file(path)
+    if entry is None or not os.path.isfile(entry):
+        return None
+    try:
+        with open(entry, "rb") as f:
+            model = pickle.load(f)
+    except Exception:     # a truncated or foreign entry: parse again (and overwrite it)
+        return None
+    from emu.graph.onnx_qdq import OnnxModel
+    return model if isinstance(model, OnnxModel) else None
+
+
+def _store_onnx(path, model):
+    """Write the cache entry atomically (temporary file + rename); any failure leaves no entry and is ignored."""
+    import pickle
+    import tempfile
+    entry = _cache_file(path)
+    if entry is None:
+        return
+    tmp = None
+    try:
+        os.makedirs(os.path.dirname(entry), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(entry), suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, entry)
+        tmp = None
+    except Exception:
+        pass
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def load_model(path):
@@ -111,7 +194,8 @@ class ModelSession:
         self._cache = {} if prepared_cache is None else prepared_cache
         prepared = self._cache.get(self.arithmetic)
         if prepared is None:
-            prepared = self._cache[self.arithmetic] = prepare(self.graph, self.arithmetic)
+            with np.errstate(all="ignore"):
+                prepared = self._cache[self.arithmetic] = prepare(self.graph, self.arithmetic)
         self.prepared = prepared
         if self.model.onnx is not None:
             from emu.graph.onnx_qdq import ModelRunner

@@ -16,7 +16,9 @@ Planning: every activation buffer is allocated once per batch size (a plan); ker
 prepared Params to the plan's buffers once per plan (arguments and scratch checked then, the unchecked kernel per
 inference). A batch of N runs as one kernel call per layer when
 every activation has a leading batch dimension of 1 that no layer moves (batch folded into axis 0); otherwise
-sample by sample.
+sample by sample. Speed lives in the kernels' bind: conv and depthwise pack their weights there (emu/kernels/conv.py,
+depthwise.py: register-tile paths) and, for a batch plan, split the batch into contiguous sample ranges run on Numba's
+threads (numba.set_num_threads sets how many; results never depend on it); one sample runs on one thread.
 """
 import numpy as np
 

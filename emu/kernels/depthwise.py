@@ -6,13 +6,18 @@ out     = emu.fixedpoint.requantize_channel(acc, qp, scale, oc, output_offset, a
           prepare_requantize(mult, shift, rounding) once per call/bind: fixed-point (DOUBLE_/SINGLE_ROUNDING) or
           float32 (FLOAT32_RNE, keyword `scale`).
 filter_offset (keyword, default 0 = CMSIS-NN's symmetric weights) is -zp_w of asymmetric (ORT uint8) weights.
+Speed: with ch_mult == 1 and an int8 input zero-point (every real model) the tile path below runs (offsets folded into
+the bias at bind time, each sample copied once into a zero-point padded buffer, 4 pixels x 64 channels accumulated in
+registers by emu/kernels/tiles.py, a batch split over Numba's threads); the general loop otherwise.
 """
 import functools
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from emu.fixedpoint import requantize_row
+from emu.kernels.conv import padded_extent, parallel_call, tile_chunks, tile_threads
+from emu.kernels.tiles import LANES, dw_tile, padded, wrap_int32_array
 from emu.kernels.backends import (KernelArgumentError, check_activation, check_array, check_geometry, check_int,
                                   check_epilogue, check_no_alias)
 
@@ -26,9 +31,14 @@ def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, outpu
     scratch: optional caller-owned int32 buffer of at least Cin*ch_mult values (the accumulator row; CMSIS-NN's
     ctx buffer); when None a fresh one is made here, so the njit kernel itself never allocates.
     """
-    _depthwise_conv_s8(*_checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset,
-                                                stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w,
-                                                act_min, act_max, rounding, out, scratch, filter_offset, scale, qp))
+    args = _checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h,
+                                   stride_w, pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding,
+                                   out, scratch, filter_offset, scale, qp)
+    tiled = _tile_args(args, threads=1)
+    if tiled is not None:
+        depthwise_tiles_call(tiled)()
+    else:
+        _depthwise_conv_s8(*args)
 
 
 def bind_depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
@@ -36,9 +46,13 @@ def bind_depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, 
                            filter_offset=0, scale=None, qp=None):
     """Checks the arguments once (as depthwise_conv_s8) and returns a no-argument callable running the unchecked
     kernel on these very arrays (contents may change between calls, never shapes or dtypes)."""
-    return functools.partial(_depthwise_conv_s8, *_checked_depthwise_args(
-        inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-        dilation_h, dilation_w, act_min, act_max, rounding, out, scratch, filter_offset, scale, qp))
+    args = _checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h,
+                                   stride_w, pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding,
+                                   out, scratch, filter_offset, scale, qp)
+    tiled = _tile_args(args, threads=tile_threads())
+    if tiled is not None:
+        return depthwise_tiles_call(tiled)
+    return functools.partial(_depthwise_conv_s8, *args)
 
 
 def _checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
@@ -123,3 +137,122 @@ def _depthwise_conv_s8(inp, filt, bias, qp, scale, ch_mult, input_offset, filter
                                                                           + f_off))
                 o_base = ((b * oh + oy) * ow + ox) * cout
                 requantize_row(acc, qp, scale, output_offset, act_min, act_max, rounding, o_flat, o_base)
+
+
+# ---- tile path (ch_mult == 1, input zero-point an int8 value) -----------------------------------------------------
+# Offsets folded at bind time as in conv's tile path (int32 wrapping sums are order-free):
+#   acc[c] = bias'[c] + sum_taps x * w'[tap, c],  w' = w + filter_offset (int32),  bias' = bias + input_offset * sum w'
+# over a copy of each sample padded with the input zero-point (a padded tap then adds 0): every window is full, so
+# tiles.dw_tile runs 4 output pixels x 64 channels with the accumulators in registers. Samples split over threads as
+# in conv.conv_tiles_call.
+TILE_ROWS = 4
+SLACK = 4 * LANES     # bytes after a padded sample: a 16-channel block may read past the last channel (weights 0)
+
+
+def pack_depthwise_tiles(filt, bias, input_offset, filter_offset):
+    """(w' int32 [KH*KW*Cp], bias' int32 [Cp]) of the tile path (Cp = C rounded up to tiles.LANES, zero padding), or
+    None when the input zero-point is outside int8."""
+    if not -128 <= -int(input_offset) <= 127:
+        return None
+    kh, kw, c = filt.shape[1], filt.shape[2], filt.shape[3]
+    cp = padded(c, LANES)
+    w = filt.reshape(kh * kw, c).astype(np.int64) + np.int64(filter_offset)
+    wpk = np.zeros((kh * kw, cp), np.int32)
+    wpk[:, :c] = wrap_int32_array(w)
+    bias2 = np.zeros(cp, np.int32)
+    bias2[:c] = wrap_int32_array(bias.astype(np.int64) + np.int64(input_offset) * w.sum(axis=0))
+    return wpk.reshape(-1), bias2
+
+
+def _tile_args(args, threads):
+    (inp, filt, bias, qp, scale, ch_mult, input_offset, filter_offset, output_offset, stride_h, stride_w, pad_top,
+     pad_left, dilation_h, dilation_w, lo, hi, rounding, out, _) = args
+    if ch_mult != 1:
+        return None
+    packed = pack_depthwise_tiles(filt, bias, input_offset, filter_offset)
+    if packed is None:
+        return None
+    wpk, bias2 = packed
+    kh, kw = filt.shape[1], filt.shape[2]
+    hp = padded_extent(inp.shape[1], out.shape[1], kh, stride_h, dilation_h, pad_top)
+    wp = padded_extent(inp.shape[2], out.shape[2], kw, stride_w, dilation_w, pad_left)
+    chunks = tile_chunks(inp.shape[0], threads)
+    xpad = np.zeros((chunks, hp * wp * inp.shape[3] + SLACK), np.int8)
+    acc = np.zeros((chunks, TILE_ROWS * bias2.shape[0]), np.int32)
+    return (inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
+            dilation_h, dilation_w, lo, hi, rounding, out, hp, wp, xpad, acc)
+
+
+def depthwise_tiles_call(tiled):
+    """A no-argument callable running the tile path on _tile_args' arguments (one njit call per batch; contiguous
+    sample ranges over Numba's threads when the batch and the scratch have several rows)."""
+    inp, xpad, acc = tiled[0], tiled[-2], tiled[-1]
+    if xpad.shape[0] > 1:
+        return parallel_call(_depthwise_tiles_parallel, *tiled)
+    return functools.partial(_depthwise_tiles, *tiled[:-2], xpad[0], acc[0], 0, inp.shape[0])
+
+
+_D44, _D14, _D41, _D11 = dw_tile(4, 4), dw_tile(1, 4), dw_tile(4, 1), dw_tile(1, 1)
+
+
+@njit(cache=True, parallel=True)
+def _depthwise_tiles_parallel(inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, stride_h, stride_w,
+                              pad_top, pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, hp, wp,
+                              xpad, acc):
+    """prange over the scratch rows' contiguous sample ranges (independent outputs), range t using row t."""
+    n = inp.shape[0]
+    chunks = xpad.shape[0]
+    for t in prange(chunks):
+        _depthwise_tiles(inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, stride_h, stride_w, pad_top,
+                         pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, hp, wp, xpad[t], acc[t],
+                         t * n // chunks, (t + 1) * n // chunks)
+
+
+@njit(cache=True)
+def _depthwise_tiles(inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, stride_h, stride_w, pad_top,
+                     pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, hp, wp, xpad, acc, b0, b1):
+    """Samples [b0, b1): copy into the zero-point padded xpad, then per output row pixels in tiles of TILE_ROWS
+    (then 1) x channel blocks of 64 (then 16); accumulators to acc [TILE_ROWS, Cp], then requantize_row per pixel."""
+    n, h, w, c = inp.shape
+    kh, kw = filt.shape[1], filt.shape[2]
+    oh, ow = out.shape[1], out.shape[2]
+    cp = bias2.shape[0]
+    x_flat = inp.reshape(n * h * w * c)
+    o_flat = out.reshape(n * oh * ow * c)
+    zp = np.int8(-input_offset)
+    for i in range(xpad.shape[0]):
+        xpad[np.uint64(i)] = zp
+    row = wp * c
+    for b in range(b0, b1):
+        for y in range(h):
+            dst = ((pad_top + y) * wp + pad_left) * c
+            src = (b * h + y) * w * c
+            for i in range(w * c):
+                xpad[np.uint64(dst + i)] = x_flat[np.uint64(src + i)]
+        for oy in range(oh):
+            ox = 0
+            while ox < ow:
+                r_n = TILE_ROWS if ow - ox >= TILE_ROWS else 1
+                x0 = (oy * stride_h * wp + ox * stride_w) * c
+                c0 = 0
+                while c0 < cp:
+                    if cp - c0 >= 4 * LANES:
+                        if r_n == TILE_ROWS:
+                            _D44(xpad, x0 + c0, stride_w * c, dilation_h * row, dilation_w * c, kh, kw, wpk, c0, cp,
+                                 bias2, c0, acc, c0, cp)
+                        else:
+                            _D14(xpad, x0 + c0, stride_w * c, dilation_h * row, dilation_w * c, kh, kw, wpk, c0, cp,
+                                 bias2, c0, acc, c0, cp)
+                        c0 += 4 * LANES
+                    else:
+                        if r_n == TILE_ROWS:
+                            _D41(xpad, x0 + c0, stride_w * c, dilation_h * row, dilation_w * c, kh, kw, wpk, c0, cp,
+                                 bias2, c0, acc, c0, cp)
+                        else:
+                            _D11(xpad, x0 + c0, stride_w * c, dilation_h * row, dilation_w * c, kh, kw, wpk, c0, cp,
+                                 bias2, c0, acc, c0, cp)
+                        c0 += LANES
+                for r in range(r_n):
+                    requantize_row(acc[r * cp:r * cp + c], qp, scale, output_offset, act_min, act_max, rounding,
+                                   o_flat, ((b * oh + oy) * ow + ox + r) * c)
+                ox += r_n

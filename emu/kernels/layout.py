@@ -65,7 +65,21 @@ def _axis_stride(axis, d1, d2, d3):
 
 @njit(cache=True)
 def _transpose_s8(inp, perm, out):
-    """Walk the output in C order; the input index advances by the input stride of axis perm[k]."""
+    """Walk the output in C order; the input index advances by the input stride of axis perm[k]. When the permutation
+    keeps the order of the axes longer than 1 (e.g. NCHW -> NHWC with C == 1) the flat data is unchanged: one copy."""
+    last = -1
+    same_order = True
+    for k in range(4):
+        if inp.shape[perm[k]] > 1:
+            if perm[k] < last:
+                same_order = False
+            last = perm[k]
+    if same_order:
+        x_flat = inp.reshape(inp.size)
+        o_flat = out.reshape(out.size)
+        for i in range(inp.size):
+            o_flat[i] = x_flat[i]
+        return
     d1, d2, d3 = inp.shape[1], inp.shape[2], inp.shape[3]
     s0 = _axis_stride(perm[0], d1, d2, d3)
     s1 = _axis_stride(perm[1], d1, d2, d3)
