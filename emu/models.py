@@ -100,9 +100,25 @@ def import_model(path):
 # Importing an ONNX model needs the `onnx` package (about a second to import) and a parse. The imported OnnxModel
 # (plain dataclasses and numpy arrays) is pickled once into the per-user cache folder, next to the Numba kernel
 # cache (emu._install: $N6EMU_CACHE_DIR, else $XDG_CACHE_HOME/n6emu or ~/.cache/n6emu), under
-# models/<sha256 of the file>-<emulator version>.pickle: an edited model or another emulator version gets a new
+# models/<sha256 of the file>-<emulator version>-<importer code>.pickle: an edited model, another emulator version
+# or an edited importer (SHA-256 of emu/graph/*.py, so a source checkout never reads a stale import) gets a new
 # entry; an unreadable or unwritable folder (or a broken entry) falls back to parsing, silently.
 MODEL_CACHE_FORMAT = 1
+_IMPORTER_DIGEST = []
+
+
+def _importer_digest():
+    """SHA-256 (16 hex digits) of the importer and IR sources (emu/graph/*.py), computed once per process."""
+    import hashlib
+    if not _IMPORTER_DIGEST:
+        h = hashlib.sha256()
+        folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "graph")
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    h.update(name.encode() + b"\0" + f.read())
+        _IMPORTER_DIGEST.append(h.hexdigest()[:16])
+    return _IMPORTER_DIGEST[0]
 
 
 def model_cache_dir(environ=None):
@@ -122,7 +138,8 @@ def _cache_file(path):
             digest = hashlib.sha256(f.read()).hexdigest()
     except OSError:
         return None
-    return os.path.join(model_cache_dir(), f"{digest}-{__version__}-{MODEL_CACHE_FORMAT}.pickle")
+    return os.path.join(model_cache_dir(),
+                        f"{digest}-{__version__}-{MODEL_CACHE_FORMAT}-{_importer_digest()}.pickle")
 
 
 def _cached_onnx(path):

@@ -50,7 +50,8 @@ def test_bundled_onnx_import_is_cached_and_needs_no_onnx_the_second_time(tmp_pat
     env = _env(tmp_path)
     first = _child(code, env).split()
     entries = list((tmp_path / "models").glob("*.pickle"))
-    assert len(entries) == 1 and entries[0].name.endswith(f"-{emu.__version__}-{models.MODEL_CACHE_FORMAT}.pickle")
+    assert len(entries) == 1 and entries[0].name.endswith(
+        f"-{emu.__version__}-{models.MODEL_CACHE_FORMAT}-{models._importer_digest()}.pickle")
     second = _child(code, env).split()
     assert first[0] == "True" and second[0] == "False", "the second import must come from the cache"
     assert first[1:] == second[1:] == ["True", first[2]]
@@ -92,6 +93,9 @@ def test_entry_is_keyed_by_content_and_version(tmp_path, monkeypatch):
     assert after != before and "-0.0.0-other-" in after
     copy.write_bytes(BUNDLED.read_bytes() + b" ")
     assert models._cache_file(str(copy)) != after
+    last = models._cache_file(str(copy))
+    monkeypatch.setattr(models, "_IMPORTER_DIGEST", ["0123456789abcdef"])    # an edited importer
+    assert models._cache_file(str(copy)) != last and models._cache_file(str(copy)).endswith("-0123456789abcdef.pickle")
 
 
 @pytest.mark.parametrize("name", ["copy.onnx"])

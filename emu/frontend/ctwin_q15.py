@@ -6,6 +6,7 @@ dtype, C-contiguity and length of each buffer (`_buf`); tables come from the sam
 """
 import numpy as np
 
+from emu._install import c_twin_missing
 from emu import fixedpoint
 from emu.frontend import cmsis_q15 as q15
 
@@ -13,8 +14,10 @@ _Error = q15._Error
 
 try:
     from emu._c_frontend_q15 import ffi, lib
-except ImportError:  # pragma: no cover - depends on the build
+    _IMPORT_ERROR = None
+except ImportError as _e:  # pragma: no cover - depends on the build (optional at install)
     ffi = lib = None
+    _IMPORT_ERROR = _e
 
 
 def available():
@@ -24,7 +27,8 @@ def available():
 
 def _lib():
     if lib is None:
-        raise _Error("emu._c_frontend_q15 is not built; run `pip install -e .` (or build csrc/build_frontend_q15.py)")
+        raise _Error(c_twin_missing("emu._c_frontend_q15", _IMPORT_ERROR,
+                                    "the Numba front end (the default) needs none"))
     return lib
 
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from emu._install import c_twin_missing
 from emu.frontend import st
 from emu.frontend.params import FrontendError
 
 try:
     from emu._c_frontend_st import ffi as _ffi, lib as _lib
-except ImportError:  # not built: `pip install -e .` or the in-place build of csrc/build_frontend_st.py
+    _IMPORT_ERROR = None
+except ImportError as _e:  # not built (optional at install): need() raises the one-line error naming the fix
     _ffi = _lib = None
+    _IMPORT_ERROR = _e
 
 
 def available() -> bool:
@@ -23,7 +26,8 @@ def available() -> bool:
 def need():
     """Raise the one-line error naming the build step when the C twin extension is absent."""
     if _lib is None:
-        raise FrontendError("the C twin emu._c_frontend_st is not built; run `pip install -e .` in the repo")
+        raise FrontendError(c_twin_missing("emu._c_frontend_st", _IMPORT_ERROR,
+                                           "the Numba front end (the default) needs none"))
 
 
 def pointer(a, dtype, n, ctype, name, at_least=False):

@@ -39,8 +39,7 @@ def get_backend(name):
     if name == "c":
         from emu.kernels import ctwin
         if not ctwin.available():
-            raise KernelArgumentError("the C kernel backend is not built (emu._c_kernels); run `pip install -e .` "
-                                      "or build csrc/build_kernels.py in place, or use backend 'numba'")
+            raise KernelArgumentError(f"backend 'c' is unavailable: {ctwin.missing()}")
         return ctwin
     raise KernelArgumentError(f"unknown kernel backend {name!r}; choose one of {list(BACKENDS)}")
 

@@ -8,14 +8,17 @@ Kernels return None and write into the caller's `out`.
 """
 import numpy as np
 
+from emu._install import c_twin_missing
 from emu.kernels.backends import (INT32_MAX, INT32_MIN, SHIFT_RANGE, KernelArgumentError, check_activation,
                                   check_array, check_geometry, check_int, check_no_alias, check_rounding,
                                   check_shape)
 
 try:
     from emu._c_kernels import ffi as _ffi, lib as _lib
-except ImportError:  # not built yet: wrappers raise a one-line error naming the fix
+    _IMPORT_ERROR = None
+except ImportError as _e:  # not built (optional at install): wrappers raise a one-line error naming the fix
     _ffi = _lib = None
+    _IMPORT_ERROR = _e
 
 # The argument checks are emu.kernels.backends' (one home, shared with the Numba wrappers); the C code
 # trusts its arguments, so every wrapper below runs them before the call. Shift ranges: SHIFT_RANGE.
@@ -26,10 +29,14 @@ def available():
     return _lib is not None
 
 
+def missing():
+    """The one-line message for an absent emu._c_kernels: why, and how to get it for this install."""
+    return c_twin_missing("emu._c_kernels", _IMPORT_ERROR)
+
+
 def _require_lib():
     if _lib is None:
-        raise KernelArgumentError("emu._c_kernels is not built; run `pip install -e .` or "
-                                  "`python csrc/build_kernels.py` from the repository root")
+        raise KernelArgumentError(missing())
     return _lib
 
 

@@ -1,0 +1,127 @@
+"""How this copy of n6emu is installed: where Numba caches the compiled kernels, and how to get the C twins.
+
+Numba cache. The kernels are `@njit(cache=True)`; by default Numba would write its cache next to the sources,
+inside the installed package (which then cannot be uninstalled cleanly, and crashes at import when read-only).
+`configure_numba_cache()` runs from emu/__init__.py, before any kernel is decorated, and points Numba at a
+per-user folder instead, chosen in this order:
+
+1. `NUMBA_CACHE_DIR`, when set (Numba's own variable: respected as given);
+2. `$N6EMU_CACHE_DIR/numba`, when N6EMU_CACHE_DIR is set;
+3. `$XDG_CACHE_HOME/n6emu/numba`, else `~/.cache/n6emu/numba`.
+
+Under that folder Numba keeps one subfolder per source folder (its name ends in a hash of the full source
+path), so an editable checkout and a regular install never share cache entries. When the chosen folder cannot
+be written, the kernels are compiled in memory on every run (no caching) and one line on stderr says so and how
+to fix it; nothing is ever written inside the package.
+
+C twins. The cffi extensions emu._c_* are compiled at install time when a C compiler is present and are
+optional; `c_twin_missing(module, error)` is the one-line message of everything that needs one and finds it
+absent.
+"""
+import os
+import sys
+import tempfile
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+ENV_VAR = "N6EMU_CACHE_DIR"
+
+#: (folder, reason) after configure_numba_cache(): the Numba cache folder in use, or None and why there is none.
+state = None
+
+
+def default_cache_dir(environ=os.environ):
+    """The Numba cache folder n6emu asks for, from the environment (see the module docstring), and the name of
+    the variable that set it (None for the per-user default)."""
+    if environ.get("NUMBA_CACHE_DIR"):
+        return os.path.abspath(os.path.expanduser(environ["NUMBA_CACHE_DIR"])), "NUMBA_CACHE_DIR"
+    if environ.get(ENV_VAR):
+        return os.path.join(os.path.abspath(os.path.expanduser(environ[ENV_VAR])), "numba"), ENV_VAR
+    base = environ.get("XDG_CACHE_HOME")
+    if not base or not os.path.isabs(base):   # the XDG spec: a relative value is ignored
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "n6emu", "numba"), None
+
+
+def writable_dir(path):
+    """None when `path` is (or could be made) a folder that can be written, else the reason (an OSError text)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def _inside_package(path):
+    path = os.path.realpath(path)
+    return path == os.path.realpath(PACKAGE_DIR) or path.startswith(os.path.realpath(PACKAGE_DIR) + os.sep)
+
+
+def configure_numba_cache(environ=os.environ, stderr=None):
+    """Point Numba's cache at the per-user folder (sets NUMBA_CACHE_DIR in `environ`, and numba.config when
+    Numba is already imported); when it cannot be written, turn caching off for n6emu's kernels and print one
+    notice line on `stderr`. Returns (folder, None) or (None, reason). Idempotent."""
+    global state
+    if state is not None:
+        return state
+    folder, source = default_cache_dir(environ)
+    reason = writable_dir(folder)
+    if reason is None and _inside_package(folder):
+        reason = "it is inside the installed package"
+    if reason is None:
+        environ["NUMBA_CACHE_DIR"] = folder
+        numba_config = sys.modules.get("numba.core.config")
+        if numba_config is not None:
+            numba_config.CACHE_DIR = folder
+        state = (folder, None)
+        return state
+    _disable_kernel_caching()
+    how = (f"set {source} to a writable folder" if source else
+           f"set {ENV_VAR} (or XDG_CACHE_HOME) to a writable folder")
+    print(f"n6emu: cannot write the kernel cache folder {folder} ({reason}); kernels are compiled on every run "
+          f"(a minute or more each time): {how}", file=stderr or sys.stderr)
+    state = (None, reason)
+    return state
+
+
+def _disable_kernel_caching():
+    """Make `cache=True` a no-op for functions defined in this package (Numba would otherwise write next to the
+    sources, or fail with "no locator available"); other code's caching is left as it is."""
+    from numba.core import dispatcher
+
+    original = dispatcher.Dispatcher.enable_caching
+    if getattr(original, "_n6emu", False):
+        return
+
+    def enable_caching(self):
+        code = getattr(self.py_func, "__code__", None)
+        if code is not None and _inside_package(code.co_filename):
+            return   # n6emu's kernel: compiled in memory, not cached
+        return original(self)
+
+    enable_caching._n6emu = True
+    dispatcher.Dispatcher.enable_caching = enable_caching
+
+
+def is_source_checkout():
+    """True when this package runs from a source tree (editable install or the repository itself): setup.py and
+    the C sources sit next to it."""
+    root = os.path.dirname(PACKAGE_DIR)
+    return os.path.isfile(os.path.join(root, "setup.py")) and os.path.isdir(os.path.join(root, "csrc"))
+
+
+def c_twin_missing(module, error=None, alternative="or use the default backend 'numba'"):
+    """One line for an absent or unloadable C twin `module` (e.g. "emu._c_kernels"): why, how to get it for this
+    kind of install (source checkout or installed copy), and `alternative`; `error` is the import's ImportError."""
+    if is_source_checkout():
+        build = f"run `python3 -m pip install -e .` in {os.path.dirname(PACKAGE_DIR)}"
+    else:
+        build = ("reinstall n6emu from its source folder or sdist (`python3 -m pip install --force-reinstall "
+                 "--no-deps .` there)")
+    if error is not None and not (isinstance(error, ModuleNotFoundError) and error.name == module):
+        what, fix = f"the C twin {module} is built but does not load ({error})", f"rebuild it: {build}"
+    else:
+        what = f"the C twin {module} is not built (it is compiled at install time when a C compiler is present)"
+        fix = f"install a C compiler (e.g. `apt-get install gcc`), then {build}"
+    return f"{what}; {fix}" + (f"; {alternative}" if alternative else "")
