@@ -43,11 +43,10 @@ def main():
         t0 = time.perf_counter()
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
-        list(D.iter_results(dev, clips[:2 * n], pad=True, scheduler=cluster.scheduler_address))   # warm workers
+        list(D.iter_results(dev, clips[:2 * n], pad=True, scheduler=client))   # warm workers
         startup[n] = time.perf_counter() - t0
         clusters.append((cluster, client))
-        runs[f"workers_{n}"] = (lambda a=cluster.scheduler_address: list(D.iter_results(dev, clips, pad=True,
-                                                                                         scheduler=a)))
+        runs[f"workers_{n}"] = (lambda c=client: list(D.iter_results(dev, clips, pad=True, scheduler=c)))
     times = {k: [] for k in runs}
     for _ in range(args.repeats):
         for k, fn in runs.items():

@@ -188,11 +188,14 @@ def iter_results(device, clips, rate=None, pad=False, other=None, workers=None, 
 
 def dask_client(workers=None, scheduler=None):
     """A dask.distributed Client: a LocalCluster of `workers` single-threaded processes, or the scheduler at
-    `scheduler`. One-line N6Error when Dask is not installed or the scheduler is unreachable."""
+    `scheduler` (an address, or a Client of the caller's, used as it is). One-line N6Error when Dask is not
+    installed or the scheduler is unreachable."""
     try:
         from distributed import Client, LocalCluster
     except ImportError:
         raise N6Error("--workers/--scheduler need Dask: pip install \"n6emu[dask]\"") from None
+    if isinstance(scheduler, Client):
+        return scheduler
     if scheduler is not None:
         try:
             return Client(scheduler, timeout="10s")
@@ -243,10 +246,11 @@ def _iter_dask(device, clips, rate, pad, other, workers, scheduler, start, in_fl
             while next_submit < total and len(pending.futures) < limit:
                 submit()
     finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None and scheduler is None:
-            cluster.close()
+        if client is not scheduler:            # a Client the caller gave stays open
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None and scheduler is None:
+                cluster.close()
 
 
 _WORKER_DEVICES = {}      # per worker process: DeviceConfig fingerprint -> Device (built once)

@@ -196,7 +196,7 @@ def test_a_killed_worker_costs_a_retry_not_a_record(dev, small):
             Client(cluster) as client:
         pids = sorted(client.run(os.getpid).values())
         got = []
-        for r in D.iter_results(dev, clips, scheduler=cluster.scheduler_address, in_flight=8):
+        for r in D.iter_results(dev, clips, scheduler=client, in_flight=8):
             got.append(r)
             if len(got) == 3:
                 os.kill(pids[0], signal.SIGKILL)

@@ -275,9 +275,9 @@ def read_c_arrays(path):
         raise FrontendError(f"{printable(path, 4096)}: cannot read the C table ({type(e).__name__}); give a UTF-8 .h/.c "
                             f"file") from None
     try:
-        arrays = cheader.parse_arrays(text, source=printable(path), types=_FLOAT_TYPES + _INT_TYPES)
+        arrays = cheader.parse_arrays(text, source=printable(path, 4096), types=_FLOAT_TYPES + _INT_TYPES)
     except CHeaderError as e:
-        raise FrontendError(f"{printable(e)}; fix the table") from None
+        raise FrontendError(f"{printable(e, 4096)}; fix the table") from None
     return {name: (a.astype(np.int64) if a.dtype.kind in "iu" else a) for name, a in arrays.items()
             if a is not None}
 
