@@ -263,6 +263,8 @@ def _remote_replay(cfg, other_cfg, part, rate, pad):
     key = _fingerprint(cfg, other_cfg)
     devs = _WORKER_DEVICES.get(key)
     if devs is None:
+        import numba
+        numba.set_num_threads(1)       # one worker = one core: the parallelism is across workers, not inside
         dev = Device(cfg)
         devs = _WORKER_DEVICES[key] = (dev, None if other_cfg is None else Device(other_cfg, _shared=dev._shared))
     return [replay_file(devs[0], clip, i, rate, pad, devs[1]) for i, clip in part]
