@@ -240,16 +240,19 @@ def test_float_model_is_rejected_with_how_to_quantize():
         load_onnx_qdq(fm)
 
 
-def test_unsupported_op_names_op_and_node():
+def test_unsupported_ops_are_listed_at_once():
+    """Every unsupported op and its layers in one line (not only the first)."""
     shape = (1, 2, 6, 6)
     fm = build_float_model([dict(op="conv", cout=2, k=1)], shape, softmax=False)
-    # append a Sigmoid after the conv (quantize_static quantizes it as DQ -> Sigmoid -> Q)
     g = fm.graph
     g.node[-1].output[0] = "pre"
-    g.node.append(helper.make_node("Sigmoid", ["pre"], ["output"], name="my_sigmoid"))
+    g.node.extend([helper.make_node("Elu", ["pre"], ["e1"], name="my_elu"),
+                   helper.make_node("Softsign", ["e1"], ["e2"], name="my_softsign"),
+                   helper.make_node("Elu", ["e2"], ["output"], name="my_elu2")])
     rng = np.random.default_rng(0)
     q = quantize_qdq(fm, [rng.normal(0, 1, shape).astype(np.float32) for _ in range(4)])
-    with pytest.raises(N6Error, match=r"unsupported op Sigmoid.*'my_sigmoid'") as e:
+    with pytest.raises(N6Error, match=r"unsupported ops: Elu \(2 layers: 'my_elu', 'my_elu2'\), Softsign \(1 layer: "
+                       r"'my_softsign'\)") as e:
         load_onnx_qdq(q)
     assert "\n" not in str(e.value)
 

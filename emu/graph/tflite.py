@@ -4,13 +4,14 @@ Only structure and quantization are read; no float math happens here (see prepar
 made explicit with TFLite's rule (ComputePaddingHeightWidth): total = max((out-1)*stride + eff_k - in, 0),
 before = total // 2, after = total - before; eff_k = (k-1)*dilation + 1.
 """
+import struct
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import N6Error
+from ..errors import N6Error, printable, quoted
 from . import tflite_fb as fb
-from .ir import Graph, Node, Tensor
+from .ir import Graph, Node, Tensor, check_graph, check_shape
 
 FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 HOW_TO_QUANTIZE = ("convert it with the TFLite converter using a representative dataset, "
@@ -19,20 +20,30 @@ HOW_TO_QUANTIZE = ("convert it with the TFLite converter using a representative 
 
 
 def load_tflite(path_or_bytes, name=None):
-    """Import an int8 TFLite model (a path or the raw bytes) into a Graph. Raises N6Error."""
+    """Import an int8 TFLite model (a path or the raw bytes) into a Graph, validated (indices, attributes, shapes,
+    graph order, sizes) before anything runs. Raises N6Error (one line) for every malformed or unsupported model."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         buf = bytes(path_or_bytes)
-        source = f"tflite:{name or '<bytes>'}"
+        source = f"tflite:{printable(name or '<bytes>')}"
     else:
         p = Path(path_or_bytes)
         if not p.is_file():
-            raise N6Error(f"model file {p} does not exist; pass the path of a .tflite file")
-        buf = p.read_bytes()
-        source = f"tflite:{p}"
+            raise N6Error(f"model file {printable(p, 4096)} does not exist; pass the path of a .tflite file")
+        try:
+            buf = p.read_bytes()
+        except OSError as e:
+            raise N6Error(f"cannot read model file {printable(p, 4096)} ({e.strerror}); check its permissions") from None
+        source = f"tflite:{printable(p, 4096)}"
+    if not buf:
+        raise N6Error(f"{source} is empty (0 bytes), not a TFLite flatbuffer; pass a .tflite model file")
     try:
-        return _import(buf, source)
+        graph = _import(buf, source)
     except fb.FlatBufferError as e:
         raise N6Error(f"{source} is not a valid TFLite flatbuffer ({e}); pass a .tflite model file") from None
+    except (struct.error, IndexError, UnicodeDecodeError, OverflowError) as e:   # structural corruption
+        raise N6Error(f"{source}: the model file is malformed ({type(e).__name__}: {printable(e)}); re-export "
+                      f"the .tflite file") from None
+    return check_graph(graph, "re-export the .tflite file")
 
 
 def _unique(name, used):
@@ -61,6 +72,14 @@ def graph_inputs(buf):
     return [int(i) for i in sg.vector(fb.SUBGRAPH["inputs"], np.int32)]
 
 
+def _index(i, n, what, source):
+    """A flatbuffer index checked against the length of what it indexes (a one-line N6Error otherwise)."""
+    i = int(i)
+    if not 0 <= i < n:
+        raise N6Error(f"{source}: {what} is {i}, outside 0..{n - 1}; the .tflite file is corrupt: re-export it")
+    return i
+
+
 def _import(buf, source):
     model = fb.root_table(buf)
     subgraphs = model.tables(fb.MODEL["subgraphs"])
@@ -68,20 +87,25 @@ def _import(buf, source):
         raise N6Error(f"{source} has no subgraph; export a model with one inference graph")
     sg = subgraphs[0]
     buffers = model.tables(fb.MODEL["buffers"])
+    _verify_unread(model, sg, buffers)
     codes = []
     for c in model.tables(fb.MODEL["operator_codes"]):
         code = max(c.scalar(fb.OPERATOR_CODE["deprecated_builtin_code"], "b", 0),
                    c.scalar(fb.OPERATOR_CODE["builtin_code"], "i", 0))
-        codes.append(fb.BUILTIN_NAME.get(code, c.string(fb.OPERATOR_CODE["custom_code"]) or f"BUILTIN_{code}"))
+        codes.append(fb.BUILTIN_NAME.get(code, printable(c.string(fb.OPERATOR_CODE["custom_code"]) or "")
+                                         or f"BUILTIN_{code}"))
 
     # tensors
     raw = sg.tables(fb.SUBGRAPH["tensors"])
+    if not raw:
+        raise N6Error(f"{source} has no tensors; re-export the .tflite file")
     names = _tensor_names(raw)
     tensors = {}
     for i, t in enumerate(raw):
         name = names[i]
         shp = t.vector(fb.TENSOR["shape"], np.int32)
-        shape = tuple(int(d) for d in shp) if shp is not None else ()
+        shape = check_shape(shp if shp is not None else (), f"{source}: tensor {quoted(name)}",
+                            "re-export the .tflite file")
         tcode = t.scalar(fb.TENSOR["type"], "b", 0)
         dtype = fb.TENSOR_TYPE.get(tcode)
         scale = zp = axis = None
@@ -91,44 +115,132 @@ def _import(buf, source):
             if s is not None and s.size:
                 scale = np.array(s, dtype=np.float32)
                 z = q.vector(fb.QUANTIZATION["zero_point"], np.int64)
-                zp = np.array(z, dtype=np.int64) if z is not None and z.size else np.zeros(scale.size, np.int64)
+                if z is None or z.size not in (1, scale.size):
+                    raise N6Error(f"tensor {quoted(name)} has {scale.size} scale(s) but "
+                                  f"{0 if z is None else z.size} zero-point(s); the .tflite file is corrupt: re-export "
+                                  f"it")
+                zp = np.array(z, dtype=np.int64)
                 if zp.size == 1 and scale.size > 1:
                     zp = np.repeat(zp, scale.size)
                 if scale.size > 1:
                     axis = int(q.scalar(fb.QUANTIZATION["quantized_dimension"], "i", 0))
+                    if not 0 <= axis < len(shape) or shape[axis] != scale.size:
+                        raise N6Error(f"tensor {quoted(name)} has {scale.size} per-channel scales along "
+                                      f"quantized_dimension {axis} of shape {list(shape)}; re-export the .tflite file")
         data = None
         bidx = t.scalar(fb.TENSOR["buffer"], "I", 0)
-        if 0 < bidx < len(buffers):
+        if bidx != 0:
+            bidx = _index(bidx, len(buffers), f"the buffer index of tensor {quoted(name)}", source)
             raw_bytes = buffers[bidx].vector(fb.BUFFER["data"], np.uint8)
             if raw_bytes is not None and raw_bytes.size:
                 if dtype is None:
-                    raise N6Error(f"constant tensor {name!r} has unsupported TFLite type "
+                    raise N6Error(f"constant tensor {quoted(name)} has unsupported TFLite type "
                                   f"{fb.TENSOR_TYPE_NAME.get(tcode, tcode)}; {HOW_TO_QUANTIZE}")
+                need = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                if raw_bytes.size != need:
+                    raise N6Error(f"constant tensor {quoted(name)} holds {raw_bytes.size} bytes but its shape "
+                                  f"{list(shape)} of {np.dtype(dtype).name} needs {need}; re-export the .tflite file")
                 data = np.frombuffer(raw_bytes.tobytes(), dtype=np.dtype(dtype).newbyteorder("<"))
                 data = data.astype(dtype).reshape(shape)
         tensors[name] = Tensor(name, shape, np.dtype(dtype) if dtype is not None else None,
                                scale, zp, axis, data)
 
-    inputs = [names[i] for i in sg.vector(fb.SUBGRAPH["inputs"], np.int32)]
-    outputs = [names[i] for i in sg.vector(fb.SUBGRAPH["outputs"], np.int32)]
+    def io(field):
+        v = sg.vector(fb.SUBGRAPH[field], np.int32)
+        v = [] if v is None else v
+        if len(v) == 0:
+            raise N6Error(f"{source} has no {field}; re-export the .tflite file")
+        return [names[_index(i, len(names), f"a model {field[:-1]}'s tensor index", source)] for i in v]
+
+    inputs, outputs = io("inputs"), io("outputs")
     for n in inputs + outputs:
         t = tensors[n]
         if t.dtype != np.int8 or t.scale is None:
             kind = "input" if n in inputs else "output"
-            raise N6Error(f"model {kind} {n!r} is {_tname(t)}{'' if t.scale is not None else ' (not quantized)'}: "
+            raise N6Error(f"model {kind} {quoted(n)} is {_tname(t)}"
+                          f"{'' if t.scale is not None else ' (not quantized)'}: "
                           f"the model must be fully int8-quantized; {HOW_TO_QUANTIZE}")
 
+    _check_supported(sg, codes, names, source)
     nodes = []
     used_layers = set()
     for k, op in enumerate(sg.tables(fb.SUBGRAPH["operators"])):
-        opname = codes[op.scalar(fb.OPERATOR["opcode_index"], "I", 0)]
-        ins = [names[i] if i >= 0 else None for i in op.vector(fb.OPERATOR["inputs"], np.int32)]
-        outs = [names[i] for i in op.vector(fb.OPERATOR["outputs"], np.int32)]
-        layer = _unique(outs[0] if outs else f"op_{k}", used_layers)
+        oc = _index(op.scalar(fb.OPERATOR["opcode_index"], "I", 0), len(codes), f"operator {k}'s opcode_index",
+                    source)
+        opname = codes[oc]
+        vin = op.vector(fb.OPERATOR["inputs"], np.int32)
+        vout = op.vector(fb.OPERATOR["outputs"], np.int32)
+        ins = [None if i == -1 else names[_index(i, len(names), f"an input tensor index of operator {k} ({opname})",
+                                                  source)] for i in (vin if vin is not None else [])]
+        outs = [names[_index(i, len(names), f"an output tensor index of operator {k} ({opname})", source)]
+                for i in (vout if vout is not None else [])]
+        layer = _unique(printable(outs[0]) if outs else f"op_{k}", used_layers)
+        n_in = MIN_INPUTS.get(opname, 1)
+        if len(outs) != 1 or len(ins) < n_in or any(i is None for i in ins[:n_in]):
+            raise N6Error(f"layer '{layer}' ({opname}) has inputs {len(ins)} / outputs {len(outs)}; it needs "
+                          f"{n_in} input(s) and 1 output: re-export the .tflite file")
         opt_name = fb.OPERATOR_OPTIONS.get(opname)
-        opts = fb.read_options(op.table(fb.OPERATOR["builtin_options"]), opt_name) if opt_name else {}
+        opts = {}
+        if opt_name:
+            otype = op.scalar(fb.OPERATOR["builtin_options_type"], "B", 0)
+            # options of another op's type are ignored (as tflite-micro's builtin_options_as_X() does): defaults
+            table = op.table(fb.OPERATOR["builtin_options"]) if otype == fb.OPTIONS_TYPE[opt_name] else None
+            opts = fb.read_options(table, opt_name)
         nodes.append(_convert(opname, layer, ins, outs, opts, tensors))
     return Graph(tensors, nodes, inputs, outputs, source)
+
+
+def _check_supported(sg, codes, names, source):
+    """Every unsupported op of the model at once, one line: 'unsupported ops: GRU (2 layers: 'a', 'b'), ...'
+    (layers named like the importer names them: by their first output tensor)."""
+    bad, used = {}, set()
+    for k, op in enumerate(sg.tables(fb.SUBGRAPH["operators"])):
+        oc = _index(op.scalar(fb.OPERATOR["opcode_index"], "I", 0), len(codes), f"operator {k}'s opcode_index",
+                    source)
+        vout = op.vector(fb.OPERATOR["outputs"], np.int32)
+        outs = [names[_index(i, len(names), f"an output tensor index of operator {k} ({codes[oc]})", source)]
+                for i in (vout if vout is not None else [])]
+        layer = _unique(printable(outs[0]) if outs else f"op_{k}", used)
+        if codes[oc] not in SUPPORTED_OPS:
+            bad.setdefault(codes[oc], []).append(layer)
+    if bad:
+        parts = []
+        for op, layers in bad.items():
+            shown = ", ".join(quoted(x) for x in layers[:5]) + (f", ... ({len(layers) - 5} more)" if len(layers) > 5
+                                                                 else "")
+            parts.append(f"{op} ({len(layers)} layer{'s' if len(layers) > 1 else ''}: {shown})")
+        raise N6Error(f"{source}: unsupported ops: {', '.join(parts)}; supported: {', '.join(SUPPORTED_OPS)}")
+
+
+def _verify_unread(model, sg, buffers):
+    """Bounds of the fields the importer does not use but tflite-micro reads (strings, vectors): a corrupt one is
+    refused here as the FlatBuffers verifier would, instead of being ignored (tflite-micro crashes on some)."""
+    model.string(fb.MODEL["description"])
+    sg.string(fb.SUBGRAPH["name"])
+    for c in model.tables(fb.MODEL["operator_codes"]):
+        c.string(fb.OPERATOR_CODE["custom_code"])
+        c.scalar(fb.OPERATOR_CODE["version"], "i", 1)
+    for t in sg.tables(fb.SUBGRAPH["tensors"]):
+        t.scalar(fb.TENSOR["is_variable"], "?", False)
+        q = t.table(fb.TENSOR["quantization"])
+        if q is not None:
+            q.vector(fb.QUANTIZATION["min"], np.float32)
+            q.vector(fb.QUANTIZATION["max"], np.float32)
+            if q.scalar(fb.QUANTIZATION["details_type"], "B", 0) != 0:
+                raise fb.FlatBufferError("custom quantization details are not supported")
+    for op in sg.tables(fb.SUBGRAPH["operators"]):
+        op.vector(fb.OPERATOR["custom_options"], np.uint8)
+    for b in buffers:
+        if b.scalar(fb.BUFFER["offset"], "Q", 0) or b.scalar(fb.BUFFER["size"], "Q", 0):
+            raise fb.FlatBufferError("buffers stored outside the flatbuffer (offset/size) are not supported")
+
+
+MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MUL": 2, "PAD": 2, "PADV2": 2,
+              "TRANSPOSE": 2, "SUB": 2, "MAXIMUM": 2, "MINIMUM": 2, "STRIDED_SLICE": 4, "MEAN": 2}
+SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD",
+                 "SUB", "MUL", "MAXIMUM", "MINIMUM", "CONCATENATION", "PAD", "PADV2", "RESHAPE", "SQUEEZE",
+                 "EXPAND_DIMS", "TRANSPOSE", "STRIDED_SLICE", "QUANTIZE", "LOGISTIC", "TANH", "LEAKY_RELU",
+                 "HARD_SWISH", "MEAN")
 
 
 def _tname(t):
@@ -139,16 +251,35 @@ def _require_int8(layer, opname, tensors, names):
     for n in names:
         t = tensors[n]
         if t.dtype != np.int8 or t.scale is None:
-            raise N6Error(f"layer {layer!r} ({opname}) has {_tname(t)} tensor {n!r}: the model must be fully "
+            raise N6Error(f"layer '{layer}' ({opname}) has {_tname(t)} tensor {n!r}: the model must be fully "
                           f"int8-quantized; {HOW_TO_QUANTIZE}")
 
 
 def _activation(layer, opname, opts):
-    act = fb.ACTIVATION.get(opts.get("fused_activation_function", 0), "?")
+    code = opts.get("fused_activation_function", 0)
+    act = fb.ACTIVATION.get(code)
+    if act is None:
+        raise N6Error(f"layer '{layer}' ({opname}) has fused_activation_function = {code}, not a TFLite activation "
+                      f"(0..{max(fb.ACTIVATION)}); the .tflite file is corrupt: re-export it")
     if act not in FUSED_ACTIVATIONS:
-        raise N6Error(f"layer {layer!r} ({opname}) uses fused activation {act}, unsupported; "
+        raise N6Error(f"layer '{layer}' ({opname}) uses fused activation {act}, unsupported; "
                       f"use NONE, RELU, RELU6 or RELU_N1_TO_1")
     return act
+
+
+def _positive(layer, opname, opts, *fields):
+    """Integer options that must be >= 1 (strides, dilations, filter sizes), checked before any use."""
+    for f in fields:
+        if opts[f] < 1:
+            raise N6Error(f"layer '{layer}' ({opname}) has {f} = {opts[f]}; it must be >= 1: the .tflite file is "
+                          f"corrupt, re-export it")
+
+
+def _rank(layer, opname, tensors, names, rank):
+    for n in names:
+        if len(tensors[n].shape) != rank:
+            raise N6Error(f"layer '{layer}' ({opname}) needs {rank}-D tensors, {quoted(n)} has shape "
+                          f"{list(tensors[n].shape)}; re-export the .tflite file")
 
 
 def _same_or_valid(layer, opname, padding, in_h, in_w, k_h, k_w, s_h, s_w, d_h, d_w, out_h, out_w):
@@ -160,9 +291,13 @@ def _same_or_valid(layer, opname, padding, in_h, in_w, k_h, k_w, s_h, s_w, d_h, 
     elif pad_name == "VALID":
         exp_h, exp_w = (in_h - eff_h + s_h) // s_h, (in_w - eff_w + s_w) // s_w
     else:
-        raise N6Error(f"layer {layer!r} ({opname}) has unknown padding code {padding}; re-export the model")
+        raise N6Error(f"layer '{layer}' ({opname}) has padding = {padding}, not SAME (0) or VALID (1); the .tflite "
+                      f"file is corrupt: re-export it")
+    if eff_h > in_h and pad_name == "VALID" or eff_w > in_w and pad_name == "VALID":
+        raise N6Error(f"layer '{layer}' ({opname}): the {eff_h}x{eff_w} window is larger than the {in_h}x{in_w} input "
+                      f"with VALID padding; re-export the model")
     if (exp_h, exp_w) != (out_h, out_w):
-        raise N6Error(f"layer {layer!r} ({opname}) output is {out_h}x{out_w} but {pad_name} padding gives "
+        raise N6Error(f"layer '{layer}' ({opname}) output is {out_h}x{out_w} but {pad_name} padding gives "
                       f"{exp_h}x{exp_w}; re-export the model")
     tot_h = max((out_h - 1) * s_h + eff_h - in_h, 0)
     tot_w = max((out_w - 1) * s_w + eff_w - in_w, 0)
@@ -179,10 +314,10 @@ def _convert(opname, layer, ins, outs, opts, tensors):
         x, w, o = t(ins[0]), t(ins[1]), t(outs[0])
         bias = ins[2] if len(ins) > 2 else None
         if bias is not None and t(bias).dtype != np.int32:
-            raise N6Error(f"layer {layer!r} ({opname}) has a {_tname(t(bias))} bias; int8 models need int32 "
+            raise N6Error(f"layer '{layer}' ({opname}) has a {_tname(t(bias))} bias; int8 models need int32 "
                           f"biases; {HOW_TO_QUANTIZE}")
-        if len(x.shape) != 4 or len(w.shape) != 4:
-            raise N6Error(f"layer {layer!r} ({opname}) needs 4-D NHWC input and weights, got {x.shape}, {w.shape}")
+        _rank(layer, opname, tensors, [ins[0], ins[1], outs[0]], 4)
+        _positive(layer, opname, opts, "stride_h", "stride_w", "dilation_h_factor", "dilation_w_factor")
         s_h, s_w = opts["stride_h"], opts["stride_w"]
         d_h, d_w = opts["dilation_h_factor"], opts["dilation_w_factor"]
         attrs = dict(stride_h=s_h, stride_w=s_w, dilation_h=d_h, dilation_w=d_w,
@@ -191,28 +326,38 @@ def _convert(opname, layer, ins, outs, opts, tensors):
                                     w.shape[2], s_h, s_w, d_h, d_w, o.shape[1], o.shape[2]))
         if opname == "CONV_2D":
             if x.shape[3] % w.shape[3] or w.shape[0] % (x.shape[3] // w.shape[3]):
-                raise N6Error(f"layer {layer!r} (CONV_2D): input channels {x.shape[3]} and filter {w.shape} "
+                raise N6Error(f"layer '{layer}' (CONV_2D): input channels {x.shape[3]} and filter {w.shape} "
                               f"do not form whole groups; re-export the model")
             attrs["groups"] = x.shape[3] // w.shape[3]
             return Node("conv2d", layer, [ins[0], ins[1], bias], outs, attrs)
         attrs["ch_mult"] = o.shape[3] // x.shape[3]
         if o.shape[3] != x.shape[3] * attrs["ch_mult"] or w.shape[3] != o.shape[3]:
-            raise N6Error(f"layer {layer!r} (DEPTHWISE_CONV_2D): output channels {o.shape[3]} are not a multiple "
+            raise N6Error(f"layer '{layer}' (DEPTHWISE_CONV_2D): output channels {o.shape[3]} are not a multiple "
                           f"of input channels {x.shape[3]}; re-export the model")
+        if opts["depth_multiplier"] != attrs["ch_mult"]:
+            # tflite-micro's kernel loops over depth_multiplier output channels per input channel
+            raise N6Error(f"layer '{layer}' (DEPTHWISE_CONV_2D) has depth_multiplier = {opts['depth_multiplier']} "
+                          f"but {x.shape[3]} input and {o.shape[3]} output channels need {attrs['ch_mult']}; "
+                          f"the .tflite file is corrupt: re-export it")
         return Node("depthwise_conv2d", layer, [ins[0], ins[1], bias], outs, attrs)
 
     if opname == "FULLY_CONNECTED":
         _require_int8(layer, opname, tensors, ins[:2] + outs)
+        if opts["keep_num_dims"] not in (0, 1):
+            raise N6Error(f"layer '{layer}' (FULLY_CONNECTED) has keep_num_dims = {opts['keep_num_dims']}; "
+                          f"re-export the model")
         if opts["weights_format"] != 0:
-            raise N6Error(f"layer {layer!r} (FULLY_CONNECTED) uses shuffled weights; export with DEFAULT weights")
+            raise N6Error(f"layer '{layer}' (FULLY_CONNECTED) uses shuffled weights; export with DEFAULT weights")
         bias = ins[2] if len(ins) > 2 else None
         if bias is not None and t(bias).dtype != np.int32:
-            raise N6Error(f"layer {layer!r} (FULLY_CONNECTED) has a {_tname(t(bias))} bias; {HOW_TO_QUANTIZE}")
+            raise N6Error(f"layer '{layer}' (FULLY_CONNECTED) has a {_tname(t(bias))} bias; {HOW_TO_QUANTIZE}")
         return Node("fully_connected", layer, [ins[0], ins[1], bias], outs,
                     dict(activation=_activation(layer, opname, opts), keep_num_dims=bool(opts["keep_num_dims"])))
 
     if opname in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
         _require_int8(layer, opname, tensors, ins[:1] + outs)
+        _rank(layer, opname, tensors, [ins[0], outs[0]], 4)
+        _positive(layer, opname, opts, "filter_height", "filter_width", "stride_h", "stride_w")
         x, o = t(ins[0]), t(outs[0])
         k_h, k_w, s_h, s_w = opts["filter_height"], opts["filter_width"], opts["stride_h"], opts["stride_w"]
         attrs = dict(kernel_h=k_h, kernel_w=k_w, stride_h=s_h, stride_w=s_w,
@@ -223,13 +368,70 @@ def _convert(opname, layer, ins, outs, opts, tensors):
 
     if opname == "SOFTMAX":
         _require_int8(layer, opname, tensors, ins[:1] + outs)
-        return Node("softmax", layer, ins[:1], outs, dict(beta=float(np.float32(opts["beta"]))))
+        beta = float(np.float32(opts["beta"]))
+        if not (np.isfinite(beta) and beta > 0):
+            raise N6Error(f"layer '{layer}' (SOFTMAX) has beta = {beta}; it must be a finite number > 0: re-export "
+                          f"the model")
+        return Node("softmax", layer, ins[:1], outs, dict(beta=beta))
 
-    if opname in ("ADD", "MUL"):
+    if opname in ("ADD", "MUL", "SUB"):
         _require_int8(layer, opname, tensors, ins[:2] + outs)
         return Node(opname.lower(), layer, ins[:2], outs, dict(activation=_activation(layer, opname, opts)))
 
-    if opname in ("RESHAPE", "SQUEEZE"):
+    if opname in ("MAXIMUM", "MINIMUM"):
+        _require_int8(layer, opname, tensors, ins[:2] + outs)
+        _same_quantization(layer, opname, tensors, ins[:2] + outs)
+        return Node(opname.lower(), layer, ins[:2], outs, dict(activation="NONE"))
+
+    if opname == "CONCATENATION":
+        _require_int8(layer, opname, tensors, ins + outs)
+        if _activation(layer, opname, opts) != "NONE":
+            raise N6Error(f"layer '{layer}' (CONCATENATION) has a fused activation; tflite-micro supports none: "
+                          f"re-export the model")
+        _same_quantization(layer, opname, tensors, ins + outs)
+        rank = len(t(outs[0]).shape)
+        axis = opts["axis"]
+        if not -rank <= axis < rank:
+            raise N6Error(f"layer '{layer}' (CONCATENATION) has axis {axis} for {rank}-D tensors; re-export the model")
+        return Node("concat", layer, list(ins), outs, dict(axis=axis % rank, activation="NONE"))
+
+    if opname in ("LOGISTIC", "TANH"):
+        _require_int8(layer, opname, tensors, ins[:1] + outs)
+        return Node("sigmoid" if opname == "LOGISTIC" else "tanh", layer, ins[:1], outs, dict(activation="NONE"))
+
+    if opname == "MEAN":
+        _require_int8(layer, opname, tensors, ins[:1] + outs)
+        shape = t(ins[0]).shape
+        ax = t(ins[1]).data if len(ins) > 1 and ins[1] is not None else None
+        if ax is None or ax.dtype not in (np.int32, np.int64):
+            raise N6Error(f"layer '{layer}' (MEAN) needs constant int32 axes; freeze them in the model")
+        rank = len(shape)
+        axes = sorted({int(v) % rank for v in ax.reshape(-1) if -rank <= int(v) < rank})
+        if len(axes) != ax.size or axes != list(range(axes[0], axes[-1] + 1)):
+            raise N6Error(f"layer '{layer}' (MEAN) reduces axes {[int(v) for v in ax.reshape(-1)]} of a {rank}-D "
+                          f"tensor; only one contiguous run of distinct axes is supported: re-export the model")
+        outer = int(np.prod(shape[:axes[0]], dtype=np.int64))
+        k = int(np.prod(shape[axes[0]:axes[-1] + 1], dtype=np.int64))
+        inner = int(np.prod(shape[axes[-1] + 1:], dtype=np.int64))
+        return Node("reduce_mean", layer, ins[:1], outs, dict(rows=outer * inner, k=k, inner=inner,
+                                                              activation="NONE"))
+
+    if opname == "HARD_SWISH":
+        _require_int8(layer, opname, tensors, ins[:1] + outs)
+        return Node("hard_swish", layer, ins[:1], outs, dict(activation="NONE"))
+
+    if opname == "LEAKY_RELU":
+        _require_int8(layer, opname, tensors, ins[:1] + outs)
+        alpha = float(np.float32(opts["alpha"]))
+        if not np.isfinite(alpha):
+            raise N6Error(f"layer '{layer}' (LEAKY_RELU) has alpha = {alpha}; re-export the model")
+        return Node("leaky_relu", layer, ins[:1], outs, dict(activation="NONE", alpha=alpha))
+
+    if opname == "QUANTIZE":
+        _require_int8(layer, opname, tensors, ins[:1] + outs)
+        return Node("requantize", layer, ins[:1], outs, dict(activation="NONE"))
+
+    if opname in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS"):
         _require_int8(layer, opname, tensors, ins[:1] + outs)
         return Node("reshape", layer, ins[:1], outs, dict(shape=tuple(t(outs[0]).shape)))
 
@@ -237,23 +439,97 @@ def _convert(opname, layer, ins, outs, opts, tensors):
         _require_int8(layer, opname, tensors, ins[:1] + outs)
         pads = t(ins[1]).data if len(ins) > 1 and ins[1] is not None else None
         if pads is None:
-            raise N6Error(f"layer {layer!r} ({opname}) has non-constant paddings; freeze them in the model")
+            raise N6Error(f"layer '{layer}' ({opname}) has non-constant paddings; freeze them in the model")
+        if pads.dtype not in (np.int32, np.int64) or pads.shape != (len(t(ins[0]).shape), 2):
+            raise N6Error(f"layer '{layer}' ({opname}) has paddings of shape {list(pads.shape)} "
+                          f"({np.dtype(pads.dtype).name}); it needs int32 [{len(t(ins[0]).shape)}, 2]: "
+                          f"re-export the model")
         pads = [(int(a), int(b)) for a, b in np.asarray(pads).reshape(-1, 2)]
         value = None          # PAD: the output zero-point
         if opname == "PADV2" and len(ins) > 2 and ins[2] is not None:
             c = t(ins[2])
             if c.data is None or c.dtype != np.int8:
-                raise N6Error(f"layer {layer!r} (PADV2) needs a constant int8 pad value; freeze it in the model")
+                raise N6Error(f"layer '{layer}' (PADV2) needs a constant int8 pad value; freeze it in the model")
             value = int(c.data.reshape(-1)[0])
         return Node("pad", layer, ins[:1], outs, dict(pads=pads, pad_value=value))
+
+    if opname == "STRIDED_SLICE":
+        _require_int8(layer, opname, tensors, ins[:1] + outs)
+        _same_quantization(layer, opname, tensors, ins[:1] + outs)
+        return Node("strided_slice", layer, ins[:1], outs, _strided_slice(layer, t(ins[0]).shape, ins, opts, t,
+                                                                          t(outs[0]).shape))
 
     if opname == "TRANSPOSE":
         _require_int8(layer, opname, tensors, ins[:1] + outs)
         perm = t(ins[1]).data if len(ins) > 1 else None
         if perm is None:
-            raise N6Error(f"layer {layer!r} (TRANSPOSE) has a non-constant permutation; freeze it in the model")
+            raise N6Error(f"layer '{layer}' (TRANSPOSE) has a non-constant permutation; freeze it in the model")
+        if perm.dtype not in (np.int32, np.int64):
+            raise N6Error(f"layer '{layer}' (TRANSPOSE) has a {np.dtype(perm.dtype).name} permutation; it needs "
+                          f"int32: re-export the model")
         return Node("transpose", layer, ins[:1], outs, dict(perm=tuple(int(p) for p in perm.reshape(-1))))
 
-    raise N6Error(f"unsupported op {opname} in layer {layer!r}; supported: CONV_2D, DEPTHWISE_CONV_2D, "
-                  f"FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, SOFTMAX, ADD, MUL, PAD, PADV2, RESHAPE, "
-                  f"SQUEEZE, TRANSPOSE")
+    raise N6Error(f"unsupported op {opname} in layer '{layer}'; supported: {', '.join(SUPPORTED_OPS)}")
+
+
+def _strided_slice(layer, shape, ins, opts, t, out_shape):
+    """TFLM StridedSlice geometry resolved per axis (StartForAxis / StopForAxis of TFLite's strided_slice_logic):
+    attrs starts, stops (-1: before index 0 for a negative stride), steps and the shrunk axes."""
+    vals = []
+    for n, what in zip(ins[1:4], ("begin", "end", "strides")):
+        c = t(n)
+        if c.data is None or c.dtype not in (np.int32, np.int64) or c.data.size != len(shape):
+            raise N6Error(f"layer '{layer}' (STRIDED_SLICE) needs a constant int32 {what} of {len(shape)} values; "
+                          f"freeze it in the model")
+        vals.append([int(v) for v in c.data.reshape(-1)])
+    begin, end, strides = vals
+    if opts["ellipsis_mask"] or opts["new_axis_mask"]:
+        raise N6Error(f"layer '{layer}' (STRIDED_SLICE) uses an ellipsis or new-axis mask, unsupported; re-export "
+                      f"the model without them")
+    if opts["offset"]:
+        raise N6Error(f"layer '{layer}' (STRIDED_SLICE) uses offset = true, which tflite-micro does not run; "
+                      f"re-export the model")
+    starts, stops, shrink = [], [], []
+    for ax, dim in enumerate(shape):
+        st = strides[ax]
+        if st == 0:
+            raise N6Error(f"layer '{layer}' (STRIDED_SLICE) has stride 0 on axis {ax}; re-export the model")
+        if opts["begin_mask"] >> ax & 1:
+            start = 0 if st > 0 else dim - 1
+        else:
+            start = begin[ax] + dim if begin[ax] < 0 else begin[ax]
+            start = min(max(start, 0), dim) if st > 0 else min(max(start, -1), dim - 1)
+        if opts["shrink_axis_mask"] >> ax & 1:
+            if st < 0:      # tflite-micro's loop then copies nothing and leaves the output unwritten
+                raise N6Error(f"layer '{layer}' (STRIDED_SLICE) shrinks axis {ax} with stride {st}; a shrunk axis "
+                              f"needs a positive stride (tflite-micro copies nothing otherwise): re-export the model")
+            if not 0 <= start < dim:
+                raise N6Error(f"layer '{layer}' (STRIDED_SLICE) shrinks axis {ax} at index {begin[ax]} of "
+                              f"{dim}; re-export the model")
+            stop, shrink = start + 1, shrink + [ax]
+            strides[ax] = 1
+        elif opts["end_mask"] >> ax & 1:
+            stop = dim if st > 0 else -1
+        else:
+            stop = end[ax] + dim if end[ax] < 0 else end[ax]
+            stop = min(max(stop, 0), dim) if st > 0 else min(max(stop, -1), dim - 1)
+        starts.append(start)
+        stops.append(stop)
+    lengths = [len(range(a, b, c)) for a, b, c in zip(starts, stops, strides)]
+    kept = [n for ax, n in enumerate(lengths) if ax not in shrink]
+    if any(n < 1 for n in lengths) or tuple(kept) != tuple(out_shape):
+        raise N6Error(f"layer '{layer}' (STRIDED_SLICE): the slice gives shape {kept}, the output tensor has "
+                      f"{list(out_shape)}; re-export the model")
+    return dict(starts=starts, stops=stops, steps=list(strides), shrink=shrink, in_dim0=int(shape[0]))
+
+
+def _same_quantization(layer, opname, tensors, names):
+    """Ops that move int8 values without rescaling (tflite-micro requires equal scale and zero-point)."""
+    t0 = tensors[names[0]]
+    for n in names[1:]:
+        t = tensors[n]
+        if t.scale.size != 1 or float(t.scale[0]) != float(t0.scale[0]) or int(t.zero_point[0]) != \
+                int(t0.zero_point[0]):
+            raise N6Error(f"layer '{layer}' ({opname}): tensor {quoted(n)} has scale {float(t.scale[0]):.9g} / "
+                          f"zero-point {int(t.zero_point[0])} but {quoted(names[0])} has {float(t0.scale[0]):.9g} / "
+                          f"{int(t0.zero_point[0])}; tflite-micro needs them equal: re-export the model")

@@ -45,24 +45,41 @@ OPTIONS_FIELDS = {
     "PadOptions": dict(),
     "TransposeOptions": dict(),
     "SqueezeOptions": dict(squeeze_dims=(0, "[i]", None)),
+    "ConcatenationOptions": dict(axis=(0, "i", 0), fused_activation_function=(1, "b", 0)),
+    "SubOptions": dict(fused_activation_function=(0, "b", 0), pot_scale_int16=(1, "?", True)),
+    "MaximumMinimumOptions": dict(),
+    "ExpandDimsOptions": dict(),
+    "LeakyReluOptions": dict(alpha=(0, "f", 0.0)),
+    "ReducerOptions": dict(keep_dims=(0, "?", False)),
+    "StridedSliceOptions": dict(begin_mask=(0, "i", 0), end_mask=(1, "i", 0), ellipsis_mask=(2, "i", 0),
+                                new_axis_mask=(3, "i", 0), shrink_axis_mask=(4, "i", 0), offset=(5, "?", False)),
 }
 # BuiltinOptions union type codes
 OPTIONS_TYPE = {"Conv2DOptions": 1, "DepthwiseConv2DOptions": 2, "Pool2DOptions": 5,
                 "FullyConnectedOptions": 8, "SoftmaxOptions": 9, "AddOptions": 11, "ReshapeOptions": 17,
-                "MulOptions": 21, "PadOptions": 22, "TransposeOptions": 26, "SqueezeOptions": 30}
+                "MulOptions": 21, "PadOptions": 22, "TransposeOptions": 26, "SqueezeOptions": 30,
+                "ConcatenationOptions": 10, "SubOptions": 28, "MaximumMinimumOptions": 39, "ExpandDimsOptions": 52,
+                "StridedSliceOptions": 32, "LeakyReluOptions": 75, "ReducerOptions": 27}
 OPTIONS_NAME = {v: k for k, v in OPTIONS_TYPE.items()}
 
 # BuiltinOperator codes (subset) and the options table each uses
 BUILTIN_OPERATOR = {"ADD": 0, "AVERAGE_POOL_2D": 1, "CONCATENATION": 2, "CONV_2D": 3, "DEPTHWISE_CONV_2D": 4,
                     "DEQUANTIZE": 6, "FULLY_CONNECTED": 9, "LOGISTIC": 14, "MAX_POOL_2D": 17, "MUL": 18,
                     "RELU": 19, "RELU6": 21, "RESHAPE": 22, "SOFTMAX": 25, "PAD": 34, "TRANSPOSE": 39,
-                    "MEAN": 40, "SUB": 41, "SQUEEZE": 43, "PADV2": 60, "QUANTIZE": 114}
+                    "MEAN": 40, "SUB": 41, "SQUEEZE": 43, "PADV2": 60, "QUANTIZE": 114, "TANH": 28,
+                    "STRIDED_SLICE": 45, "MAXIMUM": 55, "MINIMUM": 57, "EXPAND_DIMS": 70, "LEAKY_RELU": 98,
+                    "HARD_SWISH": 117, "UNIDIRECTIONAL_SEQUENCE_LSTM": 44, "SVDF": 27, "PRELU": 54, "SPLIT": 49,
+                    "BATCH_MATMUL": 126}
 BUILTIN_NAME = {v: k for k, v in BUILTIN_OPERATOR.items()}
 OPERATOR_OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
                     "AVERAGE_POOL_2D": "Pool2DOptions", "MAX_POOL_2D": "Pool2DOptions",
                     "FULLY_CONNECTED": "FullyConnectedOptions", "SOFTMAX": "SoftmaxOptions",
                     "ADD": "AddOptions", "MUL": "MulOptions", "RESHAPE": "ReshapeOptions",
-                    "PAD": "PadOptions", "TRANSPOSE": "TransposeOptions", "SQUEEZE": "SqueezeOptions"}
+                    "PAD": "PadOptions", "TRANSPOSE": "TransposeOptions", "SQUEEZE": "SqueezeOptions",
+                    "CONCATENATION": "ConcatenationOptions", "SUB": "SubOptions",
+                    "MAXIMUM": "MaximumMinimumOptions", "MINIMUM": "MaximumMinimumOptions",
+                    "EXPAND_DIMS": "ExpandDimsOptions", "STRIDED_SLICE": "StridedSliceOptions",
+                    "LEAKY_RELU": "LeakyReluOptions", "MEAN": "ReducerOptions"}
 
 # TensorType codes -> numpy dtypes (subset)
 TENSOR_TYPE = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_,

@@ -7,9 +7,9 @@ out: the output buffer; kernels: a backend namespace, emu.kernels.backends). A n
 FAMILIES (plus its importer rule and kernel).
 """
 from ...errors import N6Error
-from . import elementwise, layout, pooling, softmax, weighted
+from . import elementwise, layout, pooling, reduce, softmax, unary, weighted
 
-FAMILIES = (weighted, pooling, softmax, elementwise, layout)
+FAMILIES = (weighted, pooling, softmax, elementwise, layout, unary, reduce)
 REGISTRY = {op: fam for fam in FAMILIES for op in fam.OPS}
 
 

@@ -1,8 +1,10 @@
-"""Elementwise ops: add, mul (numpy broadcasting of the inputs), concat.
+"""Elementwise ops: add, sub, mul, maximum, minimum (numpy broadcasting of the inputs), concat.
 
-tflite: TFLite int8 Add (inputs scaled by 2^20, three double-rounding multipliers) and Mul (one multiplier through
-the profile's requantizer); no concat. mlas: ORT's DequantizeLinear -> float op -> QuantizeLinear ('dq-float', int8
-activations) or fused QLinearAdd/QLinearMul in ORT's uint8 domain ('qlinear'); Concat requantizes each input.
+tflite: TFLite int8 Add and Sub (inputs scaled by 2^20, three double-rounding multipliers; emu.kernels.binary.sub_s8)
+and Mul (one multiplier through the profile's requantizer); Maximum/Minimum/Concatenation move int8 values (equal
+quantization required, as tflite-micro). mlas: ORT's DequantizeLinear -> float op -> QuantizeLinear ('dq-float', int8
+activations) or fused QLinearAdd/QLinearMul in ORT's uint8 domain ('qlinear'); Sub always DQ -> float -> Q (ORT has
+no fused QLinearSub); Concat requantizes each input.
 """
 from dataclasses import dataclass
 
@@ -14,7 +16,7 @@ from . import weighted
 from .common import Params, output_range, scale, zp
 from .pooling import ORT_UINT8_DOMAIN_SHIFT
 
-OPS = ("add", "mul", "concat")
+OPS = ("add", "sub", "mul", "maximum", "minimum", "concat")
 ADD_LEFT_SHIFT = 20   # TFLite int8 Add: inputs are scaled up by 2^20 before rescaling
 
 
@@ -47,14 +49,24 @@ class ElementwiseParams(Params):
 def prepare(graph, node, profile):
     o = graph.tensors[node.outputs[0]]
     act_min, act_max = output_range(graph, node, profile)
+    if node.op in ("maximum", "minimum"):     # raw int8 values: the same under every profile
+        _check_same_quantization(graph, node, profile)
+        return ElementwiseParams(node.op, act_min, act_max)
+    if not profile.fixed_point and node.op == "sub":
+        # onnxruntime has no fused QLinearSub: DQ -> float Sub -> Q for int8 and uint8 alike. a - b == a + (-b)
+        # exactly in IEEE float32, and float32(-s2 * v) == -float32(s2 * v): an Add with the second scale negated
+        s1, s2 = (scale(graph.tensors[i]) for i in node.inputs)
+        return ElementwiseParams("sub", act_min, act_max, elementwise="dq-float", in_scales=(s1, -s2),
+                                 in_zps=tuple(zp(graph.tensors[i]) for i in node.inputs), out_scale=scale(o),
+                                 out_zp=zp(o))
     if not profile.fixed_point:
         return ElementwiseParams(node.op, act_min, act_max, elementwise=profile.elementwise,
                                  in_scales=tuple(scale(graph.tensors[i]) for i in node.inputs),
                                  in_zps=tuple(zp(graph.tensors[i]) for i in node.inputs), out_scale=scale(o),
                                  out_zp=zp(o), axis=node.attrs.get("axis"))
-    if node.op == "concat":
-        raise N6Error(f"profile {profile.name!r} does not implement op concat (layer {node.name!r}); use the "
-                      f"onnxruntime profile")
+    if node.op == "concat":           # TFLM CONCATENATION: a copy (int8 inputs and output share scale/zero-point)
+        _check_same_quantization(graph, node, profile)
+        return ElementwiseParams("concat", act_min, act_max, axis=node.attrs.get("axis"))
     x1, x2 = graph.tensors[node.inputs[0]], graph.tensors[node.inputs[1]]
     base = dict(in1_offset=-zp(x1), in2_offset=-zp(x2), out_offset=zp(o))
     if node.op == "mul":
@@ -63,12 +75,19 @@ def prepare(graph, node, profile):
         return ElementwiseParams("mul", act_min, act_max, **base, out_mult=m, out_shift=s, rounding=e["rounding"],
                                  requantizer=e["requantizer"], qp=e["qp"])
     s1, s2, so = float(scale(x1)), float(scale(x2)), float(scale(o))
-    twice_max = 2.0 * max(s1, s2)
+    twice_max = 2.0 * max(s1, s2)      # TFLite Add and Sub share the prepare (PrepareGeneralSubOrAdd)
     m1, sh1 = fx.quantize_multiplier_smaller_than_one(s1 / twice_max)
     m2, sh2 = fx.quantize_multiplier_smaller_than_one(s2 / twice_max)
     mo, sho = fx.quantize_multiplier_smaller_than_one(twice_max / (float(1 << ADD_LEFT_SHIFT) * so))
-    return ElementwiseParams("add", act_min, act_max, **base, in1_mult=m1, in1_shift=sh1, in2_mult=m2,
+    return ElementwiseParams(node.op, act_min, act_max, **base, in1_mult=m1, in1_shift=sh1, in2_mult=m2,
                              in2_shift=sh2, left_shift=ADD_LEFT_SHIFT, out_mult=mo, out_shift=sho)
+
+
+def _check_same_quantization(graph, node, profile):
+    ts = [graph.tensors[n] for n in list(node.inputs) + list(node.outputs)]
+    if any(scale(t) != scale(ts[-1]) or zp(t) != zp(ts[-1]) for t in ts):
+        raise N6Error(f"layer {node.name!r} ({node.op}): under profile {profile.name!r} the inputs and the output "
+                      f"must share scale and zero-point (it moves int8 values); use the onnxruntime profile")
 
 
 def _flat_operands(node, ins, out):
@@ -91,11 +110,24 @@ def _flat_operands(node, ins, out):
 
 
 def bind(p, node, ins, out, kernels):
-    from ...kernels import ort
+    from ...kernels import binary, ort
     if p.op == "concat":
-        return _bind_concat(p, ins, out)
+        return _bind_concat(p, ins, out) if p.elementwise is not None else _bind_copy_concat(p, ins, out)
     flat, copies = _flat_operands(node, ins, out)
     o = out.reshape(-1)
+    if p.op in ("maximum", "minimum", "sub") and p.elementwise is None:
+        if p.op == "sub":
+            run = binary.bind_sub_s8(flat[0], flat[1], p.in1_offset, p.in1_mult, p.in1_shift, p.in2_offset,
+                                     p.in2_mult, p.in2_shift, p.left_shift, p.out_mult, p.out_shift, p.out_offset,
+                                     p.act_min, p.act_max, o)
+        else:
+            run = binary.bind_minmax_s8(flat[0], flat[1], p.op == "maximum", o)
+
+        def run_binary():
+            for dst, src in copies:
+                np.copyto(dst, src)
+            run()
+        return run_binary
     if p.elementwise is not None:
         args = (flat[0], flat[1], p.in_scales[0], p.in_zps[0], p.in_scales[1], p.in_zps[1], p.out_scale, p.out_zp,
                 p.op == "mul")
@@ -118,6 +150,20 @@ def bind(p, node, ins, out, kernels):
             np.copyto(dst, src)
         fn(*args, **kw)
     return run_elementwise
+
+
+def _bind_copy_concat(p, ins, out):
+    parts, start = [], 0
+    for src in ins:
+        sl = [slice(None)] * out.ndim
+        sl[p.axis] = slice(start, start + src.shape[p.axis])
+        start += src.shape[p.axis]
+        parts.append((src, out[tuple(sl)]))
+
+    def run_copy_concat():
+        for src, dst in parts:
+            np.copyto(dst, src)
+    return run_copy_concat
 
 
 def _bind_concat(p, ins, out):

@@ -1,4 +1,5 @@
-"""Data-movement ops: pad (constant value, the output zero-point unless given), reshape, transpose (up to 4-D).
+"""Data-movement ops: pad (constant value, the output zero-point unless given), reshape, transpose (up to 4-D),
+strided_slice (per-axis start/stop/step resolved by the importer, shrunk axes dropped; a strided view copied).
 Identical under every profile (no arithmetic)."""
 from dataclasses import dataclass
 
@@ -7,7 +8,7 @@ import numpy as np
 from ...errors import N6Error
 from .common import Params, zp
 
-OPS = ("pad", "reshape", "transpose")
+OPS = ("pad", "reshape", "transpose", "strided_slice")
 
 
 @dataclass
@@ -43,5 +44,13 @@ def bind(p, node, ins, out, kernels):
         perm4 = np.array(list(range(lead)) + [q + lead for q in perm], np.int32)
         args = (x.reshape(_pad4(x.shape)), perm4, out.reshape(_pad4(out.shape)))
         return lambda: kernels.transpose_s8(*args)
+    if node.op == "strided_slice":
+        a = node.attrs
+        sl = [slice(b, e if e >= 0 else None, s) for b, e, s in zip(a["starts"], a["stops"], a["steps"])]
+        if a.get("in_dim0") == 1:
+            sl[0] = slice(None)                    # a leading 1 may hold a folded batch (runtime): keep every sample
+        view = x[tuple(sl)]
+        dst = out.reshape(view.shape)              # the output buffer seen with the shrunk axes kept (a view)
+        return lambda: np.copyto(dst, view)
     src = x.reshape(out.shape)
     return lambda: np.copyto(out, src)
