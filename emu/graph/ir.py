@@ -76,6 +76,21 @@ class Graph:
         return order
 
 
+def read_model_file(path, kind, ext):
+    """(bytes, source name "kind:path") of a model file, each problem one N6Error: missing, unreadable, empty."""
+    from pathlib import Path
+
+    from ..errors import N6Error, printable
+    p = Path(path)
+    if not p.is_file():
+        raise N6Error(f"model file {printable(p, 4096)} does not exist; pass the path of a {ext} file")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise N6Error(f"cannot read model file {printable(p, 4096)} ({e.strerror}); check its permissions") from None
+    return data, f"{kind}:{printable(p, 4096)}"
+
+
 def _quant_record(t):
     if t is None or t.scale is None:
         return None, None

@@ -30,12 +30,11 @@ both profiles (all of them depend on x - zp only); the I/O buffers keep uint8 (O
 Tail: a graph ending in DequantizeLinear (+ Softmax) gives a float32 output after the int8 output.
 """
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import N6Error, printable, quoted
-from .ir import MAX_GRAPH_BYTES, Graph, Node, Tensor, check_graph, check_shape
+from .ir import MAX_GRAPH_BYTES, Graph, Node, Tensor, check_graph, check_shape, read_model_file
 from .prepare import ort_default_elementwise, quantize_float
 from .profiles import resolve
 
@@ -104,14 +103,7 @@ def load_onnx_qdq(model, name=None, io_layout="original"):
         if isinstance(model, (bytes, bytearray)):
             data, source = bytes(model), f"onnx:{printable(name or '<bytes>')}"
         else:
-            p = Path(model)
-            if not p.is_file():
-                raise N6Error(f"model file {printable(p, 4096)} does not exist; pass the path of a .onnx file")
-            try:
-                data = p.read_bytes()
-            except OSError as e:
-                raise N6Error(f"cannot read model file {printable(p, 4096)} ({e.strerror}); check its permissions") from None
-            source = f"onnx:{printable(p, 4096)}"
+            data, source = read_model_file(model, "onnx", ".onnx")
         if not data:
             raise N6Error(f"{source} is empty (0 bytes), not an ONNX protobuf; pass a .onnx model file")
         try:

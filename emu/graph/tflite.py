@@ -5,13 +5,12 @@ made explicit with TFLite's rule (ComputePaddingHeightWidth): total = max((out-1
 before = total // 2, after = total - before; eff_k = (k-1)*dilation + 1.
 """
 import struct
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import N6Error, printable, quoted
 from . import tflite_fb as fb
-from .ir import Graph, Node, Tensor, check_graph, check_shape
+from .ir import Graph, Node, Tensor, check_graph, check_shape, read_model_file
 
 FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 HOW_TO_QUANTIZE = ("convert it with the TFLite converter using a representative dataset, "
@@ -26,14 +25,7 @@ def load_tflite(path_or_bytes, name=None):
         buf = bytes(path_or_bytes)
         source = f"tflite:{printable(name or '<bytes>')}"
     else:
-        p = Path(path_or_bytes)
-        if not p.is_file():
-            raise N6Error(f"model file {printable(p, 4096)} does not exist; pass the path of a .tflite file")
-        try:
-            buf = p.read_bytes()
-        except OSError as e:
-            raise N6Error(f"cannot read model file {printable(p, 4096)} ({e.strerror}); check its permissions") from None
-        source = f"tflite:{printable(p, 4096)}"
+        buf, source = read_model_file(path_or_bytes, "tflite", ".tflite")
     if not buf:
         raise N6Error(f"{source} is empty (0 bytes), not a TFLite flatbuffer; pass a .tflite model file")
     try:

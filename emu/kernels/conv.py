@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit, prange
 
 from emu.fixedpoint import requantize_row
-from emu.kernels.tiles import LANES, madd_tile, pack_pairs, padded, wrap_int32_array
+from emu.kernels.tiles import LANES, copy_padded, madd_tile, pack_pairs, padded, wrap_int32_array
 from emu.kernels.backends import (KernelArgumentError, check_activation, check_array, check_geometry, check_int,
                                   check_epilogue, check_no_alias)
 
@@ -451,11 +451,7 @@ def _conv_tiles(inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, s
             xbuf[np.uint64(i)] = zp
         run = kw * cin
         for b in range(b0, b1):
-            for y in range(h):
-                dst = ((pad_top + y) * wp + pad_left) * cin
-                src = (b * h + y) * w * cin
-                for i in range(w * cin):
-                    xbuf[np.uint64(dst + i)] = x_flat[np.uint64(src + i)]
+            copy_padded(x_flat, b, h, w, cin, wp, pad_top, pad_left, xbuf)
             for oy in range(oh):
                 ox = 0
                 while ox < ow:

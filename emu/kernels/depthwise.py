@@ -17,7 +17,7 @@ from numba import njit, prange
 
 from emu.fixedpoint import requantize_row
 from emu.kernels.conv import padded_extent, parallel_call, tile_chunks, tile_threads
-from emu.kernels.tiles import LANES, dw_tile, padded, wrap_int32_array
+from emu.kernels.tiles import LANES, copy_padded, dw_tile, padded, wrap_int32_array
 from emu.kernels.backends import (KernelArgumentError, check_activation, check_array, check_geometry, check_int,
                                   check_epilogue, check_no_alias)
 
@@ -224,11 +224,7 @@ def _depthwise_tiles(inp, filt, wpk, bias2, qp, scale, input_offset, output_offs
         xpad[np.uint64(i)] = zp
     row = wp * c
     for b in range(b0, b1):
-        for y in range(h):
-            dst = ((pad_top + y) * wp + pad_left) * c
-            src = (b * h + y) * w * c
-            for i in range(w * c):
-                xpad[np.uint64(dst + i)] = x_flat[np.uint64(src + i)]
+        copy_padded(x_flat, b, h, w, c, wp, pad_top, pad_left, xpad)
         for oy in range(oh):
             ox = 0
             while ox < ow:

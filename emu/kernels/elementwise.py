@@ -17,7 +17,14 @@ from emu.kernels.backends import (check_activation, check_array, check_epilogue,
 
 def add_s8(in1, in2, in1_offset, in1_mult, in1_shift, in2_offset, in2_mult, in2_shift, left_shift,
            out_mult, out_shift, out_offset, act_min, act_max, out):
-    """Checked entry point for _add_s8 (left_shift 0..31, shifts in the double-rounding range)."""
+    """Checked entry point for _add_sub_s8 (left_shift 0..31, shifts in the double-rounding range)."""
+    _add_sub_s8(*checked_add_args(in1, in2, in1_offset, in1_mult, in1_shift, in2_offset, in2_mult, in2_shift,
+                                  left_shift, out_mult, out_shift, out_offset, act_min, act_max, out), False)
+
+
+def checked_add_args(in1, in2, in1_offset, in1_mult, in1_shift, in2_offset, in2_mult, in2_shift, left_shift,
+                     out_mult, out_shift, out_offset, act_min, act_max, out):
+    """add_s8's (and sub_s8's) checks; returns _add_sub_s8's arguments before `subtract`."""
     in1 = check_array("in1", in1, np.int8, 1)
     in2 = check_array("in2", in2, np.int8, 1)
     out = check_array("out", out, np.int8, 1, writable=True)
@@ -25,7 +32,7 @@ def add_s8(in1, in2, in1_offset, in1_mult, in1_shift, in2_offset, in2_mult, in2_
     check_shape("out", out, in1.shape)
     lo, hi = check_activation(act_min, act_max)
     check_no_alias(out, in1, in2)
-    _add_s8(in1, in2, check_int("in1_offset", in1_offset), check_int("in1_mult", in1_mult),
+    return (in1, in2, check_int("in1_offset", in1_offset), check_int("in1_mult", in1_mult),
             check_shift("in1_shift", in1_shift, 0), check_int("in2_offset", in2_offset),
             check_int("in2_mult", in2_mult), check_shift("in2_shift", in2_shift, 0),
             check_int("left_shift", left_shift, 0, 31), check_int("out_mult", out_mult),
@@ -51,13 +58,15 @@ def mul_s8(in1, in2, in1_offset, in2_offset, out_mult, out_shift, out_offset, ac
 
 
 @njit(cache=True)
-def _add_s8(in1, in2, in1_offset, in1_mult, in1_shift, in2_offset, in2_mult, in2_shift, left_shift,
-            out_mult, out_shift, out_offset, act_min, act_max, out):
+def _add_sub_s8(in1, in2, in1_offset, in1_mult, in1_shift, in2_offset, in2_mult, in2_shift, left_shift,
+                out_mult, out_shift, out_offset, act_min, act_max, out, subtract):
+    """add (subtract False) or TFLite SUB (True: the difference of the rescaled inputs), see the module doc."""
     for i in range(in1.shape[0]):
         a = wrap_int32((np.int64(in1[i]) + np.int64(in1_offset)) << np.int64(left_shift))
         b = wrap_int32((np.int64(in2[i]) + np.int64(in2_offset)) << np.int64(left_shift))
-        s = wrap_int32(np.int64(requantize_double(a, in1_mult, in1_shift))
-                       + np.int64(requantize_double(b, in2_mult, in2_shift)))
+        a1 = np.int64(requantize_double(a, in1_mult, in1_shift))
+        a2 = np.int64(requantize_double(b, in2_mult, in2_shift))
+        s = wrap_int32(a1 - a2 if subtract else a1 + a2)
         v = np.int64(requantize_double(s, out_mult, out_shift)) + np.int64(out_offset)
         if v < act_min:
             v = act_min

@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -188,6 +188,19 @@ def _make_dw_tile(R, V):
             return context.get_dummy_value()
         return sig, codegen
     return tile
+
+
+# ---- the padded input image ---------------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def copy_padded(x_flat, b, h, w, c, wp, pad_top, pad_left, xbuf):
+    """Sample b of a flat NHWC int8 batch [n, h, w, c] into the flat padded image xbuf [hp, wp, c] at (pad_top,
+    pad_left); the border keeps what the caller filled it with (the input zero-point: padded taps add nothing)."""
+    for y in range(h):
+        dst = ((pad_top + y) * wp + pad_left) * c
+        src = (b * h + y) * w * c
+        for i in range(w * c):
+            xbuf[np.uint64(dst + i)] = x_flat[np.uint64(src + i)]
 
 
 # ---- weight packing (bind time, numpy) ----------------------------------------------------------------
