@@ -356,14 +356,18 @@ def parallel_call(fn, *args):
     return run
 
 
+def tiles_call(tiled, serial, parallel):
+    """A no-argument callable running a tile path (conv's or depthwise's) on its _tile_args arguments: one njit call
+    for the whole batch, split into its scratch rows' contiguous sample ranges over Numba's threads when there are
+    several (fixed at bind time, so the result never depends on numba.set_num_threads)."""
+    inp, scratch, acc = tiled[0], tiled[-2], tiled[-1]
+    if scratch.shape[0] > 1:
+        return parallel_call(parallel, *tiled)
+    return functools.partial(serial, *tiled[:-2], scratch[0], acc[0], 0, inp.shape[0])
+
+
 def conv_tiles_call(tiled):
-    """A no-argument callable running the tile path on _tile_args' arguments: one njit call for the whole batch,
-    split into its scratch rows' contiguous sample ranges over Numba's threads when there are several (fixed at bind
-    time, so the result never depends on numba.set_num_threads)."""
-    inp, xbuf, acc = tiled[0], tiled[-2], tiled[-1]
-    if xbuf.shape[0] > 1:
-        return parallel_call(_conv_tiles_parallel, *tiled)
-    return functools.partial(_conv_tiles, *tiled[:-2], xbuf[0], acc[0], 0, inp.shape[0])
+    return tiles_call(tiled, _conv_tiles, _conv_tiles_parallel)
 
 
 _T44, _T14, _T41, _T11 = madd_tile(4, 4), madd_tile(1, 4), madd_tile(4, 1), madd_tile(1, 1)

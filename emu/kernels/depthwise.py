@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from emu.fixedpoint import requantize_row
-from emu.kernels.conv import padded_extent, parallel_call, tile_chunks, tile_threads
+from emu.kernels.conv import padded_extent, tile_chunks, tile_threads, tiles_call
 from emu.kernels.tiles import LANES, copy_padded, dw_tile, padded, wrap_int32_array
 from emu.kernels.backends import (KernelArgumentError, check_activation, check_array, check_geometry, check_int,
                                   check_epilogue, check_no_alias)
@@ -184,12 +184,7 @@ def _tile_args(args, threads):
 
 
 def depthwise_tiles_call(tiled):
-    """A no-argument callable running the tile path on _tile_args' arguments (one njit call per batch; contiguous
-    sample ranges over Numba's threads when the batch and the scratch have several rows)."""
-    inp, xpad, acc = tiled[0], tiled[-2], tiled[-1]
-    if xpad.shape[0] > 1:
-        return parallel_call(_depthwise_tiles_parallel, *tiled)
-    return functools.partial(_depthwise_tiles, *tiled[:-2], xpad[0], acc[0], 0, inp.shape[0])
+    return tiles_call(tiled, _depthwise_tiles, _depthwise_tiles_parallel)
 
 
 _D44, _D14, _D41, _D11 = dw_tile(4, 4), dw_tile(1, 4), dw_tile(4, 1), dw_tile(1, 1)
