@@ -7,7 +7,8 @@ for every importer.
 
 Node.op names an entry of emu.graph.ops.REGISTRY (conv2d, depthwise_conv2d, fully_connected, avg_pool, max_pool,
 softmax, add, sub, mul, maximum, minimum, concat, pad, reshape, transpose, strided_slice, sigmoid, tanh, leaky_relu,
-hard_sigmoid, hard_swish, requantize, reduce_mean), the one table of op families.
+hard_sigmoid, hard_swish, requantize, reduce_mean, prelu, dequantize, matmul), the one
+table of op families.
 """
 from dataclasses import dataclass, field
 
@@ -112,6 +113,8 @@ def node_macs(graph, node):
         return out.size * node.attrs["kernel_h"] * node.attrs["kernel_w"]
     if node.op in ("add", "sub", "mul", "softmax"):
         return out.size
+    if node.op == "matmul":
+        return out.size * graph.tensors[node.inputs[0]].shape[-1]
     return 0
 
 
@@ -216,6 +219,13 @@ def check_node(graph, node):
                  f"{nm} = {a.get(nm)} must be >= 0")
 
     need(len(node.outputs) == 1, f"has {len(node.outputs)} outputs, expected 1")
+    if node.op == "dequantize":          # int8 -> float32 (the one op with a float output)
+        x = t(0)
+        need(len(node.inputs) == 1 and x.dtype == np.int8 and x.scale is not None and x.scale.size == 1,
+             f"input {_q(x.name)} must be an int8 activation with per-tensor quantization")
+        need(o.dtype == np.float32 and tuple(o.shape) == tuple(x.shape),
+             f"output {_q(o.name)} must be float32 of the input's shape {list(x.shape)}")
+        return
     for n in node.inputs[:1] + node.outputs:
         need(T[n].dtype == np.int8 and T[n].scale is not None and T[n].scale.size == 1,
              f"tensor {_q(n)} must be an int8 activation with per-tensor quantization")
@@ -243,7 +253,7 @@ def check_node(graph, node):
         if fc:
             depth = w.shape[1]
             need(x.size % depth == 0, f"input of {x.size} values is not a multiple of the weights' depth {depth}")
-            need(o.shape[-1] == n_out and o.size == x.size // depth * n_out,
+            need(len(o.shape) >= 1 and o.shape[-1] == n_out and o.size == x.size // depth * n_out,
                  f"output shape {list(o.shape)} does not match input {list(x.shape)} and weights {list(w.shape)}")
             return
         need(len(x.shape) == 4 and len(o.shape) == 4, f"needs 4-D NHWC input and output, got {list(x.shape)} and "
@@ -297,6 +307,30 @@ def check_node(graph, node):
         for nm in ("alpha", "beta"):
             v = a.get(nm)
             need(v is None or (isinstance(v, float) and np.isfinite(v)), f"{nm} = {v} must be a finite number")
+        return
+    if node.op == "matmul":
+        need(len(node.inputs) == 2 and all(i is not None for i in node.inputs), "needs two inputs")
+        a_, b_ = t(0), t(1)
+        need(b_.dtype == np.int8 and b_.scale is not None and b_.scale.size == 1 and b_.data is None,
+             f"tensor {_q(b_.name)} must be an int8 activation with per-tensor quantization")
+        ok = len(a_.shape) >= 2 and len(b_.shape) >= 2 and len(o.shape) >= 2 and a_.shape[-1] == b_.shape[-2] and \
+            tuple(o.shape[-2:]) == (a_.shape[-2], b_.shape[-1])
+        nb = o.size // (o.shape[-2] * o.shape[-1]) if ok else 0
+        ok = ok and all(x_.size // (x_.shape[-2] * x_.shape[-1]) in (1, nb) for x_ in (a_, b_))
+        need(ok, f"inputs {list(a_.shape)} x {list(b_.shape)} do not multiply to the output {list(o.shape)}")
+        return
+    if node.op == "prelu":
+        need(len(node.inputs) == 2 and node.inputs[1] is not None, "needs an input and an alpha")
+        al = t(1)
+        need(al.data is not None and al.dtype == np.int8 and al.scale is not None and al.scale.size == 1,
+             f"alpha {_q(al.name)} must be a constant int8 tensor with per-tensor quantization")
+        need(tuple(t(0).shape) == tuple(o.shape), f"input {list(t(0).shape)} and output {list(o.shape)} shapes differ")
+        try:
+            shp = np.broadcast_shapes(al.shape, o.shape)
+        except ValueError:
+            shp = None
+        need(len(al.shape) <= len(o.shape) and shp == tuple(o.shape),
+             f"alpha {list(al.shape)} does not broadcast to the output {list(o.shape)}")
         return
     if node.op in ("add", "sub", "mul", "maximum", "minimum"):
         need(len(node.inputs) == 2 and all(i is not None for i in node.inputs), "needs two inputs")

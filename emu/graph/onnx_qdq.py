@@ -14,8 +14,9 @@ Folding: DQ -> op -> (Relu|Clip) -> Q becomes one integer node; Relu/Clip become
 (act_min/act_max = Q(0), Q(6): exact, rounding is monotone) and a TFLite activation name for cmsis-nn.
 Supported: Conv (incl. depthwise, grouped, dilated, auto_pad; Conv1D with 3-D weights as a 2-D convolution of
 height 1 on [N, 1, L, C]), Relu, Clip (folded, or standalone as a requantization), MaxPool, AveragePool,
-GlobalAveragePool (2-D and 1-D), Gemm, MatMul(+Add), Add, Sub, Mul (activation or quantized constant operands,
-numpy broadcasting), Concat, Sigmoid, Tanh, LeakyRelu, HardSigmoid, HardSwish, ReduceMean (trailing axes), a
+GlobalAveragePool (2-D and 1-D), Gemm, MatMul(+Add), MatMul of two activations (ORT's QLinearMatMul), Add, Sub,
+Mul (activation or quantized constant operands, numpy broadcasting), Concat, Split, Sigmoid, Tanh, LeakyRelu,
+PRelu (quantized or float32 slope), HardSigmoid, HardSwish, ReduceMean (trailing axes), a
 quantized Softmax (DQ -> Softmax -> Q, any axis), layout ops (below), and a final DequantizeLinear (+ float Softmax).
 Layout-only ops (Transpose, Reshape, Squeeze, Unsqueeze, Flatten, Identity) run on the int8 values, exact because
 they commute with quantization: before the first QuantizeLinear (tf2onnx's leading NHWC -> NCHW Transpose: the
@@ -114,6 +115,15 @@ def load_onnx_qdq(model, name=None, io_layout="original"):
     if not proto.HasField("graph") or not (len(proto.graph.node) or len(proto.graph.input)):
         raise N6Error(f"{source} holds no ONNX graph (no nodes, no inputs): not an ONNX model file; pass a .onnx "
                       f"model file")
+    try:          # the ONNX standard's own rules (node arity, attributes, opset imports), as onnxruntime applies them
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        raise N6Error(f"{source} is not a valid ONNX model ({printable(first, 300)}); re-export the .onnx file") \
+            from None
+    except Exception as e:  # noqa: BLE001 - the checker's other failures on corrupt protobufs
+        raise N6Error(f"{source}: the model file is malformed ({type(e).__name__}); re-export the .onnx file") \
+            from None
     with np.errstate(all="ignore"):
         try:
             return _Importer(proto, source, io_layout).run()
@@ -151,7 +161,8 @@ KNOWN_ATTRIBUTES = {
     "MatMul": set(), "Add": set(), "Mul": set(), "Concat": {"axis"}, "Softmax": {"axis"},
     "Squeeze": {"axes"}, "Unsqueeze": {"axes"}, "Identity": set(),
     "Sigmoid": set(), "Tanh": set(), "LeakyRelu": {"alpha"}, "HardSigmoid": {"alpha", "beta"}, "HardSwish": set(),
-    "Sub": set(), "ReduceMean": {"axes", "keepdims", "noop_with_empty_axes"},
+    "Sub": set(), "ReduceMean": {"axes", "keepdims", "noop_with_empty_axes"}, "PRelu": set(),
+    "Split": {"axis", "split", "num_outputs"},
 }
 # float ops that only move data: exact before the first QuantizeLinear, after the last DequantizeLinear and between
 # a DequantizeLinear and a QuantizeLinear of the same scale/zero-point (they commute with quantization)
@@ -159,7 +170,7 @@ LAYOUT_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identi
 # every op type the importer reads (the rest is listed at once as unsupported)
 SUPPORTED_OPS = ("QuantizeLinear", "DequantizeLinear", "Conv", "Gemm", "MatMul", "Relu", "Clip", "MaxPool",
                  "AveragePool", "GlobalAveragePool", "Add", "Sub", "Mul", "Concat", "Softmax", "Sigmoid", "Tanh",
-                 "LeakyRelu", "HardSigmoid", "HardSwish", "ReduceMean") + LAYOUT_OPS
+                 "LeakyRelu", "HardSigmoid", "HardSwish", "ReduceMean", "PRelu", "Split") + LAYOUT_OPS
 
 
 def _ints(node, name, n, default, lo, source):
@@ -704,6 +715,9 @@ class _Importer:
         self.fc(node, node.input[0], w, ws, wzp, self.bias(node, 2, w.shape[0], x_scale, ws), node)
 
     def op_MatMul(self, node):
+        dq = self.producer.get(node.input[1])
+        if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] not in self.consts:
+            return self.matmul_activations(node)
         w, ws, wzp, axis = self.dq_weight(node.input[1], node)
         if w.ndim != 2:
             self.fail(node, "MatMul weights must be 2-D")
@@ -718,6 +732,41 @@ class _Importer:
             self.done.add(id(nxt))
             end = nxt
         self.fc(node, node.input[0], w.T, ws, wzp, bias, end)
+
+    def matmul_activations(self, node):
+        """DQ(a) x DQ(b) -> Q with two activations of equal batch dims: onnxruntime fuses it into QLinearMatMul (an
+        exact int32 product, emu.graph.ops.matmul). A DequantizeLinear shared with other nodes (or, int8, a
+        QuantizeLinear feeding several DequantizeLinear) keeps ORT from fusing (it then runs a float MatMul), so
+        those are refused."""
+        for name in node.input[:2]:
+            if len(self.consumers.get(name, [])) != 1:
+                self.fail(node, f"input {quoted(name)} feeds other nodes too; onnxruntime then runs the MatMul in "
+                          f"float, which is unsupported: give each consumer its own DequantizeLinear")
+            # int8: ORT's QDQS8ToU8 rewrite turns a QuantizeLinear -> DequantizeLinear pair to uint8 only when the
+            # QuantizeLinear feeds that one DequantizeLinear; with one input left int8 the types differ and the
+            # MatMul is not fused (float MatMul), so both pairs must be 1:1
+            src = self.producer[name].input[0]
+            if self.io_dtype == np.int8 and len(self.consumers.get(src, [])) != 1:
+                self.fail(node, f"the int8 tensor {quoted(src)} before input {quoted(name)} feeds "
+                          f"{len(self.consumers.get(src, []))} DequantizeLinear nodes; onnxruntime then runs the "
+                          f"MatMul in float, which is unsupported: quantize each MatMul input once for it alone")
+        ea, eb = self.act_in(node.input[0], node), self.act_in(node.input[1], node)
+        sa, sb = ea[2], eb[2]
+        if len(sa) < 2 or len(sb) < 2 or len(sa) != len(sb) or tuple(sa[:-2]) != tuple(sb[:-2]) or sa[-1] != sb[-2]:
+            self.fail(node, f"MatMul of activations {list(sa)} x {list(sb)} is unsupported; both inputs need the "
+                      f"same rank (>= 2), equal batch dimensions and matching inner dimensions")
+        nxt = self.only_consumer(node.output[0], node)
+        if nxt.op_type in ("Relu", "Clip"):      # ORT keeps MatMul -> Relu -> Q unfused (a float MatMul)
+            self.fail(node, f"a {nxt.op_type} between a MatMul of two activations and its QuantizeLinear keeps "
+                      f"onnxruntime from fusing it (it runs in float), which is unsupported; quantize the MatMul "
+                      f"output directly")
+        a, b = self.to_identity(ea, node), self.to_identity(eb, node)
+        q, scale, zp, act_min, act_max = self.quantize_with_bounds(node, nxt, None, None)
+        shape = tuple(sa[:-1]) + (sb[-1],)
+        out = self.add_tensor(q.output[0], shape, scale, zp)
+        self.emit("matmul", node.name or q.output[0], [a, b], [out], activation=self.activation, act_min=act_min,
+                  act_max=act_max)
+        self.act[q.output[0]] = (out, "flat", shape)
 
     def fc(self, node, x_in, w, ws, wzp, bias, end):
         entry = self.act_in(x_in, node)
@@ -1128,6 +1177,99 @@ class _Importer:
 
     def op_LeakyRelu(self, node):
         self.unary(node, "leaky_relu", alpha=self.float_attr(node, "alpha", 0.01))
+
+    def op_PRelu(self, node):
+        """DQ -> PRelu -> Q with the slope a DequantizeLinear of a constant (per-tensor quantized) or a float32
+        constant (what quantize_static writes; at most 256 distinct values), unidirectionally broadcastable to the
+        input: an IR prelu (onnxruntime runs the float PRelu between the DQ and the Q; emu.graph.ops.prelu)."""
+        if len(node.input) != 2 or not node.input[1]:
+            self.fail(node, "PRelu needs an input and a slope")
+        entry = self.act_in(node.input[0], node)
+        slope = node.input[1]
+        float_slope = slope in self.consts          # quantize_static leaves the slope float: DQ -> PRelu(k) -> Q
+        if float_slope:
+            data = np.asarray(self.consts[slope])
+            if data.dtype != np.float32 or not np.all(np.isfinite(data)):
+                self.fail(node, f"slope {quoted(slope)} must be finite float32 values or a DequantizeLinear of a "
+                          f"constant")
+            values = np.unique(data)
+            if values.size > 256:
+                self.fail(node, f"slope {quoted(slope)} holds {values.size} distinct values; at most 256 are "
+                          f"supported (quantize the slope)")
+        else:
+            data = self.dq_weight(slope, node)[0]
+        try:
+            ok = len(data.shape) <= len(entry[2]) and np.broadcast_shapes(data.shape, entry[2]) == tuple(entry[2])
+        except ValueError:
+            ok = False
+        if not ok:
+            self.fail(node, f"slope of shape {list(data.shape)} does not broadcast to the input {list(entry[2])}")
+        extra = {}
+        if float_slope:     # an int8 constant of indices into the distinct float32 slope values (ops.prelu)
+            idx = (np.searchsorted(values, data) - 128).astype(np.int8)
+            idx = internal_order(idx.reshape((1,) * (len(entry[2]) - idx.ndim) + idx.shape), entry[1])
+            internal = np.ascontiguousarray(np.broadcast_to(idx, self.tensors[entry[0]].shape))
+            alpha = self.add_tensor(self.fresh(slope), internal.shape, np.float32(1), 0, internal)
+            extra["alpha_f32"] = tuple(float(v) for v in values)
+        else:
+            alpha = self.const_operand(slope, entry, node)[0]
+        q, scale, zp, act_min, act_max = self.out_q(node)
+        out = self.add_tensor(q.output[0], self.tensors[entry[0]].shape, scale, zp)
+        self.emit("prelu", node.name or q.output[0], [entry[0], alpha], [out], activation=self.activation,
+                  act_min=act_min, act_max=act_max, **extra)
+        self.act[q.output[0]] = (out, entry[1], entry[2])
+
+    def op_Split(self, node):
+        """DQ -> Split -> one QuantizeLinear per output: consecutive slices of the int8 tensor (exact data movement);
+        an output quantized with another scale/zero-point is requantized afterwards (DQ -> float copy -> Q)."""
+        x_name, layout, shape = self.act_in(node.input[0], node)
+        rank = len(shape)
+        axis = self.ints(node, "axis", None, 0, lo=-rank)
+        if axis >= rank:
+            self.fail(node, f"axis {axis} is out of range for a {rank}-D input")
+        axis %= rank
+        n, dim = len(node.output), shape[axis]
+        if any(not o for o in node.output):
+            self.fail(node, "Split with an unused (empty) output is unsupported")
+        if len(node.input) > 1 and node.input[1]:
+            sizes = np.asarray(self.const(node.input[1], node))
+            if sizes.dtype != np.int64 or sizes.ndim != 1:
+                self.fail(node, f"split {quoted(node.input[1])} must be a 1-D int64 constant")
+            sizes = [int(v) for v in sizes]
+        elif _attr(node, "split") is not None:
+            sizes = [int(v) for v in _attr(node, "split")]
+        else:          # equal pieces (opset 18 num_outputs: ceil(dim / n), the last one smaller)
+            k = self.ints(node, "num_outputs", None, n)
+            if k != n:
+                self.fail(node, f"num_outputs = {k} but the node has {n} outputs")
+            chunk = -(-dim // n)
+            sizes = [min(chunk, dim - i * chunk) for i in range(n)]
+        if len(sizes) != n or any(v < 1 for v in sizes) or sum(sizes) != dim:
+            self.fail(node, f"split sizes {sizes} do not cut axis {axis} of length {dim} into {n} non-empty pieces")
+        t = self.tensors[x_name]
+        iaxis = internal_axis(layout, axis)
+        start = 0
+        for o, size in zip(node.output, sizes):
+            q, scale, zp, act_min, act_max = self.quantize_with_bounds(node, self.only_consumer(o, node), None, None)
+            starts, stops = [0] * len(t.shape), list(t.shape)
+            starts[iaxis], stops[iaxis] = start, start + size
+            start += size
+            piece_shape = list(t.shape)
+            piece_shape[iaxis] = size
+            logical = list(shape)
+            logical[axis] = size
+            same = scale == np.float32(t.scale[0]) and zp == int(t.zero_point[0])
+            piece = self.add_tensor(q.output[0] if same else self.fresh(q.output[0]), piece_shape, t.scale,
+                                    t.zero_point)
+            self.emit("strided_slice", self.fresh(f"{node.name or o}_split") if not same else (node.name or o) +
+                      f"#{q.output[0]}", [x_name], [piece], starts=starts, stops=stops, steps=[1] * len(t.shape),
+                      shrink=[], in_dim0=int(t.shape[0]))
+            if not same:
+                out = self.add_tensor(q.output[0], piece_shape, scale, zp)
+                self.emit("requantize", f"{node.name or o}#{q.output[0]}", [piece], [out], activation="NONE",
+                          act_min=act_min, act_max=act_max)
+                piece = out
+            self.act[q.output[0]] = (piece, layout, tuple(logical))
 
     def op_HardSigmoid(self, node):
         self.unary(node, "hard_sigmoid", alpha=self.float_attr(node, "alpha", 0.2),

@@ -84,8 +84,8 @@ def _import(buf, source):
     for c in model.tables(fb.MODEL["operator_codes"]):
         code = max(c.scalar(fb.OPERATOR_CODE["deprecated_builtin_code"], "b", 0),
                    c.scalar(fb.OPERATOR_CODE["builtin_code"], "i", 0))
-        codes.append(fb.BUILTIN_NAME.get(code, printable(c.string(fb.OPERATOR_CODE["custom_code"]) or "")
-                                         or f"BUILTIN_{code}"))
+        codes.append(fb.BUILTIN_NAME.get(code) or EXTRA_BUILTINS.get(code) or
+                     printable(c.string(fb.OPERATOR_CODE["custom_code"]) or "") or f"BUILTIN_{code}")
 
     # tensors
     raw = sg.tables(fb.SUBGRAPH["tensors"])
@@ -145,8 +145,11 @@ def _import(buf, source):
         return [names[_index(i, len(names), f"a model {field[:-1]}'s tensor index", source)] for i in v]
 
     inputs, outputs = io("inputs"), io("outputs")
+    dequantized = _dequantized_outputs(sg, codes, names)
     for n in inputs + outputs:
         t = tensors[n]
+        if n in outputs and n in dequantized and t.dtype == np.float32:
+            continue               # a float32 output made by DEQUANTIZE of an int8 tensor (checked at that op)
         if t.dtype != np.int8 or t.scale is None:
             kind = "input" if n in inputs else "output"
             raise N6Error(f"model {kind} {quoted(n)} is {_tname(t)}"
@@ -168,9 +171,11 @@ def _import(buf, source):
                 for i in (vout if vout is not None else [])]
         layer = _unique(printable(outs[0]) if outs else f"op_{k}", used_layers)
         n_in = MIN_INPUTS.get(opname, 1)
-        if len(outs) != 1 or len(ins) < n_in or any(i is None for i in ins[:n_in]):
+        multi = opname in MULTI_OUTPUT_OPS
+        if (len(outs) < 1 if multi else len(outs) != 1) or len(ins) < n_in or any(i is None for i in ins[:n_in]):
             raise N6Error(f"layer '{layer}' ({opname}) has inputs {len(ins)} / outputs {len(outs)}; it needs "
-                          f"{n_in} input(s) and 1 output: re-export the .tflite file")
+                          f"{n_in} input(s) and {'1 or more outputs' if multi else '1 output'}: re-export the .tflite "
+                          f"file")
         opt_name = fb.OPERATOR_OPTIONS.get(opname)
         opts = {}
         if opt_name:
@@ -178,8 +183,23 @@ def _import(buf, source):
             # options of another op's type are ignored (as tflite-micro's builtin_options_as_X() does): defaults
             table = op.table(fb.OPERATOR["builtin_options"]) if otype == fb.OPTIONS_TYPE[opt_name] else None
             opts = fb.read_options(table, opt_name)
+        if multi:        # one IR node per output, each named after its output (the first: the layer name)
+            nodes += _split(opname, [layer] + [_unique(printable(o), used_layers) for o in outs[1:]], ins, outs,
+                            tensors)
+            continue
         nodes.append(_convert(opname, layer, ins, outs, opts, tensors))
     return Graph(tensors, nodes, inputs, outputs, source)
+
+
+def _dequantized_outputs(sg, codes, names):
+    """Names of the tensors a DEQUANTIZE op writes (the float32 outputs of a model with float I/O)."""
+    out = set()
+    for op in sg.tables(fb.SUBGRAPH["operators"]):
+        oc = op.scalar(fb.OPERATOR["opcode_index"], "I", 0)
+        vout = op.vector(fb.OPERATOR["outputs"], np.int32)
+        if oc < len(codes) and codes[oc] == "DEQUANTIZE" and vout is not None:
+            out.update(names[int(i)] for i in vout if 0 <= int(i) < len(names))
+    return out
 
 
 def _check_supported(sg, codes, names, source):
@@ -228,11 +248,14 @@ def _verify_unread(model, sg, buffers):
 
 
 MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MUL": 2, "PAD": 2, "PADV2": 2,
-              "TRANSPOSE": 2, "SUB": 2, "MAXIMUM": 2, "MINIMUM": 2, "STRIDED_SLICE": 4, "MEAN": 2}
+              "TRANSPOSE": 2, "SUB": 2, "MAXIMUM": 2, "MINIMUM": 2, "STRIDED_SLICE": 4, "MEAN": 2,
+              "PRELU": 2, "SPLIT": 2, "SPLIT_V": 3}
+MULTI_OUTPUT_OPS = ("SPLIT", "SPLIT_V")
+EXTRA_BUILTINS = {102: "SPLIT_V"}     # builtin codes the importer reads that emu.graph.tflite_fb does not name
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD",
                  "SUB", "MUL", "MAXIMUM", "MINIMUM", "CONCATENATION", "PAD", "PADV2", "RESHAPE", "SQUEEZE",
                  "EXPAND_DIMS", "TRANSPOSE", "STRIDED_SLICE", "QUANTIZE", "LOGISTIC", "TANH", "LEAKY_RELU",
-                 "HARD_SWISH", "MEAN")
+                 "HARD_SWISH", "MEAN", "PRELU", "SPLIT", "SPLIT_V", "DEQUANTIZE")
 
 
 def _tname(t):
@@ -419,6 +442,32 @@ def _convert(opname, layer, ins, outs, opts, tensors):
             raise N6Error(f"layer '{layer}' (LEAKY_RELU) has alpha = {alpha}; re-export the model")
         return Node("leaky_relu", layer, ins[:1], outs, dict(activation="NONE", alpha=alpha))
 
+    if opname == "PRELU":
+        _require_int8(layer, opname, tensors, ins[:2] + outs)
+        x, al, o = t(ins[0]), t(ins[1]), t(outs[0])
+        if al.data is None:
+            raise N6Error(f"layer '{layer}' (PRELU) has a non-constant alpha; freeze it in the model")
+        if al.scale.size != 1:
+            raise N6Error(f"layer '{layer}' (PRELU) has a per-channel quantized alpha; tflite-micro uses one alpha "
+                          f"scale: re-export the model")
+        if len(o.shape) > 4 or len(al.shape) > 4:
+            raise N6Error(f"layer '{layer}' (PRELU) has {max(len(o.shape), len(al.shape))}-D tensors; tflite-micro "
+                          f"supports at most 4-D: re-export the model")
+        if tuple(x.shape) != tuple(o.shape):
+            raise N6Error(f"layer '{layer}' (PRELU): input {list(x.shape)} and output {list(o.shape)} differ; only "
+                          f"the alpha may broadcast: re-export the model")
+        return Node("prelu", layer, ins[:2], outs, dict(activation="NONE"))
+
+    if opname == "DEQUANTIZE":
+        _require_int8(layer, opname, tensors, ins[:1])
+        o = t(outs[0])
+        if o.dtype != np.float32 or tuple(o.shape) != tuple(t(ins[0]).shape):
+            raise N6Error(f"layer '{layer}' (DEQUANTIZE) writes {_tname(o)} {list(o.shape)}; only int8 -> float32 of "
+                          f"the same shape is supported: re-export the model")
+        if t(ins[0]).scale.size != 1:
+            raise N6Error(f"layer '{layer}' (DEQUANTIZE) reads a per-channel quantized tensor; re-export the model")
+        return Node("dequantize", layer, ins[:1], outs, dict(activation="NONE"))
+
     if opname == "QUANTIZE":
         _require_int8(layer, opname, tensors, ins[:1] + outs)
         return Node("requantize", layer, ins[:1], outs, dict(activation="NONE"))
@@ -462,6 +511,41 @@ def _convert(opname, layer, ins, outs, opts, tensors):
         return Node("transpose", layer, ins[:1], outs, dict(perm=tuple(int(p) for p in perm.reshape(-1))))
 
     raise N6Error(f"unsupported op {opname} in layer '{layer}'; supported: {', '.join(SUPPORTED_OPS)}")
+
+
+def _split(opname, layers, ins, outs, tensors):
+    """SPLIT (inputs: axis, input) and SPLIT_V (input, size_splits, axis): tflite-micro copies consecutive pieces
+    along the axis, each as long as its output tensor's dimension (size_splits is not read). One strided_slice
+    node per output."""
+    layer = layers[0]
+    x_name, axis_name = (ins[1], ins[0]) if opname == "SPLIT" else (ins[0], ins[2])
+    _require_int8(layer, opname, tensors, [x_name] + outs)
+    _same_quantization(layer, opname, tensors, [x_name] + outs)
+    shape = tensors[x_name].shape
+    rank = len(shape)
+    ax = tensors[axis_name].data
+    if ax is None or ax.dtype not in (np.int32, np.int64) or ax.size != 1:
+        raise N6Error(f"layer '{layer}' ({opname}) needs a constant int32 scalar axis; freeze it in the model")
+    axis = int(ax.reshape(-1)[0])
+    if not -rank <= axis < rank:
+        raise N6Error(f"layer '{layer}' ({opname}) has axis {axis} for a {rank}-D input; re-export the model")
+    axis %= rank
+    start, nodes = 0, []
+    for lay, o in zip(layers, outs):
+        os_ = tensors[o].shape
+        if len(os_) != rank or any(os_[k] != shape[k] for k in range(rank) if k != axis):
+            raise N6Error(f"layer '{layer}' ({opname}): output {quoted(o)} of shape {list(os_)} is not a piece of the "
+                          f"input {list(shape)} along axis {axis}; re-export the model")
+        stops = list(shape)
+        starts = [0] * rank
+        starts[axis], stops[axis] = start, start + os_[axis]
+        start += os_[axis]
+        nodes.append(Node("strided_slice", lay, [x_name], [o], dict(starts=starts, stops=stops, steps=[1] * rank,
+                                                                    shrink=[], in_dim0=int(shape[0]))))
+    if start != shape[axis]:
+        raise N6Error(f"layer '{layer}' ({opname}): the outputs hold {start} of the {shape[axis]} values along axis "
+                      f"{axis}; re-export the model")
+    return nodes
 
 
 def _strided_slice(layer, shape, ins, opts, t, out_shape):

@@ -7,9 +7,9 @@ out: the output buffer; kernels: a backend namespace, emu.kernels.backends). A n
 FAMILIES (plus its importer rule and kernel).
 """
 from ...errors import N6Error
-from . import elementwise, layout, pooling, reduce, softmax, unary, weighted
+from . import elementwise, layout, matmul, pooling, prelu, quantize, reduce, softmax, unary, weighted
 
-FAMILIES = (weighted, pooling, softmax, elementwise, layout, unary, reduce)
+FAMILIES = (weighted, pooling, softmax, elementwise, layout, unary, reduce, prelu, quantize, matmul)
 REGISTRY = {op: fam for fam in FAMILIES for op in fam.OPS}
 
 
