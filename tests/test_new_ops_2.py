@@ -8,6 +8,7 @@ from onnx import helper, numpy_helper
 from emu.graph.onnx_qdq import load_onnx_qdq, run_model
 from onnx_builder import ort_session, quantize_qdq
 from test_onnx_new_ops import _zp, conv_then, make_model, qdq
+from test_tflite_new_ops import tflm_check
 
 
 def compare(q, x, profile="onnxruntime"):
@@ -84,21 +85,6 @@ def test_prelu_quantize_static_equals_onnxruntime(dtype):
 
 
 # ---- TFLite PRELU ----------------------------------------------------------------------------------------------
-
-def tflm_check(model, x, names=None):
-    """emu vs tflite-micro on every tensor of `model` for the int8 input batch x (or float32 for float I/O)."""
-    from emu.graph import Runtime, load_tflite
-    from emu.reference import TflmReference
-    rt = Runtime(load_tflite(model))
-    mine = rt.run_all(x)
-    ref = TflmReference(model).run_all(x, names=list(mine))
-    for name in mine:
-        a, b = mine[name], ref[name].reshape(mine[name].shape)
-        bad = np.argwhere(a != b)
-        assert not len(bad), f"tensor {name!r}: {len(bad)} of {a.size} differ; first at {tuple(bad[0])}: emu " \
-                             f"{a[tuple(bad[0])]} vs tflite-micro {b[tuple(bad[0])]}"
-    return mine
-
 
 def every_code_per_channel(rng, n, shape):
     """n inputs of `shape` (channels last, H * W a multiple of 256): each channel holds every code, shuffled."""

@@ -26,16 +26,20 @@ def sample_inputs(rng, shape, n_random=6):
 
 def check(model, rng, n_random=6):
     graph = load_tflite(model)
-    rt = Runtime(graph)
-    x = sample_inputs(rng, graph.tensors[graph.inputs[0]].shape, n_random)
-    mine = rt.run_all(x)
+    tflm_check(model, sample_inputs(rng, graph.tensors[graph.inputs[0]].shape, n_random), graph)
+    return graph
+
+
+def tflm_check(model, x, graph=None):
+    """emu vs tflite-micro on every tensor of `model` for the input batch x (int8, or float32 for float I/O)."""
+    mine = Runtime(load_tflite(model) if graph is None else graph).run_all(x)
     ref = TflmReference(model).run_all(x, names=list(mine))
     for name in mine:
         a, b = mine[name], ref[name].reshape(mine[name].shape)
         bad = np.argwhere(a != b)
         assert not len(bad), f"tensor {name!r}: {len(bad)} of {a.size} differ; first at {tuple(bad[0])}: emu " \
                              f"{a[tuple(bad[0])]} vs tflite-micro {b[tuple(bad[0])]}"
-    return graph
+    return mine
 
 
 def act(b, rng, name, shape, scale=None, zp=None):
