@@ -98,38 +98,24 @@ def import_model(path):
 
 # ---- imported-model cache --------------------------------------------------------------------------------------
 # Importing an ONNX model needs the `onnx` package (about a second to import) and a parse. The imported OnnxModel
-# (plain dataclasses and numpy arrays) is pickled once into the per-user cache folder, next to the Numba kernel
-# cache (emu._install: $N6EMU_CACHE_DIR, else $XDG_CACHE_HOME/n6emu or ~/.cache/n6emu), under
-# models/<sha256 of the file>-<emulator version>-<importer code>.pickle: an edited model, another emulator version
-# or an edited importer (SHA-256 of emu/graph/*.py, so a source checkout never reads a stale import) gets a new
-# entry; an unreadable or unwritable folder (or a broken entry) falls back to parsing, silently.
+# (plain dataclasses and numpy arrays) is kept by emu.diskcache under models/<sha256 of the file>-<emulator
+# version>-<format>-<importer code>.pickle: an edited model, another emulator version or an edited importer (the
+# SHA-256 of emu/graph/*.py) gets a new entry.
 MODEL_CACHE_FORMAT = 1
-_IMPORTER_DIGEST = []
 
 
 def _importer_digest():
-    """SHA-256 (16 hex digits) of the importer and IR sources (emu/graph/*.py), computed once per process."""
-    import hashlib
-    if not _IMPORTER_DIGEST:
-        h = hashlib.sha256()
-        folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "graph")
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".py"):
-                with open(os.path.join(folder, name), "rb") as f:
-                    h.update(name.encode() + b"\0" + f.read())
-        _IMPORTER_DIGEST.append(h.hexdigest()[:16])
-    return _IMPORTER_DIGEST[0]
+    from emu import diskcache
+    return diskcache.source_digest("graph")
 
 
 def model_cache_dir(environ=None):
     """The folder of cached imported models (it may not exist yet)."""
-    from emu._install import default_cache_dir
-    env = dict(os.environ if environ is None else environ)
-    env.pop("NUMBA_CACHE_DIR", None)     # Numba's own variable names only Numba's folder
-    return os.path.join(os.path.dirname(default_cache_dir(env)[0]), "models")
+    from emu import diskcache
+    return diskcache.cache_dir("models", environ)
 
 
-def _cache_file(path):
+def _cache_key(path):
     import hashlib
 
     from emu import __version__
@@ -138,48 +124,28 @@ def _cache_file(path):
             digest = hashlib.sha256(f.read()).hexdigest()
     except OSError:
         return None
-    return os.path.join(model_cache_dir(),
-                        f"{digest}-{__version__}-{MODEL_CACHE_FORMAT}-{_importer_digest()}.pickle")
+    return f"{digest}-{__version__}-{MODEL_CACHE_FORMAT}-{_importer_digest()}"
+
+
+def _cache_file(path):
+    from emu import diskcache
+    key = _cache_key(path)
+    return None if key is None else diskcache.entry_path("models", key)
 
 
 def _cached_onnx(path):
     """The cached OnnxModel of the file at `path`, or None (no entry, or one that does not load)."""
-    import pickle
-    entry = _cache_file(path)
-    if entry is None or not os.path.isfile(entry):
-        return None
-    try:
-        with open(entry, "rb") as f:
-            model = pickle.load(f)
-    except Exception:     # a truncated or foreign entry: parse again (and overwrite it)
-        return None
+    from emu import diskcache
     from emu.graph.onnx_qdq import OnnxModel
-    return model if isinstance(model, OnnxModel) else None
+    key = _cache_key(path)
+    return None if key is None else diskcache.load("models", key, OnnxModel)
 
 
 def _store_onnx(path, model):
-    """Write the cache entry atomically (temporary file + rename); any failure leaves no entry and is ignored."""
-    import pickle
-    import tempfile
-    entry = _cache_file(path)
-    if entry is None:
-        return
-    tmp = None
-    try:
-        os.makedirs(os.path.dirname(entry), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(entry), suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, entry)
-        tmp = None
-    except Exception:
-        pass
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+    from emu import diskcache
+    key = _cache_key(path)
+    if key is not None:
+        diskcache.store("models", key, model)
 
 
 def load_model(path):

@@ -1,6 +1,6 @@
 """Start-up: a command imports only what it needs (no `onnx` to run a .tflite model, none to run an ONNX model whose
 import is cached), and the imported-model cache (emu.models: per-user folder next to the Numba cache, keyed by the
-file's SHA-256 and the emulator version) falls back to parsing when it cannot be used."""
+file's SHA-256 and the emulator version) falls back to parsing when it cannot be used; the ST front-end tables are cached the same way (emu.diskcache)."""
 import os
 import subprocess
 import sys
@@ -94,7 +94,7 @@ def test_entry_is_keyed_by_content_and_version(tmp_path, monkeypatch):
     copy.write_bytes(BUNDLED.read_bytes() + b" ")
     assert models._cache_file(str(copy)) != after
     last = models._cache_file(str(copy))
-    monkeypatch.setattr(models, "_IMPORTER_DIGEST", ["0123456789abcdef"])    # an edited importer
+    monkeypatch.setattr(models, "_importer_digest", lambda: "0123456789abcdef")    # an edited importer
     assert models._cache_file(str(copy)) != last and models._cache_file(str(copy)).endswith("-0123456789abcdef.pickle")
 
 
@@ -105,3 +105,53 @@ def test_cached_model_names_the_path_it_was_imported_from(tmp_path, monkeypatch,
     copy = tmp_path / name
     copy.write_bytes(BUNDLED.read_bytes())
     assert models.import_model(copy).graph.source == f"onnx:{copy}"
+
+
+# ---- front-end tables ------------------------------------------------------------------------------------------
+
+def _same_state(a, b):
+    """Two prepared states hold the same fields: arrays equal bit for bit, everything else equal."""
+    import dataclasses
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype and x.tobytes() == y.tobytes(), f.name
+        elif dataclasses.is_dataclass(x) and not isinstance(x, type):
+            _same_state(x, y)
+        elif isinstance(x, (tuple, list)) and any(isinstance(v, np.ndarray) for v in x):
+            assert all(np.array_equal(v, w) for v, w in zip(x, y)), f.name
+        else:
+            assert x == y or (x != x and y != y), f.name       # NaN (no scale) equals NaN
+
+
+def test_front_end_tables_are_cached_by_parameters_and_sources(tmp_path, monkeypatch):
+    import dataclasses
+
+    from emu import diskcache
+    from emu.frontend import registry, st
+    from emu.frontend.params import FrontendParams
+    monkeypatch.setenv("N6EMU_CACHE_DIR", str(tmp_path))
+    params = FrontendParams(quant_scale=0.11069949716329575, quant_zero_point=78)
+    calls = []
+
+    def counting(p, *a, **k):
+        calls.append(p)
+        return st.prepare(p, *a, **k)
+    spec = dataclasses.replace(registry.FRONTENDS["st-f16"], prepare=counting)
+    monkeypatch.setitem(registry.FRONTENDS, "st-f16", spec)
+    entries = lambda: len(list((tmp_path / "frontends").glob("*.pickle")))    # noqa: E731
+    first = registry.FrontEnd(params).state
+    again = registry.FrontEnd(params).state
+    assert len(calls) == 1 and entries() == 1
+    _same_state(first, again)
+    _same_state(again, st.prepare(params))                                    # the cached tables are prepare's
+    registry.FrontEnd(params.replace(n_mels=32))                              # other parameters: another entry
+    assert len(calls) == 2 and entries() == 2
+    monkeypatch.setitem(diskcache._DIGESTS, ("frontend", "cheader.py", "fixedpoint.py"), "0" * 16)
+    registry.FrontEnd(params)                                                 # an edited front end: computed again
+    assert len(calls) == 3 and entries() == 3
+    table = params.replace(mel_source=str(tmp_path / "mel.npy"))              # a file's tables: never cached
+    monkeypatch.setitem(registry.FRONTENDS, "st-f16", dataclasses.replace(spec, prepare=lambda p: calls.append(p)))
+    registry._prepared(registry.FRONTENDS["st-f16"], table)
+    registry._prepared(registry.FRONTENDS["st-f16"], table)
+    assert len(calls) == 5 and entries() == 3

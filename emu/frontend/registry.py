@@ -145,6 +145,24 @@ def frontend_spec(profile):
                             f"{', '.join(FRONTENDS)}") from None
 
 
+FRONTEND_CACHE_FORMAT = 1
+
+
+def _prepared(spec, params):
+    """spec.prepare(params), kept by emu.diskcache (frontends/) for the ST profiles when the tables depend on the
+    parameters alone (a generated mel filter bank, not a file named by mel_source): the key is the parameters' JSON, the emulator
+    version and the SHA-256 of the front-end sources (emu/frontend/*.py, cheader.py, fixedpoint.py)."""
+    if spec.name not in ("st-f16", "st-f32") or params.mel_source not in ("librosa", "torchaudio"):
+        return spec.prepare(params)
+    import json
+
+    from emu import __version__, diskcache
+    text = json.dumps(params.to_dict(), sort_keys=True, default=str)
+    key = (f"{spec.name}-{diskcache.text_digest(text)[:32]}-{__version__}-{FRONTEND_CACHE_FORMAT}-"
+           f"{diskcache.source_digest('frontend', 'cheader.py', 'fixedpoint.py')}")
+    return diskcache.cached("frontends", key, object, lambda: spec.prepare(params))
+
+
 class FrontEnd:
     """One front-end profile behind one interface: FrontEnd(params) prepares the profile's state once;
     features are int8 [n_coefs, n_frames] (coefficient-major) for every profile."""
@@ -152,7 +170,7 @@ class FrontEnd:
     def __init__(self, params):
         self.spec = frontend_spec(params.profile)
         self.params = params
-        self.state = self.spec.prepare(params)
+        self.state = _prepared(self.spec, params)
         kind, count = self.spec.coefficients(self.state)
         self.n_coefs = count
         self.frame_major = kind == "mfcc"     # MFCCs: the model (MLPerf KWS) reads them frame-major
