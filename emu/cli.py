@@ -186,7 +186,7 @@ RUN_CHUNK = 256   # inputs per network call when `run` streams a batch (memory: 
 
 
 def cmd_run(args, out, err=None):
-    from emu.models import ModelSession
+    from emu.models import ModelSession, import_model
     from emu.outputs import check_file_target, npy_stream, save_npy
 
     err = sys.stderr if err is None else err
@@ -195,7 +195,8 @@ def cmd_run(args, out, err=None):
         check_file_target(args.dump, "--dump")
     x = _load_npy(args.input, "input", mmap=True)    # a memory map: a batch larger than memory streams
     boundary = args.input_boundary or "int8"
-    session = ModelSession(args.model, profile=args.profile, backend=args.backend, rounding=args.rounding)
+    session = ModelSession(import_model(args.model, args.io_layout), profile=args.profile, backend=args.backend,
+                           rounding=args.rounding)
     shape = tuple(session.model.input_shape)
     batched = x.ndim == len(shape) + 1 and tuple(x.shape[1:]) == shape
     if x.size == 0:
@@ -1076,6 +1077,9 @@ def build_parser():
                    help=f"requantization rounding, one of the profile's ({', '.join(rounding_names())}); a "
                         f"fixed-point profile also takes any requantizer `n6emu fit` names (e.g. single-floor/m16)")
     s.add_argument("--backend", default="numba", choices=BACKENDS, help="kernel implementation (default numba)")
+    s.add_argument("--io-layout", default="original", choices=("original", "channel-last"),
+                   help="ST Edge AI's I/O layout: an ONNX model's buffers in its own layout (original, NCHW) or "
+                        "NHWC (channel-last); TFLite models are channel-last either way")
     s.add_argument("--input-boundary", default=None, choices=("int8", "float32"),
                    help="int8 input buffer (ST default) or float32 input quantized by the model's QuantizeLinear")
     s.add_argument("--float-output", action="store_true",

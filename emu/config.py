@@ -21,6 +21,9 @@
                  (buf[frame * n_mels + mel])                                       "mel-major"
     boundary     "int8" (the app quantizes the features; ST default) | "float32" (the app hands float
                  log-mel and the model's own QuantizeLinear quantizes, under the profile)   "int8"
+    io_layout    ST Edge AI's I/O layout option: "original" (an ONNX model's input buffer in its own NCHW
+                 layout) | "channel-last" (4-D I/O buffers NHWC); TFLite models are
+                 channel-last either way                                            "original"
     [app]        the application around the network (ST audio getting-started)
     silence_gate        suppress the decision of a patch whose silence sum is below the threshold   true
     silence_threshold   running f16 sum of all magnitude bins of a patch (st-* front ends)        3000.0
@@ -138,10 +141,12 @@ class ModelSection:
 class InputSection:
     layout: str = "mel-major"
     boundary: str = "int8"
+    io_layout: str = "original"
 
     def __post_init__(self):
         _choice("input", "layout", self.layout, ("mel-major", "frame-major"))
         _choice("input", "boundary", self.boundary, ("int8", "float32"))
+        _choice("input", "io_layout", self.io_layout, ("original", "channel-last"))
 
 
 @dataclass(frozen=True)

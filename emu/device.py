@@ -81,11 +81,11 @@ class _Shared:
         self.models, self.prepared, self.frontends = {}, {}, {}
         self._keys, self._table_keys = {}, {}       # FrontendParams -> its cache keys (params are frozen values)
 
-    def model(self, path):
+    def model(self, path, io_layout="original"):
         from emu.models import import_model
-        if path not in self.models:
-            self.models[path] = import_model(path)
-        return self.models[path]
+        if (path, io_layout) not in self.models:
+            self.models[(path, io_layout)] = import_model(path, io_layout)
+        return self.models[(path, io_layout)]
 
     def frontend(self, params):
         key = self._keys.get(params) if params.q15 is None else None
@@ -141,7 +141,7 @@ class Device:
         self._shared = _Shared() if _shared is None else _shared
         model_path = cfg.model_path()
         self.model_path = model_path
-        model = self._shared.model(model_path)
+        model = self._shared.model(model_path, cfg.input.io_layout)
         self.graph = g = model.graph
         if len(g.inputs) != 1 or len(g.outputs) != 1:
             raise ConfigError(f"{model_path}: the device chain drives one input and one output, the model has "
@@ -166,7 +166,7 @@ class Device:
         self._float_ref = self._shared.float_ref(fe) if self._faults.float64 else None
         self._feature_stage = "log" if self.boundary == "float32" or self._faults.float_buffer else "features"
         self.session = ModelSession(model, m.profile, m.backend, rounding=m.rounding, elementwise=m.elementwise,
-                                    prepared_cache=self._shared.prepared.setdefault(model_path, {}))
+                                    prepared_cache=self._shared.prepared.setdefault((model_path, cfg.input.io_layout), {}))
         self.runtime = self.session.runtime
         t_out = g.tensors[g.outputs[0]]
         self.n_classes = int(np.prod(t_out.shape))

@@ -76,8 +76,15 @@ class ImportedModel:
         return from_internal(self.onnx, q)
 
 
-def import_model(path):
-    """Parse a model file once (one-line N6Error for bad files)."""
+IO_LAYOUTS = ("original", "channel-last")
+
+
+def import_model(path, io_layout="original"):
+    """Parse a model file once (one-line N6Error for bad files). io_layout (ST Edge AI's option): "original" keeps
+    an ONNX model's I/O buffers in its own layout (NCHW), "channel-last" makes 4-D I/O buffers NHWC; a TFLite
+    model's I/O is channel-last either way."""
+    if io_layout not in IO_LAYOUTS:
+        raise N6Error(f"io_layout {io_layout!r} is not one of {list(IO_LAYOUTS)}")
     path, ext = _kind(path)
     # numpy warnings (overflow, divide by zero) of a malformed file must not be printed on the way to its error
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -85,14 +92,14 @@ def import_model(path):
         if ext == ".tflite":
             from emu.graph.tflite import load_tflite
             return ImportedModel(path, load_tflite(path))
-        cached = _cached_onnx(path)
+        cached = _cached_onnx(path, io_layout)
         if cached is not None:
             from pathlib import Path
             cached.graph.source = f"onnx:{printable(Path(path), 4096)}"   # as the importer names it: this path
             return ImportedModel(path, cached.graph, cached)
         from emu.graph.onnx_qdq import load_onnx_qdq
-        onnx = load_onnx_qdq(path)
-        _store_onnx(path, onnx)
+        onnx = load_onnx_qdq(path, io_layout=io_layout)
+        _store_onnx(path, io_layout, onnx)
         return ImportedModel(path, onnx.graph, onnx)
 
 
@@ -115,7 +122,7 @@ def model_cache_dir(environ=None):
     return diskcache.cache_dir("models", environ)
 
 
-def _cache_key(path):
+def _cache_key(path, io_layout="original"):
     import hashlib
 
     from emu import __version__
@@ -124,26 +131,27 @@ def _cache_key(path):
             digest = hashlib.sha256(f.read()).hexdigest()
     except OSError:
         return None
-    return f"{digest}-{__version__}-{MODEL_CACHE_FORMAT}-{_importer_digest()}"
+    layout = "" if io_layout == "original" else f"-{io_layout}"
+    return f"{digest}{layout}-{__version__}-{MODEL_CACHE_FORMAT}-{_importer_digest()}"
 
 
-def _cache_file(path):
+def _cache_file(path, io_layout="original"):
     from emu import diskcache
-    key = _cache_key(path)
+    key = _cache_key(path, io_layout)
     return None if key is None else diskcache.entry_path("models", key)
 
 
-def _cached_onnx(path):
+def _cached_onnx(path, io_layout="original"):
     """The cached OnnxModel of the file at `path`, or None (no entry, or one that does not load)."""
     from emu import diskcache
     from emu.graph.onnx_qdq import OnnxModel
-    key = _cache_key(path)
+    key = _cache_key(path, io_layout)
     return None if key is None else diskcache.load("models", key, OnnxModel)
 
 
-def _store_onnx(path, model):
+def _store_onnx(path, io_layout, model):
     from emu import diskcache
-    key = _cache_key(path)
+    key = _cache_key(path, io_layout)
     if key is not None:
         diskcache.store("models", key, model)
 

@@ -356,6 +356,44 @@ def test_channel_last_io_option():
         load_onnx_qdq(q, io_layout="nhwc")
 
 
+def test_channel_last_io_in_the_cli_and_the_device(tmp_path):
+    """`n6emu run --io-layout channel-last` takes NHWC inputs and gives what the original layout gives transposed;
+    `[input] io_layout` reaches the device chain (bundled model: 1 channel, the same bytes, NHWC shape); the imported
+    model cache keeps the two layouts apart."""
+    import io
+
+    from emu.cli import main
+    from emu.device import Device
+    shape = (1, 3, 9, 7)
+    rng = np.random.default_rng(5)
+    spec = [dict(op="conv", cout=4, k=3, pad=1, act="relu"), dict(op="conv", group=4, mult=1, k=3)]
+    q = quantize_qdq(build_float_model(spec, shape, seed=5, softmax=False),
+                     [rng.normal(0, 1, shape).astype(np.float32) for _ in range(6)])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(q.SerializeToString())
+    x = rng.integers(-128, 128, (5,) + shape, dtype=np.int8)
+    np.save(tmp_path / "nchw.npy", x)
+    np.save(tmp_path / "nhwc.npy", np.ascontiguousarray(x.transpose(0, 1, 3, 4, 2)))
+    for layout, name in (("original", "nchw"), ("channel-last", "nhwc"), ("original", "nchw")):
+        err = io.StringIO()
+        code = main(["run", str(path), "--input", str(tmp_path / f"{name}.npy"), "--output",
+                     str(tmp_path / f"y_{name}.npy"), "--io-layout", layout], out=io.StringIO(), err=err)
+        assert code == 0, err.getvalue()
+    a, b = np.load(tmp_path / "y_nchw.npy"), np.load(tmp_path / "y_nhwc.npy")
+    assert a.shape == (5, 1, 4, 7, 5) and np.array_equal(a.transpose(0, 1, 3, 4, 2), b)
+    dev = Device()
+    last = dev.with_(**{"input.io_layout": "channel-last"})
+    assert last.input_shape == (1, 40, 49, 1) and dev.input_shape == (1, 1, 40, 49)
+    assert last.settings["input"]["io_layout"] == "channel-last"
+    pcm = (np.sin(np.arange(16000) / 7.0) * 8000).astype(np.int16)
+    assert [r["output"].tolist() for r in last.replay_pcm([pcm])] == [r["output"].tolist() for r in dev.replay_pcm([pcm])]
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[input]\nio_layout = "nhwc"\n')
+    err = io.StringIO()
+    assert main(["replay", str(cfg), "--config", str(cfg)], out=io.StringIO(), err=err) == 2
+    assert "io_layout" in err.getvalue() and err.getvalue().count("\n") == 1
+
+
 @pytest.mark.parametrize("seed", [286, 288])
 def test_average_pool_covering_input_is_global(seed):
     """ORT runs an AveragePool whose kernel covers the whole unpadded input as QLinearGlobalAveragePool (integer
