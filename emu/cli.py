@@ -654,7 +654,7 @@ _DATASET_FLAGS = ("labels", "pad", "report", "compare_config", "compare_to", "wo
 
 
 def _dataset_mode(args):
-    return any(getattr(args, k, None) not in (None, False) for k in _DATASET_FLAGS)
+    return any(getattr(args, k, None) is not None and getattr(args, k) is not False for k in _DATASET_FLAGS)
 
 
 def _replay_dataset(args, out, err):
@@ -692,6 +692,8 @@ def _replay_dataset(args, out, err):
         except N6Error:
             raise N6Error('matplotlib is not installed, which --report needs for its confusion-matrix PNG; pip '
                           'install "n6emu[plot]"') from None
+    if args.workers is not None and args.workers < 1:
+        raise N6Error(f"--workers {args.workers}: give a number of worker processes >= 1")
     if args.workers is not None and args.scheduler is not None:
         raise N6Error("give --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both")
     if args.workers is not None or args.scheduler is not None:

@@ -199,7 +199,7 @@ def dask_client(workers=None, scheduler=None):
     if scheduler is not None:
         try:
             return Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:     # unreachable, or not an address (ValueError)
             raise N6Error(f"--scheduler {scheduler}: cannot connect ({exc.__class__.__name__}); start one with "
                           f"`dask scheduler` or use --workers N") from None
     if not isinstance(workers, int) or workers < 1:

@@ -304,3 +304,11 @@ def test_report_files_and_the_drawn_matrices(tmp_path):
     assert (tmp_path / "differing.csv").read_text().splitlines() == ["file,label,board,pc", "f0,x,x,y"]
     per = (tmp_path / "board_per_class.csv").read_text().splitlines()
     assert per[0] == "label,support,predicted,precision,recall" and per[1] == "x,2,1,1.000000,0.500000"
+
+
+def test_cli_bad_worker_and_scheduler_options_are_one_line(small):
+    code, out, err = call(["replay", small, "--workers", "0"])
+    assert code == 2 and "--workers 0" in err and err.count("\n") == 1 and out == ""
+    pytest.importorskip("distributed", reason="Dask (the dask extra: pip install \"n6emu[dask]\") is not installed")
+    code, out, err = call(["replay", small, "--scheduler", "nonsense"])
+    assert code == 2 and "--scheduler nonsense" in err and err.count("\n") == 1
