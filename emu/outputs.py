@@ -136,16 +136,27 @@ def atomic_path(path):
     s = Staged(path)
     s._raw.close()
     try:
-        yield s.tmp
+        try:
+            yield s.tmp
+        except OSError as exc:
+            raise _write_error(s.path, exc) from None
+        _commit_by_name(s)
+    finally:
+        s.discard()
+
+
+def _commit_by_name(s, expected=None):
+    """Move a Staged file written by name into place: fsync it, check its size (when `expected`), replace; an
+    OSError removes it and becomes the one-line write error."""
+    try:
         with open(s.tmp, "rb+") as f:
-            f.seek(0, os.SEEK_END)
             os.fsync(f.fileno())
+            if expected is not None and os.fstat(f.fileno()).st_size != expected:
+                raise OSError(0, "the file is shorter than the array; is the disk full?")
         os.replace(s.tmp, s.path)
     except OSError as exc:
         s.discard()
         raise _write_error(s.path, exc) from None
-    finally:
-        s.discard()
 
 
 def save_npy(path, array):
@@ -176,19 +187,15 @@ def npy_stream(path, shape, dtype):
     s = Staged(path)
     s._raw.close()
     try:
-        mm = np.lib.format.open_memmap(s.tmp, mode="w+", dtype=dtype, shape=tuple(shape))
+        try:
+            mm = np.lib.format.open_memmap(s.tmp, mode="w+", dtype=dtype, shape=tuple(shape))
+        except OSError as exc:
+            raise _write_error(s.path, exc) from None
         yield mm
         mm.flush()
         expected = mm.offset + mm.nbytes
         del mm
-        with open(s.tmp, "rb+") as f:
-            os.fsync(f.fileno())
-            if os.fstat(f.fileno()).st_size != expected:
-                raise OSError(0, "the file is shorter than the array; is the disk full?")
-        os.replace(s.tmp, s.path)
-    except OSError as exc:
-        s.discard()
-        raise _write_error(s.path, exc) from None
+        _commit_by_name(s, expected)
     finally:
         s.discard()
 
