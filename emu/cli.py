@@ -492,6 +492,17 @@ def _record_json(rec):
             for k in _CSV_FIELDS}
 
 
+def _below_threshold(rec, threshold):
+    """Mark a replay record whose best probability does not exceed [app].threshold (not gated); returns it."""
+    rec["below_threshold"] = not rec["gated"] and not rec["score"] > threshold
+    return rec["below_threshold"]
+
+
+def _csv_row(j, fields):
+    """A record's JSON values as one CSV row (lists as JSON text)."""
+    return [json.dumps(j[k]) if isinstance(j[k], list) else j[k] for k in fields]
+
+
 BELOW = " (below threshold)"
 
 
@@ -579,7 +590,7 @@ def cmd_replay(args, out, err):
                                   trace=dump_trace if dump_tmp is not None else None):
                 n += 1
                 per_file[rec["file"]] = per_file.get(rec["file"], 0) + 1
-                rec["below_threshold"] = below = not rec["gated"] and not rec["score"] > threshold
+                below = _below_threshold(rec, threshold)
                 label = "(silence gate)" if rec["gated"] else rec["label"] + (BELOW if below else "")
                 counts[label] = counts.get(label, 0) + 1
                 if sink is None and args.json:
@@ -592,7 +603,7 @@ def cmd_replay(args, out, err):
                     progress.redraw()
                 elif writer is not None:
                     j = _record_json(rec)
-                    writer.writerow([json.dumps(j[k]) if isinstance(j[k], list) else j[k] for k in _CSV_FIELDS])
+                    writer.writerow(_csv_row(j, _CSV_FIELDS))
                 else:
                     sink.write(json.dumps(_record_json(rec)) + "\n")
             files = [dict(file=i.path, samples=i.n_samples, seconds=i.n_samples / i.sample_rate,
@@ -736,13 +747,13 @@ def _replay_dataset(args, out, err):
     def lines_of(res):
         rows = []
         for rec in res.records:
-            rec["below_threshold"] = not rec["gated"] and not rec["score"] > threshold
+            _below_threshold(rec, threshold)
             j = _record_json(rec)
             if args.labels is not None:
                 j["truth"] = res.label
             if args.out is not None and args.out.endswith(".csv"):
                 buf = io.StringIO()
-                csv.writer(buf).writerow([json.dumps(j[k]) if isinstance(j[k], list) else j[k] for k in fields])
+                csv.writer(buf).writerow(_csv_row(j, fields))
                 rows.append(buf.getvalue())
             else:
                 rows.append(json.dumps({k: j[k] for k in fields}) + "\n")
