@@ -107,13 +107,13 @@ def import_model(path, io_layout="original"):
 # Importing an ONNX model needs the `onnx` package (about a second to import) and a parse. The imported OnnxModel
 # (plain dataclasses and numpy arrays) is kept by emu.diskcache under models/<sha256 of the file>-<emulator
 # version>-<format>-<importer code>.pickle: an edited model, another emulator version or an edited importer (the
-# SHA-256 of emu/graph/*.py) gets a new entry.
+# SHA-256 of emu/graph/*.py, emu/graph/ops/*.py, fixedpoint.py and f32math.py) gets a new entry.
 MODEL_CACHE_FORMAT = 1
 
 
 def _importer_digest():
     from emu import diskcache
-    return diskcache.source_digest("graph")
+    return diskcache.source_digest("graph", "graph/ops", "fixedpoint.py", "f32math.py")
 
 
 def model_cache_dir(environ=None):

@@ -1,4 +1,4 @@
-"""emu.frontend.tables: window, mel banks (librosa oracle when installed; torchaudio structure), sparse
+"""emu.frontend.tables: window, mel banks (librosa oracle, 10 configurations; torchaudio: test_mel_torchaudio.py), sparse
 form, C-compiler-exact constants (gcc is the oracle) and GenHeaders-style C import/export."""
 import ctypes
 import shutil
@@ -44,6 +44,11 @@ MEL_CASES = [
     (22050, 2048, 128, 0.0, None, "slaney", "slaney"),
     (16000, 1024, 40, 20.0, 4000.0, "htk", "slaney"),
     (8000, 256, 20, 100.0, 3800.0, "slaney", None),
+    (16000, 640, 40, 20.0, 8000.0, "htk", "slaney"),
+    (16000, 400, 80, 0.0, 8000.0, "slaney", "slaney"),
+    (44100, 2048, 128, 30.0, 16000.0, "htk", None),
+    (48000, 1024, 64, 0.0, 24000.0, "slaney", None),
+    (16000, 320, 10, 300.0, 3400.0, "htk", "slaney"),
 ]
 
 

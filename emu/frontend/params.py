@@ -25,8 +25,9 @@ TOML `[frontend]` fields (defaults = the bundled KWS device front end: the ST au
     fmin, fmax        filter bank edges in Hz, fmax <= sample_rate/2 (None = sample_rate/2)   50, 7500
     mel_scale         "slaney" | "htk"                     "slaney"
     mel_norm          "slaney" | "none"                    "slaney" (area normalisation like librosa)
-    mel_source        "librosa" | "torchaudio" | path to a [n_mels, n_fft/2+1] .npy or a
-                      GenHeaders-style .c/.h table         "librosa"
+    mel_source        "librosa" | "torchaudio-avx512" | "torchaudio-avx2" (= "torchaudio") | "torchaudio-default"
+                      (torchaudio.functional.melscale_fbanks as x86-64 torch computes it with that CPU capability)
+                      | path to a [n_mels, n_fft/2+1] .npy or a GenHeaders-style .c/.h table   "librosa"
     spectrum          "power" (|X|^2) | "magnitude" (sqrt of the power, via float32 sqrtf)   "power"
     log               "ln" (natural log) | "db" (10*log10, clamped at -top_db)   "ln"
     top_db            dB floor magnitude for log = "db"; inf = no floor, as ST's app (HUGE_VALF)   inf
@@ -178,7 +179,7 @@ class FrontendParams:
             raise FrontendError(f"frontend.quant_zero_point = {_show(self.quant_zero_point)} must be an integer")
         if not isinstance(self.mel_source, str) or not self.mel_source:
             raise FrontendError(f"frontend.mel_source = {_show(self.mel_source)} must be \"librosa\", "
-                                f"\"torchaudio\" or the path of a .npy/.h/.c table")
+                                f"\"torchaudio-avx2\" (or -avx512, -default) or the path of a .npy/.h/.c table")
         if self.n_fft & (self.n_fft - 1):
             raise FrontendError(f"frontend.n_fft = {self.n_fft} is not a power of two; use e.g. 512 or 1024")
         if self.n_fft < 32 or self.n_fft > 4096:

@@ -152,14 +152,16 @@ def _prepared(spec, params):
     """spec.prepare(params), kept by emu.diskcache (frontends/) for the ST profiles when the tables depend on the
     parameters alone (a generated mel filter bank, not a file named by mel_source): the key is the parameters' JSON, the emulator
     version and the SHA-256 of the front-end sources (emu/frontend/*.py, cheader.py, fixedpoint.py)."""
-    if spec.name not in ("st-f16", "st-f32") or params.mel_source not in ("librosa", "torchaudio"):
+    from emu.frontend.tables import TORCHAUDIO_FLAVORS
+    if spec.name not in ("st-f16", "st-f32") or not (params.mel_source == "librosa"
+                                                     or params.mel_source in TORCHAUDIO_FLAVORS):
         return spec.prepare(params)
     import json
 
     from emu import __version__, diskcache
     text = json.dumps(params.to_dict(), sort_keys=True, default=str)
     key = (f"{spec.name}-{diskcache.text_digest(text)[:32]}-{__version__}-{FRONTEND_CACHE_FORMAT}-"
-           f"{diskcache.source_digest('frontend', 'cheader.py', 'fixedpoint.py')}")
+           f"{diskcache.source_digest('frontend', 'cheader.py', 'fixedpoint.py', 'f32math.py')}")
     return diskcache.cached("frontends", key, object, lambda: spec.prepare(params))
 
 

@@ -5,7 +5,8 @@ Contracts:
 - `hann_periodic(win)` is float64 `0.5 - 0.5*cos(2*pi*n/win)`, n = 0..win-1.
 - `mel_filterbank(...)` returns float32 `[n_mels, n_fft//2 + 1]` (mel-major), computed like
   librosa.filters.mel (float64 math, float32 rows, slaney area norm applied in float64 then stored
-  float32) or like torchaudio.functional.melscale_fbanks (float32 tensor math), transposed.
+  float32) or like torchaudio.functional.melscale_fbanks on torch's CPU kernels (float32 tensor math with
+  FMA-contracted linspace, SLEEF/libm powf and MKL expf, per torch CPU capability: TORCHAUDIO_FLAVORS), transposed.
 - Sparse form (as the ST app stores its mel filter bank): per mel row `start` = first and `stop` = last non-zero bin (inclusive) and
   the row-major concatenation of the coefficients start..stop of every row (zeros inside a run kept).
 - `round_like_c(texts, dtype)` gives the value a C compiler stores for each printed decimal constant:
@@ -22,6 +23,7 @@ import numpy as np
 
 from emu import cheader
 from emu.cheader import CHeaderError
+from emu.f32math import fma_f32, libm_powf, mkl_expf, sleef_powf_u10
 from emu.frontend.params import FrontendError
 
 # ----------------------------------------------------------------------------------------------------
@@ -70,8 +72,9 @@ def _check_bank_args(sample_rate, n_fft, n_mels, fmin, fmax, scale, norm, flavor
         raise FrontendError(f"mel scale {scale!r} is not supported; use 'slaney' or 'htk'")
     if norm not in ("slaney", None):
         raise FrontendError(f"mel norm {norm!r} is not supported; use 'slaney' or None")
-    if flavor not in ("librosa", "torchaudio"):
-        raise FrontendError(f"mel flavor {flavor!r} is not supported; use 'librosa' or 'torchaudio'")
+    if flavor != "librosa" and flavor not in TORCHAUDIO_FLAVORS:
+        raise FrontendError(f"mel flavor {flavor!r} is not supported; use 'librosa' or one of "
+                            f"{', '.join(TORCHAUDIO_FLAVORS)} (torch's CPU capability on the training machine)")
     if n_fft <= 0 or n_mels <= 0:
         raise FrontendError(f"n_fft = {n_fft} and n_mels = {n_mels} must be positive")
     if fmax > sample_rate / 2:
@@ -82,11 +85,12 @@ def _check_bank_args(sample_rate, n_fft, n_mels, fmin, fmax, scale, norm, flavor
 
 def mel_filterbank(sample_rate, n_fft, n_mels, fmin=0.0, fmax=None, scale="slaney", norm="slaney",
                    flavor="librosa"):
-    """Mel filter bank float32 [n_mels, n_fft//2+1] with librosa (default) or torchaudio numerics."""
+    """Mel filter bank float32 [n_mels, n_fft//2+1] with librosa (default) or torchaudio numerics (flavor
+    "torchaudio" | "torchaudio-sleef": which torch build computed it, see TORCHAUDIO_FLAVORS)."""
     fmax = float(sample_rate) / 2 if fmax is None else float(fmax)
     _check_bank_args(sample_rate, n_fft, n_mels, fmin, fmax, scale, norm, flavor)
-    if flavor == "torchaudio":
-        return _mel_torchaudio(sample_rate, n_fft, n_mels, float(fmin), fmax, scale, norm)
+    if flavor in TORCHAUDIO_FLAVORS:
+        return _mel_torchaudio(sample_rate, n_fft, n_mels, float(fmin), fmax, scale, norm, flavor)
     n_bins = 1 + n_fft // 2
     weights = np.zeros((n_mels, n_bins), dtype=np.float32)
     fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
@@ -104,43 +108,80 @@ def mel_filterbank(sample_rate, n_fft, n_mels, fmin=0.0, fmax=None, scale="slane
     return weights
 
 
-def _linspace_f32(start, end, steps):
-    """torch.linspace in float32: start + i*step for the first half, end - (steps-1-i)*step after."""
+# torchaudio.functional.melscale_fbanks as the x86-64 torch 2.x wheels (built with MKL) compute it on the CPU,
+# one thread, float32 tensors. The result depends on torch's CPU capability (torch.backends.cpu.get_cpu_capability()
+# on the machine that made the filter bank), hence one flavor per capability:
+#  - torch.linspace: start + step*i (first half) / end - step*(steps-1-i) (second half); the AVX2 and AVX-512
+#    kernels are compiled with FMA contraction (one rounding), the default kernel is not;
+#  - 10.0 ** t (htk scale): a vectorised loop over blocks of two vectors (32 floats for AVX-512, 16 for AVX2, none
+#    for default) with SLEEF's powf_u10, the remaining elements with the C library's powf;
+#  - torch.exp (slaney scale above 1 kHz): Intel MKL's vsExp (VML_HA) on every element, whatever the capability;
+#  - t / 2595.0 and the triangle slopes: IEEE division; 2.0 / t: reciprocal then * 2.0 (the same value).
+# "torchaudio" names the AVX2 flavor (every x86-64 CPU since 2013; torch's choice on CPUs without AVX-512).
+TORCHAUDIO_FLAVORS = {"torchaudio-avx512": 32, "torchaudio-avx2": 16, "torchaudio-default": 0,
+                      "torchaudio": 16}      # flavor -> floats per vectorised block of torch's elementwise loop
+
+
+def _torch_linspace_f32(start, end, steps, fused):
+    """torch.linspace(start, end, steps) in float32 (the scalar loop; FMA-contracted when `fused`)."""
     start32, end32 = np.float32(start), np.float32(end)
     if steps == 1:
         return np.array([start32], dtype=np.float32)
     step = np.float32((end32 - start32) / np.float32(steps - 1))
     i = np.arange(steps)
-    half = steps // 2
-    lo = start32 + step * i.astype(np.float32)
-    hi = end32 - step * (steps - 1 - i).astype(np.float32)
-    return np.where(i < half, lo, hi).astype(np.float32)
+    if fused:
+        lo = fma_f32(step, i.astype(np.float32), start32)
+        hi = fma_f32(-step, (steps - 1 - i).astype(np.float32), end32)
+    else:
+        lo = start32 + step * i.astype(np.float32)
+        hi = end32 - step * (steps - 1 - i).astype(np.float32)
+    return np.where(i < steps // 2, lo, hi).astype(np.float32)
 
 
-def _mel_torchaudio(sample_rate, n_fft, n_mels, fmin, fmax, scale, norm):
-    """torchaudio.functional.melscale_fbanks semantics (float32 tensors), returned [n_mels, n_bins]."""
+def _torch_pow10(t, block):
+    """torch.pow(10.0, t) on a 1-D float32 tensor: SLEEF on whole blocks, the C library on the rest."""
+    n_vec = len(t) // block * block if block else 0
+    return np.concatenate([sleef_powf_u10(np.float32(10.0), t[:n_vec]),
+                           libm_powf(np.float32(10.0), t[n_vec:])]).astype(np.float32)
+
+
+def _torchaudio_hz_to_mel(freq, scale):
+    """torchaudio's _hz_to_mel: Python float (binary64) math on a scalar."""
+    if scale == "htk":
+        return 2595.0 * math.log10(1.0 + (freq / 700.0))
+    mels = freq / _F_SP
+    if freq >= _MIN_LOG_HZ:
+        mels = _MIN_LOG_HZ / _F_SP + math.log(freq / _MIN_LOG_HZ) / (math.log(6.4) / 27.0)
+    return mels
+
+
+def _torchaudio_mel_to_hz(mels, scale, block):
+    """torchaudio's _mel_to_hz on a float32 tensor, with torch's elementwise kernels."""
+    if scale == "htk":
+        return np.float32(700.0) * (_torch_pow10(mels / np.float32(2595.0), block) - np.float32(1.0))
+    freqs = np.float32(_F_SP) * mels
+    log_t = mels >= np.float32(_MIN_LOG_MEL)
+    arg = np.float32(math.log(6.4) / 27.0) * (mels[log_t] - np.float32(_MIN_LOG_MEL))
+    freqs[log_t] = np.float32(_MIN_LOG_HZ) * mkl_expf(arg)
+    return freqs
+
+
+def _mel_torchaudio(sample_rate, n_fft, n_mels, fmin, fmax, scale, norm, flavor="torchaudio"):
+    """torchaudio.functional.melscale_fbanks(n_fft//2+1, fmin, fmax, n_mels, sample_rate, norm, scale), bit for bit
+    (see the notes above), returned transposed [n_mels, n_bins]."""
     n_bins = 1 + n_fft // 2
-    all_freqs = _linspace_f32(0, sample_rate // 2, n_bins)
-    if scale == "htk":
-        m_min, m_max = 2595.0 * math.log10(1.0 + fmin / 700.0), 2595.0 * math.log10(1.0 + fmax / 700.0)
-    else:
-        m_min, m_max = float(_hz_to_mel(fmin, "slaney")), float(_hz_to_mel(fmax, "slaney"))
-    m_pts = _linspace_f32(m_min, m_max, n_mels + 2)
-    if scale == "htk":
-        f_pts = (np.float32(700.0) * (np.float32(10.0) ** (m_pts / np.float32(2595.0)) - np.float32(1.0)))
-    else:
-        logstep = np.float32(math.log(6.4) / 27.0)
-        f_pts = np.float32(_F_SP) * m_pts
-        log_t = m_pts >= np.float32(_MIN_LOG_MEL)
-        f_pts[log_t] = np.float32(_MIN_LOG_HZ) * np.exp(logstep * (m_pts[log_t] - np.float32(_MIN_LOG_MEL)))
-    f_pts = f_pts.astype(np.float32)
+    block = TORCHAUDIO_FLAVORS[flavor]
+    all_freqs = _torch_linspace_f32(0, sample_rate // 2, n_bins, fused=block > 0)
+    m_pts = _torch_linspace_f32(_torchaudio_hz_to_mel(fmin, scale), _torchaudio_hz_to_mel(fmax, scale), n_mels + 2,
+                                fused=block > 0)
+    f_pts = _torchaudio_mel_to_hz(m_pts, scale, block).astype(np.float32)
     f_diff = f_pts[1:] - f_pts[:-1]
     slopes = f_pts[np.newaxis, :] - all_freqs[:, np.newaxis]
     down = (np.float32(-1.0) * slopes[:, :-2]) / f_diff[:-1]
     up = slopes[:, 2:] / f_diff[1:]
     fb = np.maximum(np.float32(0.0), np.minimum(down, up)).astype(np.float32)
     if norm == "slaney":
-        enorm = np.float32(2.0) / (f_pts[2:n_mels + 2] - f_pts[:n_mels])
+        enorm = (np.float32(1.0) / (f_pts[2:n_mels + 2] - f_pts[:n_mels])) * np.float32(2.0)
         fb = (fb * enorm[np.newaxis, :]).astype(np.float32)
     return np.ascontiguousarray(fb.T)
 
@@ -340,14 +381,15 @@ def mel_matrix(params):
     """The float32 [n_mels, n_fft//2+1] filter bank named by params.mel_source (FrontendParams): generated
     ("librosa" | "torchaudio", with params' scale/norm/fmin/fmax) or loaded from a .npy / C table file."""
     src = str(params.mel_source)
-    if src in ("librosa", "torchaudio"):
+    if src == "librosa" or src in TORCHAUDIO_FLAVORS:
         norm = None if params.mel_norm == "none" else params.mel_norm
         return mel_filterbank(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax_hz,
                               scale=params.mel_scale, norm=norm, flavor=src)
     if src.endswith(".npy"):
         return load_mel_npy(src, params.n_mels, params.n_bins)
     if not src.endswith((".h", ".c")):
-        raise FrontendError(f"mel_source {src!r} is neither librosa, torchaudio nor a .npy/.h/.c table file")
+        raise FrontendError(f"mel_source {src!r} is neither librosa, {', '.join(TORCHAUDIO_FLAVORS)} nor a "
+                            f".npy/.h/.c table file")
     matrix = load_mel_c(src, n_bins=params.n_bins)
     if matrix.shape != (params.n_mels, params.n_bins):
         raise FrontendError(f"{src}: mel table is {matrix.shape}, expected ({params.n_mels}, {params.n_bins}); "

@@ -24,6 +24,7 @@ import numpy as np
 
 from ... import fixedpoint as fx
 from ...errors import N6Error
+from ...f32math import fma_f32
 from .common import Params, output_range, scale, zp
 
 OPS = ("sigmoid", "tanh", "leaky_relu", "hard_sigmoid", "hard_swish", "requantize")
@@ -45,25 +46,6 @@ TANH = dict(lower=-9.0, upper=9.0, alpha_13=-2.76076847742355e-16, alpha_11=2.00
 @dataclass
 class UnaryParams(Params):
     table: np.ndarray            # int8 [256]: output code of input code c at index c + 128
-
-
-def fma_f32(a, b, c):
-    """Fused multiply-add of float32 arrays: round_to_float32(a * b + c) with one rounding (vfmadd*ps), exact.
-    a*b is exact in float64; s = float64(a*b + c) and its error e (TwoSum) give the exact sum s + e, and rounding
-    s to float32 is right unless s lies exactly halfway between two float32 values with e != 0 (then e decides)."""
-    a, b, c = (np.asarray(v, np.float32).astype(np.float64) for v in np.broadcast_arrays(a, b, c))
-    p = a * b
-    with np.errstate(over="ignore", invalid="ignore"):
-        s = p + c
-        bb = s - p
-        e = (p - (s - bb)) + (c - bb)
-        r = s.astype(np.float32)
-        r64 = r.astype(np.float64)
-        other = np.where(s > r64, np.nextafter(r, np.float32(np.inf)), np.nextafter(r, np.float32(-np.inf)))
-        o64 = other.astype(np.float64)
-        halfway = (s != r64) & ((s - r64) == (o64 - s))
-        toward_other = halfway & (e != 0) & ((e > 0) == (o64 > s))
-    return np.where(toward_other, other, r).astype(np.float32)
 
 
 def mlas_logistic_fma3(x):
