@@ -66,14 +66,12 @@ class Derivation:
             raise ValueError(f"derivation {self.name!r}: ratio float64|float32, bits 1..31, mantissa "
                              f"half-away|truncate; got {self.ratio!r}, {self.bits!r}, {self.mantissa!r}")
 
-    def ratio_of(self, a, b, c, float32_product=False):
-        """a*b/c of float32 scales in this derivation's arithmetic (float32_product: a*b rounded to float32 first,
-        TFLite's fully connected)."""
+    def ratio_of(self, a, b, c):
+        """a*b/c of float32 scales in this derivation's arithmetic."""
         a, b, c = np.float32(a), np.float32(b), np.float32(c)
         if self.ratio == "float32":
             return float(np.float32(np.float32(a * b) / c))
-        product = float(np.float32(a * b)) if float32_product else float(a) * float(b)
-        return product / float(c)
+        return float(a) * float(b) / float(c)
 
 
 # The multiplier derivations fit tries ([model].rounding "<requantizer>/<derivation>").
@@ -149,8 +147,10 @@ def per_channel_multipliers(input_scale, weight_scales, output_scale, single_rou
 
 def per_tensor_fc_multiplier(input_scale, weight_scale, output_scale, single_rounding=False,
                              derivation=TFLITE_DERIVATION):
-    """Per-tensor fully connected (TFLite GetQuantizedConvolutionMultipler): float32 product s_in*s_w, then /double(s_out)."""
-    real = derivation.ratio_of(input_scale, weight_scale, output_scale, float32_product=True)
+    """Per-tensor fully connected (GetQuantizedConvolutionMultipler as tflite-micro computes it today):
+    double(s_in) * double(s_w) / double(s_out). (TFLite before 2023 rounded the product s_in*s_w to float32 first;
+    tests/test_tflite_oracle.py shows the installed tflite-micro does not.)"""
+    real = derivation.ratio_of(input_scale, weight_scale, output_scale)
     return quantize_multiplier(real, single_rounding, derivation)
 
 

@@ -218,22 +218,30 @@ class ModelSession:
         if self._onnx is not None:
             r = self._onnx.run(x, input_boundary)
             return r["output"], r["float"]
-        if input_boundary != "int8":
-            raise N6Error(f"{self.path}: a TFLite int8 model takes int8 inputs; quantize them first "
-                          f"(input boundary {input_boundary!r} is for QDQ ONNX models)")
-        q = self.runtime.run(x)
+        q = self.runtime.run(self._tflite_input(x, input_boundary))
         if len(self.graph.outputs) != 1:
             return q, None
         return q, self.runtime.dequantize_output(self.graph.outputs[0], q)
 
     def input_bytes(self, x, input_boundary="int8"):
         """The input buffer as the board holds it (the model's I/O type) for x at `input_boundary`."""
+        if self._onnx is None:
+            return self._tflite_input(np.asarray(x), input_boundary)
         if input_boundary == "float32":
             from emu.graph.onnx_qdq import quantize_input
-            if self._onnx is None:
-                raise N6Error(f"{self.path}: a TFLite int8 model takes int8 inputs; quantize them first")
             return quantize_input(self._onnx.model, np.asarray(x), self.arithmetic)
         return np.asarray(x)
+
+    def _tflite_input(self, x, input_boundary):
+        """A TFLite model's int8 input for x at `input_boundary`: as given (int8), or through the model's own
+        QUANTIZE float32 -> int8 (float32; Graph.float_inputs, tflite-micro's rounding under the profile)."""
+        if input_boundary == "float32" and self.graph.float_inputs:
+            return self.runtime.quantize_inputs(x)
+        if input_boundary != "int8":
+            raise N6Error(f"{self.path}: input boundary {input_boundary!r} needs a model that quantizes its float32 "
+                          f"input itself (a QUANTIZE float32 -> int8); this model takes int8 inputs: quantize them "
+                          f"with the input's scale/zero-point, or use the int8 boundary")
+        return x
 
     def run_all(self, x, input_boundary="int8"):
         return self.runtime.run_all(self.model.to_internal(self.input_bytes(x, input_boundary)))

@@ -39,13 +39,14 @@ class TflmReference:
             self.model_bytes, arena_size=arena_size,
             intrepreter_config=rt.InterpreterConfig.kPreserveAllTensors)
         self.n_inputs = len(graph_inputs(self.model_bytes))
-        self.input_shapes = [tuple(int(d) for d in self._interp.get_input_details(i)["shape"])
-                             for i in range(self.n_inputs)]
+        details = [self._interp.get_input_details(i) for i in range(self.n_inputs)]
+        self.input_shapes = [tuple(int(d) for d in det["shape"]) for det in details]
+        self.input_dtypes = [np.dtype(det["dtype"]) for det in details]    # int8, or float32 (a QUANTIZE input)
 
     def _invoke(self, sample):
         arrays = sample if isinstance(sample, (list, tuple)) else [sample]
         for i, a in enumerate(arrays):
-            self._interp.set_input(np.ascontiguousarray(a, dtype=np.int8).reshape(self.input_shapes[i]), i)
+            self._interp.set_input(np.ascontiguousarray(a, dtype=self.input_dtypes[i]).reshape(self.input_shapes[i]), i)
         self._interp.invoke()
 
     def run_all_one(self, sample):

@@ -139,9 +139,11 @@ class _Reader:
 
 
 def quantize_qdq(float_model, calibration, per_channel=True, activation_type="int8", weight_type="int8",
-                 extra_options=None, float_softmax=True):
+                 extra_options=None, float_softmax=True, op_types_to_quantize=None):
     """onnxruntime.quantization.quantize_static in QDQ format; calibration = list of float32 inputs.
-    float_softmax: keep Softmax float (nodes_to_exclude, the ST tail); False quantizes it (QLinearSoftmax)."""
+    float_softmax: keep Softmax float (nodes_to_exclude, the ST tail); False quantizes it (QLinearSoftmax).
+    op_types_to_quantize: None (quantize_static's default: every op its QDQ registry knows; LSTM/GRU stay float
+    with float weights) or a list (e.g. including 'LSTM' / 'GRU': their inputs, weights and outputs get Q/DQ)."""
     onnxruntime()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
@@ -151,7 +153,7 @@ def quantize_qdq(float_model, calibration, per_channel=True, activation_type="in
         quantize_static(src, dst, _Reader(float_model.graph.input[0].name, calibration),
                         quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=qt[activation_type],
                         weight_type=qt[weight_type], calibrate_method=CalibrationMethod.MinMax,
-                        extra_options=extra_options or {},
+                        extra_options=extra_options or {}, op_types_to_quantize=op_types_to_quantize,
                         nodes_to_exclude=[n.name for n in float_model.graph.node
                                           if float_softmax and n.op_type == "Softmax"])
         return onnx.load(dst)
@@ -209,4 +211,110 @@ def matmul_add_model(seed=0):
                           [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 5])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
     m.ir_version = 8
+    return m
+
+
+def rnn_model(op, steps, input_size, hidden, output="Y_h", direction="forward", bias=True, initial_h=False,
+              initial_c=False, linear_before_reset=0, quantized_weights=True, seed=0, weight_scale=0.3,
+              x_quant=(0.05, 0), out_quant=(0.01, 0), dtype="int8", attrs=None):
+    """X [steps, 1, input_size] -> QuantizeLinear -> DequantizeLinear -> LSTM / GRU -> the model output.
+    Weights (W, R, B, initial_h/c): int8 per tensor through DequantizeLinear (quantized_weights) or float
+    initializers. output: 'Y', 'Y_h' or 'Y_c' -> QuantizeLinear(out_quant) -> DequantizeLinear -> 'output'; or None:
+    every LSTM/GRU output is a float model output (for float-level comparison). attrs: extra node attributes.
+    Returns (model, dict of the float values onnxruntime computes for W, R, B, h0, c0 (absent ones None))."""
+    rng = np.random.default_rng(seed)
+    gates = 4 if op == "LSTM" else 3
+    n_dir = 2 if direction == "bidirectional" else 1
+    np_t = np.int8 if dtype == "int8" else np.uint8
+    nodes, inits, vals = [], [], {}
+    inits += [numpy_helper.from_array(np.float32(x_quant[0]), "x_s"), numpy_helper.from_array(np_t(x_quant[1]), "x_z")]
+    nodes += [helper.make_node("QuantizeLinear", ["input", "x_s", "x_z"], ["x_q"]),
+              helper.make_node("DequantizeLinear", ["x_q", "x_s", "x_z"], ["x"])]
+
+    def weight(name, shape, sd):
+        f = (rng.normal(0, 1, shape) * sd).astype(np.float32)
+        if not quantized_weights:
+            inits.append(numpy_helper.from_array(f, name))
+            vals[name] = f
+            return name
+        s = np.float32(max(float(np.abs(f).max()), 1e-3) / 127)
+        q = np.clip(np.rint(f / s), -127, 127).astype(np.int8)
+        inits.extend([numpy_helper.from_array(q, name + "_q"), numpy_helper.from_array(s, name + "_s"),
+                      numpy_helper.from_array(np.int8(0), name + "_z")])
+        nodes.append(helper.make_node("DequantizeLinear", [name + "_q", name + "_s", name + "_z"], [name]))
+        vals[name] = (q.astype(np.float32) * s).astype(np.float32)
+        return name
+
+    ins = ["x", weight("W", (n_dir, gates * hidden, input_size), weight_scale),
+           weight("R", (n_dir, gates * hidden, hidden), weight_scale),
+           weight("B", (n_dir, 2 * gates * hidden), 0.3) if bias else "", "",
+           weight("h0", (n_dir, 1, hidden), 0.5) if initial_h else ""]
+    if op == "LSTM":
+        ins.append(weight("c0", (n_dir, 1, hidden), 1.0) if initial_c else "")
+    while ins[-1] == "":
+        ins.pop()
+    outs = ["Y", "Y_h"] + (["Y_c"] if op == "LSTM" else [])
+    node_attrs = dict(hidden_size=hidden, direction=direction)
+    if op == "GRU":
+        node_attrs["linear_before_reset"] = linear_before_reset
+    node_attrs.update(attrs or {})
+    nodes.append(helper.make_node(op, ins, outs, name="rnn", **node_attrs))
+    out_shapes = dict(Y=[steps, n_dir, 1, hidden], Y_h=[n_dir, 1, hidden], Y_c=[n_dir, 1, hidden])
+    if output is None:
+        graph_outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, out_shapes[o]) for o in outs]
+    else:
+        inits += [numpy_helper.from_array(np.float32(out_quant[0]), "o_s"),
+                  numpy_helper.from_array(np_t(out_quant[1]), "o_z")]
+        nodes += [helper.make_node("QuantizeLinear", [output, "o_s", "o_z"], ["o_q"]),
+                  helper.make_node("DequantizeLinear", ["o_q", "o_s", "o_z"], ["output"])]
+        graph_outs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, out_shapes[output])]
+    g = helper.make_graph(nodes, "rnn", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                       [steps, 1, input_size])], graph_outs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m, dict(W=vals["W"], R=vals["R"], B=vals.get("B"), h0=vals.get("h0"), c0=vals.get("c0"))
+
+
+def kws_rnn_float_model(op="LSTM", hidden=32, n_classes=12, seed=0, conv_front=False):
+    """A small recurrent KWS model, float32: features [1, 49, 10] -> Transpose to [49, 1, 10] -> LSTM/GRU(hidden)
+    -> Y_h -> Squeeze -> Gemm(n_classes) -> Softmax. conv_front: [1, 1, 49, 10] -> Conv(8, 3x3) -> Relu ->
+    Transpose/Reshape to [49, 1, 80] first (then quantize_static quantizes the recurrent input even when it leaves
+    the LSTM/GRU float)."""
+    rng = np.random.default_rng(seed)
+    gates = 4 if op == "LSTM" else 3
+    nodes, inits = [], []
+
+    def const(name, arr):
+        inits.append(numpy_helper.from_array(np.asarray(arr), name))
+        return name
+
+    if conv_front:
+        in_shape, feat = [1, 1, 49, 10], 80
+        nodes += [helper.make_node("Conv", ["input", const("cw", rng.normal(0, 0.4, (8, 1, 3, 3)).astype(np.float32)),
+                                            const("cb", rng.normal(0, 0.1, 8).astype(np.float32))], ["c"],
+                                   pads=[1, 1, 1, 1], name="conv"),
+                  helper.make_node("Relu", ["c"], ["cr"], name="relu"),
+                  helper.make_node("Transpose", ["cr"], ["ct"], perm=[2, 0, 1, 3], name="to_time_major"),
+                  helper.make_node("Reshape", ["ct", const("seq_shape", np.array([49, 1, feat], np.int64))], ["xt"],
+                                   name="to_sequence")]
+    else:
+        in_shape, feat = [1, 49, 10], 10
+        nodes.append(helper.make_node("Transpose", ["input"], ["xt"], perm=[1, 0, 2], name="to_time_major"))
+    w = rng.normal(0, 1.0 / np.sqrt(feat), (1, gates * hidden, feat)).astype(np.float32)
+    r = rng.normal(0, 1.0 / np.sqrt(hidden), (1, gates * hidden, hidden)).astype(np.float32)
+    b = rng.normal(0, 0.1, (1, 2 * gates * hidden)).astype(np.float32)
+    outs = ["Y", "Y_h"] + (["Y_c"] if op == "LSTM" else [])
+    nodes += [helper.make_node(op, ["xt", const("W", w), const("R", r), const("B", b)], outs, hidden_size=hidden,
+                               name=op.lower()),
+              helper.make_node("Squeeze", ["Y_h", const("axes0", np.array([0], np.int64))], ["h"], name="last"),
+              helper.make_node("Gemm", ["h", const("fw", rng.normal(0, 0.3, (n_classes, hidden)).astype(np.float32)),
+                                        const("fb", rng.normal(0, 0.1, n_classes).astype(np.float32))], ["logits"],
+                               transB=1, name="fc"),
+              helper.make_node("Softmax", ["logits"], ["output"], axis=-1, name="softmax")]
+    g = helper.make_graph(nodes, "kws_rnn", [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape)],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, n_classes])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
     return m

@@ -279,13 +279,90 @@ def test_reduce_mean_trailing_axes_equal_onnxruntime(dtype):
                 compare(m, xv)
 
 
-def test_reduce_mean_over_channels_is_named():
+def _reduce_mean_model(shape, axes, keep, s, z, dtype):
     nodes, inits = [], []
-    x = qdq(nodes, inits, "input", 0.05, 0, "int8")
-    inits.append(numpy_helper.from_array(np.array([1], np.int64), "axes"))
-    nodes.append(helper.make_node("ReduceMean", [x, "axes"], ["m"], keepdims=1))
-    y = qdq(nodes, inits, "m", 0.05, 0, "int8")
+    x = qdq(nodes, inits, "input", s[0], z[0], dtype)
+    inits.append(numpy_helper.from_array(np.array(axes, np.int64), "axes"))
+    nodes.append(helper.make_node("ReduceMean", [x, "axes"], ["m"], keepdims=keep))
+    y = qdq(nodes, inits, "m", s[1], z[1], dtype)
     nodes.append(helper.make_node("Identity", [y], ["output"]))
-    m = make_model(nodes, inits, [("input", (1, 4, 3, 3))], (1, 1, 3, 3), opset=18)
-    with pytest.raises(N6Error, match=r"ReduceMean over axes \[1\] of a 4-D tensor is unsupported; only trailing"):
+    rank = len(shape)
+    ax = sorted(a % rank for a in axes)
+    out = tuple(1 if i in ax else d for i, d in enumerate(shape)) if keep else \
+        tuple(d for i, d in enumerate(shape) if i not in ax)
+    return make_model(nodes, inits, [("input", shape)], out, opset=18)
+
+
+# leading/middle axes: ORT's RK order (nothing kept before the run once size-1 dimensions are dropped) and KRK order
+# (MLAS's M = 1 SGEMM, groups of four rows), plus runs that become trailing once size-1 dimensions are dropped
+NON_TRAILING = [((1, 4, 5, 6), [1]), ((1, 8, 5, 6), [1, 2]), ((2, 4, 5, 6), [1]), ((2, 7, 5, 6), [1, 2]),
+                ((1, 16, 49), [1]), ((3, 13, 10), [1]), ((2, 30, 7), [-2]), ((4, 6, 3, 5), [1, 2]),
+                ((1, 1, 9, 5), [1, 2]), ((2, 3, 4, 1), [1, 2]), ((1, 5, 1, 7), [1, 3]), ((2, 1, 6, 3), [1, 2]),
+                ((5, 3, 2), [0]), ((2, 3, 4, 5), [0, 1]), ((1, 2, 3), [0, 1]), ((3, 5, 1, 2), [1])]
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+def test_reduce_mean_leading_and_middle_axes_equal_onnxruntime(dtype):
+    """DQ -> ReduceMean -> Q over non-trailing axes ([1], [1, 2] of NCHW/NCW, batch 1 and > 1, keepdims 0/1): 16
+    shapes x 3 quantizations x 4 inputs (one saturating) per dtype, bit for bit against onnxruntime."""
+    rng = np.random.default_rng(17)
+    n = 0
+    for shape, axes in NON_TRAILING:
+        for rep in range(3):
+            s = [np.float32(10 ** rng.uniform(-2.5, -0.5)), np.float32(10 ** rng.uniform(-3, -1))]
+            z = [_zp(rng, dtype) for _ in range(2)]
+            m = _reduce_mean_model(shape, axes, rep % 2, s, z, dtype)
+            for k in range(4):
+                xv = rng.normal(0, 1.5, shape).astype(np.float32) * np.float32(rng.choice([1, 10]))
+                if k == 0:
+                    xv[...] = np.where(rng.random(shape) < 0.5, 60.0, -60.0).astype(np.float32)
+                compare(m, xv)
+                n += 1
+    assert n == 192
+
+
+def test_reduce_mean_leading_axes_batched_keeps_each_samples_order():
+    """A batch of N samples folded into one buffer stays in ORT's RK order (outer = 1 per sample), not KRK: columns
+    of 32 random codes followed by their negatives (shuffled) sum to 0 exactly, so the output (a very fine scale)
+    is the rounding error of the float sum, which differs between the two orders."""
+    from emu.graph.onnx_qdq import ModelRunner
+    rng = np.random.default_rng(23)
+    s_in = np.float32(0.0123457)
+    m = _reduce_mean_model((1, 64, 3, 5), [1], 1, [s_in, np.float32(1e-8)], [0, 0], "int8")
+    runner = ModelRunner(load_onnx_qdq(m), "onnxruntime")
+    sess = ort_session(m)
+    half = rng.integers(-127, 128, (6, 1, 32, 3, 5))
+    codes = np.concatenate([half, -rng.permuted(half, axis=2)], axis=2)
+    xs = (codes * s_in).astype(np.float32)
+    got = runner.run(xs, "float32")["float"]
+    for i in range(6):
+        (ref,) = sess.run(None, {"input": xs[i]})
+        assert np.array_equal(got[i].view(np.int32), ref.view(np.int32)), f"sample {i}"
+
+
+@pytest.mark.parametrize("shape,axes", [((1, 64, 15), [1]), ((3, 64, 15), [1]), ((2, 8, 8, 15), [1, 2]),
+                                        ((1, 8, 8, 15), [1, 2])])
+def test_reduce_mean_summation_order_is_onnxruntimes(shape, axes):
+    """Columns of 32 random codes and their negatives (shuffled) sum to 0 exactly: at a very fine output scale the
+    output is the float sum's rounding error, which tells ORT's RK order (sequential rows) from its KRK order (MLAS's
+    groups of four rows); 8 inputs per shape, bit for bit."""
+    rng = np.random.default_rng(29)
+    s_in = np.float32(0.0123457)
+    m = _reduce_mean_model(shape, axes, 1, [s_in, np.float32(1e-8)], [0, 0], "int8")
+    model = load_onnx_qdq(m)
+    red = [a for a in range(len(shape)) if a in axes]
+    for _ in range(8):
+        moved = np.moveaxis(np.zeros(shape), red, list(range(len(red))))
+        flat = moved.reshape(64, -1)
+        half = rng.integers(-127, 128, (32, flat.shape[1]))
+        flat = np.concatenate([half, -rng.permuted(half, axis=0)])
+        codes = np.moveaxis(flat.reshape(moved.shape), list(range(len(red))), red)
+        compare(m, (codes * s_in).astype(np.float32))
+    assert model.graph.nodes[-1].op == "reduce_mean"
+
+
+def test_reduce_mean_over_separate_runs_is_named():
+    m = _reduce_mean_model((1, 4, 3, 3), [1, 3], 1, [0.05, 0.05], [0, 0], "int8")
+    with pytest.raises(N6Error, match=r"ReduceMean over axes \[1, 3\] of a 4-D tensor of shape \[1, 4, 3, 3\] is "
+                                      r"unsupported; the reduced axes \(ignoring size-1 ones\) must be one contiguous"):
         load_onnx_qdq(m)

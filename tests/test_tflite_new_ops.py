@@ -167,12 +167,13 @@ def test_unsupported_ops_listed_at_once():
     b = ModelBuilder()
     x = act(b, rng, "x", (1, 4, 4, 2))
     h = act(b, rng, "h1", (1, 4, 4, 2))
-    b.op("BATCH_MATMUL", [x, x], [h])
+    b.op("GATHER", [x, x], [h])
     h2 = act(b, rng, "h2", (1, 4, 4, 2))
-    b.op("BATCH_MATMUL", [h, x], [h2])
+    b.op("GATHER", [h, x], [h2])
     lr = act(b, rng, "lr", (1, 8))
-    b.op("SVDF", [h2], [lr])
-    with pytest.raises(N6Error, match=r"unsupported ops: BATCH_MATMUL \(2 layers: 'h1', 'h2'\), SVDF \(1 layer: 'lr'\)"):
+    b.op("MyCustomOp", [h2], [lr])          # not a builtin: written as a CUSTOM op with this custom_code
+    with pytest.raises(N6Error, match=r"unsupported ops: GATHER \(2 layers: 'h1', 'h2'\), MyCustomOp \(1 layer: "
+                                      r"'lr'\)"):
         load_tflite(b.build([x], [lr]))
 
 

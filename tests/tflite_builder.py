@@ -16,9 +16,13 @@ class ModelBuilder:
         self.opcodes = []      # builtin op names in opcode order
         self.operators = []
 
-    def tensor(self, name, shape, dtype=np.int8, scale=None, zero_point=None, quant_axis=0, data=None):
-        """Add a tensor; returns its index. `scale`/`zero_point`: scalars or per-channel sequences."""
+    def tensor(self, name, shape, dtype=np.int8, scale=None, zero_point=None, quant_axis=0, data=None,
+               is_variable=False):
+        """Add a tensor; returns its index. `scale`/`zero_point`: scalars or per-channel sequences. `is_variable`:
+        a variable tensor (a recurrent op's state, kept by the interpreter between invocations)."""
         t = fb.TableW()
+        if is_variable:
+            t.scalar(fb.TENSOR["is_variable"], "?", True)
         t.ref(fb.TENSOR["shape"], fb.VectorW(list(shape), np.int32))
         t.scalar(fb.TENSOR["type"], "b", fb.TENSOR_TYPE_CODE[np.dtype(dtype)])
         t.ref(fb.TENSOR["name"], fb.StringW(name))
@@ -58,11 +62,18 @@ class ModelBuilder:
             raise ValueError(f"{opname} takes no options")
         self.operators.append(o)
 
-    def build(self, inputs, outputs):
+    def build(self, inputs, outputs, buffers_by_offset=False):
+        """The .tflite bytes. An op name that is not a builtin is written as a CUSTOM op with that custom_code.
+        buffers_by_offset: TFLite's large-model layout (files over 2 GB): every non-empty buffer's bytes are placed
+        after the flatbuffer (16-byte aligned) and its Buffer table holds only offset (from the start of the file)
+        and size."""
         codes = []
         for name in self.opcodes:
             c = fb.TableW()
-            code = fb.BUILTIN_OPERATOR[name]
+            code = fb.BUILTIN_OPERATOR.get(name)
+            if code is None:
+                code = CUSTOM_CODE
+                c.ref(fb.OPERATOR_CODE["custom_code"], fb.StringW(name))
             c.scalar(fb.OPERATOR_CODE["deprecated_builtin_code"], "b", min(code, 127))
             c.scalar(fb.OPERATOR_CODE["builtin_code"], "i", code)
             c.scalar(fb.OPERATOR_CODE["version"], "i", 1)
@@ -79,7 +90,35 @@ class ModelBuilder:
         model.ref(fb.MODEL["subgraphs"], fb.TablesW([sg]))
         model.ref(fb.MODEL["description"], fb.StringW("n6emu test model"))
         model.ref(fb.MODEL["buffers"], fb.TablesW(self.buffers))
-        return fb.serialize(model)
+        if not buffers_by_offset:
+            return fb.serialize(model)
+        blobs = []
+        for buf in self.buffers:
+            field = buf.fields.get(fb.BUFFER["data"])
+            blobs.append(field[1].data.tobytes() if field is not None and field[1].data.size else None)
+
+        def by_offset(offsets):
+            return fb.TablesW([fb.TableW() if blob is None else
+                               fb.TableW().scalar(fb.BUFFER["offset"], "Q", off).scalar(fb.BUFFER["size"], "Q",
+                                                                                        len(blob))
+                               for blob, off in zip(blobs, offsets)])
+
+        model.ref(fb.MODEL["buffers"], by_offset([2] * len(blobs)))     # placeholders: the same layout and length
+        end = len(fb.serialize(model))
+        offsets, tail = [], bytearray()
+        for blob in blobs:
+            pos = end + len(tail)
+            pad = -pos % 16
+            tail += b"\0" * pad
+            offsets.append(pos + pad)
+            tail += blob or b""
+        model.ref(fb.MODEL["buffers"], by_offset(offsets))
+        head = fb.serialize(model)
+        assert len(head) == end
+        return head + bytes(tail)
+
+
+CUSTOM_CODE = 32      # BuiltinOperator CUSTOM
 
 
 # ---- random layer helpers ---------------------------------------------------------------------------

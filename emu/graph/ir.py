@@ -52,12 +52,16 @@ class Node:
 
 @dataclass
 class Graph:
-    """A topologically ordered int8 network; `source` says where it came from (e.g. 'tflite:<path>')."""
+    """A topologically ordered int8 network; `source` says where it came from (e.g. 'tflite:<path>').
+    `float_inputs`: the inputs (int8 tensor names) that the source model computes from a float32 input with its own
+    quantize op (TFLite: a QUANTIZE float32 -> int8 reading a model input, absorbed by the importer); a runtime with
+    input_boundary 'float32' applies that quantization to them."""
     tensors: dict
     nodes: list
     inputs: list
     outputs: list
     source: str = ""
+    float_inputs: tuple = ()
 
     def tensor(self, name):
         return self.tensors[name]
@@ -114,7 +118,7 @@ def node_macs(graph, node):
     if node.op in ("add", "sub", "mul", "softmax"):
         return out.size
     if node.op == "matmul":
-        return out.size * graph.tensors[node.inputs[0]].shape[-1]
+        return out.size * graph.tensors[node.inputs[0]].shape[-2 if node.attrs.get("adj_a") else -1]
     return 0
 
 
@@ -308,16 +312,22 @@ def check_node(graph, node):
             v = a.get(nm)
             need(v is None or (isinstance(v, float) and np.isfinite(v)), f"{nm} = {v} must be a finite number")
         return
-    if node.op == "matmul":
+    if node.op == "matmul":       # a [..., M, K] x b [..., K, N] (adj_a / adj_b: stored transposed), numpy broadcast
         need(len(node.inputs) == 2 and all(i is not None for i in node.inputs), "needs two inputs")
         a_, b_ = t(0), t(1)
-        need(b_.dtype == np.int8 and b_.scale is not None and b_.scale.size == 1 and b_.data is None,
-             f"tensor {_q(b_.name)} must be an int8 activation with per-tensor quantization")
-        ok = len(a_.shape) >= 2 and len(b_.shape) >= 2 and len(o.shape) >= 2 and a_.shape[-1] == b_.shape[-2] and \
-            tuple(o.shape[-2:]) == (a_.shape[-2], b_.shape[-1])
-        nb = o.size // (o.shape[-2] * o.shape[-1]) if ok else 0
-        ok = ok and all(x_.size // (x_.shape[-2] * x_.shape[-1]) in (1, nb) for x_ in (a_, b_))
-        need(ok, f"inputs {list(a_.shape)} x {list(b_.shape)} do not multiply to the output {list(o.shape)}")
+        need(b_.dtype == np.int8 and b_.scale is not None and b_.scale.size == 1,
+             f"tensor {_q(b_.name)} must be int8 with per-tensor quantization")
+        ok = len(a_.shape) >= 2 and len(b_.shape) >= 2 and len(o.shape) >= 2
+        if ok:
+            am, ak = a_.shape[-2:][::-1] if a.get("adj_a") else a_.shape[-2:]
+            bk, bn = b_.shape[-2:][::-1] if a.get("adj_b") else b_.shape[-2:]
+            try:
+                batch = np.broadcast_shapes(tuple(a_.shape[:-2]), tuple(b_.shape[:-2]))
+            except ValueError:
+                batch = None
+            ok = ak == bk and batch is not None and tuple(o.shape) == tuple(batch) + (am, bn)
+        need(ok, f"inputs {list(a_.shape)} x {list(b_.shape)} (adj {bool(a.get('adj_a'))}, {bool(a.get('adj_b'))}) "
+                 f"do not multiply to the output {list(o.shape)}")
         return
     if node.op == "prelu":
         need(len(node.inputs) == 2 and node.inputs[1] is not None, "needs an input and an alpha")

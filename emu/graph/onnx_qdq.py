@@ -16,7 +16,9 @@ Supported: Conv (incl. depthwise, grouped, dilated, auto_pad; Conv1D with 3-D we
 height 1 on [N, 1, L, C]), Relu, Clip (folded, or standalone as a requantization), MaxPool, AveragePool,
 GlobalAveragePool (2-D and 1-D), Gemm, MatMul(+Add), MatMul of two activations (ORT's QLinearMatMul), Add, Sub,
 Mul (activation or quantized constant operands, numpy broadcasting), Concat, Split, Sigmoid, Tanh, LeakyRelu,
-PRelu (quantized or float32 slope), HardSigmoid, HardSwish, ReduceMean (trailing axes), a
+LSTM and GRU (DQ -> float LSTM/GRU -> Q, weights int8 through DequantizeLinear or float; onnxruntime's float kernels
+emulated exactly: emu.graph.ops.recurrent_onnx),
+PRelu (quantized or float32 slope), HardSigmoid, HardSwish, ReduceMean (one contiguous run of axes), a
 quantized Softmax (DQ -> Softmax -> Q, any axis), layout ops (below), and a final DequantizeLinear (+ float Softmax).
 Layout-only ops (Transpose, Reshape, Squeeze, Unsqueeze, Flatten, Identity) run on the int8 values, exact because
 they commute with quantization: before the first QuantizeLinear (tf2onnx's leading NHWC -> NCHW Transpose: the
@@ -163,6 +165,10 @@ KNOWN_ATTRIBUTES = {
     "Sigmoid": set(), "Tanh": set(), "LeakyRelu": {"alpha"}, "HardSigmoid": {"alpha", "beta"}, "HardSwish": set(),
     "Sub": set(), "ReduceMean": {"axes", "keepdims", "noop_with_empty_axes"}, "PRelu": set(),
     "Split": {"axis", "split", "num_outputs"},
+    "LSTM": {"activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size", "input_forget",
+             "layout"},
+    "GRU": {"activation_alpha", "activation_beta", "activations", "clip", "direction", "hidden_size",
+            "linear_before_reset", "layout"},
 }
 # float ops that only move data: exact before the first QuantizeLinear, after the last DequantizeLinear and between
 # a DequantizeLinear and a QuantizeLinear of the same scale/zero-point (they commute with quantization)
@@ -170,7 +176,7 @@ LAYOUT_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identi
 # every op type the importer reads (the rest is listed at once as unsupported)
 SUPPORTED_OPS = ("QuantizeLinear", "DequantizeLinear", "Conv", "Gemm", "MatMul", "Relu", "Clip", "MaxPool",
                  "AveragePool", "GlobalAveragePool", "Add", "Sub", "Mul", "Concat", "Softmax", "Sigmoid", "Tanh",
-                 "LeakyRelu", "HardSigmoid", "HardSwish", "ReduceMean", "PRelu", "Split") + LAYOUT_OPS
+                 "LeakyRelu", "HardSigmoid", "HardSwish", "ReduceMean", "PRelu", "Split", "LSTM", "GRU") + LAYOUT_OPS
 
 
 def _ints(node, name, n, default, lo, source):
@@ -506,9 +512,11 @@ class _Importer:
             break
         if len(cons) != 1 or cons[0].op_type != "QuantizeLinear":
             found = ", ".join(sorted({f"{c.op_type} {quoted(c.name or c.output[0])}" for c in cons})) or "nothing"
+            rnn_hint = " (quantize_static leaves LSTM/GRU float, input included, unless op_types_to_quantize lists " \
+                "them)" if any(c.op_type in ("LSTM", "GRU") for c in cons) else ""
             raise N6Error(f"{self.source}: input {quoted(inp.name)} reaches {found} before any QuantizeLinear; "
                           f"only layout ops ({', '.join(LAYOUT_OPS)}) may stand before the first QuantizeLinear: "
-                          f"{HOW_TO_QUANTIZE}" if found != "nothing" else
+                          f"{HOW_TO_QUANTIZE}{rnn_hint}" if found != "nothing" else
                           f"{self.source}: input {quoted(inp.name)} feeds no QuantizeLinear; {HOW_TO_QUANTIZE}")
         q_in = cons[0]
         in_scale, in_zp, self.io_dtype = self.qparams(q_in)
@@ -1135,7 +1143,8 @@ class _Importer:
         return float(np.float32(v))
 
     def op_ReduceMean(self, node):
-        """DQ -> ReduceMean over trailing axes -> Q (onnxruntime runs it in float; emu.graph.ops.reduce)."""
+        """DQ -> ReduceMean over one contiguous run of axes -> Q (onnxruntime runs it in float, in an order that
+        depends on where the run lies; emu.graph.ops.reduce)."""
         entry = self.act_in(node.input[0], node)
         shape = entry[2]
         rank = len(shape)
@@ -1154,20 +1163,168 @@ class _Importer:
         if any(not -rank <= v < rank for v in axes) or len({v % rank for v in axes}) != len(axes):
             self.fail(node, f"axes {axes} are out of range or repeated for a {rank}-D input")
         axes = sorted(v % rank for v in axes)
-        if axes != list(range(rank - len(axes), rank)):
-            self.fail(node, f"ReduceMean over axes {axes} of a {rank}-D tensor is unsupported; only trailing axes "
-                      f"(e.g. [2, 3] of NCHW: a global average) are")
+        # ORT's OptimizeShapeForFastReduce: size-1 dimensions dropped, neighbours of the same kind merged; one run of
+        # reduced dimensions is [outer, k, inner] (KR: inner = 1, RK: outer = 1, KRK), anything else is refused
+        kinds = [i in axes for i in range(rank) if shape[i] != 1]
+        runs = [kinds[i] for i in range(len(kinds)) if i == 0 or kinds[i] != kinds[i - 1]]
+        if runs.count(True) > 1:
+            self.fail(node, f"ReduceMean over axes {axes} of a {rank}-D tensor of shape {list(shape)} is unsupported; "
+                      f"the reduced axes (ignoring size-1 ones) must be one contiguous run (e.g. [1], [1, 2] or "
+                      f"[2, 3] of NCHW)")
+        red = [i for i in range(rank) if i in axes or shape[i] == 1]
+        first = next((i for i in range(rank) if i in axes and shape[i] != 1), axes[0])
+        last = max((i for i in range(rank) if i in axes and shape[i] != 1), default=axes[-1])
+        outer = int(np.prod([shape[i] for i in range(first) if i not in red], dtype=np.int64))
+        inner = int(np.prod([shape[i] for i in range(last + 1, rank) if i not in red], dtype=np.int64))
+        k = int(np.prod([shape[i] for i in axes], dtype=np.int64))
         keep = self.ints(node, "keepdims", None, 1, lo=0)
-        lead = shape[:rank - len(axes)]
-        out_shape = tuple(lead) + ((1,) * len(axes) if keep else ())
+        out_shape = tuple(1 if i in axes else d for i, d in enumerate(shape)) if keep else \
+            tuple(d for i, d in enumerate(shape) if i not in axes)
         x_name = self.to_identity(entry, node)
         q, scale, zp, act_min, act_max = self.out_q(node)
         out = self.add_tensor(q.output[0], out_shape if out_shape else (1,), scale, zp)
-        rows = int(np.prod(lead, dtype=np.int64)) if lead else 1
-        self.emit("reduce_mean", node.name or q.output[0], [x_name], [out], rows=rows,
-                  k=int(np.prod(shape[rank - len(axes):], dtype=np.int64)), activation=self.activation,
-                  act_min=act_min, act_max=act_max)
+        self.emit("reduce_mean", node.name or q.output[0], [x_name], [out], rows=outer * inner, k=k, inner=inner,
+                  activation=self.activation, act_min=act_min, act_max=act_max)
         self.act[q.output[0]] = (out, "flat", out_shape if out_shape else (1,))
+
+    def float_const(self, name, node, what):
+        """(float32 values, is a float initializer) of a constant LSTM/GRU operand as onnxruntime computes it: a float
+        initializer (onnxruntime prepacks it) or a DequantizeLinear of an integer constant: float32(int32(q) - zp) *
+        scale (per tensor or along its axis)."""
+        if name in self.consts:
+            data = np.asarray(self.consts[name])
+            if data.dtype != np.float32 or not np.all(np.isfinite(data)):
+                self.fail(node, f"{what} {quoted(name)} must be finite float32 values or a DequantizeLinear of a "
+                          f"constant")
+            return np.ascontiguousarray(data), True
+        dq = self.producer.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in self.consts:
+            self.fail(node, f"{what} {quoted(name)} must be a constant (a float initializer or a DequantizeLinear of "
+                      f"one); computed {what} values are unsupported")
+        q = np.asarray(self.consts[dq.input[0]])
+        if q.dtype not in (np.int8, np.uint8, np.int16, np.uint16, np.int32):
+            self.fail(dq, f"{quoted(dq.input[0])} is {q.dtype}; an integer constant is needed")
+        s = self.scale_of(dq.input[1], dq, per_channel=True)
+        z = np.asarray(self.consts[dq.input[2]]).astype(np.int64).reshape(-1) if len(dq.input) > 2 and dq.input[2] \
+            else np.zeros(s.size, np.int64)
+        if z.size != s.size:
+            self.fail(dq, f"{s.size} scale(s) but {z.size} zero-point(s)")
+        shape = [1] * q.ndim
+        if s.size > 1:
+            axis = _attr(dq, "axis", 1)
+            if not -q.ndim <= axis < q.ndim or q.shape[axis] != s.size:
+                self.fail(dq, f"{s.size} per-channel scales do not match axis {axis} of {quoted(dq.input[0])} "
+                          f"(shape {list(q.shape)})")
+            shape[axis % q.ndim] = s.size
+        diff = (q.astype(np.int64) - z.reshape(shape)).astype(np.float32)
+        return np.ascontiguousarray((diff * s.reshape(shape).astype(np.float32)).astype(np.float32)), False
+
+    def op_LSTM(self, node):
+        self.recurrent(node, "lstm")
+
+    def op_GRU(self, node):
+        self.recurrent(node, "gru")
+
+    def recurrent(self, node, kind):
+        """DQ(X) -> LSTM / GRU -> QuantizeLinear per used output (Y, Y_h, Y_c; layout ops may stand between the
+        output and its QuantizeLinear, as quantize_static leaves a float LSTM's Y_h -> Squeeze -> Q). onnxruntime runs
+        the node in float (DeepCPU kernels): one IR node onnx_lstm / onnx_gru per quantized output
+        (emu.graph.ops.recurrent_onnx). Batch 1, layout 0, default activations, no clip, no sequence_lens, no
+        peepholes, no input_forget; directions forward, reverse and bidirectional; GRU linear_before_reset 0 or 1."""
+        op = node.op_type
+        gates = 4 if kind == "lstm" else 3
+        for name in ("clip", "activation_alpha", "activation_beta"):
+            if _attr(node, name) is not None:
+                self.fail(node, f"{op} attribute {name} is unsupported (onnxruntime's default {op} only)")
+        if kind == "lstm" and _attr(node, "input_forget", 0):
+            self.fail(node, "LSTM attribute input_forget = 1 is unsupported")
+        if _attr(node, "layout", 0):
+            self.fail(node, f"{op} attribute layout = {_attr(node, 'layout')} is unsupported (only layout 0: "
+                      f"[seq_length, batch, input_size])")
+        direction = _attr(node, "direction", b"forward")
+        direction = direction.decode("utf-8", "replace") if isinstance(direction, bytes) else str(direction)
+        if direction not in ("forward", "reverse", "bidirectional"):
+            self.fail(node, f"{op} attribute direction = {quoted(direction)} is not forward, reverse or "
+                      f"bidirectional")
+        n_dir = 2 if direction == "bidirectional" else 1
+        default = (["sigmoid", "tanh", "tanh"] if kind == "lstm" else ["sigmoid", "tanh"]) * n_dir
+        acts = _attr(node, "activations")
+        if acts is not None:
+            names = [a.decode("utf-8", "replace").lower() if isinstance(a, bytes) else str(a).lower() for a in acts]
+            if names != default:
+                self.fail(node, f"{op} attribute activations = {names} is unsupported; only the defaults "
+                          f"({', '.join(default)}) are")
+        lbr = int(_attr(node, "linear_before_reset", 0)) if kind == "gru" else 0
+        if lbr not in (0, 1):
+            self.fail(node, f"GRU attribute linear_before_reset = {lbr} must be 0 or 1")
+        ins = list(node.input) + [""] * (8 - len(node.input))
+        if ins[4]:
+            self.fail(node, f"{op} input sequence_lens is unsupported (every sequence runs its full length)")
+        if kind == "lstm" and ins[7]:
+            self.fail(node, "LSTM input P (peepholes) is unsupported")
+        if kind == "gru" and ins[6]:
+            self.fail(node, f"GRU has no input 7 ({quoted(ins[6])})")
+        entry = self.act_in(ins[0], node)
+        if len(entry[2]) != 3 or entry[2][1] != 1:
+            self.fail(node, f"{op} input X has shape {list(entry[2])}; only [seq_length, 1, input_size] (batch 1) is "
+                      f"supported")
+        steps, isz = int(entry[2][0]), int(entry[2][2])
+        w, packed_w = self.float_const(ins[1], node, "weights W")
+        r, packed_r = self.float_const(ins[2], node, "weights R")
+        if r.ndim != 3 or r.shape[0] != n_dir or r.shape[1] % gates or r.shape[1] != gates * r.shape[2]:
+            self.fail(node, f"{op} weights R have shape {list(r.shape)}; [{n_dir}, {gates} * hidden_size, "
+                      f"hidden_size] is needed")
+        hsz = int(r.shape[2])
+        hs_attr = _attr(node, "hidden_size")
+        if hs_attr is not None and int(hs_attr) != hsz:
+            self.fail(node, f"{op} attribute hidden_size = {hs_attr} but R has shape {list(r.shape)}")
+        if w.shape != (n_dir, gates * hsz, isz):
+            self.fail(node, f"{op} weights W have shape {list(w.shape)}; [{n_dir}, {gates * hsz}, {isz}] is needed")
+        extra = []
+        for idx, what, shape in ((3, "bias B", (n_dir, 2 * gates * hsz)), (5, "initial_h", (n_dir, 1, hsz)),
+                                 (6, "initial_c", (n_dir, 1, hsz))):
+            if idx == 6 and kind == "gru" or not ins[idx]:
+                extra.append(None)
+                continue
+            v, _ = self.float_const(ins[idx], node, what)
+            if v.shape != shape:
+                self.fail(node, f"{op} input {what} has shape {list(v.shape)}; {list(shape)} is needed")
+            extra.append(self.add_tensor(self.fresh(ins[idx]), shape, data=v, dtype=np.float32))
+        x_name = self.to_identity(entry, node)
+        wt = self.add_tensor(self.fresh(ins[1]), w.shape, data=w, dtype=np.float32)
+        rt = self.add_tensor(self.fresh(ins[2]), r.shape, data=r, dtype=np.float32)
+        shapes = {"Y": (steps, n_dir, 1, hsz), "Y_h": (n_dir, 1, hsz), "Y_c": (n_dir, 1, hsz)}
+        outputs = node.output
+        final = self.proto.graph.output[0].name
+        for which, o in zip(("Y", "Y_h", "Y_c"), outputs):
+            if not o or not self.consumers.get(o):
+                continue
+            chain, cur = [], o
+            while True:
+                cons = self.consumers.get(cur, [])
+                if len(cons) != 1:
+                    self.fail(node, f"{op} output {quoted(cur)} must feed exactly one QuantizeLinear (through layout "
+                              f"ops), found {len(cons)} consumers")
+                if cons[0].op_type not in LAYOUT_OPS:
+                    break
+                chain.append(cons[0])
+                cur = cons[0].output[0]
+            q, scale, zp, act_min, act_max = self.quantize_with_bounds(node, cons[0], None, None)
+            for c in chain:
+                self.done.add(id(c))
+            if q.output[0] != final and all(c.op_type == "DequantizeLinear" and not self.consumers.get(c.output[0])
+                                            and c.output[0] != final for c in self.consumers.get(q.output[0], [])):
+                continue                     # quantize_static's Q -> DQ of an unused output
+            out = self.add_tensor(q.output[0] if not chain else self.fresh(o), shapes[which], scale, zp)
+            self.emit(f"onnx_{kind}", f"{node.name or o}#{which}", [x_name, wt, rt] + extra, [out], output=which,
+                      direction=direction, steps=steps, input_size=isz, hidden_size=hsz, linear_before_reset=lbr,
+                      packed_w=bool(packed_w), packed_r=bool(packed_r), activation="NONE", act_min=act_min,
+                      act_max=act_max)
+            res = (out, "flat", shapes[which])
+            for c in chain:
+                res = self.apply_layout(res, c, channel_last=False,
+                                        out_name=q.output[0] if c is chain[-1] else None)
+            self.act[q.output[0]] = res
 
     def op_Sigmoid(self, node):
         self.unary(node, "sigmoid")

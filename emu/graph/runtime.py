@@ -10,6 +10,11 @@ Runtime(graph, profile="cmsis-nn", backend="numba", rounding=None, input_boundar
                        arithmetic): recorded
                        with every result
   float_output=True -> run() returns float32(q - zp) * scale of each output (run_all stays int8)
+  state="keep"      -> recurrent layers (SVDF, LSTM: emu.graph.ops.recurrent) keep their variable tensors from one
+                       sample to the next and across run() calls, as a tflite-micro interpreter does between Invoke()
+                       calls (a firmware calling ai_run once per window); "reset" starts every sample from the
+                       initial state (a stateless Keras model per window). .reset_state() resets by hand and
+                       .states (layer -> {tensor name: array}) shows the current state.
 
 Planning: every activation buffer is allocated once per batch size (a plan); kernels write into them
 (they never allocate). The runtime is a loop over bound steps: each node's op family (emu.graph.ops) binds its
@@ -43,7 +48,7 @@ class Runtime:
     """Executes one graph under one arithmetic profile with one kernel backend (see module doc)."""
 
     def __init__(self, graph, profile="cmsis-nn", backend="numba", rounding=None, input_boundary=None,
-                 float_output=False, elementwise=None):
+                 float_output=False, elementwise=None, state="keep"):
         if isinstance(graph, Prepared):
             if resolve(profile, rounding, elementwise) != graph.arithmetic:
                 raise N6Error("the prepared graph was made for another profile/rounding; pass the Graph instead")
@@ -59,18 +64,28 @@ class Runtime:
         self.profile = self.prepared.profile
         self.rounding = self.prepared.rounding
         self._plans = {}
+        if state not in ("keep", "reset"):
+            raise N6Error(f"unknown recurrent state mode {state!r}; choose 'keep' (tflite-micro: state kept between "
+                          f"invocations) or 'reset' (every sample starts from the initial state)")
+        self.state = state
+        self._states = {}     # layer -> its recurrent family's state object, shared by every plan
         self.batch_folds = self._batch_folds()
         # I/O boundary (ST AI buffers): int8 input buffer; output int8, or dequantized to float32 when
         # float_output: float32(q - zp) * float32(scale) per tensor (what the app does before its softmax).
-        # input_boundary 'float32': the model's own QuantizeLinear under the profile (onnxruntime: round half to
-        # even of float32(x / scale); cmsis-nn: TFLite's round half away of the float32 quotient), then clamp.
-        # Only models whose float input is quantized by the model itself (ONNX QDQ: QuantizeLinear) offer it.
+        # input_boundary 'int8' (the default, for every model): the int8 input buffer, filled by the application
+        # (it quantizes the features itself). input_boundary 'float32': float32 features through the model's own
+        # quantize op under the profile (cmsis-nn: tflite-micro's AffineQuantize, round half away of the float32
+        # quotient x / scale; onnxruntime: round half to even), + zero-point, clamped (a quotient beyond the int32 range
+        # saturates; tflite-micro's float -> int32 cast is undefined there). Only models whose float input
+        # is quantized by the model itself offer it: ONNX QDQ (QuantizeLinear; every input) and TFLite models with a
+        # float32 input read by one QUANTIZE float32 -> int8 (Graph.float_inputs; other inputs stay int8).
         if input_boundary not in (None, "int8", "float32"):
             raise N6Error(f"unknown input boundary {input_boundary!r}; choose 'int8' (the application quantizes) "
-                          f"or 'float32' (the model's QuantizeLinear)")
-        if input_boundary == "float32" and not self.graph.source.startswith("onnx:"):
-            raise N6Error(f"input boundary 'float32' is not available for {self.graph.source}: its "
-                          f"inputs are int8 buffers; pass int8 input (quantize it with the input's scale/zero-point)")
+                          f"or 'float32' (the model's own quantize op)")
+        if input_boundary == "float32" and not self._float_input_names():
+            raise N6Error(f"input boundary 'float32' is not available for {self.graph.source}: its inputs are int8 "
+                          f"buffers; pass int8 input (quantize it with the input's scale/zero-point), the model has "
+                          f"no QUANTIZE float32 -> int8 of its own")
         self.input_boundary = "int8" if input_boundary is None else input_boundary
         self.elementwise = self.prepared.elementwise
         self.float_output = bool(float_output)
@@ -86,20 +101,43 @@ class Runtime:
                     input_boundary=self.input_boundary, float_output=self.float_output, elementwise=self.elementwise,
                     arithmetic=self.arithmetic.to_dict())
 
+    @property
+    def states(self):
+        """The recurrent layers' variable tensors now: layer name -> {TFLite tensor name: array} (live arrays)."""
+        return {layer: st.arrays for layer, st in self._states.items()}
+
+    def reset_state(self):
+        """Every recurrent layer's state back to its initial value (tflite-micro's ResetVariableTensors)."""
+        for st in self._states.values():
+            st.reset()
+
+    def _float_input_names(self):
+        """Graph inputs that the model quantizes from float32 (ONNX QDQ: all; TFLite: Graph.float_inputs)."""
+        g = self.graph
+        return tuple(g.inputs) if g.source.startswith("onnx:") else tuple(g.float_inputs)
+
     def quantize_inputs(self, inputs):
-        """Float32 input(s) -> the int8 input buffer(s) under this profile's QuantizeLinear rule (see __init__)."""
+        """Float32 input(s) -> the int8 input buffer(s) under this profile's quantize rule (see __init__); inputs that
+        the model does not quantize (int8 inputs of a TFLite model) pass through unchanged."""
         from .prepare import quantize_float
         g = self.graph
+        names = self._float_input_names()
+
+        def q(n, a):
+            return quantize_float(a, g.tensors[n], self.arithmetic) if n in names else a
+
         if isinstance(inputs, dict):
-            return {n: quantize_float(inputs[n], g.tensors[n], self.arithmetic) if n in g.inputs else inputs[n]
-                    for n in inputs}
+            return {n: q(n, a) for n, a in inputs.items()}
         if isinstance(inputs, (list, tuple)):
-            return [quantize_float(a, g.tensors[n], self.arithmetic) for n, a in zip(g.inputs, inputs)]
-        return quantize_float(inputs, g.tensors[g.inputs[0]], self.arithmetic)
+            return [q(n, a) for n, a in zip(g.inputs, inputs)]
+        return q(g.inputs[0], inputs)
 
     def dequantize_output(self, name, q):
-        """float32(q - zero_point) * float32(scale) of graph output `name` (per-tensor quantization)."""
+        """float32(q - zero_point) * float32(scale) of graph output `name` (per-tensor quantization); an output that
+        is float32 already (a TFLite DEQUANTIZE tail) is returned as it is."""
         t = self.graph.tensors[name]
+        if t.dtype == np.float32:
+            return np.asarray(q, np.float32)
         return (q.astype(np.int32) - np.int32(t.zero_point[0])).astype(np.float32) * np.float32(t.scale[0])
 
     # ---- input handling ---------------------------------------------------------------------------
@@ -188,8 +226,13 @@ class Runtime:
     def _step(self, node, buffers):
         """A no-argument callable running `node` on the plan's buffers: its op family's bind (emu.graph.ops)."""
         ins = [self._tensor(name, buffers) for name in node.inputs if name is not None]
-        return ops.family(node).bind(self.prepared.params[node.name], node, ins, buffers[node.outputs[0]],
-                                     self.kernels)
+        fam, params = ops.family(node), self.prepared.params[node.name]
+        if getattr(fam, "STATEFUL", False):
+            if node.name not in self._states:
+                self._states[node.name] = fam.new_state(params)
+            return fam.bind(params, node, ins, buffers[node.outputs[0]], self.kernels, state=self._states[node.name],
+                            reset=self.state == "reset")
+        return fam.bind(params, node, ins, buffers[node.outputs[0]], self.kernels)
 
     # ---- execution --------------------------------------------------------------------------------
 

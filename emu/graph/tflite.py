@@ -3,6 +3,11 @@
 Only structure and quantization are read; no float math happens here (see prepare.py). Paddings are
 made explicit with TFLite's rule (ComputePaddingHeightWidth): total = max((out-1)*stride + eff_k - in, 0),
 before = total // 2, after = total - before; eff_k = (k-1)*dilation + 1.
+
+Float32 I/O: a float32 model input must feed one QUANTIZE float32 -> int8, which is absorbed (its int8 output is the
+graph input, listed in Graph.float_inputs; Runtime(input_boundary="float32") applies it, "int8" takes the buffer the
+application quantized); a float32 output must come from a DEQUANTIZE. Constant buffers are read from Buffer.data or,
+in TFLite's large-model layout, from Buffer.offset/size (bytes after the flatbuffer, offset from the file start).
 """
 import struct
 
@@ -123,7 +128,7 @@ def _import(buf, source):
         bidx = t.scalar(fb.TENSOR["buffer"], "I", 0)
         if bidx != 0:
             bidx = _index(bidx, len(buffers), f"the buffer index of tensor {quoted(name)}", source)
-            raw_bytes = buffers[bidx].vector(fb.BUFFER["data"], np.uint8)
+            raw_bytes = _buffer_bytes(buf, buffers[bidx], bidx, source)
             if raw_bytes is not None and raw_bytes.size:
                 if dtype is None:
                     raise N6Error(f"constant tensor {quoted(name)} has unsupported TFLite type "
@@ -145,6 +150,7 @@ def _import(buf, source):
         return [names[_index(i, len(names), f"a model {field[:-1]}'s tensor index", source)] for i in v]
 
     inputs, outputs = io("inputs"), io("outputs")
+    inputs, float_inputs, absorbed = _float_inputs(sg, codes, names, tensors, inputs, outputs, source)
     dequantized = _dequantized_outputs(sg, codes, names)
     for n in inputs + outputs:
         t = tensors[n]
@@ -160,6 +166,8 @@ def _import(buf, source):
     nodes = []
     used_layers = set()
     for k, op in enumerate(sg.tables(fb.SUBGRAPH["operators"])):
+        if k in absorbed:          # the QUANTIZE of a float32 input: applied by the runtime (input_boundary float32)
+            continue
         oc = _index(op.scalar(fb.OPERATOR["opcode_index"], "I", 0), len(codes), f"operator {k}'s opcode_index",
                     source)
         opname = codes[oc]
@@ -188,7 +196,47 @@ def _import(buf, source):
                             tensors)
             continue
         nodes.append(_convert(opname, layer, ins, outs, opts, tensors))
-    return Graph(tensors, nodes, inputs, outputs, source)
+    return Graph(tensors, nodes, inputs, outputs, source, float_inputs)
+
+
+def _float_inputs(sg, codes, names, tensors, inputs, outputs, source):
+    """float32 model inputs: each must be read by exactly one QUANTIZE float32 -> int8 (per-tensor, same shape) and by
+    nothing else. That QUANTIZE is absorbed: its int8 output becomes the graph input (the buffer the application fills
+    when it quantizes itself, input_boundary 'int8'), listed in Graph.float_inputs so that a runtime with
+    input_boundary 'float32' applies it (tflite-micro's AffineQuantize, see emu.graph.prepare.quantize_float).
+    Returns (inputs, float_inputs, indices of the absorbed operators)."""
+    floats = [n for n in inputs if tensors[n].dtype == np.float32]
+    if not floats:
+        return inputs, (), set()
+    readers = {n: [] for n in floats}
+    for k, op in enumerate(sg.tables(fb.SUBGRAPH["operators"])):
+        oc = _index(op.scalar(fb.OPERATOR["opcode_index"], "I", 0), len(codes), f"operator {k}'s opcode_index",
+                    source)
+        vin = op.vector(fb.OPERATOR["inputs"], np.int32)
+        vout = op.vector(fb.OPERATOR["outputs"], np.int32)
+        for i in (vin if vin is not None else []):
+            if 0 <= i < len(names) and names[i] in readers:
+                readers[names[i]].append((k, codes[oc], [] if vout is None else [int(o) for o in vout]))
+    inputs, float_inputs, absorbed = list(inputs), [], set()
+    for n in floats:
+        r = readers[n]
+        if n in outputs or len(r) != 1 or r[0][1] != "QUANTIZE" or len(r[0][2]) != 1:
+            what = "is also a model output" if n in outputs else \
+                f"is read by {len(r)} op{'' if len(r) == 1 else 's'} ({', '.join(x[1] for x in r) or 'none'})"
+            raise N6Error(f"model input {quoted(n)} is float32 and {what}: the model must be fully int8-quantized (a "
+                          f"float32 input may only feed one QUANTIZE float32 -> int8); {HOW_TO_QUANTIZE}")
+        k, _, (o,) = r[0]
+        q = names[_index(o, len(names), f"the output tensor index of operator {k} (QUANTIZE)", source)]
+        tq = tensors[q]
+        if tq.dtype != np.int8 or tq.scale is None or tq.scale.size != 1 or tuple(tq.shape) != tuple(tensors[n].shape):
+            raise N6Error(f"layer {quoted(q)} (QUANTIZE) quantizes the float32 input {quoted(n)} into {_tname(tq)} "
+                          f"{list(tq.shape)}{'' if tq.scale is None or tq.scale.size == 1 else ' (per-channel)'}; "
+                          f"only per-tensor int8 of the input's shape {list(tensors[n].shape)} is supported: "
+                          f"{HOW_TO_QUANTIZE}")
+        inputs[inputs.index(n)] = q
+        float_inputs.append(q)
+        absorbed.add(k)
+    return inputs, tuple(float_inputs), absorbed
 
 
 def _dequantized_outputs(sg, codes, names):
@@ -243,8 +291,24 @@ def _verify_unread(model, sg, buffers):
     for op in sg.tables(fb.SUBGRAPH["operators"]):
         op.vector(fb.OPERATOR["custom_options"], np.uint8)
     for b in buffers:
-        if b.scalar(fb.BUFFER["offset"], "Q", 0) or b.scalar(fb.BUFFER["size"], "Q", 0):
-            raise fb.FlatBufferError("buffers stored outside the flatbuffer (offset/size) are not supported")
+        b.scalar(fb.BUFFER["offset"], "Q", 0)
+        b.scalar(fb.BUFFER["size"], "Q", 0)
+
+
+def _buffer_bytes(buf, b, index, source):
+    """The bytes of Buffer `b` (uint8 array, or None when empty): its `data` vector when not empty (what tflite-micro
+    reads, and LiteRT first), else, in TFLite's large-model layout (files over 2 GB), `size` bytes at `offset` from
+    the start of the file (offset > 1 marks such a buffer, as LiteRT and Vela read it; offset 1 is the converter's
+    placeholder). An offset/size outside the file is a one-line N6Error."""
+    data = b.vector(fb.BUFFER["data"], np.uint8)
+    offset, size = b.scalar(fb.BUFFER["offset"], "Q", 0), b.scalar(fb.BUFFER["size"], "Q", 0)
+    if (data is not None and data.size) or offset <= 1:
+        return data
+    if offset + size > len(buf):
+        raise N6Error(f"{source}: buffer {index} is stored at offset {offset} with size {size}, past the end of "
+                      f"the {len(buf)}-byte file; the file is truncated or corrupt: copy or re-export the .tflite "
+                      f"file")
+    return np.frombuffer(buf, np.uint8, count=size, offset=offset)
 
 
 MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "MUL": 2, "PAD": 2, "PADV2": 2,
@@ -256,6 +320,9 @@ SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POO
                  "SUB", "MUL", "MAXIMUM", "MINIMUM", "CONCATENATION", "PAD", "PADV2", "RESHAPE", "SQUEEZE",
                  "EXPAND_DIMS", "TRANSPOSE", "STRIDED_SLICE", "QUANTIZE", "LOGISTIC", "TANH", "LEAKY_RELU",
                  "HARD_SWISH", "MEAN", "PRELU", "SPLIT", "SPLIT_V", "DEQUANTIZE")
+
+MIN_INPUTS["BATCH_MATMUL"] = 2
+SUPPORTED_OPS += ("BATCH_MATMUL",)
 
 
 def _tname(t):
@@ -323,6 +390,9 @@ def _same_or_valid(layer, opname, padding, in_h, in_w, k_h, k_w, s_h, s_w, d_h, 
 def _convert(opname, layer, ins, outs, opts, tensors):
     def t(n):
         return tensors[n]
+
+    if opname in ("SVDF", "UNIDIRECTIONAL_SEQUENCE_LSTM"):
+        return _recurrent(opname, layer, ins, outs, opts, tensors)
 
     if opname in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         _require_int8(layer, opname, tensors, ins[:2] + outs)
@@ -458,6 +528,9 @@ def _convert(opname, layer, ins, outs, opts, tensors):
                           f"the alpha may broadcast: re-export the model")
         return Node("prelu", layer, ins[:2], outs, dict(activation="NONE"))
 
+    if opname == "BATCH_MATMUL":
+        return _batch_matmul(layer, ins, outs, opts, tensors)
+
     if opname == "DEQUANTIZE":
         _require_int8(layer, opname, tensors, ins[:1])
         o = t(outs[0])
@@ -511,6 +584,32 @@ def _convert(opname, layer, ins, outs, opts, tensors):
         return Node("transpose", layer, ins[:1], outs, dict(perm=tuple(int(p) for p in perm.reshape(-1))))
 
     raise N6Error(f"unsupported op {opname} in layer '{layer}'; supported: {', '.join(SUPPORTED_OPS)}")
+
+
+def _batch_matmul(layer, ins, outs, opts, tensors):
+    """BATCH_MATMUL int8 (tflite-micro batch_matmul.cc): lhs [..., M, K] (adj_x: [..., K, M]) x rhs [..., K, N]
+    (adj_y: [..., N, K]), ranks 2..5, batch dimensions broadcast; either operand may be constant; per-tensor
+    quantization only (tflite-micro reads the first scale/zero-point); no fused activation."""
+    _require_int8(layer, "BATCH_MATMUL", tensors, ins[:2] + outs)
+    a, b, o = (tensors[n] for n in (ins[0], ins[1], outs[0]))
+    for x in (a, b, o):
+        if x.scale.size != 1:
+            raise N6Error(f"layer '{layer}' (BATCH_MATMUL): tensor {quoted(x.name)} is per-channel quantized; "
+                          f"tflite-micro's int8 BATCH_MATMUL uses one scale per tensor: re-export the model")
+        if not 2 <= len(x.shape) <= 5:
+            raise N6Error(f"layer '{layer}' (BATCH_MATMUL): tensor {quoted(x.name)} has shape {list(x.shape)}; "
+                          f"tflite-micro supports ranks 2 to 5: re-export the model")
+    adj_x, adj_y = bool(opts["adj_x"]), bool(opts["adj_y"])
+    am, ak = a.shape[-2:][::-1] if adj_x else a.shape[-2:]
+    bk, bn = b.shape[-2:][::-1] if adj_y else b.shape[-2:]
+    try:
+        batch = np.broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    except ValueError:
+        batch = None
+    if batch is None or ak != bk or tuple(o.shape) != tuple(batch) + (am, bn):
+        raise N6Error(f"layer '{layer}' (BATCH_MATMUL): lhs {list(a.shape)} x rhs {list(b.shape)} (adj_x {adj_x}, "
+                      f"adj_y {adj_y}) does not give the output {list(o.shape)}; re-export the model")
+    return Node("matmul", layer, ins[:2], outs, dict(activation="NONE", adj_a=adj_x, adj_b=adj_y))
 
 
 def _split(opname, layers, ins, outs, tensors):
@@ -609,3 +708,134 @@ def _same_quantization(layer, opname, tensors, names):
             raise N6Error(f"layer '{layer}' ({opname}): tensor {quoted(n)} has scale {float(t.scale[0]):.9g} / "
                           f"zero-point {int(t.zero_point[0])} but {quoted(names[0])} has {float(t0.scale[0]):.9g} / "
                           f"{int(t0.zero_point[0])}; tflite-micro needs them equal: re-export the model")
+
+
+# ---- recurrent ops (emu.graph.ops.recurrent): SVDF and UNIDIRECTIONAL_SEQUENCE_LSTM -------------------------------
+
+MIN_INPUTS.update(SVDF=3, UNIDIRECTIONAL_SEQUENCE_LSTM=1)      # absent optional inputs are named by _recurrent
+SUPPORTED_OPS += ("SVDF", "UNIDIRECTIONAL_SEQUENCE_LSTM")
+# UNIDIRECTIONAL_SEQUENCE_LSTM inputs tflite-micro's standard LSTM refuses (lstm_shared.h indices) -> the feature
+LSTM_VARIANT_INPUTS = {9: "peephole connections (cell_to_input weights)", 10: "peephole connections",
+                       11: "peephole connections", 16: "a projection layer", 17: "a projection bias",
+                       20: "layer normalization", 21: "layer normalization", 22: "layer normalization",
+                       23: "layer normalization"}
+
+
+def _recurrent_tensor(layer, opname, tensors, name, what, dtypes, constant):
+    """A recurrent op's constant weight/bias or variable state tensor, checked: one of `dtypes`, quantized per
+    tensor, constant (weights) or not (state); returns the Tensor."""
+    t = tensors[name]
+    kinds = " or ".join(np.dtype(d).name for d in dtypes)
+    if t.dtype not in [np.dtype(d) for d in dtypes] or (t.scale is None and t.dtype != np.int32):
+        raise N6Error(f"layer '{layer}' ({opname}) has {_tname(t)} {what} {quoted(name)}"
+                      f"{' (not quantized)' if t.scale is None else ''}; it needs a quantized {kinds} tensor: "
+                      f"{HOW_TO_QUANTIZE}")
+    if t.scale is not None and t.scale.size != 1:
+        raise N6Error(f"layer '{layer}' ({opname}) has per-channel quantized {what} {quoted(name)}; tflite-micro "
+                      f"uses one scale per tensor here: re-export the model")
+    if constant and t.data is None:
+        raise N6Error(f"layer '{layer}' ({opname}) has a non-constant {what} {quoted(name)}; freeze it in the model")
+    if not constant and t.data is not None:
+        raise N6Error(f"layer '{layer}' ({opname}) stores initial values in its state tensor {quoted(name)}; "
+                      f"tflite-micro starts variable tensors from zero: re-export the model without them")
+    if constant and t.dtype == np.int8 and np.any(t.zero_point != 0):
+        raise N6Error(f"layer '{layer}' ({opname}) has {what} {quoted(name)} with zero-point "
+                      f"{int(t.zero_point[0])}; tflite-micro needs symmetric int8 weights: re-export the model")
+    return t
+
+
+def _recurrent(opname, layer, ins, outs, opts, tensors):
+    """SVDF (tflite-micro svdf.cc, int8 input/output, int16 or int8 state and time weights) and
+    UNIDIRECTIONAL_SEQUENCE_LSTM (tflite-micro's standard LSTM, int8 x int8 -> int16 cell: no CIFG, peephole,
+    projection or layer norm). Their variable tensors go to attrs["state"]; the node's inputs are the activation
+    input and the constants."""
+    what = f"layer '{layer}' ({opname})"
+    _require_int8(layer, opname, tensors, ins[:1] + outs)
+    x, o = tensors[ins[0]], tensors[outs[0]]
+    if opname == "SVDF":
+        if len(ins) != 5:
+            raise N6Error(f"{what} has {len(ins)} inputs; tflite-micro's SVDF takes 5 (input, weights_feature, "
+                          f"weights_time, bias, activation state): re-export the model")
+        for k, nm in ((3, "bias"), (4, "activation state")):
+            if ins[k] is None:
+                raise N6Error(f"{what} has no {nm} (input {k}); tflite-micro's int8 SVDF needs one: re-export the "
+                              f"model")
+        wf = _recurrent_tensor(layer, opname, tensors, ins[1], "weights_feature", (np.int8,), True)
+        wt = _recurrent_tensor(layer, opname, tensors, ins[2], "weights_time", (np.int16, np.int8), True)
+        b = _recurrent_tensor(layer, opname, tensors, ins[3], "bias", (np.int32,), True)
+        st = _recurrent_tensor(layer, opname, tensors, ins[4], "activation state", (np.int16, np.int8), False)
+        if st.dtype != wt.dtype:
+            raise N6Error(f"{what} has {_tname(wt)} weights_time but a {_tname(st)} activation state; tflite-micro "
+                          f"needs both int16 (or both int8): re-export the model")
+        rank = int(opts["rank"])
+        if rank < 1:
+            raise N6Error(f"{what} has rank {rank}; it must be >= 1: re-export the model")
+        act = fb.ACTIVATION.get(opts["fused_activation_function"], opts["fused_activation_function"])
+        if act not in ("NONE", "RELU"):
+            raise N6Error(f"{what} uses fused activation {act}; only NONE or RELU is supported (tflite-micro's int8 "
+                          f"SVDF applies neither): re-export the model")
+        ok = len(x.shape) == 2 and len(wf.shape) == 2 and len(wt.shape) == 2 and len(st.shape) == 2 and \
+            len(o.shape) == 2 and wf.shape[1] == x.shape[1] and wf.shape[0] % rank == 0 and \
+            wt.shape[0] == wf.shape[0] and b.shape == (wf.shape[0] // rank,) and \
+            tuple(st.shape) == (x.shape[0], wt.shape[1] * wf.shape[0]) and \
+            tuple(o.shape) == (x.shape[0], wf.shape[0] // rank)
+        if not ok:
+            raise N6Error(f"{what}: input {list(x.shape)}, weights_feature {list(wf.shape)}, weights_time "
+                          f"{list(wt.shape)}, bias {list(b.shape)}, state {list(st.shape)} and output {list(o.shape)} "
+                          f"do not form an SVDF of rank {rank}; re-export the model")
+        want = float(np.float32(st.scale[0] * wt.scale[0]))
+        if b.scale is None or not abs(float(b.scale[0]) - want) < 1e-5:
+            raise N6Error(f"{what}: the bias scale {None if b.scale is None else float(b.scale[0])} is not "
+                          f"state scale x weights_time scale ({want:.9g}); tflite-micro refuses it: re-export the "
+                          f"model")
+        return Node("svdf", layer, ins[:4], outs, dict(rank=rank, activation=act, state=[ins[4]]))
+
+    if len(ins) != 24:
+        raise N6Error(f"{what} has {len(ins)} inputs; tflite-micro's LSTM takes 24 (absent optional ones as -1): "
+                      f"re-export the model")
+    if ins[1] is None:
+        raise N6Error(f"{what} uses CIFG (coupled input and forget gates: no input gate weights), unsupported: "
+                      f"tflite-micro runs the standard LSTM only; re-export without it")
+    for k, feature in LSTM_VARIANT_INPUTS.items():
+        if ins[k] is not None:
+            raise N6Error(f"{what} uses {feature}, unsupported: tflite-micro runs the standard LSTM only; re-export "
+                          f"without it")
+    names = dict(enumerate(("input", "input_to_input weights", "input_to_forget weights", "input_to_cell weights",
+                            "input_to_output weights", "recurrent_to_input weights", "recurrent_to_forget weights",
+                            "recurrent_to_cell weights", "recurrent_to_output weights")))
+    names.update({12: "input gate bias", 13: "forget gate bias", 14: "cell gate bias", 15: "output gate bias",
+                  18: "output (hidden) state", 19: "cell state"})
+    for k, nm in names.items():
+        if ins[k] is None:
+            raise N6Error(f"{what} has no {nm} (input {k}); tflite-micro's LSTM needs it: re-export the model")
+    w = [_recurrent_tensor(layer, opname, tensors, ins[k], names[k], (np.int8,), True) for k in range(1, 9)]
+    biases = [_recurrent_tensor(layer, opname, tensors, ins[k], names[k], (np.int32,), True) for k in range(12, 16)]
+    h = _recurrent_tensor(layer, opname, tensors, ins[18], "output (hidden) state", (np.int8,), False)
+    c = _recurrent_tensor(layer, opname, tensors, ins[19], "cell state", (np.int16,), False)
+    act = fb.ACTIVATION.get(opts["fused_activation_function"], opts["fused_activation_function"])
+    if act != "TANH":
+        raise N6Error(f"{what} has cell activation {act}; tflite-micro's integer LSTM implements TANH only (other "
+                      f"codes reach an assertion): re-export the model")
+    if opts["diagonal_recurrent_tensors"]:
+        raise N6Error(f"{what} uses diagonal recurrent weights, unsupported: re-export the model without them")
+    time_major = bool(opts["time_major"])
+    if len(x.shape) != 3 or len(o.shape) != 3:
+        raise N6Error(f"{what} needs 3-D input and output, got {list(x.shape)} and {list(o.shape)}; re-export the "
+                      f"model")
+    steps, batch = (x.shape[0], x.shape[1]) if time_major else (x.shape[1], x.shape[0])
+    n_in, n_state = x.shape[2], (h.shape[1] if len(h.shape) >= 2 else -1)
+    ok = all(tuple(t.shape) == (n_state, n_in) for t in w[:4]) and \
+        all(tuple(t.shape) == (n_state, n_state) for t in w[4:]) and all(b.shape == (n_state,) for b in biases) and \
+        h.size == batch * n_state and c.size == batch * n_state and tuple(o.shape) == (x.shape[0], x.shape[1], n_state)
+    if not ok:
+        raise N6Error(f"{what}: input {list(x.shape)} (time_major {time_major}), weights "
+                      f"{[list(t.shape) for t in w]}, biases {[list(b.shape) for b in biases]}, states "
+                      f"{list(h.shape)} / {list(c.shape)} and output {list(o.shape)} do not form an LSTM; re-export "
+                      f"the model")
+    power = float(np.log2(np.float64(c.scale[0])))
+    if not -40 <= power <= 2:
+        raise N6Error(f"{what} has cell state scale {float(c.scale[0]):.9g}; the integer LSTM needs about 2^-40 to "
+                      f"2^2 (usually a power of two near 2^-11): re-export the model")
+    return Node("lstm", layer, [ins[0]] + list(ins[1:9]) + list(ins[12:16]), outs,
+                dict(time_major=time_major, steps=int(steps), batch=int(batch), cell_clip=float(opts["cell_clip"]),
+                     activation="NONE", cell_activation="TANH", state=[ins[18], ins[19]]))

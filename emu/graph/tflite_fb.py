@@ -53,6 +53,13 @@ OPTIONS_FIELDS = {
     "ReducerOptions": dict(keep_dims=(0, "?", False)),
     "StridedSliceOptions": dict(begin_mask=(0, "i", 0), end_mask=(1, "i", 0), ellipsis_mask=(2, "i", 0),
                                 new_axis_mask=(3, "i", 0), shrink_axis_mask=(4, "i", 0), offset=(5, "?", False)),
+    # recurrent ops (emu.graph.ops.recurrent)
+    "SVDFOptions": dict(rank=(0, "i", 0), fused_activation_function=(1, "b", 0),
+                        asymmetric_quantize_inputs=(2, "?", False)),
+    "UnidirectionalSequenceLSTMOptions": dict(fused_activation_function=(0, "b", 0), cell_clip=(1, "f", 0.0),
+                                              proj_clip=(2, "f", 0.0), time_major=(3, "?", False),
+                                              asymmetric_quantize_inputs=(4, "?", False),
+                                              diagonal_recurrent_tensors=(5, "?", False)),
 }
 # BuiltinOptions union type codes
 OPTIONS_TYPE = {"Conv2DOptions": 1, "DepthwiseConv2DOptions": 2, "Pool2DOptions": 5,
@@ -60,6 +67,10 @@ OPTIONS_TYPE = {"Conv2DOptions": 1, "DepthwiseConv2DOptions": 2, "Pool2DOptions"
                 "MulOptions": 21, "PadOptions": 22, "TransposeOptions": 26, "SqueezeOptions": 30,
                 "ConcatenationOptions": 10, "SubOptions": 28, "MaximumMinimumOptions": 39, "ExpandDimsOptions": 52,
                 "StridedSliceOptions": 32, "LeakyReluOptions": 75, "ReducerOptions": 27}
+OPTIONS_TYPE.update(SVDFOptions=6, UnidirectionalSequenceLSTMOptions=71)      # recurrent ops
+OPTIONS_FIELDS["BatchMatMulOptions"] = dict(adj_x=(0, "?", False), adj_y=(1, "?", False),
+                                           asymmetric_quantize_inputs=(2, "?", False))
+OPTIONS_TYPE.update(BatchMatMulOptions=101)
 OPTIONS_NAME = {v: k for k, v in OPTIONS_TYPE.items()}
 
 # BuiltinOperator codes (subset) and the options table each uses
@@ -80,6 +91,10 @@ OPERATOR_OPTIONS = {"CONV_2D": "Conv2DOptions", "DEPTHWISE_CONV_2D": "DepthwiseC
                     "MAXIMUM": "MaximumMinimumOptions", "MINIMUM": "MaximumMinimumOptions",
                     "EXPAND_DIMS": "ExpandDimsOptions", "STRIDED_SLICE": "StridedSliceOptions",
                     "LEAKY_RELU": "LeakyReluOptions", "MEAN": "ReducerOptions"}
+OPERATOR_OPTIONS.update(SVDF="SVDFOptions", UNIDIRECTIONAL_SEQUENCE_LSTM="UnidirectionalSequenceLSTMOptions")
+OPERATOR_OPTIONS.update(BATCH_MATMUL="BatchMatMulOptions")
+BUILTIN_OPERATOR.update(GATHER=36)          # named in tests of unsupported ops
+BUILTIN_NAME.update({36: "GATHER"})
 
 # TensorType codes -> numpy dtypes (subset)
 TENSOR_TYPE = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_,
