@@ -16,6 +16,10 @@
     elementwise  onnxruntime only: QDQ Add/Mul as "dq-float" | "qlinear"; omitted = what ORT runs for
                  the model's I/O type (uint8: qlinear, int8: dq-float)              omitted
     backend      kernel implementation: "numba" | "c"                              "numba"
+    state        recurrent layers (TFLite SVDF / LSTM with variable tensors): "keep" (tflite-micro keeps
+                 them from one ai_run to the next: the windows of a recording form one stream) | "reset"
+                 (every window starts from the initial state, as a stateless model on the PC); every
+                 recording starts from the initial state                            "keep"
     [input]      the network's input buffer as the app fills it
     layout       "mel-major" (buf[mel * n_frames + frame], the ST app) | "frame-major"
                  (buf[frame * n_mels + mel])                                       "mel-major"
@@ -89,6 +93,7 @@ class ModelSection:
     backend: str = "numba"
 
     elementwise: str = None
+    state: str = "keep"
 
     def __post_init__(self):
         from emu.graph.profiles import ELEMENTWISE_MODES, PROFILES, ArithmeticProfile
@@ -115,6 +120,7 @@ class ModelSection:
                                   f"for profile {profile.name!r}")
             _choice("model", "elementwise", self.elementwise, ELEMENTWISE_MODES[profile.formulation])
         _choice("model", "backend", self.backend, BACKENDS)
+        _choice("model", "state", self.state, ("keep", "reset"))
 
     @property
     def arithmetic(self):

@@ -166,7 +166,7 @@ class Device:
         self._float_ref = self._shared.float_ref(fe) if self._faults.float64 else None
         self._feature_stage = "log" if self.boundary == "float32" or self._faults.float_buffer else "features"
         self.session = ModelSession(model, m.profile, m.backend, rounding=m.rounding, elementwise=m.elementwise,
-                                    prepared_cache=self._shared.prepared.setdefault((model_path, cfg.input.io_layout), {}))
+                                    state=m.state, prepared_cache=self._shared.prepared.setdefault((model_path, cfg.input.io_layout), {}))
         self.runtime = self.session.runtime
         t_out = g.tensors[g.outputs[0]]
         self.n_classes = int(np.prod(t_out.shape))
@@ -405,20 +405,30 @@ class Device:
         starts with win - hop zeros), so a 1-second clip traced with window=0 equals replay's first record."""
         pcm = np.asarray(pcm)
         p = self.frontend.params
+        self.runtime.reset_state()          # a trace starts from the initial recurrent state ([model].state)
         if window is None:
             if pcm.size != p.patch_length:
                 raise N6Error(f"trace() takes one patch of {p.patch_length} samples (got {pcm.size}); for a recording pass "
                               f"window=K, or use traces()")
             patch = pcm
         else:
-            patch = next((x for k, x in self.patches(pcm) if k == window), None)
+            patch, earlier = None, []
+            for k, x in self.patches(pcm):
+                if k == window:
+                    patch = x
+                    break
+                if self.runtime.stateful:       # the windows before it feed the recurrent state, in order
+                    earlier.append(self._patch(x)[0])
             if patch is None:
                 raise N6Error(f"window {window} does not exist: the recording holds {self.patch_count(pcm.size)} "
                               f"patch(es)")
+            if earlier:
+                self.run(self.input_buffer(np.stack(earlier)))
         return self._trace(patch)
 
     def traces(self, pcm):
-        """(index, Trace) of every patch of an int16 recording."""
+        """(index, Trace) of every patch of an int16 recording, in order (from the initial recurrent state)."""
+        self.runtime.reset_state()
         for k, patch in self.patches(pcm):
             yield k, self._trace(patch)
 
@@ -525,9 +535,12 @@ class Device:
                     yield record(k, t["output"].reshape(self.n_classes), d, sil)
             pending.clear()
 
+        self.runtime.reset_state()       # every recording starts from the initial recurrent state
         for k, patch in audio.patches(self._faults.stream(blocks), p.keep_samples, new):
             sink = None if trace is None else trace(k)
             if sink is not None:
+                if self.runtime.stateful:   # the batch before it runs first: the state follows the windows' order
+                    yield from flush()
                 t = self._trace(patch)
                 sink(t)
                 pending.append((k, t))

@@ -169,7 +169,7 @@ class ModelSession:
     what ORT runs for the model's I/O type). `prepared_cache` (dict) is shared by sessions made with with_()."""
 
     def __init__(self, model, profile="cmsis-nn", backend="numba", rounding=None, elementwise=None,
-                 prepared_cache=None):
+                 prepared_cache=None, state="keep"):
         from emu.graph.onnx_qdq import ort_default_elementwise
         from emu.graph.prepare import prepare
         from emu.graph.profiles import resolve
@@ -190,18 +190,20 @@ class ModelSession:
         self.prepared = prepared
         if self.model.onnx is not None:
             from emu.graph.onnx_qdq import ModelRunner
-            self._onnx = ModelRunner(self.model.onnx, self.arithmetic, backend=backend, prepared=prepared)
+            self._onnx = ModelRunner(self.model.onnx, self.arithmetic, backend=backend, prepared=prepared, state=state)
             self.runtime = self._onnx.runtime
         else:
             self._onnx = None
-            self.runtime = Runtime(prepared, self.arithmetic, backend=backend)
+            self.runtime = Runtime(prepared, self.arithmetic, backend=backend, state=state)
+        self.state = state
 
-    def with_(self, profile=None, backend=None, rounding=None, elementwise=None):
+    def with_(self, profile=None, backend=None, rounding=None, elementwise=None, state=None):
         """The same imported model under other choices (None keeps this session's; a profile given by name without
         a rounding takes that profile's default)."""
         return ModelSession(self.model, self.arithmetic if profile is None else profile,
                             self.backend_name if backend is None else backend, rounding=rounding,
-                            elementwise=elementwise, prepared_cache=self._cache)
+                            elementwise=elementwise, prepared_cache=self._cache,
+                            state=self.state if state is None else state)
 
     @property
     def metadata(self):

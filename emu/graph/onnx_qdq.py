@@ -1517,7 +1517,8 @@ class ModelRunner:
     profile: a registered name ('onnxruntime', 'cmsis-nn', ...) or an ArithmeticProfile; elementwise (mlas profiles):
     None = ort_default_elementwise(io dtype)."""
 
-    def __init__(self, model, profile="onnxruntime", elementwise=None, backend="numba", rounding=None, prepared=None):
+    def __init__(self, model, profile="onnxruntime", elementwise=None, backend="numba", rounding=None, prepared=None,
+                 state="keep"):
         from .runtime import Runtime
         arithmetic = resolve(profile, rounding)
         if isinstance(profile, str) and not arithmetic.fixed_point and elementwise is None:   # a value keeps its own
@@ -1525,7 +1526,7 @@ class ModelRunner:
         arithmetic = arithmetic.choose(elementwise=elementwise)
         self.model, self.profile, self.arithmetic = model, arithmetic.name, arithmetic
         # prepared: the same graph already prepared under this arithmetic (reused, e.g. by Device.with_)
-        self.runtime = Runtime(model.graph if prepared is None else prepared, arithmetic, backend=backend)
+        self.runtime = Runtime(model.graph if prepared is None else prepared, arithmetic, backend=backend, state=state)
 
     @property
     def metadata(self):

@@ -6,7 +6,7 @@ Runtime(graph, profile="cmsis-nn", backend="numba", rounding=None, input_boundar
                        the input gives N outputs (shape (N,) + output shape)
   .run_all(inputs)  -> dict tensor name -> int8 array for every activation (inputs, intermediates,
                        outputs), batched the same way
-  .metadata         -> dict(profile, rounding, backend, source, input_boundary, float_output, elementwise,
+  .metadata         -> dict(profile, rounding, backend, source, input_boundary, float_output, elementwise, state,
                        arithmetic): recorded
                        with every result
   float_output=True -> run() returns float32(q - zp) * scale of each output (run_all stays int8)
@@ -99,7 +99,13 @@ class Runtime:
     def metadata(self):
         return dict(profile=self.profile, rounding=self.rounding, backend=self.backend, source=self.graph.source,
                     input_boundary=self.input_boundary, float_output=self.float_output, elementwise=self.elementwise,
-                    arithmetic=self.arithmetic.to_dict())
+                    state=self.state, arithmetic=self.arithmetic.to_dict())
+
+    @property
+    def stateful(self):
+        """True when the graph has recurrent layers whose state outlives a sample (SVDF, TFLite LSTM) and state is
+        "keep": then the order of the samples matters."""
+        return self.state == "keep" and any(getattr(ops.family(n), "STATEFUL", False) for n in self.graph.nodes)
 
     @property
     def states(self):
