@@ -452,3 +452,29 @@ def test_fully_connected_multiplier_uses_the_double_product(bias):
     ref = TflmReference(model).run(np.zeros((1, 4), np.int8))
     got = Runtime(load_tflite(model)).run(np.zeros((1, 1, 4), np.int8))
     assert ref.ravel()[0] == (89 if bias > 0 else -89) and np.array_equal(got.ravel(), ref.ravel())
+
+
+@pytest.mark.parametrize("first_offset", [(1 << 31) + 4096, (1 << 32) + 12345])
+def test_buffers_stored_past_2_and_4_gb(tmp_path, first_offset):
+    """A model file of more than 2 (4) GB, its constants stored past 2^31 (2^32) bytes (a sparse file: the hole costs
+    no disk): emu memory-maps it and reads the same constants as the normal layout; LiteRT runs it alike."""
+    rng = np.random.default_rng(9)
+    mb = constant_rich_model(rng)
+    out = len(mb.tensors) - 1
+    path = mb.write_sparse(tmp_path / "large.tflite", [0], [out], first_offset)
+    assert path.stat().st_size > first_offset
+    g1, g2 = load_tflite(mb.build([0], [out])), load_tflite(str(path))
+    for name, t in g1.tensors.items():
+        if t.data is not None:
+            assert np.array_equal(t.data, g2.tensors[name].data), name
+    x = int8_samples(rng, (1, 5, 4, 3), 3)
+    ours = Runtime(g2).run(x)
+    assert np.array_equal(ours, Runtime(g1).run(x))
+    litert = pytest.importorskip("ai_edge_litert.interpreter",
+                                 reason="oracle unavailable: ai_edge_litert (LiteRT) is not installed")
+    it = litert.Interpreter(model_path=str(path), experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    for k in range(len(x)):
+        it.set_tensor(it.get_input_details()[0]["index"], x[k])
+        it.invoke()
+        assert np.array_equal(it.get_tensor(it.get_output_details()[0]["index"]), ours[k])

@@ -62,11 +62,12 @@ class ModelBuilder:
             raise ValueError(f"{opname} takes no options")
         self.operators.append(o)
 
-    def build(self, inputs, outputs, buffers_by_offset=False):
+    def build(self, inputs, outputs, buffers_by_offset=False, first_offset=0):
         """The .tflite bytes. An op name that is not a builtin is written as a CUSTOM op with that custom_code.
         buffers_by_offset: TFLite's large-model layout (files over 2 GB): every non-empty buffer's bytes are placed
         after the flatbuffer (16-byte aligned) and its Buffer table holds only offset (from the start of the file)
-        and size."""
+        and size. first_offset: the first buffer starts at this offset or later (the bytes between are zeros:
+        write_sparse makes such a file without storing them)."""
         codes = []
         for name in self.opcodes:
             c = fb.TableW()
@@ -106,8 +107,9 @@ class ModelBuilder:
         model.ref(fb.MODEL["buffers"], by_offset([2] * len(blobs)))     # placeholders: the same layout and length
         end = len(fb.serialize(model))
         offsets, tail = [], bytearray()
+        gap = max(0, first_offset - end)
         for blob in blobs:
-            pos = end + len(tail)
+            pos = end + gap + len(tail)
             pad = -pos % 16
             tail += b"\0" * pad
             offsets.append(pos + pad)
@@ -115,7 +117,17 @@ class ModelBuilder:
         model.ref(fb.MODEL["buffers"], by_offset(offsets))
         head = fb.serialize(model)
         assert len(head) == end
-        return head + bytes(tail)
+        return head + bytes(tail) if not gap else (head, end + gap, bytes(tail))
+
+    def write_sparse(self, path, inputs, outputs, first_offset):
+        """Write the by-offset layout with its buffers at first_offset or later (e.g. past 4 GB) as a sparse file:
+        the hole costs no disk space."""
+        head, at, tail = self.build(inputs, outputs, buffers_by_offset=True, first_offset=first_offset)
+        with open(path, "wb") as f:
+            f.write(head)
+            f.seek(at)
+            f.write(tail)
+        return path
 
 
 CUSTOM_CODE = 32      # BuiltinOperator CUSTOM

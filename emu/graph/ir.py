@@ -81,8 +81,14 @@ class Graph:
         return order
 
 
-def read_model_file(path, kind, ext):
-    """(bytes, source name "kind:path") of a model file, each problem one N6Error: missing, unreadable, empty."""
+MAP_ABOVE_BYTES = 256 << 20    # a larger model file is memory-mapped (read-only) instead of read into memory
+
+
+def read_model_file(path, kind, ext, mappable=False):
+    """(bytes, source name "kind:path") of a model file, each problem one N6Error: missing, unreadable, empty.
+    mappable: a file over MAP_ABOVE_BYTES comes back as a read-only mmap (a TFLite model with its buffers stored by
+    offset can be many GB; arrays made with np.frombuffer keep the map alive)."""
+    import mmap
     from pathlib import Path
 
     from ..errors import N6Error, printable
@@ -90,6 +96,9 @@ def read_model_file(path, kind, ext):
     if not p.is_file():
         raise N6Error(f"model file {printable(p, 4096)} does not exist; pass the path of a {ext} file")
     try:
+        if mappable and p.stat().st_size > MAP_ABOVE_BYTES:
+            with open(p, "rb") as f:
+                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), f"{kind}:{printable(p, 4096)}"
         data = p.read_bytes()
     except OSError as e:
         raise N6Error(f"cannot read model file {printable(p, 4096)} ({e.strerror}); check its permissions") from None

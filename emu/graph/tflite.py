@@ -30,8 +30,8 @@ def load_tflite(path_or_bytes, name=None):
         buf = bytes(path_or_bytes)
         source = f"tflite:{printable(name or '<bytes>')}"
     else:
-        buf, source = read_model_file(path_or_bytes, "tflite", ".tflite")
-    if not buf:
+        buf, source = read_model_file(path_or_bytes, "tflite", ".tflite", mappable=True)
+    if not len(buf):
         raise N6Error(f"{source} is empty (0 bytes), not a TFLite flatbuffer; pass a .tflite model file")
     try:
         graph = _import(buf, source)
