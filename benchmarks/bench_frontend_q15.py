@@ -77,7 +77,7 @@ def main(argv=None):
     from emu.frontend import ctwin_q15
 
     rng = np.random.default_rng(0)
-    results = {"machine": machine(), "audio": "1 s of 16 kHz int16 PCM = one patch (49 frames x hop 320, "
+    results = {"machine": machine(), "loadavg_at_start": os.getloadavg(), "audio": "1 s of 16 kHz int16 PCM = one patch (49 frames x hop 320, "
                "win 640, n_fft 1024, 40 mels)", "cases": {}}
     for mode in ("logmel", "mfcc"):
         extra = dict(fmin=20.0, fmax=4000.0, mel_scale="htk", mel_norm="none") if mode == "mfcc" else {}
@@ -95,7 +95,9 @@ def main(argv=None):
         else:
             assert np.array_equal(cmsisdsp_mfcc(dsp, state, pcm), stages["mfcc"].T), "cmsisdsp and n6emu disagree"
             base = lambda: cmsisdsp_mfcc(dsp, state, pcm)  # noqa: E731
-        fns = {"n6emu_numba": lambda: q15.compute_patch(pcm, state), "cmsisdsp_python_frame_by_frame": base}
+        fns = {"n6emu_numba": lambda: q15.compute_patch(pcm, state), "cmsisdsp_python_frame_by_frame": base,
+               # the frame-by-frame rfft kernels (the path compute_patch took before the lane-batched rfft), same run
+               "n6emu_numba_per_frame_fft": lambda: q15._run_patch(q15._patch_pcm(state, pcm), state, lanes=False)}
         if ctwin_q15.available():
             assert all(np.array_equal(v, ctwin_q15.compute_stages(pcm, state)[k]) for k, v in stages.items())
             fns["n6emu_c_twin"] = lambda: ctwin_q15.compute_patch(pcm, state)

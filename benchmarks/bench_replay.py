@@ -52,10 +52,16 @@ def make_audio(path, minutes, seed=0):
             w.writeframes(np.clip(block, -32768, 32767).astype("<i2").tobytes())
 
 
-def run_replay(wav, out):
+def run_replay(wav, out, tree=None):
+    """One `n6emu replay` subprocess; tree: another source tree to import emu from (PYTHONPATH), e.g. an export of
+    the previous commit (`git archive HEAD | tar -x -C DIR`) to time the old code in the same run."""
+    env = None
+    if tree is not None:
+        env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
     t0 = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    r = subprocess.run([sys.executable, "-m", "emu.cli", "replay", wav, "--out", out], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "emu.cli", "replay", wav, "--out", out], capture_output=True, text=True,
+                       env=env, cwd=tempfile.gettempdir() if tree is not None else None)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"replay failed: {r.stderr.strip()}")
@@ -92,13 +98,22 @@ def main(argv=None):
     ap.add_argument("--minutes", type=int, default=60)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "replay.json"))
+    ap.add_argument("--compare-tree", default=None, metavar="DIR",
+                    help="also time `n6emu replay` with emu imported from DIR (e.g. the previous commit exported)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         wav = os.path.join(tmp, "long.wav")
         make_audio(wav, args.minutes)
         res = os.path.join(tmp, "r.jsonl")
         run_replay(wav, res)                       # warm-up: Numba cache, page cache
-        runs = [run_replay(wav, res) for _ in range(args.repeats)]
+        other = []
+        if args.compare_tree:
+            run_replay(wav, os.path.join(tmp, "other.jsonl"), args.compare_tree)
+        runs = []
+        for _ in range(args.repeats):              # interleaved with the other tree's runs: the same load
+            runs.append(run_replay(wav, res))
+            if args.compare_tree:
+                other.append(run_replay(wav, os.path.join(tmp, "other.jsonl"), args.compare_tree)[0])
         with open(res) as f:
             n_windows = sum(1 for _ in f)
         peer_s, peer_n = run_peer(wav)
@@ -113,12 +128,17 @@ def main(argv=None):
                             windows=peer_n, ratio_peer_over_n6emu=peer_s / med),
                   target="<= 60 s per hour of audio, peak memory < 500 MB", machine=describe(),
                   load_average=os.getloadavg(), summary=runs[-1][3])
+    if other:
+        result["compare_tree"] = dict(tree=os.path.abspath(args.compare_tree), wall_seconds=other,
+                                      median_wall_seconds=statistics.median(other))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"machine: {result['machine']['cpu']} ({result['machine']['cores']} cores), load {os.getloadavg()[0]:.1f}")
     print(f"n6emu replay: {audio_s / 60:.0f} min of audio, {n_windows} windows: median {med:.1f} s "
           f"({audio_s / med:.0f}x real time), peak RSS {peak_mb:.0f} MB  (runs: {', '.join(f'{w:.1f}' for w in walls)} s)")
+    if other:
+        print(f"{args.compare_tree}: median {statistics.median(other):.1f} s (runs: {', '.join(f'{w:.1f}' for w in other)} s)")
     print(f"peer (float64 log-mel + onnxruntime): {peer_s:.1f} s for {peer_n} windows ({peer_s / med:.2f}x n6emu's time)")
     return 0
 

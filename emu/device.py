@@ -34,7 +34,7 @@ from emu.config import ConfigError, DeviceConfig, load_config
 from emu.errors import N6Error
 from emu.frontend.registry import FrontEnd
 
-BATCH_PATCHES = 32   # patches per network call while streaming (memory: ~BATCH_PATCHES x 32 KB of PCM)
+BATCH_PATCHES = 256  # patches per front-end / network call while streaming (memory: ~BATCH_PATCHES x 130 KB)
 
 
 def frontend_params(cfg, graph=None):
@@ -510,7 +510,9 @@ class Device:
         each patch is computed once either way."""
         p = self.frontend.params
         new = p.new_samples
-        pending = []        # (k, features, silence sum) for the batch, or (k, Trace) for a traced patch
+        pending = []        # (k, features, silence sum) for the batch, (k, pcm patch, None) for the batch's front
+        #                     end at flush, or (k, Trace) for a traced patch
+        batched = not self._faults.log_faults and self._feature_stage == "features"   # what _patch does in one call
 
         def record(k, o, d, s):
             # patch k holds the new samples [k*new, (k+1)*new) of the stream (plus `keep` before them)
@@ -519,6 +521,11 @@ class Device:
                         label=d["label"], gated=d["gated"], silence_sum=s)
 
         def flush():
+            raw = [e for e in pending if len(e) == 3 and e[2] is None]
+            if raw:                         # the front end of the batch's patches in one call (st.features_batch)
+                feats, sil = self.frontend.patches(np.stack([x for _, x, _ in raw]), self.boundary)
+                done = {k: (f, float(v)) for (k, _, _), f, v in zip(raw, feats, sil)}
+                pending[:] = [(e[0],) + done[e[0]] if len(e) == 3 and e[2] is None else e for e in pending]
             batch = [e for e in pending if len(e) == 3]
             decided = {}
             if batch:
@@ -544,6 +551,8 @@ class Device:
                 t = self._trace(patch)
                 sink(t)
                 pending.append((k, t))
+            elif batched:
+                pending.append((k, patch, None))    # front end at flush, with the batch
             else:
                 f, s = self._patch(patch)
                 pending.append((k, f, s))

@@ -35,6 +35,7 @@ from numba import njit
 from emu import fixedpoint
 from emu.errors import N6Error as _Error
 from emu.fixedpoint import count_leading_zeros32, saturate_int16, saturate_int32
+from emu.frontend.helium_f16 import _rows_in, _rows_out
 
 FFT_VARIANTS = {"pure-c": 0, "dsp-ext": 1}
 SUPPORTED_RFFT = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -656,7 +657,18 @@ def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifi
     windowed input), rec_bins int16[n_fft/2+1] (2.14 magnitudes), rec_log int32[n_mels] (ln in q5.26
     after the exponent offset, before >>19).
     """
-    n_mels = mel_start.size
+    m = _mfcc_pre(src, window, n_fft)
+    for i in range(n_fft):
+        rec_frame[np.uint64(i)] = src[np.uint64(i)]
+    _rfft_q15_kernel(src, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dsp, tmp_spec)
+    _mfcc_post(tmp_spec, src, m, n_fft, lut, mel_start, mel_len, mel_coefs, dct, n_dct, tmp_mel, mag_scratch,
+               rec_bins, rec_log, out)
+
+
+@njit(cache=True)
+def _mfcc_pre(src, window, n_fft):
+    """arm_mfcc_q15 up to its rfft, in place on src int16[n_fft]: arm_absmax_q15, the normalisation
+    (arm_divide_q15 then arm_scale_q15) unless the peak m is 0 or 32767, arm_mult_q15 by the window. Returns m."""
     # arm_absmax_q15 (|-32768| saturates to 32767)
     m = np.int64(0)
     for i in range(n_fft):
@@ -677,9 +689,16 @@ def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifi
         for i in range(n_fft):
             src[np.uint64(i)] = saturate_int16((np.int64(src[np.uint64(i)]) * temp) >> k_shift)
     _mult_q15_kernel(src, window, src, n_fft)
-    for i in range(n_fft):
-        rec_frame[np.uint64(i)] = src[np.uint64(i)]
-    _rfft_q15_kernel(src, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dsp, tmp_spec)
+    return m
+
+
+@njit(cache=True)
+def _mfcc_post(tmp_spec, src, m, n_fft, lut, mel_start, mel_len, mel_coefs, dct, n_dct, tmp_mel, mag_scratch,
+               rec_bins, rec_log, out):
+    """arm_mfcc_q15 after its rfft (tmp_spec int16[2*n_fft]; src int16[n_fft] scratch; m from _mfcc_pre):
+    magnitude, mel, undo of the normalisation, vlog, offset, >> 19, DCT into out int16[n_dct]."""
+    n_mels = mel_start.size
+    normalised = m != 0 and m != 32767
     n_bins = 1 + (n_fft >> 1)
     _cmplx_mag_q15_kernel(tmp_spec, src, n_bins, lut, mag_scratch)
     for i in range(n_bins):
@@ -708,6 +727,256 @@ def _mfcc_q15_kernel(src, window, n_fft, twiddle, bitrev, coef_a, coef_b, modifi
         for c in range(n_mels):
             acc += np.int64(dct[np.uint64(r * n_mels + c)]) * np.int64(src[np.uint64(c)])
         out[np.uint64(r)] = saturate_int16(acc >> 15)
+
+
+# ----------------------------------------------------------------------------------------------------
+# arm_rfft_q15 (pure C) on LANES frames side by side: element i of frame l at [i * LANES + l] (int32 holding
+# the q15 values). Each lane loop body is the one-frame kernels' arithmetic above on lane l, branch-free, so
+# LLVM vectorises it across frames; every butterfly's rows are copied to a scratch t (rows 0-7 in, 8-15 out)
+# so the lane loop's loads and stores are provably apart. Bit for bit the one-frame kernels (tests).
+# ----------------------------------------------------------------------------------------------------
+
+LANES = 16
+
+
+@njit(cache=True, inline="always")
+def _s16(x):
+    """saturate_int16 as two selects."""
+    x = np.int64(x)
+    x = x if x < 32767 else np.int64(32767)
+    return x if x > -32768 else np.int64(-32768)
+
+
+@njit(cache=True, inline="always")
+def _tw(c, s, a, b):
+    """int16(int32(c*a + s*b) >> 16): the twiddle product of the pure-C butterflies."""
+    return _wrap16(_wrap32(c * a + s * b) >> 16)
+
+
+@njit(cache=True)
+def _radix4_q15_lanes(x, off, fft_len, coef, tw_mod, t):
+    """_radix4_butterfly_q15 (dsp = 0) on LANES frames; off and fft_len in complex values."""
+    L = LANES
+    n2 = fft_len >> 2
+    ic = 0
+    for i0 in range(n2):                            # first stage: inputs >> 2
+        p0 = 2 * (off + i0) * L
+        p1 = p0 + 2 * n2 * L
+        p2 = p1 + 2 * n2 * L
+        p3 = p2 + 2 * n2 * L
+        co1 = np.int64(coef[2 * ic])
+        si1 = np.int64(coef[2 * ic + 1])
+        co2 = np.int64(coef[4 * ic])
+        si2 = np.int64(coef[4 * ic + 1])
+        co3 = np.int64(coef[6 * ic])
+        si3 = np.int64(coef[6 * ic + 1])
+        ic += tw_mod
+        _rows_in(t, 0, x, p0, 2)
+        _rows_in(t, 2, x, p1, 2)
+        _rows_in(t, 4, x, p2, 2)
+        _rows_in(t, 6, x, p3, 2)
+        for l in range(L):
+            a0 = np.int64(t[l])
+            a1 = np.int64(t[L + l])
+            b0 = np.int64(t[2 * L + l])
+            b1 = np.int64(t[3 * L + l])
+            c0 = np.int64(t[4 * L + l])
+            c1 = np.int64(t[5 * L + l])
+            d0 = np.int64(t[6 * L + l])
+            d1 = np.int64(t[7 * L + l])
+            r0 = _s16((a0 >> 2) + (c0 >> 2))
+            r1 = _s16((a1 >> 2) + (c1 >> 2))
+            s0 = _s16((a0 >> 2) - (c0 >> 2))
+            s1 = _s16((a1 >> 2) - (c1 >> 2))
+            t0 = _s16((b0 >> 2) + (d0 >> 2))
+            t1 = _s16((b1 >> 2) + (d1 >> 2))
+            t[8 * L + l] = _wrap16((r0 >> 1) + (t0 >> 1))
+            t[9 * L + l] = _wrap16((r1 >> 1) + (t1 >> 1))
+            r0 = _s16(r0 - t0)
+            r1 = _s16(r1 - t1)
+            t[10 * L + l] = _tw(co2, si2, r0, r1)
+            t[11 * L + l] = _tw(-si2, co2, r0, r1)
+            t0 = _s16((b0 >> 2) - (d0 >> 2))
+            t1 = _s16((b1 >> 2) - (d1 >> 2))
+            r0 = _s16(s0 - t1)
+            r1 = _s16(s1 + t0)
+            s0 = _s16(s0 + t1)
+            s1 = _s16(s1 - t0)
+            t[12 * L + l] = _tw(si1, co1, s1, s0)
+            t[13 * L + l] = _tw(-si1, co1, s0, s1)
+            t[14 * L + l] = _tw(si3, co3, r1, r0)
+            t[15 * L + l] = _tw(-si3, co3, r0, r1)
+        _rows_out(x, p0, t, 8, 2)
+        _rows_out(x, p1, t, 10, 2)
+        _rows_out(x, p2, t, 12, 2)
+        _rows_out(x, p3, t, 14, 2)
+    tw_mod = tw_mod << 2
+    k = fft_len >> 2
+    while k > 4:                                    # middle stages: halving adds
+        n1 = n2
+        n2 = n2 >> 2
+        ic = 0
+        for j in range(n2):
+            co1 = np.int64(coef[2 * ic])
+            si1 = np.int64(coef[2 * ic + 1])
+            co2 = np.int64(coef[4 * ic])
+            si2 = np.int64(coef[4 * ic + 1])
+            co3 = np.int64(coef[6 * ic])
+            si3 = np.int64(coef[6 * ic + 1])
+            ic += tw_mod
+            for i0 in range(j, fft_len, n1):
+                p0 = 2 * (off + i0) * L
+                p1 = p0 + 2 * n2 * L
+                p2 = p1 + 2 * n2 * L
+                p3 = p2 + 2 * n2 * L
+                _rows_in(t, 0, x, p0, 2)
+                _rows_in(t, 2, x, p1, 2)
+                _rows_in(t, 4, x, p2, 2)
+                _rows_in(t, 6, x, p3, 2)
+                for l in range(L):
+                    a0 = np.int64(t[l])
+                    a1 = np.int64(t[L + l])
+                    b0 = np.int64(t[2 * L + l])
+                    b1 = np.int64(t[3 * L + l])
+                    c0 = np.int64(t[4 * L + l])
+                    c1 = np.int64(t[5 * L + l])
+                    d0 = np.int64(t[6 * L + l])
+                    d1 = np.int64(t[7 * L + l])
+                    r0 = _s16(a0 + c0)
+                    r1 = _s16(a1 + c1)
+                    s0 = _s16(a0 - c0)
+                    s1 = _s16(a1 - c1)
+                    t0 = _s16(b0 + d0)
+                    t1 = _s16(b1 + d1)
+                    t[8 * L + l] = _wrap16(((r0 >> 1) + (t0 >> 1)) >> 1)
+                    t[9 * L + l] = _wrap16(((r1 >> 1) + (t1 >> 1)) >> 1)
+                    r0 = _wrap16((r0 >> 1) - (t0 >> 1))
+                    r1 = _wrap16((r1 >> 1) - (t1 >> 1))
+                    t[10 * L + l] = _tw(co2, si2, r0, r1)
+                    t[11 * L + l] = _tw(-si2, co2, r0, r1)
+                    t0 = _s16(b0 - d0)
+                    t1 = _s16(b1 - d1)
+                    r0 = _wrap16((s0 >> 1) - (t1 >> 1))
+                    r1 = _wrap16((s1 >> 1) + (t0 >> 1))
+                    s0n = _wrap16((s0 >> 1) + (t1 >> 1))
+                    s1n = _wrap16((s1 >> 1) - (t0 >> 1))
+                    t[12 * L + l] = _tw(co1, si1, s0n, s1n)
+                    t[13 * L + l] = _tw(-si1, co1, s0n, s1n)
+                    t[14 * L + l] = _tw(si3, co3, r1, r0)
+                    t[15 * L + l] = _tw(-si3, co3, r0, r1)
+                _rows_out(x, p0, t, 8, 2)
+                _rows_out(x, p1, t, 10, 2)
+                _rows_out(x, p2, t, 12, 2)
+                _rows_out(x, p3, t, 14, 2)
+        tw_mod = tw_mod << 2
+        k = k >> 2
+    n1 = n2                                         # last stage: twiddles 1, n2 = n1 / 4 = 1 (the middle stages stop at
+    for i0 in range(0, fft_len - n1 + 1, n1):     # k = 4, n1 = 4): 4 consecutive values
+        p0 = 2 * (off + i0) * L
+        _rows_in(t, 0, x, p0, 8)
+        for l in range(L):
+            a0 = np.int64(t[l])
+            a1 = np.int64(t[L + l])
+            b0 = np.int64(t[2 * L + l])
+            b1 = np.int64(t[3 * L + l])
+            c0 = np.int64(t[4 * L + l])
+            c1 = np.int64(t[5 * L + l])
+            d0 = np.int64(t[6 * L + l])
+            d1 = np.int64(t[7 * L + l])
+            r0 = _s16(a0 + c0)
+            r1 = _s16(a1 + c1)
+            s0 = _s16(a0 - c0)
+            s1 = _s16(a1 - c1)
+            t0 = _s16(b0 + d0)
+            t1 = _s16(b1 + d1)
+            u0 = _s16(b0 - d0)
+            u1 = _s16(b1 - d1)
+            t[8 * L + l] = _wrap16((r0 >> 1) + (t0 >> 1))
+            t[9 * L + l] = _wrap16((r1 >> 1) + (t1 >> 1))
+            t[10 * L + l] = _wrap16((r0 >> 1) - (t0 >> 1))
+            t[11 * L + l] = _wrap16((r1 >> 1) - (t1 >> 1))
+            t[12 * L + l] = _wrap16((s0 >> 1) + (u1 >> 1))
+            t[13 * L + l] = _wrap16((s1 >> 1) - (u0 >> 1))
+            t[14 * L + l] = _wrap16((s0 >> 1) - (u1 >> 1))
+            t[15 * L + l] = _wrap16((s1 >> 1) + (u0 >> 1))
+        _rows_out(x, p0, t, 8, 8)
+
+
+@njit(cache=True)
+def _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dst, t):
+    """arm_rfft_q15 (pure C) on LANES frames: x int32[n_fft * LANES] (overwritten) -> dst int32[2 * n_fft * LANES]
+    (the full 2N-value spectrum of each lane); t int32[16 * LANES] scratch."""
+    L = LANES
+    fft_len = n_fft >> 1
+    if fft_len in (16, 64, 256, 1024, 4096):
+        _radix4_q15_lanes(x, 0, fft_len, twiddle, 1, t)
+    else:                                           # arm_cfft_radix4by2_q15
+        n2 = fft_len >> 1
+        for i in range(n2):
+            cos_v = np.int64(twiddle[2 * i])
+            sin_v = np.int64(twiddle[2 * i + 1])
+            pi = 2 * i * L
+            pl = 2 * (i + n2) * L
+            _rows_in(t, 0, x, pi, 2)
+            _rows_in(t, 2, x, pl, 2)
+            for l in range(L):
+                a0 = np.int64(t[l]) >> 1
+                a1 = np.int64(t[L + l]) >> 1
+                b0 = np.int64(t[2 * L + l]) >> 1
+                b1 = np.int64(t[3 * L + l]) >> 1
+                xt = _wrap16(a0 - b0)
+                yt = _wrap16(a1 - b1)
+                t[8 * L + l] = _wrap16((a0 + b0) >> 1)
+                t[9 * L + l] = _wrap16((b1 + a1) >> 1)
+                t[10 * L + l] = _wrap16(_mul16(xt, cos_v) + _mul16(yt, sin_v))
+                t[11 * L + l] = _wrap16(_mul16(yt, cos_v) - _mul16(xt, sin_v))
+            _rows_out(x, pi, t, 8, 2)
+            _rows_out(x, pl, t, 10, 2)
+        _radix4_q15_lanes(x, 0, n2, twiddle, 2, t)
+        _radix4_q15_lanes(x, n2, n2, twiddle, 2, t)
+        for i in range(2 * fft_len * L):
+            x[i] = _wrap16(np.int64(x[i]) << 1)
+    for i in range(fft_len):                        # bit reversal: swap rows
+        j = bitrev[i]
+        if i < j:
+            _rows_in(t, 0, x, 2 * i * L, 2)
+            _rows_in(t, 2, x, 2 * j * L, 2)
+            _rows_out(x, 2 * i * L, t, 2, 2)
+            _rows_out(x, 2 * j * L, t, 0, 2)
+    half = fft_len
+    for i in range(1, half):                        # arm_split_rfft_q15
+        ar = np.int64(coef_a[2 * i * modifier])
+        ai = np.int64(coef_a[2 * i * modifier + 1])
+        br = np.int64(coef_b[2 * i * modifier])
+        bi = np.int64(coef_b[2 * i * modifier + 1])
+        _rows_in(t, 0, x, 2 * i * L, 2)
+        _rows_in(t, 2, x, 2 * (half - i) * L, 2)
+        for l in range(L):
+            s1r = np.int64(t[l])
+            s1i = np.int64(t[L + l])
+            s2r = np.int64(t[2 * L + l])
+            s2i = np.int64(t[3 * L + l])
+            out_r = _wrap32(s1r * ar)
+            out_r = _wrap32(out_r - s1i * ai)
+            out_r = _wrap32(out_r + s2r * br)
+            out_r = _wrap32(out_r + s2i * bi) >> 16
+            out_i = _wrap32(s2r * bi)
+            out_i = _wrap32(out_i - s2i * br)
+            out_i = _wrap32(out_i + s1i * ar)
+            out_i = _wrap32(out_i + s1r * ai)
+            t[8 * L + l] = _wrap16(out_r)
+            t[9 * L + l] = _wrap16(out_i >> 16)
+            t[10 * L + l] = _wrap16(out_r)
+            t[11 * L + l] = _wrap16(-(out_i >> 16))
+        _rows_out(dst, 2 * i * L, t, 8, 2)
+        _rows_out(dst, 2 * (2 * half - i) * L, t, 10, 2)
+    for l in range(L):
+        s0 = np.int64(x[l])
+        s1 = np.int64(x[L + l])
+        dst[2 * half * L + l] = _wrap16((s0 - s1) >> 1)
+        dst[(2 * half + 1) * L + l] = 0
+        dst[l] = _wrap16((s0 + s1) >> 1)
+        dst[L + l] = 0
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -871,6 +1140,98 @@ def _mfcc_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twi
                          rec_frames[t], rec_bins[t], rec_log[t], rec_mfcc[t])
         for k in range(n_dct):
             features[t, k] = _quantize_s8(rec_mfcc[t, k], q_mult, q_shift, q_zp, q_rounding)
+
+
+@njit(cache=True, inline="always")
+def _frames_to_lanes(pcm, blk, n_frames, hop, win_len, pad_left, window, n_fft, x, rec_frames):
+    """Frames blk*LANES.. of the patch, framed and windowed (arm_mult_q15) into the lanes of x (zero frames past
+    n_frames); rec_frames[t] records each frame's windowed buffer."""
+    L = LANES
+    for l in range(L):
+        tt = blk * L + l
+        if tt < n_frames:
+            base = hop * tt - pad_left
+            for i in range(n_fft):
+                v = np.int64(0)
+                if pad_left <= i < pad_left + win_len:
+                    v = np.int64(pcm[base + i])
+                w = saturate_int16((v * np.int64(window[i])) >> 15)
+                rec_frames[tt, i] = w
+                x[i * L + l] = w
+        else:
+            for i in range(n_fft):
+                x[i * L + l] = 0
+
+
+@njit(cache=True)
+def _logmel_patch_lanes(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twiddle, bitrev, coef_a,
+                        coef_b, modifier, lut, power, mel_start, mel_len, mel_coefs, mel_bias,
+                        mel_shift, log_q15, log_offset, q_mult, q_shift, q_zp, q_rounding,
+                        mag_scratch, x, X, t, rec_frames, rec_spec, rec_bins, rec_mel, rec_log, features):
+    """_logmel_patch_kernel (pure-C FFT) with the rfft of LANES frames at a time (_rfft_q15_lanes), the rest
+    frame by frame with the same kernels; the same records. x int32[n_fft * LANES], X int32[2 * n_fft * LANES],
+    t int32[16 * LANES] scratch."""
+    L = LANES
+    n_mels = mel_start.size
+    n_bins = 1 + (n_fft >> 1)
+    for blk in range((n_frames + L - 1) // L):
+        _frames_to_lanes(pcm, blk, n_frames, hop, win_len, pad_left, window, n_fft, x, rec_frames)
+        _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
+        for l in range(min(L, n_frames - blk * L)):
+            tt = blk * L + l
+            for i in range(2 * n_fft):
+                rec_spec[tt, i] = X[i * L + l]
+            if power:
+                _cmplx_mag_squared_q15_kernel(rec_spec[tt], rec_bins[tt], n_bins)
+            else:
+                _cmplx_mag_q15_kernel(rec_spec[tt], rec_bins[tt], n_bins, lut, mag_scratch)
+            _mel_q31(rec_bins[tt], mel_start, mel_len, mel_coefs, mel_bias, mel_shift, rec_mel[tt])
+            if not log_q15:
+                _vlog_q31_kernel(rec_mel[tt], rec_log[tt], n_mels)
+            for m in range(n_mels):
+                if log_q15:
+                    rec_mel[tt, m] = saturate_int16(rec_mel[tt, m])
+                    v = saturate_int16(_log_q15_scalar(rec_mel[tt, m]) + log_offset)
+                else:
+                    v = saturate_int32(np.int64(rec_log[tt, m]) + log_offset)
+                rec_log[tt, m] = v
+                features[m, tt] = _quantize_s8(v, q_mult, q_shift, q_zp, q_rounding)
+
+
+@njit(cache=True)
+def _mfcc_patch_lanes(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twiddle, bitrev, coef_a,
+                      coef_b, modifier, lut, mel_start, mel_len, mel_coefs, dct, n_dct,
+                      q_mult, q_shift, q_zp, q_rounding, buf, tmp_mel, mag_scratch, x, X, t, peaks,
+                      rec_frames, rec_spec, rec_bins, rec_log, rec_mfcc, features):
+    """_mfcc_patch_kernel (pure-C FFT) with the rfft of LANES frames at a time: per frame _mfcc_pre, then
+    _rfft_q15_lanes on the block, then per frame _mfcc_post (the one-frame kernel's own steps). Scratch: buf
+    int16[n_fft], x/X/t as _logmel_patch_lanes, peaks int64[LANES]."""
+    L = LANES
+    for blk in range((n_frames + L - 1) // L):
+        for l in range(L):
+            tt = blk * L + l
+            if tt < n_frames:
+                for i in range(n_fft):
+                    buf[i] = 0
+                base = hop * tt
+                for i in range(win_len):
+                    buf[pad_left + i] = pcm[base + i]
+                peaks[l] = _mfcc_pre(buf, window, n_fft)
+                for i in range(n_fft):
+                    rec_frames[tt, i] = buf[i]
+                    x[i * L + l] = buf[i]
+            else:
+                for i in range(n_fft):
+                    x[i * L + l] = 0
+        _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
+        for l in range(min(L, n_frames - blk * L)):
+            tt = blk * L + l
+            for i in range(2 * n_fft):
+                rec_spec[tt, i] = X[i * L + l]
+            _mfcc_post(rec_spec[tt], buf, peaks[l], n_fft, lut, mel_start, mel_len, mel_coefs, dct, n_dct, tmp_mel,
+                       mag_scratch, rec_bins[tt], rec_log[tt], rec_mfcc[tt])
+            for k in range(n_dct):
+                features[tt, k] = _quantize_s8(rec_mfcc[tt, k], q_mult, q_shift, q_zp, q_rounding)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1159,6 +1520,12 @@ def compute_stages(pcm, state, params=None):
     features int8[n_mfcc, T].
     """
     x = _patch_pcm(state, pcm, params)
+    return _canonical_stages(x, state, _run_patch(x, state))
+
+
+def _run_patch(x, state, lanes=True):
+    """The patch kernel's record buffers (_stage_buffers) for the validated patch x. lanes: the pure-C FFT
+    variant runs the rfft of LANES frames at a time (the same integers; False: frame by frame)."""
     p, q, tab = state.params, state.q15, state.rfft
     t_frames, n_fft, n_mels = int(p.n_frames), tab.n_fft, state.mel_start.size
     dsp = fft_variant_code(q.fft_variant)
@@ -1166,13 +1533,31 @@ def compute_stages(pcm, state, params=None):
     rec = _stage_buffers(state)
     buf = np.empty(n_fft, np.int16)
     mag_scratch = np.empty(n_fft + 2, np.int64)
-    if q.mode == "mfcc":
+    if q.mode == "mfcc" and dsp == 0 and lanes:
+        L = LANES
+        _mfcc_patch_lanes(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
+                          n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, state.lut,
+                          state.mel_start, state.mel_len, state.mel_coefs, state.dct, q.n_mfcc,
+                          state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding,
+                          buf, np.empty(n_mels, np.int32), mag_scratch, np.empty(n_fft * L, np.int32),
+                          np.empty(2 * n_fft * L, np.int32), np.empty(16 * L, np.int32), np.empty(L, np.int64),
+                          rec["windowed"], rec["fft"], rec["spectrum"], rec["log"], rec["mfcc"], rec["features"])
+    elif q.mode == "mfcc":
         _mfcc_patch_kernel(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
                            n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, dsp, state.lut,
                            state.mel_start, state.mel_len, state.mel_coefs, state.dct, q.n_mfcc,
                            state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding,
                            buf, np.empty(n_mels, np.int32), mag_scratch, rec["windowed"], rec["fft"], rec["spectrum"],
                            rec["log"], rec["mfcc"], rec["features"])
+    elif dsp == 0 and lanes:
+        L = LANES
+        _logmel_patch_lanes(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
+                            n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, state.lut,
+                            p.spectrum == "power", state.mel_start, state.mel_len, state.mel_coefs,
+                            int(q.mel_bias), int(q.mel_shift), q.log_precision == "q15", state.log_offset,
+                            state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding, mag_scratch,
+                            np.empty(n_fft * L, np.int32), np.empty(2 * n_fft * L, np.int32), np.empty(16 * L, np.int32),
+                            rec["windowed"], rec["fft"], rec["spectrum"], rec["mel"], rec["log"], rec["features"])
     else:
         _logmel_patch_kernel(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
                              n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, dsp, state.lut,
@@ -1181,9 +1566,10 @@ def compute_stages(pcm, state, params=None):
                              state.quant_multiplier,
                              state.quant_shift, state.quant_zero_point, rounding, buf, mag_scratch, rec["windowed"],
                              rec["fft"], rec["spectrum"], rec["mel"], rec["log"], rec["features"])
-    return _canonical_stages(x, state, rec)
+    return rec
 
 
 def compute_patch(pcm, state, params=None):
     """int8 features of one patch, coefficient-major: logmel [n_mels, n_frames], mfcc [n_mfcc, n_frames]."""
-    return compute_stages(pcm, state, params)["features"]
+    f = _run_patch(_patch_pcm(state, pcm, params), state)["features"]
+    return np.ascontiguousarray(f.T) if state.q15.mode == "mfcc" else f

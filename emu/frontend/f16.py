@@ -13,6 +13,8 @@ Contract:
 - `round_f16_from_f64` rounds a float64 to f16 in one step (on the float64 bits); it is the helper for a
   fused multiply-add, computed exactly enough in float64.
 """
+import os
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -207,3 +209,136 @@ def from_f16_bits(bits):
 def round_to_f16(values):
     """Array -> float32 array of the nearest binary16 values (RNE), same shape."""
     return from_f16_bits(to_f16_bits(values))
+
+
+# ----------------------------------------------------------------------------------------------------
+# fast helpers for vectorised kernels: the same values as round_f16 / round_f16_dn and a fused binary16
+# multiply-add, branch-free so that LLVM vectorises the loops that call them
+# ----------------------------------------------------------------------------------------------------
+
+def _target_has_f16c():
+    """True when Numba compiles for a CPU with F16C (vcvtps2ph / vcvtph2ps): the host's features, or the ones
+    NUMBA_CPU_NAME / NUMBA_CPU_FEATURES name. Without it LLVM would lower a half conversion to a library call.
+    N6EMU_NO_F16C=1 forces the software helpers (to test them; Numba's cache is keyed by the source and the CPU,
+    not by this switch: use it with an empty NUMBA_CACHE_DIR)."""
+    from numba.core import config
+    if os.environ.get("N6EMU_NO_F16C"):
+        return False
+    if config.CPU_NAME is None:
+        import llvmlite.binding as llb
+        return bool(llb.get_host_cpu_features().get("f16c", False))
+    return "+f16c" in (config.CPU_FEATURES or "")
+
+
+HAS_F16C = _target_has_f16c()
+
+
+@intrinsic
+def _f16c_round(typingctx, x):
+    """float32 -> binary16 -> float32 (LLVM fptrunc/fpext: vcvtps2ph with MXCSR rounding (RNE) + vcvtph2ps).
+    Finite values and infinities: exactly round_f16; NaN: quiet, sign and top payload bits kept."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), ir.FloatType())
+    return types.float32(types.float32), codegen
+
+
+@intrinsic
+def _f16c_bits(typingctx, x):
+    """float32 -> binary16 bit pattern (LLVM fptrunc + bitcast: vcvtps2ph), as uint16."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+    return types.uint16(types.float32), codegen
+
+
+_DN32 = np.uint32(0x7FC00000)
+
+
+@njit(cache=True, inline="always")
+def _round_sw_dn(x):
+    """round_f16_dn with every path computed and selected (no branches)."""
+    u = _as_u32(np.float32(x))
+    a = u & np.uint32(0x7FFFFFFF)
+    normal = _as_f32(np.uint32((u + np.uint32(0xFFF) + ((u >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)))
+    inf = _as_f32(np.uint32((u & np.uint32(0x80000000)) | np.uint32(0x7F800000)))
+    sub = np.float32(np.rint(np.float32(x) * np.float32(16777216.0))) * np.float32(5.9604644775390625e-08)
+    r = normal if a < np.uint32(0x477FF000) else inf
+    r = r if a >= np.uint32(0x38800000) else sub
+    return r if a <= np.uint32(0x7F800000) else _as_f32(_DN32)
+
+
+@njit(cache=True, inline="always")
+def _round_sw(x):
+    """round_f16 with every path computed and selected (no branches)."""
+    u = _as_u32(np.float32(x))
+    a = u & np.uint32(0x7FFFFFFF)
+    normal = _as_f32(np.uint32((u + np.uint32(0xFFF) + ((u >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)))
+    inf = _as_f32(np.uint32((u & np.uint32(0x80000000)) | np.uint32(0x7F800000)))
+    sub = np.float32(np.rint(np.float32(x) * np.float32(16777216.0))) * np.float32(5.9604644775390625e-08)
+    nan = _as_f32(np.uint32((u | np.uint32(0x00400000)) & np.uint32(0xFFFFE000)))
+    r = normal if a < np.uint32(0x477FF000) else inf
+    r = r if a >= np.uint32(0x38800000) else sub
+    return r if a <= np.uint32(0x7F800000) else nan
+
+
+if HAS_F16C:
+    @njit(cache=True, inline="always")
+    def round_f16_fast(x):
+        """round_f16(x), branch-free (F16C conversion: NaN keeps its sign and top payload bits, quiet)."""
+        return _f16c_round(np.float32(x))
+
+    @njit(cache=True, inline="always")
+    def round_f16_dn_fast(x):
+        """round_f16_dn(x), branch-free (F16C conversion; any NaN -> the default NaN)."""
+        y = np.float32(x)
+        r = _f16c_round(y)
+        return r if y == y else _as_f32(_DN32)
+else:
+    round_f16_fast = _round_sw
+    round_f16_dn_fast = _round_sw_dn
+
+if HAS_F16C:
+    @njit(cache=True, inline="always")
+    def f16_bits_fast(x):
+        """f32_to_f16_bits(x) (F16C where the target has it)."""
+        return _f16c_bits(np.float32(x))
+else:
+    f16_bits_fast = f32_to_f16_bits
+
+
+@njit(cache=True, inline="always")
+def fma_f16_fast(a, b, c):
+    """c + a*b rounded once to binary16, any NaN -> the default NaN: the value of emu.frontend.helium_f16._fma
+    for binary16 operands a, b, c. a*b is exact in float32 (22 bits); TwoSum gives the exact sum s + err; s is
+    moved to round-to-odd (24 bits >= 11 + 2, so rounding it to binary16 is the single rounding of the exact
+    sum); infinities and NaN skip the adjustment (err is NaN there)."""
+    p = np.float32(a) * np.float32(b)
+    cc = np.float32(c)
+    s = p + cc
+    bb = s - p
+    err = (p - (s - bb)) + (cc - bb)
+    u = _as_u32(s)
+    adjust = (err != np.float32(0.0)) & (abs(s) < np.float32(np.inf)) & ((u & np.uint32(1)) == np.uint32(0))
+    step = np.uint32(1) if (err > np.float32(0.0)) == (s > np.float32(0.0)) else np.uint32(0xFFFFFFFF)
+    u2 = u + step if adjust else u
+    return round_f16_dn_fast(_as_f32(np.uint32(u2)))
+
+
+@njit(cache=True, inline="always")
+def fma_f16_finite_fast(a, b, c):
+    """fma_f16_fast for operands whose exact result is finite and below the binary16 overflow threshold's
+    neighbourhood in float32 (no infinity or NaN anywhere): the same value without the NaN/infinity guards."""
+    p = np.float32(a) * np.float32(b)
+    cc = np.float32(c)
+    s = p + cc
+    bb = s - p
+    err = (p - (s - bb)) + (cc - bb)
+    u = _as_u32(s)
+    adjust = (err != np.float32(0.0)) & ((u & np.uint32(1)) == np.uint32(0))
+    step = np.uint32(1) if (err > np.float32(0.0)) == (s > np.float32(0.0)) else np.uint32(0xFFFFFFFF)
+    return round_f16_fast(_as_f32(np.uint32(u + step if adjust else u)))

@@ -36,11 +36,14 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from emu.frontend import tables
-from emu.frontend.f16 import (as_f32, f16_bits_to_f32, f32_to_f16_bits, round_f16, round_f16_dn,
-                              round_f16_from_f64)
+from emu.frontend.f16 import (as_f32, f16_bits_to_f32, f32_to_f16_bits, fma_f16_fast, fma_f16_finite_fast, round_f16,
+                              round_f16_dn, round_f16_dn_fast, round_f16_fast, round_f16_from_f64)
 from emu.frontend.params import OPTIMIZATIONS, FrontendError
 
 RFFT_SIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
@@ -609,3 +612,316 @@ def q15_to_f16_array(q15):
     dst = np.empty(src.size, np.float32)
     q15_to_f16(src, dst, src.size)
     return dst
+
+
+# ----------------------------------------------------------------------------------------------------
+# the same kernels on LANES frames side by side (lane-batched): every array holds LANES independent frames,
+# element i of frame l at [i * LANES + l]. Each loop body is the one-frame kernel's arithmetic on lane l,
+# branch-free, so LLVM vectorises the innermost lane loop (one frame per SIMD lane); the results are the
+# one-frame kernels' bit for bit (tests/test_frontend_fast.py).
+# ----------------------------------------------------------------------------------------------------
+
+LANES = 16
+_rv = round_f16_dn_fast       # _r, branch-free (F16C where the target has it)
+_fma_v = fma_f16_fast         # _fma for binary16 operands, branch-free
+# The FFT lanes kernels take frames of binary16 values with |x| <= 1 (q15 samples times a window): every value
+# of the transform is then finite and below n_fft (far from the binary16 overflow at 65520), so no operation
+# can give a NaN and the default-NaN handling of _r/_fma is dead code: they use these helpers, which drop it.
+_rf = round_f16_fast
+_fmaf = fma_f16_finite_fast
+
+
+@njit(cache=True, inline="always")
+def _s2_v(x, a, b):
+    """_s2 without branches: NaN operand a, else NaN operand b, else _rv(x)."""
+    r = _rv(x)
+    r = b if b != b else r
+    return a if a != a else r
+
+
+@intrinsic
+def _copy_f32(typingctx, dst, dst_off, src, src_off, n):
+    """dst[dst_off : dst_off + n] = src[src_off : src_off + n] for float32 (or int32) arrays that do not overlap there, as one
+    llvm.memcpy (constant n after inlining: a few vector moves). The caller guarantees the ranges are inside."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype
+            and dst.dtype in (types.float32, types.int32)):
+        return None                                 # any 4-byte element type the lane kernels use
+    sig = types.void(dst, dst_off, src, src_off, n)
+
+    def codegen(context, builder, signature, args):
+        d, do, sv, so, nn = args
+        da = context.make_array(signature.args[0])(context, builder, d)
+        sa = context.make_array(signature.args[2])(context, builder, sv)
+        i64 = ir.IntType(64)
+        do = context.cast(builder, do, signature.args[1], types.int64)
+        so = context.cast(builder, so, signature.args[3], types.int64)
+        nn = context.cast(builder, nn, signature.args[4], types.int64)
+        cgutils.raw_memcpy(builder, builder.gep(da.data, [do]), builder.gep(sa.data, [so]), nn, 4)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def _rows_in(t, row, b, at, n):
+    """t[row * LANES : (row + n) * LANES] = b[at : at + n * LANES] (t is the butterflies' scratch: the lane loops
+    then read and write t at constant row offsets, which LLVM proves apart and vectorises)."""
+    _copy_f32(t, row * LANES, b, at, n * LANES)
+
+
+@njit(cache=True, inline="always")
+def _rows_out(b, at, t, row, n):
+    _copy_f32(b, at, t, row * LANES, n * LANES)
+
+
+@njit(cache=True)
+def _radix4_lanes(b, off, fft_len, tw1, tw2, tw3, stage_off, t):
+    """_radix4 on LANES frames: complex value c of frame l at b[(2c) * LANES + l], b[(2c + 1) * LANES + l].
+    t float32[16 * LANES] scratch: each butterfly's rows are copied in (rows 0-7), computed into rows 8-15 and
+    copied back, so the lane loop's loads and stores are provably apart (constant row offsets) and vectorise."""
+    L = LANES
+    n1 = fft_len
+    n2 = fft_len >> 2
+    groups = 1
+    stage = 0
+    k = fft_len >> 2
+    while k > 1:
+        o = stage_off[stage]
+        for g in range(groups):
+            base = off + g * n1
+            for q in range(n2):
+                ia = 2 * (base + q) * L
+                ib = ia + 2 * n2 * L
+                ic = ib + 2 * n2 * L
+                idd = ic + 2 * n2 * L
+                w = o + 2 * q
+                w1r = tw1[w]
+                w1i = tw1[w + 1]
+                w2r = tw2[w]
+                w2i = tw2[w + 1]
+                w3r = tw3[w]
+                w3i = tw3[w + 1]
+                _rows_in(t, 0, b, ia, 2)
+                _rows_in(t, 2, b, ib, 2)
+                _rows_in(t, 4, b, ic, 2)
+                _rows_in(t, 6, b, idd, 2)
+                for l in range(L):
+                    ar = t[l]
+                    ai = t[L + l]
+                    br = t[2 * L + l]
+                    bi = t[3 * L + l]
+                    cr = t[4 * L + l]
+                    ci = t[5 * L + l]
+                    dr = t[6 * L + l]
+                    di = t[7 * L + l]
+                    s0r = _rf(ar + cr)
+                    s0i = _rf(ai + ci)
+                    d0r = _rf(ar - cr)
+                    d0i = _rf(ai - ci)
+                    s1r = _rf(br + dr)
+                    s1i = _rf(bi + di)
+                    d1r = _rf(br - dr)
+                    d1i = _rf(bi - di)
+                    t[8 * L + l] = _rf(s0r + s1r)
+                    t[9 * L + l] = _rf(s0i + s1i)
+                    xr = _rf(s0r - s1r)
+                    xi = _rf(s0i - s1i)
+                    t[10 * L + l] = _fmaf(w2i, xi, _rf(w2r * xr))
+                    t[11 * L + l] = _fmaf(-w2i, xr, _rf(w2r * xi))
+                    xr = _rf(d0r + d1i)
+                    xi = _rf(d0i - d1r)
+                    t[12 * L + l] = _fmaf(w1i, xi, _rf(w1r * xr))
+                    t[13 * L + l] = _fmaf(-w1i, xr, _rf(w1r * xi))
+                    xr = _rf(d0r - d1i)
+                    xi = _rf(d0i + d1r)
+                    t[14 * L + l] = _fmaf(w3i, xi, _rf(w3r * xr))
+                    t[15 * L + l] = _fmaf(-w3i, xr, _rf(w3r * xi))
+                _rows_out(b, ia, t, 8, 2)
+                _rows_out(b, ib, t, 10, 2)
+                _rows_out(b, ic, t, 12, 2)
+                _rows_out(b, idd, t, 14, 2)
+        n1 = n2
+        n2 >>= 2
+        groups <<= 2
+        stage += 1
+        k >>= 2
+    for g in range(fft_len >> 2):                   # last stage: 4 consecutive values (constant offsets)
+        ia = 2 * (off + 4 * g) * L
+        _rows_in(t, 0, b, ia, 8)
+        for l in range(L):
+            ar = t[l]
+            ai = t[L + l]
+            br = t[2 * L + l]
+            bi = t[3 * L + l]
+            cr = t[4 * L + l]
+            ci = t[5 * L + l]
+            dr = t[6 * L + l]
+            di = t[7 * L + l]
+            s0r = _rf(ar + cr)
+            s0i = _rf(ai + ci)
+            d0r = _rf(ar - cr)
+            d0i = _rf(ai - ci)
+            s1r = _rf(br + dr)
+            s1i = _rf(bi + di)
+            d1r = _rf(br - dr)
+            d1i = _rf(bi - di)
+            t[8 * L + l] = _rf(s0r + s1r)
+            t[9 * L + l] = _rf(s0i + s1i)
+            t[10 * L + l] = _rf(s0r - s1r)
+            t[11 * L + l] = _rf(s0i - s1i)
+            t[12 * L + l] = _rf(d0r + d1i)
+            t[13 * L + l] = _rf(d0i - d1r)
+            t[14 * L + l] = _rf(d0r - d1i)
+            t[15 * L + l] = _rf(d0i + d1r)
+        _rows_out(b, ia, t, 8, 8)
+
+
+@njit(cache=True)
+def cfft_f16_lanes(buf, tables, t):
+    """cfft_f16 on LANES frames at once: buf float32[2 * fft_len * LANES], lane-interleaved (module section
+    doc); t float32[16 * LANES] scratch; the bit reversal swaps whole rows."""
+    L = LANES
+    tw_split, tw1, tw2, tw3, stage_off, bitrev = tables[0], tables[1], tables[2], tables[3], tables[4], tables[5]
+    fft_len = bitrev.size
+    if tw_split.size == 0:
+        _radix4_lanes(buf, 0, fft_len, tw1, tw2, tw3, stage_off, t)
+    else:
+        n2 = fft_len >> 1
+        for i in range(n2):
+            i0 = 2 * i * L
+            i1 = 2 * (i + n2) * L
+            wr = tw_split[2 * i]
+            wi = tw_split[2 * i + 1]
+            _rows_in(t, 0, buf, i0, 2)
+            _rows_in(t, 2, buf, i1, 2)
+            for l in range(L):
+                xr = t[l]
+                xi = t[L + l]
+                yr = t[2 * L + l]
+                yi = t[3 * L + l]
+                dr = _rf(xr - yr)
+                di = _rf(xi - yi)
+                t[8 * L + l] = _rf(xr + yr)
+                t[9 * L + l] = _rf(xi + yi)
+                t[10 * L + l] = _fmaf(wi, di, _rf(wr * dr))
+                t[11 * L + l] = _fmaf(-wi, dr, _rf(wr * di))
+            _rows_out(buf, i0, t, 8, 2)
+            _rows_out(buf, i1, t, 10, 2)
+        _radix4_lanes(buf, 0, n2, tw1, tw2, tw3, stage_off, t)
+        _radix4_lanes(buf, n2, n2, tw1, tw2, tw3, stage_off, t)
+    for i in range(fft_len):
+        j = bitrev[i]
+        if j > i:
+            _rows_in(t, 0, buf, 2 * i * L, 2)
+            _rows_in(t, 2, buf, 2 * j * L, 2)
+            _rows_out(buf, 2 * i * L, t, 2, 2)
+            _rows_out(buf, 2 * j * L, t, 0, 2)
+
+
+@njit(cache=True)
+def _stage_rfft_lanes(p, out, tw, ofast, t):
+    """_stage_rfft on LANES frames (lane-interleaved p and out; t float32[16 * LANES] scratch)."""
+    L = LANES
+    fft_len = p.size // (2 * L)
+    for l in range(L):                              # first bin: scalar VFP (NaN propagation), per lane
+        p0 = p[l]
+        p1 = p[L + l]
+        t1b = _s2(p1 + p1, p1, p1)
+        s0 = _sfma(t1b, p0, _TWO)
+        s1 = _sfma(-t1b, p0, _TWO)
+        out[l] = _s2(s0 * _HALF, s0, _HALF)
+        out[L + l] = _s2(s1 * _HALF, s1, _HALF)
+    k = fft_len - 1
+    blocks = k >> 3
+    for m in range(1, 1 + 8 * blocks):
+        a = 2 * m * L
+        bb = 2 * (fft_len - m) * L
+        twr = tw[2 * m]
+        twi = tw[2 * m + 1]
+        _rows_in(t, 0, p, a, 2)
+        _rows_in(t, 2, p, bb, 2)
+        for l in range(L):
+            xar = t[l]
+            xai = t[L + l]
+            xbr = t[2 * L + l]
+            nxbi = -t[3 * L + l]
+            t2r = _rf(xbr - xar)
+            t2i = _rf(nxbi - xai)
+            rr = _fmaf(-twi, t2i, _rf(t2r * twr))
+            ri = _fmaf(twi, t2r, _rf(t2i * twr))
+            if ofast:
+                t[8 * L + l] = _rf(_rf(_rf(xbr + rr) + xar) * _HALF)
+                t[9 * L + l] = _rf(_rf(_rf(nxbi + ri) + xai) * _HALF)
+            else:
+                t[8 * L + l] = _rf(_rf(_rf(xbr + xar) + rr) * _HALF)
+                t[9 * L + l] = _rf(_rf(_rf(nxbi + xai) + ri) * _HALF)
+        _rows_out(out, a, t, 8, 2)
+    for m in range(1 + 8 * blocks, fft_len):
+        a = 2 * m * L
+        bb = 2 * (fft_len - m) * L
+        twr = tw[2 * m]
+        twi = tw[2 * m + 1]
+        for l in range(L):
+            xar = p[a + l]
+            xai = p[a + L + l]
+            xbr = p[bb + l]
+            xbi = p[bb + L + l]
+            t1a = _s2(xbr - xar, xbr, xar)
+            t1b = _s2(xbi + xai, xbi, xai)
+            re = _sfma(_s2(xbr + xar, xbr, xar), twr, t1a)
+            im = _sfma(_s2(xai - xbi, xai, xbi), twi, t1a)
+            re = _sfma(re, twi, t1b)
+            im = _sfma(im, -twr, t1b)
+            out[a + l] = _s2(re * _HALF, re, _HALF)
+            out[a + L + l] = _s2(im * _HALF, im, _HALF)
+
+
+@njit(cache=True)
+def rfft_fast_f16_lanes(buf, out, tables, t):
+    """rfft_fast_f16 on LANES frames: buf float32[n_fft * LANES] (overwritten) -> out [n_fft * LANES], both
+    lane-interleaved (element i of frame l at i * LANES + l); t float32[16 * LANES] scratch. Input: binary16
+    values with |x| <= 1 (see _rf above); for those, bit for bit rfft_fast_f16 of each frame."""
+    cfft_f16_lanes(buf, tables, t)
+    _stage_rfft_lanes(buf, out, tables[6], tables[7][0] == OPT_OFAST, t)
+
+
+@njit(cache=True)
+def dot_prod_f16_lanes(x, a, coefs, base, n, t, out):
+    """dot_prod_f16 of x[a : a + n] (lane-interleaved rows, LANES frames) with coefs[base : base + n] (shared by
+    the lanes) -> out[l] for every lane l. t float32[16 * LANES] scratch: rows 0-7 a block of x, rows 8-15 the
+    8 accumulators of every lane."""
+    L = LANES
+    for i in range(8 * L):
+        t[8 * L + i] = _ZERO
+    full = n >> 3
+    for blk in range(full):
+        o = 8 * blk
+        _rows_in(t, 0, x, (a + o) * L, 8)
+        c0 = coefs[base + o]
+        c1 = coefs[base + o + 1]
+        c2 = coefs[base + o + 2]
+        c3 = coefs[base + o + 3]
+        c4 = coefs[base + o + 4]
+        c5 = coefs[base + o + 5]
+        c6 = coefs[base + o + 6]
+        c7 = coefs[base + o + 7]
+        for l in range(L):
+            t[8 * L + l] = _fma_v(t[l], c0, t[8 * L + l])
+            t[9 * L + l] = _fma_v(t[L + l], c1, t[9 * L + l])
+            t[10 * L + l] = _fma_v(t[2 * L + l], c2, t[10 * L + l])
+            t[11 * L + l] = _fma_v(t[3 * L + l], c3, t[11 * L + l])
+            t[12 * L + l] = _fma_v(t[4 * L + l], c4, t[12 * L + l])
+            t[13 * L + l] = _fma_v(t[5 * L + l], c5, t[13 * L + l])
+            t[14 * L + l] = _fma_v(t[6 * L + l], c6, t[14 * L + l])
+            t[15 * L + l] = _fma_v(t[7 * L + l], c7, t[15 * L + l])
+    cnt = n & 7
+    if cnt > 0:                                     # the predicated tail: lanes j >= cnt keep their sums
+        o = 8 * full
+        _rows_in(t, 0, x, (a + o) * L, cnt)
+        for j in range(cnt):
+            c = coefs[base + o + j]
+            for l in range(L):
+                t[(8 + j) * L + l] = _fma_v(t[j * L + l], c, t[(8 + j) * L + l])
+    for l in range(L):
+        lo = _rv(_rv(t[8 * L + l] + t[9 * L + l]) + _rv(t[10 * L + l] + t[11 * L + l]))
+        hi = _rv(_rv(t[12 * L + l] + t[13 * L + l]) + _rv(t[14 * L + l] + t[15 * L + l]))
+        out[l] = _s2_v(lo + hi, lo, hi)

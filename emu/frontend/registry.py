@@ -178,6 +178,7 @@ class FrontEnd:
         self.frame_major = kind == "mfcc"     # MFCCs: the model (MLPerf KWS) reads them frame-major
         self.has_silence_sum = self.spec.has_silence_sum
         self._layouts = self.spec.layouts(self.state)
+        self._fast = self.spec.name in ("st-f16", "st-f32") and st.fast_path(self.state)
 
     def stages(self, pcm_patch):
         """Every stage of one patch under its canonical name (module doc), a dict of arrays."""
@@ -199,6 +200,24 @@ class FrontEnd:
             floats = ", ".join(n for n, f in FRONTENDS.items() if f.float_log)
             raise FrontendError(f"the {self.spec.name} front end makes int8 features only; a {boundary} input "
                                 f"boundary needs a float log-mel front end ({floats})")
+        if self._fast:
+            f, lg, sil = st.features_batch(st.check_patch(pcm_patch, self.params)[None], self.state)
+            return (f[0] if boundary == "int8" else lg[0]), float(sil[0])
         out = self.spec.compute_stages(pcm_patch, self.state)
         feats = out["features"] if boundary == "int8" else np.ascontiguousarray(out["log"], np.float32)
         return feats, float(out.get("silence_sum", np.nan))
+
+    def patches(self, pcm_patches, boundary="int8"):
+        """patch() of P patches at once (int16 [P, patch_length]): (features [P, n_coefs, n_frames], silence sums
+        float32 [P], NaN without a gate signal). The st-f16 Helium build computes them in one batched call over
+        Numba's threads (st.features_batch); the values are patch()'s, whatever the thread count."""
+        a = np.asarray(pcm_patches)
+        if self._fast and boundary in ("int8", "float32"):
+            f, lg, sil = st.features_batch(a, self.state)
+            return (f if boundary == "int8" else lg), sil
+        out = [self.patch(x, boundary) for x in a]
+        p = self.params
+        if not out:
+            dtype = np.int8 if boundary == "int8" else np.float32
+            return np.zeros((0, self.n_coefs, p.n_frames), dtype), np.zeros(0, np.float32)
+        return np.stack([f for f, _ in out]), np.asarray([s for _, s in out], np.float32)

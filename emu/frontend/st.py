@@ -28,6 +28,11 @@ Two device builds (FrontendParams.isa):
     `accumulation` ("scalar" | "lanes8") and `fma` switches apply to its mel dot products.
 Both honour inplace_power: the app stores the Nyquist power over Re X[n_fft/4] before the magnitude call,
 so the power at bin n_fft/4 is computed from P_nyquist and Im X[n_fft/4].
+
+Fast path (st-f16 Helium: compute_patch, features_batch, FrontEnd.patch/patches, replay): the same arithmetic on
+helium_f16.LANES frames side by side (one frame per SIMD lane, branch-free F16C rounding), all frames of a batch
+of patches in blocks spread over Numba's threads, the floor/log/quantization as tables over the f16 mel value;
+bit for bit compute_stages, which keeps the one-frame kernels and every stage (tests/test_frontend_fast.py).
 """
 from __future__ import annotations
 
@@ -35,9 +40,9 @@ import dataclasses
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from emu.frontend.f16 import round_f16, round_f16_from_f64, to_f16_bits
+from emu.frontend.f16 import f16_bits_fast, from_f16_bits, round_f16, round_f16_fast, round_f16_from_f64, to_f16_bits
 from emu.frontend.params import FrontendError, FrontendParams
 from emu.frontend import helium_f16, helium_f32, tables
 
@@ -842,6 +847,154 @@ def _helium_columns(fft_out, start, stop, offs, coefs, inv_scale, zp, is_f16, sp
 
 
 # ----------------------------------------------------------------------------------------------------
+# st-f16 Helium on many frames at once (the fast path of features_batch): helium_f16's lane-batched kernels
+# (LANES frames side by side, one per SIMD lane), the blocks of LANES frames spread over the cores (prange;
+# blocks are independent and each writes its own frames, so the results do not depend on the thread count).
+# Same arithmetic as _helium_frames + _helium_columns, bit for bit (tests/test_frontend_fast.py).
+# ----------------------------------------------------------------------------------------------------
+
+_Q15_SCALE = np.float32(1.0 / 32768.0)
+
+
+@njit(cache=True, parallel=True)
+def _f16_helium_blocks(patches, hop, win, pad_left, window, tables, start, stop, offs, coefs, spectrum_mode,
+                       inplace, log_table, quant_table, feats, logs, spec_all):
+    """Every frame of P patches (int16 [P, patch_length]): frame f = p * T + t, in blocks of LANES consecutive
+    frames (the last block padded with zero frames). The app's floor, log and quantization of a mel energy are
+    functions of its binary16 value: log_table / quant_table [65536] (_mel_tables), indexed by its bits.
+    Writes feats int8 / logs float32 [P, n_mels, T] and
+    spec_all float32 [n_blocks * n_bins * LANES] (block b's spectrum, lane-interleaved: the silence sums'
+    input). Each block allocates its own scratch (per-thread work, ~100 KB)."""
+    L = helium_f16.LANES
+    n_pat, n_mels, n_t = feats.shape[0], feats.shape[1], feats.shape[2]
+    n_fft = tables[6].size
+    half = n_fft // 2
+    n_bins = half + 1
+    n_frames = n_pat * n_t
+    n_blocks = (n_frames + L - 1) // L
+    plen = patches.shape[1]
+    pcm = patches.reshape(n_pat * plen)
+    for blk in prange(n_blocks):
+        buf = np.zeros(n_fft * L, np.float32)
+        X = np.empty(n_fft * L, np.float32)
+        t = np.empty(16 * L, np.float32)
+        mv = np.empty(L, np.float32)
+        for l in range(L):                       # arm_q15_to_f16 then arm_mult_f16 (finite: _r == round_f16)
+            f = blk * L + l
+            if f < n_frames:
+                pt = f // n_t
+                src = np.uint64(pt * plen + (f - pt * n_t) * hop)
+                dst = np.uint64(pad_left * L + l)
+                for n in range(win):             # unsigned indices: no negative-index wraparound in the loop
+                    un = np.uint64(n)
+                    x = helium_f16._rv(np.float32(pcm[src + un]) * _Q15_SCALE)
+                    buf[dst + un * np.uint64(L)] = helium_f16._rv(x * window[un])
+        helium_f16.rfft_fast_f16_lanes(buf, X, tables, t)
+        spec = spec_all[blk * n_bins * L:(blk + 1) * n_bins * L]
+        for l in range(L):                       # the app's DC and Nyquist powers (f16 on store)
+            spec[l] = round_f16_fast(X[l] * X[l])
+            spec[half * L + l] = round_f16_fast(X[L + l] * X[L + l])
+        for k in range(1, half):                 # arm_cmplx_mag_squared_f16: VMUL then VFMA
+            ur = np.uint64(2 * k * L)
+            ui = np.uint64((2 * k + 1) * L)
+            uo = np.uint64(k * L)
+            for l in range(L):
+                ul = np.uint64(l)
+                re = X[ur + ul]
+                im = X[ui + ul]
+                spec[uo + ul] = helium_f16._fma_v(im, im, helium_f16._rv(re * re))
+        if inplace:                              # element N/2 (Re X[N/4]) held the Nyquist power by then
+            k = half // 2
+            for l in range(L):
+                im = X[(2 * k + 1) * L + l]
+                nyq = spec[half * L + l]
+                spec[k * L + l] = helium_f16._fma_v(im, im, helium_f16._rv(nyq * nyq))
+        if spectrum_mode != SPEC_POWER:          # the app: sqrtf of the stored power, f16 on store
+            for i in range(n_bins * L):
+                spec[i] = round_f16_fast(np.float32(math.sqrt(spec[i])))
+        for m in range(n_mels):
+            a = start[m]
+            helium_f16.dot_prod_f16_lanes(spec, a, coefs, offs[m], stop[m] - a + 1, t, mv)
+            for l in range(L):                   # floor, log, quantization: tables over the f16 mel value
+                f = blk * L + l
+                if f < n_frames:
+                    pt = f // n_t
+                    tt = f - pt * n_t
+                    h = f16_bits_fast(mv[l])
+                    logs[pt, m, tt] = log_table[h]
+                    feats[pt, m, tt] = quant_table[h]
+
+
+@njit(cache=True)
+def _mel_tables_kernel(values, log_mode, neg_top_db, inv_scale, zp, rounding, cast_mode, log_out, q_out):
+    for i in range(values.size):
+        v = _floor(values[i], PREC_F16_PER_OP)
+        lv = _log(v, log_mode, neg_top_db, PREC_F16_PER_OP)
+        log_out[i] = lv
+        q_out[i] = _quantize_fused(lv, inv_scale, zp, rounding, cast_mode)
+
+
+_ALL_F16 = None
+_MEL_TABLES = {}
+
+
+def _mel_tables(state):
+    """(log float32 [65536], features int8 [65536]): the Helium column's floor + log + fused quantization of
+    the mel energy whose binary16 bits are the index (the column's own helpers on every pattern; cached per
+    setting)."""
+    global _ALL_F16
+    p = state.params
+    sw = _switch_codes(state, p)
+    key = (sw["log_mode"], float(sw["neg_top_db"]), np.float32(state.inv_scale).tobytes(),
+           float(np.float32(p.quant_zero_point)), sw["rounding"], sw["cast_mode"])
+    out = _MEL_TABLES.get(key)
+    if out is None:
+        if _ALL_F16 is None:
+            _ALL_F16 = from_f16_bits(np.arange(65536, dtype=np.uint32).astype(np.uint16))
+        logs = np.empty(65536, np.float32)
+        q = np.empty(65536, np.int8)
+        _mel_tables_kernel(_ALL_F16, sw["log_mode"], sw["neg_top_db"], state.inv_scale,
+                           np.float32(p.quant_zero_point), sw["rounding"], sw["cast_mode"], logs, q)
+        if len(_MEL_TABLES) >= 64:              # bounded: a sweep over many quantizations rebuilds (5 ms each)
+            _MEL_TABLES.clear()
+        out = _MEL_TABLES[key] = (logs, q)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _f16_silence(spec_all, n_pat, n_t, n_bins, out):
+    """The app's silence sum of each patch: the running f16 sum of every spectrum bin, frames then bins (a
+    sequential chain per patch: LANES patches side by side, groups of patches over the cores)."""
+    L = helium_f16.LANES
+    if n_pat < 4:                                # a few patches: one scalar chain each (shorter latency)
+        for pt in range(n_pat):
+            acc = _ZERO
+            for tt in range(n_t):
+                f = pt * n_t + tt
+                blk = f // L
+                at = blk * n_bins * L + (f - blk * L)
+                for k in range(n_bins):
+                    acc = round_f16_fast(acc + spec_all[at + k * L])
+            out[pt] = acc
+        return
+    for g in prange((n_pat + L - 1) // L):
+        s = np.zeros(L, np.float32)
+        pos = np.empty(L, np.int64)
+        for tt in range(n_t):
+            for l in range(L):
+                pt = min(g * L + l, n_pat - 1)
+                f = pt * n_t + tt
+                blk = f // L
+                pos[l] = blk * n_bins * L + (f - blk * L)
+            for k in range(n_bins):
+                for l in range(L):
+                    s[l] = round_f16_fast(s[l] + spec_all[pos[l] + k * L])
+        for l in range(L):
+            if g * L + l < n_pat:
+                out[g * L + l] = s[l]
+
+
+# ----------------------------------------------------------------------------------------------------
 # prepare: the MCU's State (device-typed tables)
 # ----------------------------------------------------------------------------------------------------
 
@@ -1063,7 +1216,50 @@ def compute_patch(pcm_patch_int16, state: STState, params: FrontendParams = None
     p = state.params if params is None else params
     if p.quant_scale is None:
         raise FrontendError("frontend.quant_scale is not set; give the model's input scale to get int8 features")
+    if params is not None and params != state.params:
+        raise FrontendError("params differ from the ones the state was prepared with; call prepare(params) again")
+    if fast_path(state):
+        return features_batch(check_patch(pcm_patch_int16, p)[None], state)[0][0]
     return compute_stages(pcm_patch_int16, state, params)["features"]
+
+
+def fast_path(state: STState) -> bool:
+    """True when features_batch runs the lane-batched kernels (st-f16, Helium build); other builds loop over
+    compute_stages."""
+    return state.helium and state.params.profile == "st-f16"
+
+
+def features_batch(patches, state: STState):
+    """(features int8 [P, n_mels, n_frames], log float32 [P, n_mels, n_frames], silence sums float32 [P]) of P
+    patches (int16 [P, patch_length]): compute_stages' 'features', 'log' and 'silence_sum' of each patch, bit
+    for bit. st-f16 Helium: all frames of all patches in lane-batched blocks spread over Numba's threads (the
+    values do not depend on the thread count); other builds: compute_stages patch by patch."""
+    p = state.params
+    a = np.asarray(patches)
+    if a.dtype != np.int16 or a.ndim != 2 or a.shape[1] != p.patch_length:
+        raise FrontendError(f"patches must be int16 [P, {p.patch_length}], got {a.dtype} {a.shape}")
+    n_pat = a.shape[0]
+    feats = np.empty((n_pat, p.n_mels, p.n_frames), np.int8)
+    logs = np.empty((n_pat, p.n_mels, p.n_frames), np.float32)
+    silence = np.empty(n_pat, np.float32)
+    if n_pat == 0:
+        return feats, logs, silence
+    if not fast_path(state):
+        for i in range(n_pat):
+            out = compute_stages(a[i], state)
+            feats[i], logs[i], silence[i] = out["features"], out["log"], out["silence_sum"]
+        return feats, logs, silence
+    a = np.ascontiguousarray(a)
+    sw = _switch_codes(state, p)
+    L = helium_f16.LANES
+    n_blocks = (n_pat * p.n_frames + L - 1) // L
+    spec_all = np.empty(n_blocks * p.n_bins * L, np.float32)
+    log_table, quant_table = _mel_tables(state)
+    _f16_helium_blocks(a, p.hop_length, p.win_length, (p.n_fft - p.win_length) // 2, state.window,
+                       state.helium_tables, state.mel_start, state.mel_stop, state.mel_offset, state.mel_coefs,
+                       sw["spectrum_mode"], p.inplace_power, log_table, quant_table, feats, logs, spec_all)
+    _f16_silence(spec_all, n_pat, p.n_frames, p.n_bins, silence)
+    return feats, logs, silence
 
 
 def rfft_packed(frame, state: STState) -> np.ndarray:
