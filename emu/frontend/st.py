@@ -37,6 +37,7 @@ bit for bit compute_stages, which keeps the one-frame kernels and every stage (t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -1043,7 +1044,6 @@ class STState:
     window: np.ndarray        # [win_length]
     twiddle: np.ndarray       # cfft twiddles [cos0, sin0, cos1, sin1, ...] for n_fft/2 points
     rtwiddle: np.ndarray      # rfft split twiddles [sin, cos] pairs, n_fft/2 pairs
-    order: np.ndarray         # int32 [n_fft/2]: frequency k is read from butterfly output order[k]
     algo: int
     mel_start: np.ndarray     # int32 [n_mels], first non-zero bin
     mel_stop: np.ndarray      # int32 [n_mels], last non-zero bin (inclusive)
@@ -1052,6 +1052,13 @@ class STState:
     inv_scale: np.float32     # f16(1.0f/scale) or 1.0f/scale (NaN when no quantization scale was given)
     prec: int
     helium_tables: tuple = None   # isa = "helium": the MVE rfft's tables (helium_f16/_f32.prepare_rfft)
+
+    @functools.cached_property
+    def order(self) -> np.ndarray:
+        """int32 [n_fft/2]: frequency k is read from butterfly output order[k] (the portable build's bit reversal;
+        found by running the butterflies, so computed when first asked for: the Helium column never needs it, and
+        a first run then does not compile the portable FFT)."""
+        return _fft_output_order(self.twiddle, self.algo, self.params.n_fft // 2)
 
     @property
     def helium(self) -> bool:
@@ -1111,7 +1118,7 @@ def prepare(params: FrontendParams, mel_matrix=None, window=None) -> STState:
     if p.isa == "helium":
         helium_tables = (helium_f16 if p.profile == "st-f16" else helium_f32).prepare_rfft(p.n_fft, p.optimization)
     return STState(helium_tables=helium_tables, params=p, window=np.ascontiguousarray(win, dtype=np.float32), twiddle=twiddle,
-                   rtwiddle=rtwiddle, order=_fft_output_order(twiddle, algo, cfft_len), algo=algo,
+                   rtwiddle=rtwiddle, algo=algo,
                    mel_start=start.astype(np.int32), mel_stop=stop.astype(np.int32), mel_offset=offs,
                    mel_coefs=np.ascontiguousarray(coefs, dtype=np.float32), inv_scale=np.float32(inv), prec=prec)
 
