@@ -125,3 +125,17 @@ def c_twin_missing(module, error=None, alternative="or use the default backend '
         what = f"the C twin {module} is not built (it is compiled at install time when a C compiler is present)"
         fix = f"install a C compiler (e.g. `apt-get install gcc`), then {build}"
     return f"{what}; {fix}" + (f"; {alternative}" if alternative else "")
+
+
+def skip_numba_blas_probe():
+    """For the `n6emu` command's own process only: Numba probes for BLAS the first time any kernel loads
+    (numba.np.arraymath imports scipy.linalg, about 0.5 s of every warm start). n6emu's kernels never call BLAS
+    (no np.dot / np.linalg in @njit code), so the command tells Numba there is none. Not done on `import emu`: a
+    user's own Numba code in the same process may need BLAS."""
+    if "numba.np.arraymath" in sys.modules:
+        return                              # too late: the probe has run
+    import numba.np.linalg as nl
+
+    def no_blas():
+        raise ImportError("BLAS is not used by n6emu's kernels")
+    nl.ensure_blas = no_blas

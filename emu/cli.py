@@ -1279,6 +1279,9 @@ def main(argv=None, out=None, err=None):
     t0 = time.monotonic()
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    if argv is None:                        # the console script: this process is n6emu's alone
+        from emu._install import skip_numba_blas_probe
+        skip_numba_blas_probe()
     old_handlers = _install_signals()
     try:
         args = build_parser().parse_args(argv)
