@@ -147,7 +147,7 @@ def test_front_end_tables_are_cached_by_parameters_and_sources(tmp_path, monkeyp
     _same_state(again, st.prepare(params))                                    # the cached tables are prepare's
     registry.FrontEnd(params.replace(n_mels=32))                              # other parameters: another entry
     assert len(calls) == 2 and entries() == 2
-    monkeypatch.setitem(diskcache._DIGESTS, ("frontend", "cheader.py", "fixedpoint.py"), "0" * 16)
+    monkeypatch.setitem(diskcache._DIGESTS, ("frontend", "cheader.py", "fixedpoint.py", "f32math.py"), "0" * 16)
     registry.FrontEnd(params)                                                 # an edited front end: computed again
     assert len(calls) == 3 and entries() == 3
     table = params.replace(mel_source=str(tmp_path / "mel.npy"))              # a file's tables: never cached
