@@ -445,14 +445,21 @@ def _project(h, rt, out, accumulate, packed, sk, lanes, row):
 
 
 @njit(cache=True)
+def _project_inputs(x, w, g_all, packed_w, sk_w, lanes):
+    """g_all [T, G] = x [T, I] . w^T: a one-step sequence with unpacked weights is one row for MLAS (the one-row
+    kernel); otherwise the regular SGEMM (fma per K block)."""
+    if x.shape[0] == 1 and not packed_w:
+        _gemm_m1(x[0], w, g_all[0], False, lanes)
+    else:
+        _gemm_fma(x, w, g_all, False, sk_w)
+
+
+@njit(cache=True)
 def _lstm(x, w, r, bias, has_bias, h0, c0, packed_w, packed_r, sk_w, sk_r, g_all, g, h, c, lanes, row, ys):
     """One direction, batch 1 (see the module doc). ys [T, H] receives every h; h / c end as Y_h / Y_c."""
     steps = x.shape[0]
     hsz = r.shape[1]
-    if steps == 1 and not packed_w:
-        _gemm_m1(x[0], w, g_all[0], False, lanes)
-    else:
-        _gemm_fma(x, w, g_all, False, sk_w)
+    _project_inputs(x, w, g_all, packed_w, sk_w, lanes)
     lg = _LG32
     th = _TH32
     big = np.float32(np.finfo(np.float32).max)
@@ -489,10 +496,7 @@ def _gru(x, w, r, bz, br, bh, rbh, has_bias, lbr, h0, packed_w, packed_r, sk_w, 
     """One direction, batch 1 (see the module doc). ys [T, H] receives every h; h ends as Y_h."""
     steps = x.shape[0]
     hsz = r.shape[1]
-    if steps == 1 and not packed_w:
-        _gemm_m1(x[0], w, g_all[0], False, lanes)
-    else:
-        _gemm_fma(x, w, g_all, False, sk_w)
+    _project_inputs(x, w, g_all, packed_w, sk_w, lanes)
     lg = _LG32
     k = _GRU32
     big = np.float32(np.finfo(np.float32).max)
