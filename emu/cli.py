@@ -146,6 +146,9 @@ def cmd_inspect(args, out):
         print(f"weights {plan.weight_bytes} bytes (constants as stored: {dtypes or 'none'})", file=out)
         print(f"requantization arrays {plan.requant_bytes} bytes (int32 multiplier + shift per output channel; not "
               f"in weights)", file=out)
+        if plan.state_bytes:
+            print(f"recurrent state {plan.state_bytes} bytes (variable tensors, kept for the whole run; not in the "
+                  f"arena)", file=out)
         return EXIT_OK
     layers = inspect_graph(graph)
     if args.json:

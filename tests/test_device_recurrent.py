@@ -107,3 +107,16 @@ def test_state_is_a_checked_choice(tmp_path):
     cfg.write_text('[model]\nstate = "carry"\n')
     with pytest.raises(ConfigError, match=r"\[model\]\.state = 'carry' is not supported; use one of 'keep', 'reset'"):
         load_config(str(cfg))
+
+
+def test_memory_plan_counts_the_recurrent_state(setup, tmp_path):
+    from emu.cli import main
+    from emu.graph import load_tflite
+    from emu.graph.memory import plan_memory
+    model, _, _ = setup
+    plan = plan_memory(load_tflite(str(model)))
+    assert plan.state_bytes == 16 * 1 + 16 * 2 and plan.to_dict()["state_bytes"] == 48     # h int8 + c int16
+    import io
+    out = io.StringIO()
+    assert main(["inspect", str(model), "--memory"], out=out) == 0
+    assert "recurrent state 48 bytes" in out.getvalue()

@@ -1,7 +1,7 @@
 """Memory plan of an int8 graph: every activation at an offset in one arena, as a device would hold it.
 
     plan = plan_memory(graph, alignment=16, alias_reshapes=True)
-    plan.peak_bytes, plan.weight_bytes, plan.requant_bytes
+    plan.peak_bytes, plan.weight_bytes, plan.requant_bytes, plan.state_bytes
     plan["input"].offset, plan.live_at(i)          # Placement records; the tensors live while node i runs
     plan.to_dict()                                 # JSON-ready
 
@@ -35,6 +35,9 @@ per-output-channel requantization arrays of the fixed-point profiles: an int32 m
 output channel of every conv2d / depthwise_conv2d / fully_connected (the mult/shift arrays of emu's prepared
 WeightedParams, as CMSIS-NN's per-channel kernels take them; a per-tensor fully connected layer is counted with one
 pair per output as emu prepares it, where TFLite Micro keeps a single pair).
+
+Recurrent state: state_bytes counts the variable tensors of the recurrent layers (SVDF, LSTM: node.attrs["state"]),
+which live for the whole run outside the reused arena (TFLite Micro allocates them persistently).
 """
 from dataclasses import dataclass, field
 
@@ -90,6 +93,7 @@ class MemoryPlan:
     weight_bytes: int
     weights_by_dtype: dict = field(default_factory=dict)
     requant_bytes: int = 0
+    state_bytes: int = 0
 
     def __post_init__(self):
         self._by_name = {p.name: p for p in self.tensors}
@@ -155,7 +159,7 @@ class MemoryPlan:
         return dict(alignment=self.alignment, alias_reshapes=self.alias_reshapes, peak_bytes=self.peak_bytes,
                     activation_bytes=self.activation_bytes, weight_bytes=self.weight_bytes,
                     weights_by_dtype=dict(self.weights_by_dtype), requant_bytes=self.requant_bytes,
-                    nodes=[dict(index=i, name=n, op=op) for i, (n, op) in enumerate(self.nodes)],
+                    state_bytes=self.state_bytes, nodes=[dict(index=i, name=n, op=op) for i, (n, op) in enumerate(self.nodes)],
                     inputs=list(self.inputs), outputs=list(self.outputs),
                     tensors=[p.to_dict() for p in self.tensors])
 
@@ -265,5 +269,11 @@ def plan_memory(graph, alignment=DEFAULT_ALIGNMENT, alias_reshapes=True):
     plan = MemoryPlan(tensors=tensors, nodes=[(node.name, node.op) for node in graph.nodes],
                       inputs=list(graph.inputs), outputs=list(graph.outputs), peak_bytes=peak,
                       alignment=alignment, alias_reshapes=bool(alias_reshapes), weight_bytes=weight_bytes,
-                      weights_by_dtype=by_dtype, requant_bytes=requant)
+                      weights_by_dtype=by_dtype, requant_bytes=requant, state_bytes=state_bytes(graph))
     return plan.verify()
+
+
+def state_bytes(graph):
+    """Bytes of the recurrent layers' variable tensors (see module doc)."""
+    names = {n for node in graph.nodes for n in (node.attrs.get("state") or ())}
+    return sum(graph.tensors[n].size * np.dtype(graph.tensors[n].dtype).itemsize for n in names)
