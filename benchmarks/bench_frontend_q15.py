@@ -1,16 +1,21 @@
 """Benchmark: cmsis-q15 front end on one second of 16 kHz audio (one 49-frame patch) — n6emu (Numba and
 C twin, whole patch per call) vs calling the cmsisdsp Python package frame by frame (the same primitives).
 
-Usage: python benchmarks/bench_frontend_q15.py [--repeats 100] [--out benchmarks/results/frontend_q15.json]
+Usage: python benchmarks/bench_frontend_q15.py [--repeats 100] [--baseline HEAD] [--out benchmarks/results/frontend_q15.json]
 Reports the median wall time per second of audio over the repeats; the cases of one mode are timed in
 interleaved rounds (one call of each per round) so load drift on the shared machine hits all of them alike;
-describes the machine.
+describes the machine and records the load average (os.getloadavg, as `uptime`) at start and end.
+--baseline REV also times emu/frontend/cmsis_q15.py as committed at git revision REV (imported from a temporary
+copy: old vs new in the same run; "" to skip).
 Both sides compute the same integers: the script checks equality before timing.
 """
 import argparse
+import importlib.util
 import json
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,26 @@ def machine():
     info["loadavg_at_start"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     info["note"] = "shared machine (several engineers on 2 cores); single-threaded, median of repeats"
     return info
+
+
+def baseline_module(rev):
+    """emu/frontend/cmsis_q15.py at git revision rev, imported under another name (None when git has no such file)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        src = subprocess.run(["git", "show", f"{rev}:emu/frontend/cmsis_q15.py"], cwd=root, check=True,
+                             capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    folder = Path(tempfile.gettempdir()) / "n6emu_bench_q15_baseline"
+    folder.mkdir(exist_ok=True)
+    path = folder / "cmsis_q15_baseline.py"
+    if not path.exists() or path.read_text() != src:     # rewrite only on change: Numba's cache stays valid
+        path.write_text(src)
+    spec = importlib.util.spec_from_file_location("cmsis_q15_baseline", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod                          # importable by name: Numba's cache reloads its globals
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def cmsisdsp_logmel(dsp, state, pcm):
@@ -72,7 +97,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "frontend_q15.json"))
+    ap.add_argument("--baseline", default="HEAD", help="git revision of cmsis_q15.py to time as well ('' to skip)")
     args = ap.parse_args(argv)
+    base_mod = baseline_module(args.baseline) if args.baseline else None
     import cmsisdsp as dsp
     from emu.frontend import ctwin_q15
 
@@ -96,8 +123,12 @@ def main(argv=None):
             assert np.array_equal(cmsisdsp_mfcc(dsp, state, pcm), stages["mfcc"].T), "cmsisdsp and n6emu disagree"
             base = lambda: cmsisdsp_mfcc(dsp, state, pcm)  # noqa: E731
         fns = {"n6emu_numba": lambda: q15.compute_patch(pcm, state), "cmsisdsp_python_frame_by_frame": base,
-               # the frame-by-frame rfft kernels (the path compute_patch took before the lane-batched rfft), same run
+               # the frame-by-frame kernels (the dsp-ext path; compute_patch before the lane kernels), same run
                "n6emu_numba_per_frame_fft": lambda: q15._run_patch(q15._patch_pcm(state, pcm), state, lanes=False)}
+        if base_mod is not None:
+            base_state = base_mod.prepare(p)
+            assert np.array_equal(base_mod.compute_patch(pcm, base_state), q15.compute_patch(pcm, state))
+            fns[f"n6emu_numba_baseline_{args.baseline}"] = lambda: base_mod.compute_patch(pcm, base_state)
         if ctwin_q15.available():
             assert all(np.array_equal(v, ctwin_q15.compute_stages(pcm, state)[k]) for k, v in stages.items())
             fns["n6emu_c_twin"] = lambda: ctwin_q15.compute_patch(pcm, state)
@@ -108,11 +139,14 @@ def main(argv=None):
             v["speedup_vs_cmsisdsp"] = base_med / v["median_s"]
             v["realtime_factor"] = 1.0 / v["median_s"]
         results["cases"][mode] = case
+    results["loadavg_at_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     for mode, case in results["cases"].items():
         for k, v in case.items():
-            print(f"{mode:7s} {k:32s} median {v['median_s'] * 1e3:8.3f} ms/s-audio  x{v['speedup_vs_cmsisdsp']:.1f}")
+            print(f"{mode:7s} {k:40s} median {v['median_s'] * 1e3:8.3f} ms/s-audio  x{v['speedup_vs_cmsisdsp']:.1f}"
+                  f"  {v['realtime_factor']:8.0f}x real time")
+    print(f"load average at start {results['loadavg_at_start']}, at end {results['loadavg_at_end']}")
     return 0
 
 

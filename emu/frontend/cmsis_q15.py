@@ -24,18 +24,23 @@ independent naive transcription in the tests, not against a device.
 Layout: complex values are interleaved [re0, im0, re1, im1, ...]. All kernels are integer only; every
 C integer width is reproduced with explicit wraps (`_wrap16`, `_wrap32`) or saturations (emu.fixedpoint's
 `saturate_int16`, `saturate_int32`; __CLZ is its `count_leading_zeros32`).
+
+Patch kernels: with the pure-C FFT, compute_patch / compute_stages run LANES frames side by side (framing,
+rfft, magnitude, mel, log, quantization; `_*_lanes`), bit for bit the frame-by-frame kernels, which remain the
+path of `dsp-ext` (and of `_run_patch(lanes=False)`, the tests' reference).
 """
 from dataclasses import dataclass, field, fields
 import functools
 import math
+import threading
 
 import numpy as np
 from numba import njit
 
 from emu import fixedpoint
 from emu.errors import N6Error as _Error
-from emu.fixedpoint import count_leading_zeros32, saturate_int16, saturate_int32
-from emu.frontend.helium_f16 import _rows_in, _rows_out
+from emu.fixedpoint import _ctlz32, count_leading_zeros32, saturate_int16, saturate_int32
+from emu.frontend.helium_f16 import _copy_f32, _rows_in, _rows_out
 
 FFT_VARIANTS = {"pure-c": 0, "dsp-ext": 1}
 SUPPORTED_RFFT = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -193,7 +198,8 @@ def _mul16(a, b):
 def _mult_q15_kernel(a, b, out, n):
     """arm_mult_q15: out[i] = sat16((a[i]*b[i]) >> 15). out may alias a."""
     for i in range(n):
-        out[np.uint64(i)] = saturate_int16((np.int64(a[np.uint64(i)]) * np.int64(b[np.uint64(i)])) >> 15)
+        v = (np.int64(a[np.uint64(i)]) * np.int64(b[np.uint64(i)])) >> 15
+        out[np.uint64(i)] = min(max(v, np.int64(-32768)), np.int64(32767))     # saturate_int16, written out
 
 
 @njit(cache=True)
@@ -687,7 +693,8 @@ def _mfcc_pre(src, window, n_fft):
             shift = 0
         k_shift = 15 - shift
         for i in range(n_fft):
-            src[np.uint64(i)] = saturate_int16((np.int64(src[np.uint64(i)]) * temp) >> k_shift)
+            v = (np.int64(src[np.uint64(i)]) * temp) >> k_shift
+            src[np.uint64(i)] = min(max(v, np.int64(-32768)), np.int64(32767))
     _mult_q15_kernel(src, window, src, n_fft)
     return m
 
@@ -1142,96 +1149,404 @@ def _mfcc_patch_kernel(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twi
             features[t, k] = _quantize_s8(rec_mfcc[t, k], q_mult, q_shift, q_zp, q_rounding)
 
 
-@njit(cache=True, inline="always")
-def _frames_to_lanes(pcm, blk, n_frames, hop, win_len, pad_left, window, n_fft, x, rec_frames):
-    """Frames blk*LANES.. of the patch, framed and windowed (arm_mult_q15) into the lanes of x (zero frames past
-    n_frames); rec_frames[t] records each frame's windowed buffer."""
+# ----------------------------------------------------------------------------------------------------
+# framing and the stages after the rfft on LANES frames side by side (same layout as _rfft_q15_lanes: value r of
+# lane l at [r * LANES + l]), branch free so that LLVM vectorises them across frames. Bit for bit the one-frame
+# kernels above (tests/test_q15_fast.py).
+# ----------------------------------------------------------------------------------------------------
+
+TAIL_ONE_FRAME = 3     # a last block of at most this many frames runs the stages after the rfft frame by frame
+# (the one-frame rfft would be cheaper still, but linking it into the patch kernels doubles their compile time)
+
+
+# The lane loops below use inline arithmetic only (np.int16 / np.int32 narrowing casts wrap, min / max saturate,
+# _ctlz32 is an intrinsic), no inline="always" helpers (they multiply the compile time). Long element-wise passes
+# (n_bins * LANES or n_mels * LANES values, one pass per Newton / Clay Turner step set) let LLVM's loop vectoriser
+# check once per pass that the arrays are apart; a LANES-long loop between two arrays runs to `acc.size` (LANES,
+# unknown to LLVM), else LLVM unrolls it fully and its SLP vectoriser, unable to prove the arrays apart, gives up.
+# Row copies are _copy_f32 (one memcpy).
+
+
+@njit(cache=True)
+def _mag_q15_lanes(X, n_bins, lut, power, mag, re_, im_, num, sh):
+    """arm_cmplx_mag_q15 (power: arm_cmplx_mag_squared_q15) of LANES spectra X (int32, _rfft_q15_lanes layout) ->
+    mag int32[n_bins * LANES] (the q15 values). The square root is _cmplx_mag_q15_kernel's: normalise to an even
+    shift (number 0 stays 0 and gives 0 whatever the start value), LUT start, three Newton steps of
+    _sqrt_q31_newton. re_, im_, num, sh: int32[n_bins * LANES] scratch (bin rows of X split into re and im rows)."""
     L = LANES
-    for l in range(L):
+    for i in range(n_bins):
+        _copy_f32(re_, i * L, X, 2 * i * L, L)
+        _copy_f32(im_, i * L, X, (2 * i + 1) * L, L)
+    n = n_bins * L
+    if power:
+        for j in range(n):
+            re = np.int64(re_[j])
+            im = np.int64(im_[j])
+            mag[j] = np.int16((re * re + im * im) >> 17)
+        return
+    for j in range(n):
+        re = np.int64(re_[j])
+        im = np.int64(im_[j])
+        number = (((re * re) + (im * im)) & 0xFFFFFFFF) >> 1          # < 2^31
+        even_shift = (_ctlz32(number) - 1) & ~np.int64(1)
+        number = number << even_shift                              # still < 2^31 (0 stays 0)
+        num[j] = number
+        sh[j] = even_shift >> 1
+        re_[j] = ((number >> 26) - 8) & 31
+    for j in range(n):
+        im_[j] = lut[np.uint64(re_[j])]
+    for j in range(n):
+        number = np.int64(num[j])
+        var1 = np.int64(im_[j])
+        temp = np.int64(np.int32((var1 * var1) >> 28))     # Newton step 1
+        temp = np.int64(np.int32((number * temp) >> 31))
+        temp = np.int64(np.int32(0x30000000 - temp))
+        var1 = np.int64(np.int32((var1 * temp) >> 29))
+        temp = np.int64(np.int32((var1 * var1) >> 28))     # step 2
+        temp = np.int64(np.int32((number * temp) >> 31))
+        temp = np.int64(np.int32(0x30000000 - temp))
+        var1 = np.int64(np.int32((var1 * temp) >> 29))
+        temp = np.int64(np.int32((var1 * var1) >> 28))     # step 3
+        temp = np.int64(np.int32((number * temp) >> 31))
+        temp = np.int64(np.int32(0x30000000 - temp))
+        var1 = np.int64(np.int32((var1 * temp) >> 29))
+        root = np.int64(np.int32((number * var1) >> 28)) >> np.int64(sh[j])
+        mag[j] = np.int16(root >> 16)
+
+
+@njit(cache=True)
+def _dot_lanes(v, start, coefs, pos, n, acc):
+    """acc[l] = sum_k coefs[pos + k] * v[(start + k) * LANES + l] (exact q63, arm_dot_prod_q15 on each lane)."""
+    L = LANES
+    nl = acc.size
+    for l in range(nl):
+        acc[l] = 0
+    for k in range(n):
+        c = np.int64(coefs[np.uint64(pos + k)])
+        row = (start + k) * L
+        for l in range(nl):
+            acc[l] += np.int64(v[np.uint64(row + l)]) * c
+
+
+@njit(cache=True)
+def _mel_lanes(mag, mel_start, mel_len, mel_coefs, bias, shift, sat16, mel, acc):
+    """_mel_q31 of LANES frames: mel[m * LANES + l] = sat31((q63 dot + bias) >> shift), then sat16 when sat16
+    (the log_precision q15 mel); acc int64[LANES] scratch."""
+    L = LANES
+    lo = np.int64(-32768) if sat16 else np.int64(-2147483648)
+    hi = np.int64(32767) if sat16 else np.int64(2147483647)
+    pos = 0
+    for m in range(mel_start.size):
+        _dot_lanes(mag, mel_start[m], mel_coefs, pos, mel_len[m], acc)
+        pos += mel_len[m]
+        for l in range(acc.size):
+            mel[np.uint64(m * L + l)] = min(max((acc[l] + bias) >> shift, lo), hi)
+
+
+@njit(cache=True)
+def _vlog_lanes(src, n, q15, offset, dst, xs, ys, cs):
+    """arm_vlog_q31 (q15: arm_vlog_q15) of src[:n], then + offset saturated to the log word (sat32, or sat16 for
+    q15) into dst[:n]: _log_q31_scalar / _log_q15_scalar with the iteration branch as a mask, one pass over all
+    n values per iteration. xs, ys, cs int32[n] scratch (x, y and the leading-zero count)."""
+    if q15:
+        for j in range(n):
+            s = np.int64(src[j]) & 0xFFFF
+            c = _ctlz32(s) - 16
+            x = (s << ((c - 1) & 15)) & 0xFFFF
+            xs[j] = (s >> 1) if c == 0 else x
+            ys[j] = 0
+            cs[j] = c
+        inc = np.int64(1024)
+        for _ in range(15):
+            for j in range(n):
+                x = np.int64(xs[j])
+                x = ((x * x) >> 14) & 0xFFFF
+                bit = x >> 15
+                xs[j] = x >> bit
+                ys[j] = np.int64(ys[j]) + (inc & -bit)
+            inc = inc >> 1
+        for j in range(n):
+            tmp = np.int64(np.int16(np.int64(np.int16(ys[j])) - (np.int64(cs[j]) << 11)))
+            v = np.int64(np.int16((tmp * 0x58B9) >> 15)) + offset
+            dst[j] = min(max(v, np.int64(-32768)), np.int64(32767))
+        return
+    for j in range(n):
+        s = np.int64(src[j]) & 0xFFFFFFFF
+        c = _ctlz32(s)
+        x = (s << ((c - 1) & 31)) & 0xFFFFFFFF
+        xs[j] = (s >> 1) if c == 0 else x               # < 2^31
+        ys[j] = 0
+        cs[j] = c
+    inc = np.int64(1) << 25
+    for _ in range(31):
+        for j in range(n):
+            x = np.int64(xs[j])
+            x = ((x * x) >> 30) & 0xFFFFFFFF
+            bit = x >> 31
+            xs[j] = x >> bit
+            ys[j] = np.int64(ys[j]) + (inc & -bit)
+        inc = inc >> 1
+    for j in range(n):                                  # _log_q31_finish, then arm_offset_q31
+        tmp = np.int64(np.int32(np.int64(ys[j]) - (np.int64(cs[j]) << 26)))
+        v = np.int64(np.int32((tmp * 0x58B90BFB) >> 31)) + offset
+        dst[j] = min(max(v, np.int64(-2147483648)), np.int64(2147483647))
+
+
+@njit(cache=True)
+def _lane_out(X, l, n, spec):
+    """spec[:n] = lane l of X (int32 rows of LANES) as int16."""
+    L = LANES
+    for i in range(n):
+        spec[i] = X[i * L + l]
+
+
+@njit(cache=True)
+def _record_lanes(X, row0, n_rows, blk, nl, rec):
+    """rec[blk * LANES + l, r] = X[(row0 + r) * LANES + l] for the block's nl frames (frame-major records)."""
+    L = LANES
+    for l in range(nl):
         tt = blk * L + l
-        if tt < n_frames:
-            base = hop * tt - pad_left
-            for i in range(n_fft):
-                v = np.int64(0)
-                if pad_left <= i < pad_left + win_len:
-                    v = np.int64(pcm[base + i])
-                w = saturate_int16((v * np.int64(window[i])) >> 15)
-                rec_frames[tt, i] = w
-                x[i * L + l] = w
-        else:
-            for i in range(n_fft):
-                x[i * L + l] = 0
+        for r in range(n_rows):
+            rec[tt, r] = X[(row0 + r) * L + l]
+
+
+def _lane_work(n_fft, n_mels, n_dct=0):
+    """Length of the lane kernels' int32 work array (_split_work's parts)."""
+    rows = max(n_fft // 2 + 1, n_mels)
+    return LANES * (n_fft + 2 * n_fft + 16 + (n_fft // 2 + 1) + 2 * n_mels + 1 + n_dct + 4 * rows)
+
+
+@njit(cache=True)
+def _split_work(work, n_fft, n_mels, n_dct):
+    """The views of the int32 work array: x [n_fft rows], X [2 n_fft], t [16], mag [n_fft/2 + 1], mel [n_mels],
+    log [n_mels], scale [1], mfcc [n_dct], then 4 scratch parts of max(n_fft/2 + 1, n_mels) rows (rows of LANES)."""
+    L = LANES
+    rows = max(n_fft // 2 + 1, n_mels) * L
+    a = n_fft * L
+    b = a + 2 * n_fft * L
+    c = b + 16 * L
+    d = c + (n_fft // 2 + 1) * L
+    e = d + n_mels * L
+    f = e + n_mels * L
+    g = f + L
+    h = g + n_dct * L
+    return (work[:a], work[a:b], work[b:c], work[c:d], work[d:e], work[e:f], work[f:g], work[g:h],
+            work[h:h + rows], work[h + rows:h + 2 * rows], work[h + 2 * rows:h + 3 * rows],
+            work[h + 3 * rows:h + 4 * rows])
+
+
+@njit(cache=True)
+def _frames_to_lanes(pcm, blk, nl, hop, win_len, pad_left, window, n_fft, normalise, x, t, sc):
+    """The block's frames (blk * LANES + l, l < nl) framed (pcm[hop*t : hop*t + win_len] at pad_left, zeros
+    elsewhere) and windowed (arm_mult_q15: sat16((v * w) >> 15)) into the lanes of x, row by row (one cache line
+    per row); lanes l >= nl repeat frame nl - 1 (their results are never read). normalise: arm_mfcc_q15's peak
+    normalisation first (_mfcc_pre: arm_absmax_q15, arm_divide_q15, arm_scale_q15; none when the peak m is 0 or
+    32767), sc[l] = m << 16 where normalised, else 0. t int32[>= 3 * LANES] scratch (frame starts, scale, shift)."""
+    L = LANES
+    for i in range(pad_left * L):
+        x[i] = 0
+    for i in range((pad_left + win_len) * L, n_fft * L):
+        x[i] = 0
+    for l in range(L):
+        t[l] = hop * (blk * L + min(l, nl - 1))
+        t[L + l] = 1
+        t[2 * L + l] = 0
+    if normalise:
+        for l in range(L):
+            base = t[l]
+            m = np.int64(0)
+            for i in range(win_len):            # arm_absmax_q15 over the frame (the zeros around it add nothing)
+                v = np.int64(pcm[base + i])
+                a = v if v > 0 else (32767 if v == -32768 else -v)
+                m = max(m, a)
+            if m != 0 and m != 32767:
+                temp = (np.int64(32767) << 15) // m
+                shift = 17 - _ctlz32(temp)
+                if shift > 0:
+                    temp = temp >> shift
+                else:
+                    shift = 0
+                t[L + l] = temp
+                t[2 * L + l] = 15 - shift
+                sc[l] = m << 16
+            else:
+                sc[l] = 0
+        for i in range(win_len):
+            w = np.int64(window[pad_left + i])
+            at = (pad_left + i) * L
+            for l in range(L):
+                v = (np.int64(pcm[t[l] + i]) * np.int64(t[L + l])) >> np.int64(t[2 * L + l])
+                v = min(max(v, np.int64(-32768)), np.int64(32767))
+                v = (v * w) >> 15
+                x[at + l] = min(max(v, np.int64(-32768)), np.int64(32767))
+    elif nl == L:                           # frame starts base0 + hop * l: strided loads LLVM vectorises
+        base0 = hop * blk * L
+        for i in range(win_len):
+            w = np.int64(window[pad_left + i])
+            at = (pad_left + i) * L
+            for l in range(L):
+                v = (np.int64(pcm[base0 + hop * l + i]) * w) >> 15
+                x[at + l] = min(max(v, np.int64(-32768)), np.int64(32767))
+    else:
+        for i in range(win_len):
+            w = np.int64(window[pad_left + i])
+            at = (pad_left + i) * L
+            for l in range(L):
+                v = (np.int64(pcm[t[l] + i]) * w) >> 15
+                x[at + l] = min(max(v, np.int64(-32768)), np.int64(32767))
+
+
+@njit(cache=True)
+def _quantize_lanes(src, n, q_mult, q_shift, q_zp, q_rounding, dst):
+    """dst[j] = _quantize_s8(src[j], ...) for j < n; single rounding written out (one loop LLVM vectorises)."""
+    if q_rounding == 1:                     # requantize_single: int32((v * M + 2^(total-1)) >> total)
+        total = np.int64(31) - np.int64(q_shift)
+        m = np.int64(q_mult)
+        nudge = np.int64(1) << (total - np.int64(1))
+        zp = np.int64(q_zp)
+        for j in range(n):
+            q = np.int64(np.int32((np.int64(src[j]) * m + nudge) >> total)) + zp
+            dst[j] = min(max(q, np.int64(-128)), np.int64(127))
+    else:
+        for j in range(n):
+            dst[j] = _quantize_s8(src[j], q_mult, q_shift, q_zp, q_rounding)
 
 
 @njit(cache=True)
 def _logmel_patch_lanes(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twiddle, bitrev, coef_a,
                         coef_b, modifier, lut, power, mel_start, mel_len, mel_coefs, mel_bias,
-                        mel_shift, log_q15, log_offset, q_mult, q_shift, q_zp, q_rounding,
-                        mag_scratch, x, X, t, rec_frames, rec_spec, rec_bins, rec_mel, rec_log, features):
-    """_logmel_patch_kernel (pure-C FFT) with the rfft of LANES frames at a time (_rfft_q15_lanes), the rest
-    frame by frame with the same kernels; the same records. x int32[n_fft * LANES], X int32[2 * n_fft * LANES],
-    t int32[16 * LANES] scratch."""
+                        mel_shift, log_q15, log_offset, q_mult, q_shift, q_zp, q_rounding, record,
+                        work, acc, mag_scratch, buf, spec, rec_frames, rec_spec, rec_bins, rec_mel, rec_log, features):
+    """_logmel_patch_kernel (pure-C FFT) on LANES frames at a time: _frames_to_lanes, _rfft_q15_lanes,
+    _mag_q15_lanes, _mel_lanes, _vlog_lanes and _quantize_lanes across the lanes; a last block of at most
+    TAIL_ONE_FRAME frames runs the one-frame kernels after the rfft per frame and stores their results into the lanes.
+    work int32 (_lane_work), acc int64[LANES], mag_scratch int64[n_fft + 2], buf int16[n_fft], spec
+    int16[2 * n_fft + n_fft/2 + 1 + n_dct] scratch (a short last block's one-frame kernels); the rec_*
+    records (as _logmel_patch_kernel's) are filled only when record (else they may be empty)."""
     L = LANES
     n_mels = mel_start.size
     n_bins = 1 + (n_fft >> 1)
+    x, X, t, mag, mel, lg, _sc, _mf, s0, s1, s2, s3 = _split_work(work, n_fft, n_mels, 0)
     for blk in range((n_frames + L - 1) // L):
-        _frames_to_lanes(pcm, blk, n_frames, hop, win_len, pad_left, window, n_fft, x, rec_frames)
-        _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
-        for l in range(min(L, n_frames - blk * L)):
-            tt = blk * L + l
-            for i in range(2 * n_fft):
-                rec_spec[tt, i] = X[i * L + l]
-            if power:
-                _cmplx_mag_squared_q15_kernel(rec_spec[tt], rec_bins[tt], n_bins)
-            else:
-                _cmplx_mag_q15_kernel(rec_spec[tt], rec_bins[tt], n_bins, lut, mag_scratch)
-            _mel_q31(rec_bins[tt], mel_start, mel_len, mel_coefs, mel_bias, mel_shift, rec_mel[tt])
-            if not log_q15:
-                _vlog_q31_kernel(rec_mel[tt], rec_log[tt], n_mels)
-            for m in range(n_mels):
-                if log_q15:
-                    rec_mel[tt, m] = saturate_int16(rec_mel[tt, m])
-                    v = saturate_int16(_log_q15_scalar(rec_mel[tt, m]) + log_offset)
+        nl = min(L, n_frames - blk * L)
+        _frames_to_lanes(pcm, blk, nl, hop, win_len, pad_left, window, n_fft, False, x, t, s0)
+        if record:
+            _record_lanes(x, 0, n_fft, blk, nl, rec_frames)
+        if nl > TAIL_ONE_FRAME:
+            _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
+            _mag_q15_lanes(X, n_bins, lut, power, mag, s0, s1, s2, s3)
+            _mel_lanes(mag, mel_start, mel_len, mel_coefs, mel_bias, mel_shift, log_q15, mel, acc)
+            _vlog_lanes(mel, n_mels * L, log_q15, log_offset, lg, s0, s1, s2)
+        else:                               # a short last block: the one-frame kernels after the rfft, into the lanes
+            _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
+            for l in range(nl):
+                _lane_out(X, l, 2 * n_fft, spec)
+                if power:
+                    _cmplx_mag_squared_q15_kernel(spec, buf, n_bins)
                 else:
-                    v = saturate_int32(np.int64(rec_log[tt, m]) + log_offset)
-                rec_log[tt, m] = v
-                features[m, tt] = _quantize_s8(v, q_mult, q_shift, q_zp, q_rounding)
+                    _cmplx_mag_q15_kernel(spec, buf, n_bins, lut, mag_scratch)
+                for i in range(n_bins):
+                    mag[i * L + l] = buf[i]
+                _mel_q31(buf, mel_start, mel_len, mel_coefs, mel_bias, mel_shift, s0)
+                if not log_q15:
+                    _vlog_q31_kernel(s0, s1, n_mels)
+                for m in range(n_mels):
+                    if log_q15:
+                        v = saturate_int16(s0[m])
+                        mel[m * L + l] = v
+                        lg[m * L + l] = saturate_int16(_log_q15_scalar(v) + log_offset)
+                    else:
+                        mel[m * L + l] = s0[m]
+                        lg[m * L + l] = saturate_int32(np.int64(s1[m]) + log_offset)
+        if record:
+            _record_lanes(X, 0, 2 * n_fft, blk, nl, rec_spec)
+            _record_lanes(mag, 0, n_bins, blk, nl, rec_bins)
+            _record_lanes(mel, 0, n_mels, blk, nl, rec_mel)
+            _record_lanes(lg, 0, n_mels, blk, nl, rec_log)
+        _quantize_lanes(lg, n_mels * L, q_mult, q_shift, q_zp, q_rounding, s3)
+        for m in range(n_mels):
+            for l in range(nl):
+                features[m, blk * L + l] = s3[m * L + l]
+
+
+@njit(cache=True)
+def _mfcc_post_lanes(X, n_bins, lut, mel_start, mel_len, mel_coefs, dct, n_dct, log_exponent, sc, mag, mel, lg, mf,
+                     t, acc, s0, s1, s2, s3):
+    """_mfcc_post across the lanes: X (_rfft_q15_lanes layout) -> mag (2.14), lg (q5.26 after the exponent
+    offset), mf (q8.7 MFCCs, rows of LANES); sc int32[LANES] the per-lane normalisation scale m << 16 (0: none);
+    mel holds the mel sums, then the q15 log values (>> 19, wrapped) the DCT reads."""
+    L = LANES
+    n_mels = mel_start.size
+    _mag_q15_lanes(X, n_bins, lut, False, mag, s0, s1, s2, s3)
+    _mel_lanes(mag, mel_start, mel_len, mel_coefs, MICRO_Q15, SHIFT_MELFILTER_SATURATION_Q15, False, mel, acc)
+    for r in range(n_mels):                 # arm_scale_q31(tmp, m << 16, 0) where normalised
+        _copy_f32(t, 0, mel, r * L, L)
+        _copy_f32(t, L, sc, 0, L)
+        for l in range(L):
+            x = np.int64(t[l])
+            scale = np.int64(t[L + l])
+            v = (x * scale) >> 32
+            o = np.int64(np.int32(v << 1))
+            o = (0x7FFFFFFF ^ (v >> 31)) if v != (o >> 1) else o
+            t[2 * L + l] = x if scale == 0 else o
+        _copy_f32(mel, r * L, t, 2 * L, L)
+    _vlog_lanes(mel, n_mels * L, False, log_exponent, lg, s0, s1, s2)
+    for r in range(n_mels):                 # arm_shift_q31(-19), stored to q15_t
+        _copy_f32(t, 0, lg, r * L, L)
+        for l in range(L):
+            t[L + l] = np.int16(np.int64(t[l]) >> 19)
+        _copy_f32(mel, r * L, t, L, L)
+    for r in range(n_dct):                  # arm_mat_vec_mult_q15
+        _dot_lanes(mel, 0, dct, r * n_mels, n_mels, acc)
+        for l in range(acc.size):
+            mf[np.uint64(r * L + l)] = min(max(acc[l] >> 15, np.int64(-32768)), np.int64(32767))
 
 
 @njit(cache=True)
 def _mfcc_patch_lanes(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twiddle, bitrev, coef_a,
                       coef_b, modifier, lut, mel_start, mel_len, mel_coefs, dct, n_dct,
-                      q_mult, q_shift, q_zp, q_rounding, buf, tmp_mel, mag_scratch, x, X, t, peaks,
+                      q_mult, q_shift, q_zp, q_rounding, record, work, acc, mag_scratch, buf, spec,
                       rec_frames, rec_spec, rec_bins, rec_log, rec_mfcc, features):
-    """_mfcc_patch_kernel (pure-C FFT) with the rfft of LANES frames at a time: per frame _mfcc_pre, then
-    _rfft_q15_lanes on the block, then per frame _mfcc_post (the one-frame kernel's own steps). Scratch: buf
-    int16[n_fft], x/X/t as _logmel_patch_lanes, peaks int64[LANES]."""
+    """_mfcc_patch_kernel (pure-C FFT) on LANES frames at a time: _mfcc_pre per frame, then _rfft_q15_lanes and
+    _mfcc_post_lanes (a short last block: _mfcc_post per frame); scratch and records as
+    _logmel_patch_lanes."""
     L = LANES
+    n_mels = mel_start.size
+    n_bins = 1 + (n_fft >> 1)
+    x, X, t, mag, mel, lg, sc, mf, s0, s1, s2, s3 = _split_work(work, n_fft, n_mels, n_dct)
+    fft_shift = 31 - count_leading_zeros32(n_fft)
+    log_exponent = _wrap32((fft_shift + 2 + SHIFT_MELFILTER_SATURATION_Q15) * LOG2TOLOG_Q15)
     for blk in range((n_frames + L - 1) // L):
-        for l in range(L):
-            tt = blk * L + l
-            if tt < n_frames:
-                for i in range(n_fft):
-                    buf[i] = 0
-                base = hop * tt
-                for i in range(win_len):
-                    buf[pad_left + i] = pcm[base + i]
-                peaks[l] = _mfcc_pre(buf, window, n_fft)
-                for i in range(n_fft):
-                    rec_frames[tt, i] = buf[i]
-                    x[i * L + l] = buf[i]
-            else:
-                for i in range(n_fft):
-                    x[i * L + l] = 0
-        _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
-        for l in range(min(L, n_frames - blk * L)):
-            tt = blk * L + l
-            for i in range(2 * n_fft):
-                rec_spec[tt, i] = X[i * L + l]
-            _mfcc_post(rec_spec[tt], buf, peaks[l], n_fft, lut, mel_start, mel_len, mel_coefs, dct, n_dct, tmp_mel,
-                       mag_scratch, rec_bins[tt], rec_log[tt], rec_mfcc[tt])
+        nl = min(L, n_frames - blk * L)
+        _frames_to_lanes(pcm, blk, nl, hop, win_len, pad_left, window, n_fft, True, x, t, sc)
+        if record:
+            _record_lanes(x, 0, n_fft, blk, nl, rec_frames)
+        if nl > TAIL_ONE_FRAME:
+            _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
+            _mfcc_post_lanes(X, n_bins, lut, mel_start, mel_len, mel_coefs, dct, n_dct, log_exponent, sc, mag, mel,
+                             lg, mf, t, acc, s0, s1, s2, s3)
+        else:                               # a short last block: the one-frame kernels after the rfft, into the lanes
+            bins, out = spec[2 * n_fft:2 * n_fft + n_bins], spec[2 * n_fft + n_bins:2 * n_fft + n_bins + n_dct]
+            _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
+            for l in range(nl):
+                _lane_out(X, l, 2 * n_fft, spec)
+                _mfcc_post(spec[:2 * n_fft], buf, np.int64(sc[l]) >> 16, n_fft, lut, mel_start, mel_len, mel_coefs,
+                           dct, n_dct, s0, mag_scratch, bins, s1, out)
+                for i in range(n_bins):
+                    mag[i * L + l] = bins[i]
+                for m in range(n_mels):
+                    lg[m * L + l] = s1[m]
+                for k in range(n_dct):
+                    mf[k * L + l] = out[k]
+        if record:
+            _record_lanes(X, 0, 2 * n_fft, blk, nl, rec_spec)
+            _record_lanes(mag, 0, n_bins, blk, nl, rec_bins)
+            _record_lanes(lg, 0, n_mels, blk, nl, rec_log)
+            _record_lanes(mf, 0, n_dct, blk, nl, rec_mfcc)
+        _quantize_lanes(mf, n_dct * L, q_mult, q_shift, q_zp, q_rounding, s3)
+        for l in range(nl):
             for k in range(n_dct):
-                features[tt, k] = _quantize_s8(rec_mfcc[tt, k], q_mult, q_shift, q_zp, q_rounding)
+                features[blk * L + l, k] = s3[k * L + l]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1523,41 +1838,43 @@ def compute_stages(pcm, state, params=None):
     return _canonical_stages(x, state, _run_patch(x, state))
 
 
-def _run_patch(x, state, lanes=True):
+def _run_patch(x, state, lanes=True, record=True):
     """The patch kernel's record buffers (_stage_buffers) for the validated patch x. lanes: the pure-C FFT
-    variant runs the rfft of LANES frames at a time (the same integers; False: frame by frame)."""
+    variant runs LANES frames at a time (rfft and the stages after it; the same integers; False: frame by frame,
+    the only path of dsp-ext). record False: only 'features' is filled (the lane kernels skip the records)."""
     p, q, tab = state.params, state.q15, state.rfft
     t_frames, n_fft, n_mels = int(p.n_frames), tab.n_fft, state.mel_start.size
     dsp = fft_variant_code(q.fft_variant)
     rounding = fixedpoint.rounding_code(q.quant_rounding)
+    if dsp == 0 and lanes:
+        rec = _stage_buffers(state) if record else _empty_records(state)
+        work, acc, mag_scratch, buf, spec = _lane_scratch(n_fft, n_mels, q.n_mfcc if q.mode == "mfcc" else 0)
+        if q.mode == "mfcc":
+            _mfcc_patch_lanes(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
+                              n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, state.lut,
+                              state.mel_start, state.mel_len, state.mel_coefs, state.dct, q.n_mfcc,
+                              state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding, record,
+                              work, acc, mag_scratch, buf, spec, rec["windowed"], rec["fft"], rec["spectrum"], rec["log"],
+                              rec["mfcc"], rec["features"])
+        else:
+            _logmel_patch_lanes(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
+                                n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, state.lut,
+                                p.spectrum == "power", state.mel_start, state.mel_len, state.mel_coefs,
+                                int(q.mel_bias), int(q.mel_shift), q.log_precision == "q15", state.log_offset,
+                                state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding, record,
+                                work, acc, mag_scratch, buf, spec, rec["windowed"], rec["fft"], rec["spectrum"], rec["mel"],
+                                rec["log"], rec["features"])
+        return rec
     rec = _stage_buffers(state)
     buf = np.empty(n_fft, np.int16)
     mag_scratch = np.empty(n_fft + 2, np.int64)
-    if q.mode == "mfcc" and dsp == 0 and lanes:
-        L = LANES
-        _mfcc_patch_lanes(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
-                          n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, state.lut,
-                          state.mel_start, state.mel_len, state.mel_coefs, state.dct, q.n_mfcc,
-                          state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding,
-                          buf, np.empty(n_mels, np.int32), mag_scratch, np.empty(n_fft * L, np.int32),
-                          np.empty(2 * n_fft * L, np.int32), np.empty(16 * L, np.int32), np.empty(L, np.int64),
-                          rec["windowed"], rec["fft"], rec["spectrum"], rec["log"], rec["mfcc"], rec["features"])
-    elif q.mode == "mfcc":
+    if q.mode == "mfcc":
         _mfcc_patch_kernel(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
                            n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, dsp, state.lut,
                            state.mel_start, state.mel_len, state.mel_coefs, state.dct, q.n_mfcc,
                            state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding,
                            buf, np.empty(n_mels, np.int32), mag_scratch, rec["windowed"], rec["fft"], rec["spectrum"],
                            rec["log"], rec["mfcc"], rec["features"])
-    elif dsp == 0 and lanes:
-        L = LANES
-        _logmel_patch_lanes(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
-                            n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, state.lut,
-                            p.spectrum == "power", state.mel_start, state.mel_len, state.mel_coefs,
-                            int(q.mel_bias), int(q.mel_shift), q.log_precision == "q15", state.log_offset,
-                            state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding, mag_scratch,
-                            np.empty(n_fft * L, np.int32), np.empty(2 * n_fft * L, np.int32), np.empty(16 * L, np.int32),
-                            rec["windowed"], rec["fft"], rec["spectrum"], rec["mel"], rec["log"], rec["features"])
     else:
         _logmel_patch_kernel(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
                              n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, dsp, state.lut,
@@ -1569,7 +1886,40 @@ def _run_patch(x, state, lanes=True):
     return rec
 
 
+_SCRATCH = threading.local()
+
+
+def _lane_scratch(n_fft, n_mels, n_dct):
+    """The lane kernels' scratch (work int32, acc, mag_scratch int64, buf, spec int16), kept per thread and size:
+    a fresh ~0.4 MB work array per patch would cost page faults on every call. Their contents never carry over
+    (every kernel writes before it reads)."""
+    key = (n_fft, n_mels, n_dct)
+    cache = getattr(_SCRATCH, "bufs", None)
+    if cache is None:
+        cache = _SCRATCH.bufs = {}
+    bufs = cache.get(key)
+    if bufs is None:
+        bufs = cache[key] = (np.empty(_lane_work(n_fft, n_mels, n_dct), np.int32), np.empty(LANES, np.int64),
+                             np.empty(n_fft + 2, np.int64), np.empty(n_fft, np.int16),
+                             np.empty(2 * n_fft + n_fft // 2 + 1 + n_dct, np.int16))
+    return bufs
+
+
+def _empty_records(state):
+    """_stage_buffers' dict with every record but 'features' empty (same dtypes and ranks: the same compiled kernel)."""
+    t_frames, q = int(state.params.n_frames), state.q15
+    e16, e32 = np.empty((0, 0), np.int16), np.empty((0, 0), np.int32)
+    out = {"windowed": e16, "fft": e16, "spectrum": e16, "log": e32}
+    if q.mode == "mfcc":
+        out["mfcc"] = e16
+        out["features"] = np.empty((t_frames, q.n_mfcc), np.int8)
+    else:
+        out["mel"] = e32
+        out["features"] = np.empty((state.mel_start.size, t_frames), np.int8)
+    return out
+
+
 def compute_patch(pcm, state, params=None):
     """int8 features of one patch, coefficient-major: logmel [n_mels, n_frames], mfcc [n_mfcc, n_frames]."""
-    f = _run_patch(_patch_pcm(state, pcm, params), state)["features"]
+    f = _run_patch(_patch_pcm(state, pcm, params), state, record=False)["features"]
     return np.ascontiguousarray(f.T) if state.q15.mode == "mfcc" else f
