@@ -9,8 +9,12 @@ per-user folder instead, chosen in this order:
 2. `$N6EMU_CACHE_DIR/numba`, when N6EMU_CACHE_DIR is set;
 3. `$XDG_CACHE_HOME/n6emu/numba`, else `~/.cache/n6emu/numba`.
 
-Under that folder Numba keeps one subfolder per source folder (its name ends in a hash of the full source
-path), so an editable checkout and a regular install never share cache entries. When the chosen folder cannot
+In cases 2 and 3 the kernels go one level deeper, into a folder named by the SHA-256 of the kernel sources
+(KERNEL_SOURCES: every module that defines an @njit function). Numba itself checks only the timestamp of the file
+that defines a kernel, so a kernel whose callee changed in another file (st.py calling f16.py) would be loaded stale;
+keyed by the sources, any edit or another version starts a fresh folder (the older ones are pruned, the newest
+KEEP_KERNEL_FOLDERS kept). Under it Numba keeps one subfolder per source folder (its name ends in a hash of the
+full source path), so an editable checkout and a regular install never share cache entries. When the chosen folder cannot
 be written, the kernels are compiled in memory on every run (no caching) and one line on stderr says so and how
 to fix it; nothing is ever written inside the package.
 
@@ -27,6 +31,37 @@ ENV_VAR = "N6EMU_CACHE_DIR"
 
 #: (folder, reason) after configure_numba_cache(): the Numba cache folder in use, or None and why there is none.
 state = None
+
+KERNEL_SOURCES = ("fixedpoint.py", "kernels", "frontend")    # files and folders (*.py inside) defining @njit kernels
+KEEP_KERNEL_FOLDERS = 3
+
+
+def kernel_digest():
+    """SHA-256 (16 hex digits) of the kernel sources (KERNEL_SOURCES)."""
+    from emu.diskcache import source_digest
+    return source_digest(*KERNEL_SOURCES)
+
+
+def kernel_cache_dir(environ=os.environ):
+    """(folder, variable) of the Numba cache: default_cache_dir's, one level deeper into the kernel sources' digest
+    folder unless NUMBA_CACHE_DIR named it (see the module docstring)."""
+    folder, source = default_cache_dir(environ)
+    if source == "NUMBA_CACHE_DIR":          # Numba's own variable is respected as given
+        return folder, source
+    return os.path.join(folder, kernel_digest()), source
+
+
+def _prune_kernel_folders(root, current):
+    """Remove all but the KEEP_KERNEL_FOLDERS most recently used digest folders under `root` (never `current`)."""
+    import shutil
+    try:
+        names = [n for n in os.listdir(root) if len(n) == 16 and all(c in "0123456789abcdef" for c in n)]
+        old = sorted((n for n in names if n != current), key=lambda n: os.path.getmtime(os.path.join(root, n)),
+                     reverse=True)[KEEP_KERNEL_FOLDERS - 1:]
+        for n in old:
+            shutil.rmtree(os.path.join(root, n), ignore_errors=True)
+    except OSError:
+        pass
 
 
 def default_cache_dir(environ=os.environ):
@@ -65,7 +100,9 @@ def configure_numba_cache(environ=os.environ, stderr=None):
     global state
     if state is not None:
         return state
-    folder, source = default_cache_dir(environ)
+    folder, source = kernel_cache_dir(environ)
+    if source != "NUMBA_CACHE_DIR" and not os.path.isdir(folder):
+        _prune_kernel_folders(os.path.dirname(folder), os.path.basename(folder))
     reason = writable_dir(folder)
     if reason is None and _inside_package(folder):
         reason = "it is inside the installed package"

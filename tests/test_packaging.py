@@ -85,14 +85,15 @@ def _numba_files(folder):
 
 
 def test_cache_goes_to_the_chosen_folder_and_never_into_the_package(tmp_path):
-    """N6EMU_CACHE_DIR/numba holds the cache; two copies of the package (an editable and a regular install) get
+    """N6EMU_CACHE_DIR/numba/<kernel digest> holds the cache; two copies of the package (an editable and a regular install) get
     separate index folders under it (Numba names them by a hash of the source folder); the package folders hold
     no cache file."""
     cache = tmp_path / "cache"
     pkgs = [_package_copy(tmp_path / "site_a"), _package_copy(tmp_path / "site_b")]
     for pkg in pkgs:
         r = _run_probe(pkg, N6EMU_CACHE_DIR=cache, HOME=tmp_path / "home")
-        assert r.stdout.splitlines()[1] == str(cache / "numba")
+        folder = Path(r.stdout.splitlines()[1])   # N6EMU_CACHE_DIR/numba/<SHA-256 of the kernel sources>
+        assert folder.parent == cache / "numba" and len(folder.name) == 16
         assert r.stderr == ""
         assert _numba_files(pkg) == [], "Numba cache written inside the package"
     index = [p for p in _numba_files(cache / "numba") if p.name.startswith("fixedpoint.wrap_int32")
@@ -284,3 +285,24 @@ def test_fresh_install_script(tmp_path):
     print(r.stdout[-6000:])
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     shutil.rmtree(work, ignore_errors=True)   # two venvs, about 1 GB; kept (with their logs) when the test fails
+
+
+def test_kernel_cache_is_keyed_by_the_kernel_sources(monkeypatch, tmp_path):
+    """Numba checks only the defining file's timestamp; n6emu's cache folder is named by the SHA-256 of every kernel
+    source, so an edit in a callee's file (f16.py under st.py) or another version never loads a stale kernel."""
+    from emu import diskcache
+    env = {"N6EMU_CACHE_DIR": str(tmp_path)}
+    folder, source = _install.kernel_cache_dir(env)
+    assert source == "N6EMU_CACHE_DIR" and folder == str(tmp_path / "numba" / _install.kernel_digest())
+    monkeypatch.setitem(diskcache._DIGESTS, _install.KERNEL_SOURCES, "0" * 16)     # an edited kernel source
+    assert _install.kernel_cache_dir(env)[0] == str(tmp_path / "numba" / ("0" * 16))
+    assert _install.kernel_cache_dir(dict(env, NUMBA_CACHE_DIR="/nb")) == ("/nb", "NUMBA_CACHE_DIR")
+    root = tmp_path / "numba"
+    for k in range(6):                       # older digest folders are pruned, the newest kept; other names stay
+        d = root / f"{k:016x}"
+        d.mkdir(parents=True)
+        os.utime(d, (1000 + k, 1000 + k))
+    (root / "keep-me").mkdir()
+    _install._prune_kernel_folders(str(root), "f" * 16)
+    left = sorted(p.name for p in root.iterdir())
+    assert left == [f"{k:016x}" for k in (4, 5)] + ["keep-me"]
