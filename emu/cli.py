@@ -94,7 +94,7 @@ def _is_tty(stream):
 
 # one-time compile of every Numba kernel of the bundled device chain: 127 s of CPU (148 s wall) measured on a shared
 # 2-core machine
-COMPILE_SECONDS = 120
+COMPILE_SECONDS = 30
 
 
 def _kernels_cold():

@@ -241,7 +241,7 @@ def test_compile_notice_only_on_a_terminal_with_a_cold_cache(tmp_path, monkeypat
         with pytest.raises(AssertionError, match="device was built"):
             cli.main(["replay", str(CLIPS / "yes.wav")], out=io.StringIO(), err=err)
         notice = [line for line in err.getvalue().splitlines() if "compiling kernels" in line]
-        assert notice == (["n6emu: compiling kernels (first run only, about 120 s)"] if shown else [])
+        assert notice == (["n6emu: compiling kernels (first run only, about 30 s)"] if shown else [])
 
 
 def test_cold_cache_detection_follows_numba_cache_dir(tmp_path):
