@@ -141,15 +141,7 @@ def _tanh_poly(x):
 
 def gru_reset_gate_sigmoid(ps1, ps2):
     """deepcpu::gru_reset_gate_sigmoid: ps1 * 0.5 * (1 + p / q) of x = 0.5 * clip(ps2, +-20)."""
-    x = (F32(0.5) * np.clip(ps2, -SIGMOID_BOUND, SIGMOID_BOUND)).astype(F32)
-    x2 = (x * x).astype(F32)
-    p = (x2 * _ALPHA[6] + _ALPHA[5]).astype(F32)
-    for a in (_ALPHA[4], _ALPHA[3], _ALPHA[2], _ALPHA[1], _ALPHA[0]):
-        p = ((x2 * p).astype(F32) + a).astype(F32)
-    p = (x * p).astype(F32)
-    q = (x2 * _BETA[3] + _BETA[2]).astype(F32)
-    for b in (_BETA[1], _BETA[0]):
-        q = ((x2 * q).astype(F32) + b).astype(F32)
+    p, q = _tanh_poly((F32(0.5) * np.clip(ps2, -SIGMOID_BOUND, SIGMOID_BOUND)).astype(F32))
     return ((ps1 * F32(0.5)).astype(F32) * (F32(1) + (p / q).astype(F32)).astype(F32)).astype(F32)
 
 

@@ -24,6 +24,18 @@ class Params:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+@dataclass
+class FloatBetweenParams(Params):
+    """An op onnxruntime runs in float between DequantizeLinear and QuantizeLinear: the input's and the output's
+    (scale, zero-point) and the output's clamp range."""
+    s_in: np.float32
+    zp_in: int
+    s_out: np.float32
+    zp_out: int
+    act_min: int
+    act_max: int
+
+
 def zp(t):
     return int(t.zero_point[0])
 

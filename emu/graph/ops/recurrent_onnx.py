@@ -14,19 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import N6Error
-from .common import Params, output_range, scale, zp
+from .common import FloatBetweenParams, output_range, scale, zp
 
 OPS = ("onnx_lstm", "onnx_gru")
 
 
 @dataclass
-class OnnxRnnParams(Params):
-    s_in: np.float32
-    zp_in: int
-    s_out: np.float32
-    zp_out: int
-    act_min: int
-    act_max: int
+class OnnxRnnParams(FloatBetweenParams):
     layer: object               # emu.kernels.ort_rnn.RnnLayer: the float32 constants as onnxruntime sees them
 
 

@@ -12,22 +12,16 @@ multiplier divided by the count (M' = (M << shift) / count, shift = min(floor(lo
 """
 from dataclasses import dataclass
 
-import numpy as np
 
 from ... import fixedpoint as fx
-from .common import Params, output_range, scale, zp
+from .common import FloatBetweenParams, Params, output_range, scale, zp
 
 OPS = ("reduce_mean",)
 
 
 @dataclass
-class ReduceParams(Params):
-    s_in: np.float32
-    zp_in: int
-    s_out: np.float32
-    zp_out: int
-    act_min: int
-    act_max: int
+class ReduceParams(FloatBetweenParams):
+    pass
 
 
 @dataclass
