@@ -68,6 +68,9 @@ class Runtime:
             raise N6Error(f"unknown recurrent state mode {state!r}; choose 'keep' (tflite-micro: state kept between "
                           f"invocations) or 'reset' (every sample starts from the initial state)")
         self.state = state
+        # True when recurrent layers (SVDF, TFLite LSTM) keep their state from one sample to the next: then the order
+        # of the samples matters
+        self.stateful = state == "keep" and any(getattr(ops.family(n), "STATEFUL", False) for n in self.graph.nodes)
         self._states = {}     # layer -> its recurrent family's state object, shared by every plan
         self.batch_folds = self._batch_folds()
         # I/O boundary (ST AI buffers): int8 input buffer; output int8, or dequantized to float32 when
@@ -101,11 +104,7 @@ class Runtime:
                     input_boundary=self.input_boundary, float_output=self.float_output, elementwise=self.elementwise,
                     state=self.state, arithmetic=self.arithmetic.to_dict())
 
-    @property
-    def stateful(self):
-        """True when the graph has recurrent layers whose state outlives a sample (SVDF, TFLite LSTM) and state is
-        "keep": then the order of the samples matters."""
-        return self.state == "keep" and any(getattr(ops.family(n), "STATEFUL", False) for n in self.graph.nodes)
+
 
     @property
     def states(self):
