@@ -266,6 +266,37 @@ def test_results_do_not_depend_on_thread_count():
         assert _bits_equal(a, b)
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs NUMBA_NUM_THREADS >= 2")
+def test_block_ranges_over_threads_cover_every_block_once():
+    """_over_threads: contiguous, disjoint ranges covering [0, n), at most numba.get_num_threads() of them and at
+    least BLOCKS_PER_THREAD blocks each; an exception in any range reaches the caller."""
+    import threading
+    before = numba.get_num_threads()
+    try:
+        for threads, n_blocks in ((1, 37), (2, 37), (2, 7), (2, 8), (2, 1)):
+            numba.set_num_threads(threads)
+            seen, lock = [], threading.Lock()
+
+            def kernel(b0, b1, tag):
+                with lock:
+                    seen.append((b0, b1, tag))
+            st._over_threads(kernel, n_blocks, "x")
+            ranges = sorted((b0, b1) for b0, b1, _ in seen)
+            assert ranges[0][0] == 0 and ranges[-1][1] == n_blocks
+            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+            assert len(ranges) == max(1, min(threads, n_blocks // st.BLOCKS_PER_THREAD))
+            assert all(tag == "x" for *_, tag in seen)
+
+        def failing(b0, b1):
+            if b0 > 0:
+                raise ValueError("range failed")
+        numba.set_num_threads(2)
+        with pytest.raises(ValueError, match="range failed"):
+            st._over_threads(failing, 40)
+    finally:
+        numba.set_num_threads(before)
+
+
 def test_device_replay_equals_patch_by_patch(tmp_path):
     """The replay's batched front end (Device.replay_pcm) gives the records of the patch-by-patch path."""
     from emu.device import Device

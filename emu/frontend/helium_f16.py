@@ -55,6 +55,7 @@ _ZERO = np.float32(0.0)
 _HALF = np.float32(0.5)
 _ONE_HALF = np.float32(1.5)
 _TWO = np.float32(2.0)
+_OFF0 = np.int64(0)     # offset 0 as a typed int64: a literal 0 makes Numba compile the butterflies twice
 _SCALE_Q15 = np.float32(1.0 / 32768.0)
 _INVSQRT_MAGIC = 0x59BA                       # INVSQRT_MAGIC_F16, on the int16 view of the f16 bits
 _DEFAULT_NAN = np.uint32(0x7FC00000)          # float32 image of the f16 default NaN 0x7E00
@@ -207,7 +208,7 @@ def cfft_f16(buf, tables):
     tw_split, tw1, tw2, tw3, stage_off, bitrev = tables[0], tables[1], tables[2], tables[3], tables[4], tables[5]
     fft_len = bitrev.size
     if tw_split.size == 0:
-        _radix4(buf, 0, fft_len, tw1, tw2, tw3, stage_off)
+        _radix4(buf, _OFF0, fft_len, tw1, tw2, tw3, stage_off)
     else:
         n2 = fft_len >> 1
         for i in range(n2):                         # arm_cfft_radix4by2_f16_mve
@@ -222,7 +223,7 @@ def cfft_f16(buf, tables):
             buf[i0 + 1] = _r(xi + yi)
             buf[i1] = re
             buf[i1 + 1] = im
-        _radix4(buf, 0, n2, tw1, tw2, tw3, stage_off)
+        _radix4(buf, _OFF0, n2, tw1, tw2, tw3, stage_off)
         _radix4(buf, n2, n2, tw1, tw2, tw3, stage_off)
     for i in range(fft_len):                        # arm_bitreversal_16_inpl_mve: swaps of complex values
         j = bitrev[i]
@@ -783,7 +784,7 @@ def cfft_f16_lanes(buf, tables, t):
     tw_split, tw1, tw2, tw3, stage_off, bitrev = tables[0], tables[1], tables[2], tables[3], tables[4], tables[5]
     fft_len = bitrev.size
     if tw_split.size == 0:
-        _radix4_lanes(buf, 0, fft_len, tw1, tw2, tw3, stage_off, t)
+        _radix4_lanes(buf, _OFF0, fft_len, tw1, tw2, tw3, stage_off, t)
     else:
         n2 = fft_len >> 1
         for i in range(n2):
@@ -806,7 +807,7 @@ def cfft_f16_lanes(buf, tables, t):
                 t[11 * L + l] = _fmaf(-wi, dr, _rf(wr * di))
             _rows_out(buf, i0, t, 8, 2)
             _rows_out(buf, i1, t, 10, 2)
-        _radix4_lanes(buf, 0, n2, tw1, tw2, tw3, stage_off, t)
+        _radix4_lanes(buf, _OFF0, n2, tw1, tw2, tw3, stage_off, t)
         _radix4_lanes(buf, n2, n2, tw1, tw2, tw3, stage_off, t)
     for i in range(fft_len):
         j = bitrev[i]

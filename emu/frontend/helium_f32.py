@@ -68,6 +68,7 @@ _ZERO = np.float32(0.0)
 _HALF = np.float32(0.5)
 _TWO = np.float32(2.0)
 _ONE_HALF = np.float32(1.5)
+_OFF0 = np.int64(0)     # offset 0 as a typed int64: a literal 0 makes Numba compile the butterflies twice
 _TINY = np.float32(2.0 ** -126)          # smallest normal float32; vector ops flush below it
 _TINY64 = 2.0 ** -126
 _Q15_SCALE = np.float32(2.0 ** -15)
@@ -266,7 +267,7 @@ def _cfft_mve(b, fft_len, coef, tw1, tw2, tw3, stage_off, bitrev):
     for i in range(2 * fft_len):
         b[i] = _ftz(b[i])
     if (fft_len & 0x55555555) != 0:            # 4^k: radix-4 only
-        _radix4_mve(b, 0, fft_len, tw1, tw2, tw3, stage_off)
+        _radix4_mve(b, _OFF0, fft_len, tw1, tw2, tw3, stage_off)
     else:                                      # 2*4^k: arm_cfft_radix4by2_f32_mve
         n2 = fft_len >> 1
         for j in range(n2):
@@ -278,7 +279,7 @@ def _cfft_mve(b, fft_len, coef, tw1, tw2, tw3, stage_off, bitrev):
             b[2 * j] = _vadd(ar, cr)
             b[2 * j + 1] = _vadd(ai, ci)
             _conj_mul_store(b, l, coef[2 * j], coef[2 * j + 1], _vsub(ar, cr), _vsub(ai, ci))
-        _radix4_mve(b, 0, n2, tw1, tw2, tw3, stage_off)
+        _radix4_mve(b, _OFF0, n2, tw1, tw2, tw3, stage_off)
         _radix4_mve(b, n2, n2, tw1, tw2, tw3, stage_off)
     for i in range(0, bitrev.size, 2):
         p = bitrev[i] >> 2                     # byte offset of a complex value -> float index
