@@ -176,3 +176,66 @@ def skip_numba_blas_probe():
     def no_blas():
         raise ImportError("BLAS is not used by n6emu's kernels")
     nl.ensure_blas = no_blas
+
+
+# ---- first run: the network's kernels compiled by a second process -----------------------------------------
+
+HELPER_COMMAND = "import sys; from emu._install import compile_network; compile_network(sys.argv[1])"
+
+
+def compile_network_in_background(config_path):
+    """First run of a device command (cold kernel cache), two cores or more: start a helper process that compiles
+    the network kernels of device `config_path` (None: the bundled device) into the shared cache while this one
+    compiles the front end's, which it needs first; this process then loads them from the cache. Numba compiles
+    one function at a time per process, so this is the one way to use a second core. The helper writes nothing
+    but the cache (atomic files: both processes may compile a kernel, the results are the same) and is stopped
+    when this process exits. Returns the Popen, or None when not started (one core, or no kernel cache)."""
+    import atexit
+    import subprocess
+    if state is None or state[0] is None:
+        return None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    if cores < 2:
+        return None
+    try:
+        child = subprocess.Popen([sys.executable, "-c", HELPER_COMMAND, config_path or ""],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+    atexit.register(_stop, child)
+    return child
+
+
+def _stop(child):
+    if child.poll() is None:
+        child.terminate()
+        child.wait()
+
+
+def compile_network(config_path):
+    """The helper of compile_network_in_background: runs the device's network on zero input buffers, one and two
+    (every kernel it calls is compiled, with the argument types the device chain passes) and the st-f16 front end's
+    silence sum, which runs after its other kernels. Started as `python -c` (HELPER_COMMAND), config_path "" for the
+    bundled device."""
+    skip_numba_blas_probe()
+    import numpy as np
+
+    from emu.config import load_config
+    from emu.models import ModelSession, import_model
+    cfg = load_config(config_path or None)
+    m = cfg.model
+    if m.backend != "numba":
+        return
+    model = import_model(cfg.model_path(), cfg.input.io_layout)
+    session = ModelSession(model, m.profile, m.backend, rounding=m.rounding, elementwise=m.elementwise,
+                           state=m.state)
+    dtype = np.float32 if cfg.input.boundary == "float32" else model.io_dtype
+    for batch in (1, 2):                     # one patch, and several (batches take other kernels)
+        session.run(np.zeros((batch,) + model.input_shape[1:], dtype), cfg.input.boundary)
+    if cfg.frontend.profile == "st-f16":
+        from emu.frontend import helium_f16, st
+        st._f16_silence(np.zeros(helium_f16.LANES, np.float32), 1, 1, 1, np.zeros(1, np.float32))
+

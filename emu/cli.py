@@ -97,22 +97,37 @@ def _is_tty(stream):
 COMPILE_SECONDS = 30
 
 
-def _kernels_cold():
-    """True when the Numba cache holds no compiled code for the key kernels (a conv kernel of the network and the
-    front end's FFT), i.e. the first run will compile; asks Numba's own cache locator (it follows
+def _kernels_cold(network=True, frontend=True):
+    """True when the Numba cache holds no compiled code for the key kernels (a conv kernel of the network, the
+    st-f16 front end's patch kernel), i.e. the first run will compile; asks Numba's own cache locator (it follows
     numba.config.CACHE_DIR, wherever it is set). None when it cannot tell."""
     try:
-        from emu.frontend.helium_f16 import rfft_fast_f16
-        from emu.kernels.conv import _conv_tiles
-        return any(not d._cache._cache_file._load_index() for d in (_conv_tiles, rfft_fast_f16))
+        kernels = []
+        if network:
+            from emu.kernels.conv import _conv_tiles
+            kernels.append(_conv_tiles)
+        if frontend:
+            from emu.frontend.st import _f16_helium_blocks
+            kernels.append(_f16_helium_blocks)
+        return any(not d._cache._cache_file._load_index() for d in kernels)
     except Exception:
         return None
 
 
-def _compile_notice(err):
-    """One line on a terminal before a first run's compilation (silence otherwise)."""
-    if _is_tty(err) and _kernels_cold():
+def _first_run(args, err, what="device"):
+    """Before anything is compiled, on a cold kernel cache: one line on a terminal (silence otherwise) and, for a
+    device command (`what` "device": args.config is the device) run as the `n6emu` command, the network's kernels
+    compiled by a second process meanwhile (emu._install.compile_network_in_background). `what`: "device",
+    "frontend" or "network" (the kernels the command runs)."""
+    helper = (what == "device" and getattr(args, "command_process", False)
+              and getattr(args, "backend", None) in (None, "numba"))
+    if not (helper or _is_tty(err)) or not _kernels_cold(network=what != "frontend", frontend=what != "network"):
+        return
+    if _is_tty(err):
         print(f"n6emu: compiling kernels (first run only, about {COMPILE_SECONDS} s)", file=err, flush=True)
+    if helper:
+        from emu._install import compile_network_in_background
+        compile_network_in_background(args.config)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -207,7 +222,7 @@ def cmd_run(args, out, err=None):
                       f"shape {_fmt_shape(shape)}")
     meta = dict(session.metadata, input_boundary=boundary, float_output=bool(args.float_output),
                 model=os.path.abspath(args.model), input=os.path.abspath(args.input), n6emu=__version__)
-    _compile_notice(err)
+    _first_run(args, err, "network")
 
     def result(chunk):
         q, f = session.run(np.ascontiguousarray(chunk), boundary)
@@ -289,7 +304,7 @@ def cmd_features(args, out, err=None):
     from emu.device import FrontEnd, frontend_params
     from emu.trace import frontend_trace
     params = frontend_params(cfg)
-    _compile_notice(err)
+    _first_run(args, err, "frontend")
     fe = FrontEnd(params)
     feats = []
     written = False
@@ -338,7 +353,7 @@ def cmd_vectors(args, out, err=None):
         _check_folder_is_not_one_file(clip, "vectors --audio")
         audio.open_checked(clip, None, rate)
     from emu.device import Device
-    _compile_notice(err)
+    _first_run(args, err)
     dev = Device(args.config)
     _print_warnings(dev, err)
     m = write_vectors(dev, args.audio, args.out, stages=args.stages, arena=args.arena, alignment=args.align)
@@ -365,7 +380,7 @@ def cmd_conformance(args, out, err=None):
     err = sys.stderr if err is None else err
     if not os.path.isdir(args.dir):
         raise N6Error(f"{_printable(args.dir)}: no such folder; give a folder of CMSIS-NN test-data cases")
-    _compile_notice(err)
+    _first_run(args, err, "network")
     results = run_all(args.dir, backend=args.backend, rounding=args.rounding)
     if not results:
         raise N6Error(f"{_printable(args.dir)}: no CMSIS-NN test-data case found (folders with config_data.h)")
@@ -552,7 +567,7 @@ def cmd_replay(args, out, err):
                           f"window(s) (0-{most - 1}); nothing was written")
 
     from emu.device import Device
-    _compile_notice(err)
+    _first_run(args, err)
     dev = Device(cfg)
     _print_warnings(dev, err)
     if args.backend is not None:
@@ -722,7 +737,7 @@ def _replay_dataset(args, out, err):
         audio.open_checked(c.path, args.rate, cfg.frontend.sample_rate)
 
     from emu.device import Device
-    _compile_notice(err)
+    _first_run(args, err)
     dev = Device(cfg)
     _print_warnings(dev, err)
     if args.backend is not None:
@@ -1289,6 +1304,7 @@ def main(argv=None, out=None, err=None):
     try:
         args = build_parser().parse_args(argv)
         args.t0 = t0
+        args.command_process = argv is None
         if args.func in (cmd_replay, cmd_diagnose, cmd_compare, cmd_run, cmd_features, cmd_vectors,
                          cmd_conformance):
             return args.func(args, out, err)

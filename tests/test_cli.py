@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -236,12 +237,65 @@ def test_inputs_are_checked_before_the_device_is_built(tmp_path, no_device):
 def test_compile_notice_only_on_a_terminal_with_a_cold_cache(tmp_path, monkeypatch, no_device):
     import emu.cli as cli
     for tty, cold, shown in ((True, True, True), (True, False, False), (False, True, False)):
-        monkeypatch.setattr(cli, "_kernels_cold", lambda cold=cold: cold)
+        monkeypatch.setattr(cli, "_kernels_cold", lambda cold=cold, **what: cold)
         err = _Tty() if tty else io.StringIO()
         with pytest.raises(AssertionError, match="device was built"):
             cli.main(["replay", str(CLIPS / "yes.wav")], out=io.StringIO(), err=err)
         notice = [line for line in err.getvalue().splitlines() if "compiling kernels" in line]
         assert notice == (["n6emu: compiling kernels (first run only, about 30 s)"] if shown else [])
+
+
+def test_first_run_compiles_the_network_in_a_second_process_only_for_the_command(monkeypatch, no_device):
+    """Cold cache: the `n6emu` process (main() without argv) of a device command starts the network's compile
+    helper for its device; in-process calls (argv given), `--backend c` and a warm cache do not."""
+    import emu._install
+    import emu.cli as cli
+    started = []
+    monkeypatch.setattr(emu._install, "compile_network_in_background", started.append)
+    clip = str(CLIPS / "yes.wav")
+    for argv, cold, extra, expected in ((None, True, [], [None]),
+                                        (["replay", clip], True, [], []),
+                                        (None, False, [], []),
+                                        (None, True, ["--backend", "c"], [])):
+        started.clear()
+        monkeypatch.setattr(cli, "_kernels_cold", lambda cold=cold, **what: cold)
+        monkeypatch.setattr(sys, "argv", ["n6emu", "replay", clip] + extra)
+        with pytest.raises(AssertionError, match="device was built"):
+            cli.main(argv, out=io.StringIO(), err=io.StringIO())
+        assert started == expected, (argv, cold, extra)
+
+
+def test_network_compile_helper_leaves_the_device_nothing_to_compile(tmp_path):
+    """emu._install's compile helper, run in a fresh kernel cache, compiles the device's network kernels with the
+    argument types the device chain passes: a device in the same cache then runs its network on cache hits only."""
+    env = dict(os.environ, N6EMU_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("NUMBA_CACHE_DIR", None)
+    from emu._install import HELPER_COMMAND
+    res = subprocess.run([sys.executable, "-c", HELPER_COMMAND, ""], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr
+    probe = textwrap.dedent("""
+        import sys, numpy as np
+        from numba.core.dispatcher import Dispatcher
+        from emu.device import Device
+        dev = Device()
+        p = dev.frontend.params
+        out = dev.run(dev.input_buffer(np.zeros((2, p.n_mels, p.n_frames), np.int8)))
+        hits = misses = 0
+        for name, mod in list(sys.modules.items()):
+            if name.startswith("emu.kernels") or name == "emu.fixedpoint":
+                for d in vars(mod).values():
+                    if isinstance(d, Dispatcher) and d._cache_hits:
+                        hits += sum(d._cache_hits.values())
+                        misses += sum(d._cache_misses.values())
+                    elif isinstance(d, Dispatcher):
+                        misses += sum(d._cache_misses.values())
+        print(out.shape[0], hits, misses)
+    """)
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr
+    rows, hits, misses = map(int, res.stdout.split())
+    assert rows == 2 and hits > 0 and misses == 0, res.stdout
 
 
 def test_cold_cache_detection_follows_numba_cache_dir(tmp_path):
