@@ -17,13 +17,14 @@ Runtime(graph, profile="cmsis-nn", backend="numba", rounding=None, input_boundar
                        .states (layer -> {tensor name: array}) shows the current state.
 
 Planning: every activation buffer is allocated once per batch size (a plan); kernels write into them
-(they never allocate). The runtime is a loop over bound steps: each node's op family (emu.graph.ops) binds its
-prepared Params to the plan's buffers once per plan (arguments and scratch checked then, the unchecked kernel per
-inference). A batch of N runs as one kernel call per layer when
-every activation has a leading batch dimension of 1 that no layer moves (batch folded into axis 0); otherwise
-sample by sample. Speed lives in the kernels' bind: conv and depthwise pack their weights there (emu/kernels/conv.py,
-depthwise.py: register-tile paths) and, for a batch plan, split the batch into contiguous sample ranges run on Numba's
-threads (numba.set_num_threads sets how many; results never depend on it); one sample runs on one thread.
+(they never allocate); a reshape's output is a view of its input's buffer (no copy, no step). The runtime is a loop
+over bound steps: each node's op family (emu.graph.ops) binds its prepared Params to the plan's buffers once per plan
+(arguments and scratch checked then, the unchecked kernel's compiled entry point per inference). A batch of N runs
+as one kernel call per layer when every activation has a leading batch dimension of 1 that no layer moves (batch
+folded into axis 0); otherwise sample by sample. Speed lives in the kernels' bind: conv and depthwise pack their
+weights there (emu/kernels/conv.py, depthwise.py: register-tile paths) and, for a batch plan, split the batch into
+contiguous sample ranges run on Numba's threads (numba.set_num_threads sets how many; results never depend on it);
+one sample runs on one thread; run() of one sample array skips the batch bookkeeping.
 """
 import numpy as np
 
@@ -92,6 +93,11 @@ class Runtime:
         self.input_boundary = "int8" if input_boundary is None else input_boundary
         self.elementwise = self.prepared.elementwise
         self.float_output = bool(float_output)
+        # run()'s one-sample path: the input shape it takes (None: several inputs or float32 input) and the outputs
+        g = self.graph
+        self._one_shape = tuple(g.tensors[g.inputs[0]].shape) if len(g.inputs) == 1 and \
+            self.input_boundary == "int8" else None
+        self._out_shapes = tuple((name, tuple(g.tensors[name].shape)) for name in g.outputs)
         if self.float_output:
             for name in self.graph.outputs:
                 if self.graph.tensors[name].per_channel:
@@ -202,18 +208,24 @@ class Runtime:
         return True
 
     def _plan(self, nb):
-        """Buffers and bound kernel calls for `nb` samples folded into axis 0."""
+        """Buffers and bound kernel calls for `nb` samples folded into axis 0; a reshape's output is a view of its
+        input's buffer (the same bytes: no copy, no step)."""
         if nb in self._plans:
             return self._plans[nb]
         g = self.graph
         buffers = {}
         for name in g.activations():
             t = g.tensors[name]
-            if t.is_constant:
-                continue
-            shape = (t.shape[0] * nb,) + tuple(t.shape[1:])
-            buffers[name] = np.zeros(shape, t.dtype)
-        steps = [self._step(node, buffers) for node in g.nodes]
+            if not t.is_constant:
+                buffers[name] = np.zeros((t.shape[0] * nb,) + tuple(t.shape[1:]), t.dtype)
+        aliased = set()
+        for node in g.nodes:
+            src, dst = (node.inputs[0] if node.inputs else None), node.outputs[0]
+            if (node.op == "reshape" and src in buffers and dst in buffers and dst != src
+                    and buffers[src].dtype == buffers[dst].dtype and buffers[src].size == buffers[dst].size):
+                buffers[dst] = buffers[src].reshape(buffers[dst].shape)
+                aliased.add(dst)
+        steps = [self._step(node, buffers) for node in g.nodes if node.outputs[0] not in aliased]
         plan = (buffers, steps)
         if len(self._plans) >= 4:     # keep a few batch sizes, not one plan per size ever seen
             self._plans.pop(next(iter(self._plans)))
@@ -265,12 +277,23 @@ class Runtime:
 
     def run(self, inputs):
         """Model output(s) for int8 input(s); a leading batch axis N gives N outputs."""
-        arrays, n, batched = self._normalise_inputs(inputs)
-        res = self._collect(self.graph.outputs, arrays, n, batched)
+        if type(inputs) is np.ndarray and inputs.shape == self._one_shape and inputs.dtype == np.int8:
+            res = self._run_one(inputs)       # one sample, one array: what _collect does, without its bookkeeping
+        else:
+            arrays, n, batched = self._normalise_inputs(inputs)
+            res = self._collect(self.graph.outputs, arrays, n, batched)
         if self.float_output:
             res = {name: self.dequantize_output(name, q) for name, q in res.items()}
         outs = tuple(res[name] for name in self.graph.outputs)
         return outs[0] if len(outs) == 1 else outs
+
+    def _run_one(self, x):
+        """{output name: array} for one sample x (int8, the input's shape) of a one-input graph."""
+        buffers, steps = self._plans[1] if 1 in self._plans else self._plan(1)
+        np.copyto(buffers[self.graph.inputs[0]], x)
+        for step in steps:
+            step()
+        return {name: buffers[name].reshape(shape).copy() for name, shape in self._out_shapes}
 
     def run_all(self, inputs):
         """Every activation tensor (name -> int8 array) for int8 input(s), in execution order."""

@@ -21,16 +21,15 @@ which LLVM vectorizes with vpmaddwd. General path (grouped convolution, offsets 
 int32 accumulators of all output channels live in a scratch row and the innermost loop runs over output channels
 against a transposed copy of the filter (w + filter_offset, int32). Both sum the same int32 products with wrapping additions: equal results.
 """
-import functools
-
 import numba
 import numpy as np
 from numba import njit, prange
 
 from emu.fixedpoint import requantize_row
-from emu.kernels.tiles import LANES, copy_padded, madd_tile, pack_pairs, padded, wrap_int32_array
+from emu.kernels.tiles import (LANES, copy_padded, has_quad_dot, madd_tile, pack_groups, pack_pairs, padded, quad_tile,
+                               tile_requantize, tile_requantize_row, wrap_int32_array)
 from emu.kernels.backends import (KernelArgumentError, check_activation, check_array, check_geometry, check_int,
-                                  check_epilogue, check_no_alias)
+                                  check_epilogue, check_no_alias, compiled)
 
 
 def conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
@@ -61,7 +60,7 @@ def bind_conv_s8(inp, filt, bias, mult, shift, input_offset, output_offset, stri
     tiled = _tile_args(args, threads=tile_threads())
     if tiled is not None:
         return conv_tiles_call(tiled)
-    return functools.partial(run_conv_s8, *args)
+    return compiled(run_conv_s8, *args)
 
 
 def _checked_conv_args(inp, filt, bias, mult, shift, input_offset, output_offset, stride_h, stride_w, pad_top,
@@ -268,9 +267,11 @@ def _conv_s8(inp, filt, bias, qp, scale, input_offset, filter_offset, output_off
 # The raw int8 receptive fields of TILE_ROWS output pixels times w' packed as int16 pairs: tiles.madd_tile, 4 x 64
 # accumulators in registers. The receptive field is read in place: from the input itself (unpadded stride-1 1x1 conv,
 # even Cin: MODE_DIRECT), from a copy of the sample padded with the zero-point (KW*Cin even, no horizontal dilation:
-# MODE_PADDED, KH runs of KW*Cin bytes), else gathered row by row (MODE_GATHER). A batch is split into contiguous
-# sample ranges run by Numba's threads (prange over independent outputs, one scratch row per range, dynamic
-# scheduling); the result does not depend on the split.
+# MODE_PADDED, KH runs of KW*Cin bytes), else gathered row by row (MODE_GATHER). MODE_DIRECT with Cin % 4 == 0 and w'
+# within int8 on a CPU with u8 x s8 quad products (tiles.has_quad_dot): "quad", w' packed as int8 quads for
+# tiles.quad_tile, which sums (x + 128) * w' (x + 128 as u8), with bias' - 128 * sum_k w'[o, k] then. A batch is split
+# into contiguous sample ranges run by Numba's threads (prange over independent outputs, one scratch row per range,
+# dynamic scheduling); the result does not depend on the split.
 TILE_ROWS = 4
 MODE_DIRECT, MODE_PADDED, MODE_GATHER = 0, 1, 2
 SLACK = 64            # bytes after a padded sample (a pair read never passes the end; margin for safety)
@@ -333,15 +334,24 @@ def _tile_args(args, threads):
     wpk, bias2 = packed
     _, kh, kw, cin = filt.shape
     mode = conv_tile_mode(inp.shape, filt.shape, out.shape, stride_h, stride_w, pad_top, pad_left, dilation_w)
+    quad = 0
+    if mode == MODE_DIRECT and cin % 4 == 0 and has_quad_dot():
+        w = filt.reshape(filt.shape[0], -1).astype(np.int64) + np.int64(filter_offset)
+        if w.size and w.min() >= -128 and w.max() <= 127:    # quads: x + 128 (u8) x w' (s8), -128 * sum w' in bias'
+            quad = 1
+            wpk = pack_groups(w, 4, np.int8).view(np.int16)
+            bias2 = wrap_int32_array(bias2.astype(np.int64) - np.int64(128) * np.concatenate(
+                [w.sum(axis=1), np.zeros(bias2.shape[0] - w.shape[0], np.int64)]))
     chunks = tile_chunks(inp.shape[0], threads)
     hp = padded_extent(inp.shape[1], out.shape[1], kh, stride_h, dilation_h, pad_top)
     wp = padded_extent(inp.shape[2], out.shape[2], kw, stride_w, dilation_w, pad_left)
     size = {MODE_DIRECT: 1, MODE_PADDED: hp * wp * cin + SLACK,
             MODE_GATHER: TILE_ROWS * padded(kh * kw * cin, 2)}[mode]
-    xbuf = np.zeros((chunks, size), np.int8)
+    xbuf = np.full((chunks, size), -input_offset, np.int8)     # MODE_PADDED: the border is the zero-point
     acc = np.zeros((chunks, TILE_ROWS * bias2.shape[0]), np.int32)
+    qp, rounding = tile_requantize(qp, scale, rounding)
     return (inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-            dilation_h, dilation_w, lo, hi, rounding, out, mode, hp, wp, xbuf, acc)
+            dilation_h, dilation_w, lo, hi, rounding, out, mode, quad, hp, wp, xbuf, acc)
 
 
 def parallel_call(fn, *args):
@@ -363,7 +373,7 @@ def tiles_call(tiled, serial, parallel):
     inp, scratch, acc = tiled[0], tiled[-2], tiled[-1]
     if scratch.shape[0] > 1:
         return parallel_call(parallel, *tiled)
-    return functools.partial(serial, *tiled[:-2], scratch[0], acc[0], 0, inp.shape[0])
+    return compiled(serial, *tiled[:-2], scratch[0], acc[0], 0, inp.shape[0])
 
 
 def conv_tiles_call(tiled):
@@ -375,14 +385,15 @@ _T44, _T14, _T41, _T11 = madd_tile(4, 4), madd_tile(1, 4), madd_tile(4, 1), madd
 
 @njit(cache=True, parallel=True)
 def _conv_tiles_parallel(inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, stride_h, stride_w, pad_top,
-                         pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, mode, hp, wp, xbuf, acc):
+                         pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, mode, quad, hp, wp, xbuf,
+                         acc):
     """prange over the scratch rows' contiguous sample ranges (independent outputs), range t using row t."""
     n = inp.shape[0]
     chunks = xbuf.shape[0]
     for t in prange(chunks):
         _conv_tiles(inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, stride_h, stride_w, pad_top,
-                    pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, mode, hp, wp, xbuf[t], acc[t],
-                    t * n // chunks, (t + 1) * n // chunks)
+                    pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, mode, quad, hp, wp, xbuf[t],
+                    acc[t], t * n // chunks, (t + 1) * n // chunks)
 
 
 @njit(cache=True)
@@ -435,11 +446,33 @@ def _tile_channels(r_n, src, x_off, x_stride, nrows, row_stride, k2, wpk, bias2,
         o0 += LANES
 
 
+_Q44, _Q14, _Q41, _Q11 = quad_tile(4, 4), quad_tile(1, 4), quad_tile(4, 1), quad_tile(1, 1)
+
+
+@njit(cache=True, inline="always")
+def _quad_channels(r_n, src, x_off, x_stride, k4, wq, bias2, acc):
+    """All output channel blocks (64s, then 16s) of one pixel tile, u8 x s8 quads (MODE_DIRECT with quad)."""
+    op = bias2.shape[0]
+    o0 = 0
+    while o0 + 4 * LANES <= op:
+        if r_n == TILE_ROWS:
+            _Q44(src, x_off, x_stride, k4, wq, 4 * o0, 4 * op, bias2, o0, acc, o0, op)
+        else:
+            _Q14(src, x_off, x_stride, k4, wq, 4 * o0, 4 * op, bias2, o0, acc, o0, op)
+        o0 += 4 * LANES
+    while o0 < op:
+        if r_n == TILE_ROWS:
+            _Q41(src, x_off, x_stride, k4, wq, 4 * o0, 4 * op, bias2, o0, acc, o0, op)
+        else:
+            _Q11(src, x_off, x_stride, k4, wq, 4 * o0, 4 * op, bias2, o0, acc, o0, op)
+        o0 += LANES
+
+
 @njit(cache=True)
 def _conv_tiles(inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
-                dilation_h, dilation_w, act_min, act_max, rounding, out, mode, hp, wp, xbuf, acc, b0, b1):
+                dilation_h, dilation_w, act_min, act_max, rounding, out, mode, quad, hp, wp, xbuf, acc, b0, b1):
     """Samples [b0, b1): output pixels in tiles of TILE_ROWS (then 1; along an output row in MODE_PADDED), each
-    tile's accumulators (bias' included) to acc [TILE_ROWS, Op], then requantize_row per pixel."""
+    tile's accumulators (bias' included) to acc [TILE_ROWS, Op], then tile_requantize_row per pixel."""
     n, h, w, cin = inp.shape
     cout, kh, kw, _ = filt.shape
     oh, ow = out.shape[1], out.shape[2]
@@ -450,9 +483,7 @@ def _conv_tiles(inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, s
     x_flat = inp.reshape(n * h * w * cin)
     o_flat = out.reshape(n * oh * ow * cout)
     pix = oh * ow
-    if mode == MODE_PADDED:
-        for i in range(xbuf.shape[0]):
-            xbuf[np.uint64(i)] = zp
+    if mode == MODE_PADDED:     # xbuf's border holds the input zero-point (filled once at bind)
         run = kw * cin
         for b in range(b0, b1):
             copy_padded(x_flat, b, h, w, cin, wp, pad_top, pad_left, xbuf)
@@ -463,15 +494,17 @@ def _conv_tiles(inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, s
                     _tile_channels(r_n, xbuf, (oy * stride_h * wp + ox * stride_w) * cin, stride_w * cin, kh,
                                    dilation_h * wp * cin, run // 2, wpk, bias2, acc)
                     for r in range(r_n):
-                        requantize_row(acc[r * op:r * op + cout], qp, scale, output_offset, act_min, act_max,
-                                       rounding, o_flat, ((b * oh + oy) * ow + ox + r) * cout)
+                        tile_requantize_row(acc[r * op:r * op + cout], qp, scale, output_offset, act_min, act_max,
+                                            rounding, o_flat, ((b * oh + oy) * ow + ox + r) * cout)
                     ox += r_n
         return
     p = b0 * pix
     p_end = b1 * pix
     while p < p_end:
         r_n = TILE_ROWS if p_end - p >= TILE_ROWS else 1
-        if mode == MODE_DIRECT:
+        if mode == MODE_DIRECT and quad:
+            _quad_channels(r_n, x_flat, p * cin, cin, cin // 4, wpk.view(np.int8), bias2, acc)
+        elif mode == MODE_DIRECT:
             _tile_channels(r_n, x_flat, p * cin, cin, 1, 0, cin // 2, wpk, bias2, acc)
         else:
             for r in range(r_n):
@@ -484,6 +517,6 @@ def _conv_tiles(inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, s
                     xbuf[np.uint64(r * kp + k)] = np.int8(0)
             _tile_channels(r_n, xbuf, 0, kp, 1, 0, kp // 2, wpk, bias2, acc)
         for r in range(r_n):
-            requantize_row(acc[r * op:r * op + cout], qp, scale, output_offset, act_min, act_max, rounding, o_flat,
-                           (p + r) * cout)
+            tile_requantize_row(acc[r * op:r * op + cout], qp, scale, output_offset, act_min, act_max, rounding,
+                                o_flat, (p + r) * cout)
         p += r_n

@@ -10,16 +10,15 @@ Speed: with ch_mult == 1 and an int8 input zero-point (every real model) the til
 the bias at bind time, each sample copied once into a zero-point padded buffer, 4 pixels x 64 channels accumulated in
 registers by emu/kernels/tiles.py, a batch split over Numba's threads); the general loop otherwise.
 """
-import functools
-
 import numpy as np
 from numba import njit, prange
 
 from emu.fixedpoint import requantize_row
 from emu.kernels.conv import padded_extent, tile_chunks, tile_threads, tiles_call
-from emu.kernels.tiles import LANES, copy_padded, dw_tile, padded, wrap_int32_array
+from emu.kernels.tiles import (LANES, copy_padded, dw_tile, padded, tile_requantize, tile_requantize_row,
+                               wrap_int32_array)
 from emu.kernels.backends import (KernelArgumentError, check_activation, check_array, check_geometry, check_int,
-                                  check_epilogue, check_no_alias)
+                                  check_epilogue, check_no_alias, compiled)
 
 
 def depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
@@ -52,7 +51,7 @@ def bind_depthwise_conv_s8(inp, filt, bias, mult, shift, ch_mult, input_offset, 
     tiled = _tile_args(args, threads=tile_threads())
     if tiled is not None:
         return depthwise_tiles_call(tiled)
-    return functools.partial(_depthwise_conv_s8, *args)
+    return compiled(_depthwise_conv_s8, *args)
 
 
 def _checked_depthwise_args(inp, filt, bias, mult, shift, ch_mult, input_offset, output_offset, stride_h, stride_w,
@@ -177,8 +176,9 @@ def _tile_args(args, threads):
     hp = padded_extent(inp.shape[1], out.shape[1], kh, stride_h, dilation_h, pad_top)
     wp = padded_extent(inp.shape[2], out.shape[2], kw, stride_w, dilation_w, pad_left)
     chunks = tile_chunks(inp.shape[0], threads)
-    xpad = np.zeros((chunks, hp * wp * inp.shape[3] + SLACK), np.int8)
+    xpad = np.full((chunks, hp * wp * inp.shape[3] + SLACK), -input_offset, np.int8)   # border: the zero-point
     acc = np.zeros((chunks, TILE_ROWS * bias2.shape[0]), np.int32)
+    qp, rounding = tile_requantize(qp, scale, rounding)
     return (inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, stride_h, stride_w, pad_top, pad_left,
             dilation_h, dilation_w, lo, hi, rounding, out, hp, wp, xpad, acc)
 
@@ -206,17 +206,15 @@ def _depthwise_tiles_parallel(inp, filt, wpk, bias2, qp, scale, input_offset, ou
 @njit(cache=True)
 def _depthwise_tiles(inp, filt, wpk, bias2, qp, scale, input_offset, output_offset, stride_h, stride_w, pad_top,
                      pad_left, dilation_h, dilation_w, act_min, act_max, rounding, out, hp, wp, xpad, acc, b0, b1):
-    """Samples [b0, b1): copy into the zero-point padded xpad, then per output row pixels in tiles of TILE_ROWS
-    (then 1) x channel blocks of 64 (then 16); accumulators to acc [TILE_ROWS, Cp], then requantize_row per pixel."""
+    """Samples [b0, b1): copy into xpad (its border holds the input zero-point: filled once at bind), then per output
+    row pixels in tiles of TILE_ROWS (then 1) x channel blocks of 64 (then 16); accumulators to acc [TILE_ROWS, Cp],
+    then tile_requantize_row per pixel."""
     n, h, w, c = inp.shape
     kh, kw = filt.shape[1], filt.shape[2]
     oh, ow = out.shape[1], out.shape[2]
     cp = bias2.shape[0]
     x_flat = inp.reshape(n * h * w * c)
     o_flat = out.reshape(n * oh * ow * c)
-    zp = np.int8(-input_offset)
-    for i in range(xpad.shape[0]):
-        xpad[np.uint64(i)] = zp
     row = wp * c
     for b in range(b0, b1):
         copy_padded(x_flat, b, h, w, c, wp, pad_top, pad_left, xpad)
@@ -244,6 +242,6 @@ def _depthwise_tiles(inp, filt, wpk, bias2, qp, scale, input_offset, output_offs
                                  bias2, c0, acc, c0, cp)
                         c0 += LANES
                 for r in range(r_n):
-                    requantize_row(acc[r * cp:r * cp + c], qp, scale, output_offset, act_min, act_max, rounding,
-                                   o_flat, ((b * oh + oy) * ow + ox + r) * c)
+                    tile_requantize_row(acc[r * cp:r * cp + c], qp, scale, output_offset, act_min, act_max,
+                                        rounding, o_flat, ((b * oh + oy) * ow + ox + r) * c)
                 ox += r_n

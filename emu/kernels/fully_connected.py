@@ -5,13 +5,12 @@ out = emu.fixedpoint.requantize_channel(acc, qp, scale, o, output_offset, act_mi
       fixed-point (DOUBLE_/SINGLE_ROUNDING, scale None) or float32 (FLOAT32_RNE, keyword `scale`, float32 per output).
 Per-tensor quantization = mult/shift arrays filled with one value.
 """
-import functools
-
 import numpy as np
 from numba import njit
 
 from emu.fixedpoint import requantize_channel
-from emu.kernels.backends import check_activation, check_array, check_epilogue, check_int, check_no_alias, check_shape
+from emu.kernels.backends import (check_activation, check_array, check_epilogue, check_int, check_no_alias, check_shape,
+                                  compiled)
 
 
 def fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset,
@@ -26,7 +25,7 @@ def bind_fully_connected_s8(inp, filt, bias, mult, shift, input_offset, filter_o
                             act_min, act_max, rounding, out, *, scale=None, qp=None):
     """Checks the arguments once (as fully_connected_s8) and returns a no-argument callable running the unchecked
     kernel on these very arrays (contents may change between calls, never shapes or dtypes)."""
-    return functools.partial(_fully_connected_s8, *_checked_fc_args(
+    return compiled(_fully_connected_s8, *_checked_fc_args(
         inp, filt, bias, mult, shift, input_offset, filter_offset, output_offset, act_min, act_max, rounding, out,
         scale, qp))
 

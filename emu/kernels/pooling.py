@@ -4,13 +4,14 @@ avgpool: sum raw int8 over the valid taps (int32), cnt = their number;
          avg = (sum + cnt/2)/cnt if sum > 0 else (sum - cnt/2)/cnt, C truncating division; clamp to act range.
 maxpool: max over the valid taps (-128 for a window with no valid tap), clamp to act range.
 """
-import functools
-
 import numpy as np
 from numba import njit
 
 from emu.kernels.backends import (KernelArgumentError, check_activation, check_array, check_geometry, check_int,
-                                  check_no_alias)
+                                  check_no_alias, compiled)
+
+AVGPOOL_EMPTY = ("an average-pool window lies entirely in the padding (no valid tap); check the paddings and output "
+                 "shape")
 
 
 def _check_pool(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out):
@@ -31,27 +32,25 @@ def avgpool_s8(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, a
     """Checked entry point for _avgpool_s8; a window without any valid tap raises KernelArgumentError."""
     args = _check_pool(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out)
     if not _avgpool_s8(inp, *args, out, np.empty(inp.shape[3], np.int32)):
-        raise KernelArgumentError("an average-pool window lies entirely in the padding (no valid tap); "
-                                  "check the paddings and output shape")
+        raise KernelArgumentError(AVGPOOL_EMPTY)
 
 
 def bind_avgpool_s8(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out):
     """Checks the arguments once (as avgpool_s8) and returns a no-argument callable running the unchecked kernel on
     these very arrays (contents may change between calls, never shapes or dtypes)."""
     args = _check_pool(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out)
-    sums = np.empty(inp.shape[3], np.int32)
+    avgpool = compiled(_avgpool_s8, inp, *args, out, np.empty(inp.shape[3], np.int32))
 
     def run_avgpool():
-        if not _avgpool_s8(inp, *args, out, sums):
-            raise KernelArgumentError("an average-pool window lies entirely in the padding (no valid tap); "
-                                      "check the paddings and output shape")
+        if not avgpool():
+            raise KernelArgumentError(AVGPOOL_EMPTY)
     return run_avgpool
 
 
 def bind_maxpool_s8(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out):
     """Checks the arguments once (as maxpool_s8) and returns a no-argument callable running the unchecked kernel."""
-    return functools.partial(_maxpool_s8, inp, *_check_pool(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top,
-                                                            pad_left, act_min, act_max, out), out)
+    return compiled(_maxpool_s8, inp, *_check_pool(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
+                                                   act_min, act_max, out), out)
 
 
 def maxpool_s8(inp, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, act_min, act_max, out):

@@ -5,14 +5,12 @@ z = SRDHM(int32(diff << shift), mult) (Q5.26), e = exp_on_negative_values(z) (Q0
 sum = sum RDBP(e, 12) (Q12.19, int32), hr = clz(sum), scale = one_over_one_plus_x(int32((sum << hr) - 2^31)),
 out = clamp(RDBP(SRDHM(scale, e), 35 - hr) - 128, -128, 127).
 """
-import functools
-
 import numpy as np
 from numba import njit
 
 from emu.fixedpoint import (count_leading_zeros32, exp_on_negative_values, one_over_one_plus_x_for_x_in_0_1, rdbp,
                             srdhm, wrap_int32)
-from emu.kernels.backends import check_array, check_int, check_no_alias, check_shape
+from emu.kernels.backends import check_array, check_int, check_no_alias, check_shape, compiled
 
 ACCUMULATION_INTEGER_BITS = 12  # sum of exps in Q12.19
 
@@ -25,7 +23,7 @@ def softmax_s8(inp, mult, shift, diff_min, out):
 def bind_softmax_s8(inp, mult, shift, diff_min, out):
     """Checks the arguments once (as softmax_s8) and returns a no-argument callable running the unchecked kernel on
     these very arrays (contents may change between calls, never shapes or dtypes)."""
-    return functools.partial(_softmax_s8, *_checked_softmax_args(inp, mult, shift, diff_min, out))
+    return compiled(_softmax_s8, *_checked_softmax_args(inp, mult, shift, diff_min, out))
 
 
 def _checked_softmax_args(inp, mult, shift, diff_min, out):
