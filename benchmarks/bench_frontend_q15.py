@@ -1,10 +1,13 @@
 """Benchmark: cmsis-q15 front end on one second of 16 kHz audio (one 49-frame patch) — n6emu (Numba and
 C twin, whole patch per call) vs calling the cmsisdsp Python package frame by frame (the same primitives).
 
-Usage: python benchmarks/bench_frontend_q15.py [--repeats 100] [--baseline HEAD] [--out benchmarks/results/frontend_q15.json]
+Usage: python benchmarks/bench_frontend_q15.py [--repeats 100] [--batch 64] [--baseline HEAD]
+       [--out benchmarks/results/frontend_q15.json]
 Reports the median wall time per second of audio over the repeats; the cases of one mode are timed in
 interleaved rounds (one call of each per round) so load drift on the shared machine hits all of them alike;
 describes the machine and records the load average (os.getloadavg, as `uptime`) at start and end.
+Two n6emu Numba figures: one patch per call (compute_patch) and --batch patches per call (compute_patches, what
+replay runs through FrontEnd.patches; time per call divided by the patch count), both on one thread.
 --baseline REV also times emu/frontend/cmsis_q15.py as committed at git revision REV (imported from a temporary
 copy: old vs new in the same run; "" to skip).
 Both sides compute the same integers: the script checks equality before timing.
@@ -96,16 +99,19 @@ def cmsisdsp_mfcc(dsp, state, pcm):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=64, help="patches per call of the batch entry (compute_patches)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "frontend_q15.json"))
     ap.add_argument("--baseline", default="HEAD", help="git revision of cmsis_q15.py to time as well ('' to skip)")
     args = ap.parse_args(argv)
     base_mod = baseline_module(args.baseline) if args.baseline else None
     import cmsisdsp as dsp
+    import numba
+    numba.set_num_threads(1)                              # per core: the batch entry runs on one thread too
     from emu.frontend import ctwin_q15
 
     rng = np.random.default_rng(0)
     results = {"machine": machine(), "loadavg_at_start": os.getloadavg(), "audio": "1 s of 16 kHz int16 PCM = one patch (49 frames x hop 320, "
-               "win 640, n_fft 1024, 40 mels)", "cases": {}}
+               "win 640, n_fft 1024, 40 mels)", "threads": 1, "batch_patches": args.batch, "cases": {}}
     for mode in ("logmel", "mfcc"):
         extra = dict(fmin=20.0, fmax=4000.0, mel_scale="htk", mel_norm="none") if mode == "mfcc" else {}
         p = FrontendParams(profile="cmsis-q15", spectrum="magnitude", quant_scale=0.0305305, quant_zero_point=42,
@@ -122,7 +128,14 @@ def main(argv=None):
         else:
             assert np.array_equal(cmsisdsp_mfcc(dsp, state, pcm), stages["mfcc"].T), "cmsisdsp and n6emu disagree"
             base = lambda: cmsisdsp_mfcc(dsp, state, pcm)  # noqa: E731
+        # the batch: args.batch different patches (the signal shifted, fresh noise; its own generator), one call
+        brng = np.random.default_rng(1)
+        batch = np.stack([np.clip(np.roll(pcm, 997 * k).astype(np.float64) + brng.normal(0, 300, pcm.size),
+                                  -32768, 32767).astype(np.int16) for k in range(args.batch)])
+        assert np.array_equal(q15.compute_patches(batch, state), np.stack([q15.compute_patch(x, state) for x in batch]))
+        per_call = {f"n6emu_numba_batch{args.batch}": args.batch}
         fns = {"n6emu_numba": lambda: q15.compute_patch(pcm, state), "cmsisdsp_python_frame_by_frame": base,
+               f"n6emu_numba_batch{args.batch}": lambda: q15.compute_patches(batch, state),
                # the frame-by-frame kernels (the dsp-ext path; compute_patch before the lane kernels), same run
                "n6emu_numba_per_frame_fft": lambda: q15._run_patch(q15._patch_pcm(state, pcm), state, lanes=False)}
         if base_mod is not None:
@@ -132,7 +145,8 @@ def main(argv=None):
         if ctwin_q15.available():
             assert all(np.array_equal(v, ctwin_q15.compute_stages(pcm, state)[k]) for k, v in stages.items())
             fns["n6emu_c_twin"] = lambda: ctwin_q15.compute_patch(pcm, state)
-        case = {name: {"median_s": t, "repeats": args.repeats}
+        case = {name: {"median_s": t / per_call.get(name, 1), "repeats": args.repeats,
+                       "patches_per_call": per_call.get(name, 1)}
                 for name, t in interleaved_median_times(fns, args.repeats).items()}
         base_med = case["cmsisdsp_python_frame_by_frame"]["median_s"]
         for k, v in case.items():

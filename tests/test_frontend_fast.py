@@ -335,10 +335,10 @@ def test_q15_rfft_lanes_equals_one_frame(n_fft):
     ref = np.empty((q.LANES, 2 * n_fft), np.int16)
     for i in range(q.LANES):
         q._rfft_q15_kernel(fr[i].copy(), n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, 0, ref[i])
-    x = np.ascontiguousarray(fr.T.astype(np.int32)).reshape(-1)
-    dst = np.empty(2 * n_fft * q.LANES, np.int32)
+    x = np.ascontiguousarray(fr.T).reshape(-1)          # int16 lanes, as the patch kernels pass them
+    dst = np.empty(2 * n_fft * q.LANES, np.int16)
     q._rfft_q15_lanes(x, n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, dst,
-                      np.empty(16 * q.LANES, np.int32))
+                      np.empty(16 * q.LANES, np.int16))
     assert np.array_equal(dst.reshape(2 * n_fft, q.LANES).T, ref)
 
 

@@ -1,6 +1,8 @@
 """The lane-batched cmsis-q15 kernels (LANES frames side by side: framing, magnitude, mel, log, quantization, the
 MFCC tail) against the frame-by-frame kernels they replace, bit for bit (np.array_equal) on silence, full scale,
-clipping, noise and impulses, for every n_fft the profile supports, and independent of the thread count."""
+clipping, noise and impulses, for every n_fft the profile supports, and independent of the thread count; the
+batch entry (compute_patches: the frames of P patches in one run of blocks) against compute_patch patch by patch,
+and FrontEnd.patch / patches (the registry's cmsis-q15 dispatch) against compute_stages."""
 import numba
 import numpy as np
 import pytest
@@ -35,9 +37,9 @@ def _spectra(n_fft, seed):
     return s
 
 
-def _to_lanes(frames):
-    """[LANES, n] -> int32 [n * LANES] (value i of lane l at [i * LANES + l])."""
-    return np.ascontiguousarray(np.asarray(frames).T.astype(np.int32)).reshape(-1)
+def _to_lanes(frames, dtype=np.int32):
+    """[LANES, n] -> [n * LANES] (value i of lane l at [i * LANES + l]); int16 is the kernels' spectrum type."""
+    return np.ascontiguousarray(np.asarray(frames).T.astype(dtype)).reshape(-1)
 
 
 def _from_lanes(x, rows):
@@ -62,10 +64,19 @@ def test_mag_lanes_equals_one_frame(n_fft, power):
             else:
                 q._cmplx_mag_q15_kernel(spec[l], ref[l], n_bins, lut, np.empty(2 * n_bins, np.int64))
         mag = np.empty(n_bins * L, np.int32)
-        scratch = [np.empty(n_bins * L, np.int32) for _ in range(4)]
-        q._mag_q15_lanes(_to_lanes(spec), n_bins, lut, power, mag, *scratch)
+        q._mag_q15_lanes(_to_lanes(spec, np.int16), 0, n_bins, lut, power, mag, *_mag_scratch(n_bins))
         got = _from_lanes(mag, n_bins)
         assert np.array_equal(got, ref), (n_fft, power, seed, _mismatch(got, ref))
+        b0, b1 = n_bins // 5, n_bins - n_bins // 3                   # a bin range (the mel runs' bins): rows b0..b1-1
+        part = np.full(n_bins * L, -7, np.int32)
+        q._mag_q15_lanes(_to_lanes(spec, np.int16), b0, b1, lut, power, part, *_mag_scratch(n_bins))
+        got = _from_lanes(part, n_bins)
+        assert np.array_equal(got[:, b0:b1], ref[:, b0:b1]) and np.all(got[:, :b0] == -7) and np.all(got[:, b1:] == -7)
+
+
+def _mag_scratch(n_bins):
+    """_mag_q15_lanes' scratch: re, im int16, num, sh int32 [n_bins * LANES]."""
+    return [np.empty(n_bins * L, d) for d in (np.int16, np.int16, np.int32, np.int32)]
 
 
 def test_mag_lanes_every_pair_of_small_and_edge_values():
@@ -81,7 +92,7 @@ def test_mag_lanes_every_pair_of_small_and_edge_values():
     frames = pairs.reshape(L, n_bins * 2)
     lut = q.sqrt_lut_q31()
     mag = np.empty(n_bins * L, np.int32)
-    q._mag_q15_lanes(_to_lanes(frames), n_bins, lut, False, mag, *[np.empty(n_bins * L, np.int32) for _ in range(4)])
+    q._mag_q15_lanes(_to_lanes(frames, np.int16), 0, n_bins, lut, False, mag, *_mag_scratch(n_bins))
     ref = q.cmplx_mag_q15(frames.reshape(-1)).reshape(L, n_bins)
     assert np.array_equal(_from_lanes(mag, n_bins), ref)
 
@@ -168,18 +179,26 @@ def test_frames_to_lanes_equals_one_frame(n_fft, win, hop, normalise):
     window[pad:pad + win] = q.float_to_q15(np.hanning(win))
     window[pad] = 32767
     window[pad + win - 1] = -32768
-    for blk, nl in ((0, L), (1, n_frames - L), (1, 1)):
-        x = np.full(n_fft * L, 12345, np.int32)
-        sc = np.full(L, -1, np.int32)
-        q._frames_to_lanes(pcm, blk, nl, hop, win, pad, window, n_fft, normalise, x, np.empty(16 * L, np.int32), sc)
-        for l in range(nl):
-            buf = _frame(pcm, blk * L + l, hop, win, pad, n_fft)
-            if normalise:
-                m = q._mfcc_pre(buf, window, n_fft)
-                assert sc[l] == ((m << 16) if m not in (0, 32767) else 0), (blk, l, m, sc[l])
-            else:
-                q._mult_q15_kernel(buf, window, buf, n_fft)
-            assert np.array_equal(x[l::L], buf), (blk, l, _mismatch(x[l::L], buf))
+    plen = pcm.size
+    # one patch (n_t = n_frames), then 3 patches of n_t = 7 frames each (blocks straddle the patches)
+    many = np.concatenate([pcm[:6 * hop + win], pcm[::-1][:6 * hop + win], pcm[hop:hop + 6 * hop + win]])
+    for src, p_len, n_t, blocks in ((pcm, plen, n_frames, ((0, L), (1, n_frames - L), (1, 1))),
+                                    (many, 6 * hop + win, 7, ((0, L), (1, 5), (1, 1)))):
+        for blk, nl in blocks:
+            x = np.full(n_fft * L, 12345, np.int16)
+            sc = np.full(L, -1, np.int32)
+            q._frames_to_lanes(src, p_len, n_t, blk, nl, hop, win, pad, window, n_fft, normalise, x,
+                               np.empty(L * win, np.int16), np.empty(L, np.int64), np.empty(2 * L, np.int32), sc)
+            for l in range(nl):
+                f = blk * L + l
+                patch = src[(f // n_t) * p_len:(f // n_t + 1) * p_len]
+                buf = _frame(patch, f % n_t, hop, win, pad, n_fft)
+                if normalise:
+                    m = q._mfcc_pre(buf, window, n_fft)
+                    assert sc[l] == ((m << 16) if m not in (0, 32767) else 0), (blk, l, m, sc[l])
+                else:
+                    q._mult_q15_kernel(buf, window, buf, n_fft)
+                assert np.array_equal(x[l::L], buf), (n_t, blk, l, _mismatch(x[l::L], buf))
 
 
 @pytest.mark.parametrize("n_fft", PROFILE_N_FFT)
@@ -206,8 +225,9 @@ def test_mfcc_post_lanes_equals_mfcc_post(n_fft):
     sc = np.where((peaks != 0) & (peaks != 32767), peaks << 16, 0).astype(np.int32)
     rows = max(n_bins, n_mels) * L
     mag, mel, lg, mf = (np.empty(n * L, np.int32) for n in (n_bins, n_mels, n_mels, n_dct))
-    q._mfcc_post_lanes(_to_lanes(spec), n_bins, lut, starts, lens, coefs, dct, n_dct, log_exp, sc, mag, mel, lg, mf,
-                       np.empty(16 * L, np.int32), np.empty(L, np.int64), *[np.empty(rows, np.int32) for _ in range(4)])
+    q._mfcc_post_lanes(_to_lanes(spec, np.int16), 0, n_bins, lut, starts, lens, coefs, dct, n_dct, log_exp, sc, mag,
+                       mel, lg, mf, np.empty(n_bins * L, np.int16), np.empty(n_bins * L, np.int16),
+                       np.empty(L, np.int64), *[np.empty(rows, np.int32) for _ in range(4)])
     assert np.array_equal(_from_lanes(mag, n_bins), ref_bins)
     assert np.array_equal(_from_lanes(lg, n_mels), ref_log)
     assert np.array_equal(_from_lanes(mf, n_dct), ref_out)
@@ -228,9 +248,9 @@ def test_rfft_lanes_equals_one_frame_4096(n_fft):
     ref = np.empty((L, 2 * n_fft), np.int16)
     for i in range(L):
         q._rfft_q15_kernel(fr[i].copy(), n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, 0, ref[i])
-    dst = np.empty(2 * n_fft * L, np.int32)
-    q._rfft_q15_lanes(_to_lanes(fr), n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, dst,
-                      np.empty(16 * L, np.int32))
+    dst = np.empty(2 * n_fft * L, np.int16)
+    q._rfft_q15_lanes(_to_lanes(fr, np.int16), n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier,
+                      dst, np.empty(16 * L, np.int16))
     assert np.array_equal(_from_lanes(dst, 2 * n_fft), ref)
 
 
@@ -322,3 +342,83 @@ def test_results_do_not_depend_on_thread_count():
                 assert all(np.array_equal(sa[k], sb[k]) for k in sa)
     finally:
         numba.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the batch entry: compute_patches (the frames of P patches as one run of LANES-frame blocks) against compute_patch
+# ---------------------------------------------------------------------------------------------------------------
+
+def _batch(params, seed):
+    """The _signals rows (silence, full scale, clipping, noise, impulses) plus two rows mixing silence and clipping
+    halves: 15 patches, an odd count."""
+    rows = _signals(params, seed)
+    n = params.patch_length
+    half = np.zeros(n, np.int16)
+    half[n // 2:] = 32767
+    mixed = np.where(np.arange(n) % 2, -32768, 32767).astype(np.int16)
+    mixed[: n // 3] = 0
+    return np.concatenate([rows, half[None], mixed[None]])
+
+
+@pytest.mark.parametrize("n_fft", [64, 256, 1024, 4096])
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_compute_patches_equals_compute_patch(n_fft, mode):
+    state = q.prepare(_q15_params(n_fft, mode))
+    pcm = _batch(state.params, seed=n_fft + 3)
+    ref = np.stack([q.compute_patch(x, state) for x in pcm])
+    for count in (1, 2, 3, 5, len(pcm)):                       # odd counts: blocks straddle the patches
+        got = q.compute_patches(pcm[:count], state)
+        assert got.shape == ref[:count].shape and got.dtype == np.int8
+        assert np.array_equal(got, ref[:count]), (n_fft, mode, count, _mismatch(got, ref[:count]))
+    assert np.array_equal(q.compute_patches(pcm[::-1], state), ref[::-1])         # order does not matter
+    assert q.compute_patches(pcm[:0], state).shape == (0,) + ref.shape[1:]
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs NUMBA_NUM_THREADS >= 2")
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_compute_patches_does_not_depend_on_thread_count(mode, monkeypatch):
+    """One thread, and two threads splitting the blocks (a run of one block each at least: every split point)."""
+    state = q.prepare(_q15_params(1024, mode))
+    pcm = np.concatenate([_batch(state.params, seed=11)] * 2)[:29]               # 29 patches, 89 blocks
+    ref = np.stack([q.compute_patch(x, state) for x in pcm])
+    before = numba.get_num_threads()
+    try:
+        for threads, min_blocks in ((1, 8), (2, 8), (2, 1)):
+            numba.set_num_threads(threads)
+            monkeypatch.setattr(q, "MIN_BLOCKS_PER_THREAD", min_blocks)
+            for count in (1, 3, 7, 29):
+                assert np.array_equal(q.compute_patches(pcm[:count], state), ref[:count]), (threads, min_blocks, count)
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_compute_patches_dsp_ext_and_errors():
+    from emu.errors import N6Error
+    for mode in ("logmel", "mfcc"):
+        state = q.prepare(_q15_params(512, mode), q15={**MODES[mode]["q15"], "fft_variant": "dsp-ext"})
+        pcm = _batch(state.params, seed=2)[:5]
+        assert np.array_equal(q.compute_patches(pcm, state), np.stack([q.compute_patch(x, state) for x in pcm]))
+    state = q.prepare(_q15_params(512, "logmel"))
+    n = state.params.patch_length
+    with pytest.raises(N6Error, match="patches must be"):
+        q.compute_patches(np.zeros(n, np.int16), state)
+    with pytest.raises(N6Error, match="patches must be"):
+        q.compute_patches(np.zeros((2, n + 1), np.int16), state)
+    with pytest.raises(N6Error, match="outside int16"):
+        q.compute_patches(np.full((2, n), 40000, np.int32), state)
+
+
+@pytest.mark.parametrize("mode", ["logmel", "mfcc"])
+def test_frontend_patches_take_the_q15_kernels(mode):
+    """The registry's cmsis-q15 dispatch: FrontEnd.patch / patches give compute_stages' features, NaN silence."""
+    from emu.frontend.registry import FrontEnd
+    params = _q15_params(1024, mode)
+    fe = FrontEnd(params)
+    pcm = _batch(params, seed=4)[:9]
+    ref = np.stack([q.compute_stages(x, fe.state)["features"] for x in pcm])
+    feats, sil = fe.patches(pcm)
+    assert np.array_equal(feats, ref) and sil.dtype == np.float32 and sil.shape == (9,) and np.all(np.isnan(sil))
+    f0, s0 = fe.patch(pcm[0])
+    assert np.array_equal(f0, ref[0]) and np.isnan(s0)
+    empty, sil0 = fe.patches(np.zeros((0, params.patch_length), np.int16))
+    assert empty.shape == (0,) + ref.shape[1:] and sil0.shape == (0,)

@@ -26,21 +26,26 @@ C integer width is reproduced with explicit wraps (`_wrap16`, `_wrap32`) or satu
 `saturate_int16`, `saturate_int32`; __CLZ is its `count_leading_zeros32`).
 
 Patch kernels: with the pure-C FFT, compute_patch / compute_stages run LANES frames side by side (framing,
-rfft, magnitude, mel, log, quantization; `_*_lanes`), bit for bit the frame-by-frame kernels, which remain the
-path of `dsp-ext` (and of `_run_patch(lanes=False)`, the tests' reference).
+rfft, magnitude, mel, log, quantization; `_*_lanes`, int16 lanes up to the spectrum), bit for bit the
+frame-by-frame kernels, which remain the path of `dsp-ext` (and of `_run_patch(lanes=False)`, the tests'
+reference). compute_patches (the batch entry FrontEnd.patches takes) runs the frames of P patches as one run of
+LANES-frame blocks, split over threads when there are many.
 """
 from dataclasses import dataclass, field, fields
 import functools
 import math
 import threading
 
+import numba
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from emu import fixedpoint
 from emu.errors import N6Error as _Error
 from emu.fixedpoint import _ctlz32, count_leading_zeros32, saturate_int16, saturate_int32
-from emu.frontend.helium_f16 import _copy_f32, _rows_in, _rows_out
 
 FFT_VARIANTS = {"pure-c": 0, "dsp-ext": 1}
 SUPPORTED_RFFT = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -737,13 +742,50 @@ def _mfcc_post(tmp_spec, src, m, n_fft, lut, mel_start, mel_len, mel_coefs, dct,
 
 
 # ----------------------------------------------------------------------------------------------------
-# arm_rfft_q15 (pure C) on LANES frames side by side: element i of frame l at [i * LANES + l] (int32 holding
-# the q15 values). Each lane loop body is the one-frame kernels' arithmetic above on lane l, branch-free, so
-# LLVM vectorises it across frames; every butterfly's rows are copied to a scratch t (rows 0-7 in, 8-15 out)
-# so the lane loop's loads and stores are provably apart. Bit for bit the one-frame kernels (tests).
+# arm_rfft_q15 (pure C) on LANES frames side by side: element i of frame l at [i * LANES + l] (int16: the q15
+# values, so loads and stores are as narrow as the C types and LLVM does the saturating adds as 16-bit ones; the
+# products are 32-bit IR intrinsics, _tw / _mulhi16 / _dot4_hi). Each lane loop body is the one-frame kernels'
+# arithmetic above on lane l, branch-free, so LLVM vectorises it across frames; every butterfly's rows are copied
+# to a scratch t (rows 0-7 in, 8-15 out) so the lane loop's loads and stores are provably apart. Bit for bit the
+# one-frame kernels (tests).
 # ----------------------------------------------------------------------------------------------------
 
 LANES = 16
+
+
+@intrinsic
+def _copy_rows(typingctx, dst, dst_off, src, src_off, n):
+    """dst[dst_off : dst_off + n] = src[src_off : src_off + n] as one llvm.memcpy (arrays of one element type; the
+    caller guarantees the ranges are inside and apart)."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype
+            and isinstance(dst.dtype, types.Integer)):
+        return None
+    sig = types.void(dst, dst_off, src, src_off, n)
+    size = dst.dtype.bitwidth // 8
+
+    def codegen(context, builder, signature, args):
+        d, do, sv, so, nn = args
+        da = context.make_array(signature.args[0])(context, builder, d)
+        sa = context.make_array(signature.args[2])(context, builder, sv)
+        do = context.cast(builder, do, signature.args[1], types.int64)
+        so = context.cast(builder, so, signature.args[3], types.int64)
+        nn = context.cast(builder, nn, signature.args[4], types.int64)
+        cgutils.raw_memcpy(builder, builder.gep(da.data, [do]), builder.gep(sa.data, [so]), nn, size)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def _rin(t, row, b, at, n):
+    """t[row * LANES : (row + n) * LANES] = b[at : at + n * LANES] (t: a butterfly's scratch rows, so the lane loops
+    read and write t at constant row offsets, which LLVM proves apart and vectorises)."""
+    _copy_rows(t, row * LANES, b, at, n * LANES)
+
+
+@njit(cache=True, inline="always")
+def _rout(b, at, t, row, n):
+    """b[at : at + n * LANES] = t[row * LANES : (row + n) * LANES]."""
+    _copy_rows(b, at, t, row * LANES, n * LANES)
 
 
 @njit(cache=True, inline="always")
@@ -754,10 +796,53 @@ def _s16(x):
     return x if x > -32768 else np.int64(-32768)
 
 
-@njit(cache=True, inline="always")
-def _tw(c, s, a, b):
-    """int16(int32(c*a + s*b) >> 16): the twiddle product of the pure-C butterflies."""
-    return _wrap16(_wrap32(c * a + s * b) >> 16)
+def _i32_args(context, builder, signature, args):
+    """The intrinsics' integer arguments as LLVM i32 values (C's 32-bit registers: the low 32 bits)."""
+    i32 = ir.IntType(32)
+    return [builder.trunc(context.cast(builder, v, t, types.int64), i32) for v, t in zip(args, signature.args)]
+
+
+@intrinsic
+def _tw(typingctx, c, s, a, b):
+    """int16(int32(c*a + s*b) >> 16) as int64: the twiddle product of the pure-C butterflies (16-bit operands),
+    written as 32-bit IR (C's wrapping int32 sum; Numba's int64 arithmetic would keep LLVM to 64-bit lanes)."""
+    if not all(isinstance(v, types.Integer) for v in (c, s, a, b)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        c32, s32, a32, b32 = _i32_args(context, builder, signature, args)
+        v = builder.ashr(builder.add(builder.mul(c32, a32), builder.mul(s32, b32)), ir.Constant(ir.IntType(32), 16))
+        return builder.sext(builder.trunc(v, ir.IntType(16)), ir.IntType(64))
+    return types.int64(c, s, a, b), codegen
+
+
+@intrinsic
+def _mulhi16(typingctx, a, b):
+    """int16((a*b) >> 16) as int64 for 16-bit operands (_mul16 in 32-bit IR, for the lane kernels)."""
+    if not all(isinstance(v, types.Integer) for v in (a, b)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        a32, b32 = _i32_args(context, builder, signature, args)
+        v = builder.ashr(builder.mul(a32, b32), ir.Constant(ir.IntType(32), 16))
+        return builder.sext(builder.trunc(v, ir.IntType(16)), ir.IntType(64))
+    return types.int64(a, b), codegen
+
+
+@intrinsic
+def _dot4_hi(typingctx, a1, b1, a2, b2, a3, b3, a4, b4):
+    """int32(a1*b1 + a2*b2 + a3*b3 + a4*b4) >> 16 as int64: a wrapping 32-bit sum of four products (the order of
+    wrapping adds does not change the sum mod 2^32), in 32-bit IR (arm_split_rfft_q15's outR / outI)."""
+    if not all(isinstance(v, types.Integer) for v in (a1, b1, a2, b2, a3, b3, a4, b4)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = _i32_args(context, builder, signature, args)
+        acc = builder.mul(v[0], v[1])
+        for k in (2, 4, 6):
+            acc = builder.add(acc, builder.mul(v[k], v[k + 1]))
+        return builder.sext(builder.ashr(acc, ir.Constant(ir.IntType(32), 16)), ir.IntType(64))
+    return types.int64(a1, b1, a2, b2, a3, b3, a4, b4), codegen
 
 
 @njit(cache=True)
@@ -778,10 +863,10 @@ def _radix4_q15_lanes(x, off, fft_len, coef, tw_mod, t):
         co3 = np.int64(coef[6 * ic])
         si3 = np.int64(coef[6 * ic + 1])
         ic += tw_mod
-        _rows_in(t, 0, x, p0, 2)
-        _rows_in(t, 2, x, p1, 2)
-        _rows_in(t, 4, x, p2, 2)
-        _rows_in(t, 6, x, p3, 2)
+        _rin(t, 0, x, p0, 2)
+        _rin(t, 2, x, p1, 2)
+        _rin(t, 4, x, p2, 2)
+        _rin(t, 6, x, p3, 2)
         for l in range(L):
             a0 = np.int64(t[l])
             a1 = np.int64(t[L + l])
@@ -813,10 +898,10 @@ def _radix4_q15_lanes(x, off, fft_len, coef, tw_mod, t):
             t[13 * L + l] = _tw(-si1, co1, s0, s1)
             t[14 * L + l] = _tw(si3, co3, r1, r0)
             t[15 * L + l] = _tw(-si3, co3, r0, r1)
-        _rows_out(x, p0, t, 8, 2)
-        _rows_out(x, p1, t, 10, 2)
-        _rows_out(x, p2, t, 12, 2)
-        _rows_out(x, p3, t, 14, 2)
+        _rout(x, p0, t, 8, 2)
+        _rout(x, p1, t, 10, 2)
+        _rout(x, p2, t, 12, 2)
+        _rout(x, p3, t, 14, 2)
     tw_mod = tw_mod << 2
     k = fft_len >> 2
     while k > 4:                                    # middle stages: halving adds
@@ -836,10 +921,10 @@ def _radix4_q15_lanes(x, off, fft_len, coef, tw_mod, t):
                 p1 = p0 + 2 * n2 * L
                 p2 = p1 + 2 * n2 * L
                 p3 = p2 + 2 * n2 * L
-                _rows_in(t, 0, x, p0, 2)
-                _rows_in(t, 2, x, p1, 2)
-                _rows_in(t, 4, x, p2, 2)
-                _rows_in(t, 6, x, p3, 2)
+                _rin(t, 0, x, p0, 2)
+                _rin(t, 2, x, p1, 2)
+                _rin(t, 4, x, p2, 2)
+                _rin(t, 6, x, p3, 2)
                 for l in range(L):
                     a0 = np.int64(t[l])
                     a1 = np.int64(t[L + l])
@@ -871,16 +956,16 @@ def _radix4_q15_lanes(x, off, fft_len, coef, tw_mod, t):
                     t[13 * L + l] = _tw(-si1, co1, s0n, s1n)
                     t[14 * L + l] = _tw(si3, co3, r1, r0)
                     t[15 * L + l] = _tw(-si3, co3, r0, r1)
-                _rows_out(x, p0, t, 8, 2)
-                _rows_out(x, p1, t, 10, 2)
-                _rows_out(x, p2, t, 12, 2)
-                _rows_out(x, p3, t, 14, 2)
+                _rout(x, p0, t, 8, 2)
+                _rout(x, p1, t, 10, 2)
+                _rout(x, p2, t, 12, 2)
+                _rout(x, p3, t, 14, 2)
         tw_mod = tw_mod << 2
         k = k >> 2
     n1 = n2                                         # last stage: twiddles 1, n2 = n1 / 4 = 1 (the middle stages stop at
     for i0 in range(0, fft_len - n1 + 1, n1):     # k = 4, n1 = 4): 4 consecutive values
         p0 = 2 * (off + i0) * L
-        _rows_in(t, 0, x, p0, 8)
+        _rin(t, 0, x, p0, 8)
         for l in range(L):
             a0 = np.int64(t[l])
             a1 = np.int64(t[L + l])
@@ -906,13 +991,13 @@ def _radix4_q15_lanes(x, off, fft_len, coef, tw_mod, t):
             t[13 * L + l] = _wrap16((s1 >> 1) - (u0 >> 1))
             t[14 * L + l] = _wrap16((s0 >> 1) - (u1 >> 1))
             t[15 * L + l] = _wrap16((s1 >> 1) + (u0 >> 1))
-        _rows_out(x, p0, t, 8, 8)
+        _rout(x, p0, t, 8, 8)
 
 
 @njit(cache=True)
 def _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dst, t):
-    """arm_rfft_q15 (pure C) on LANES frames: x int32[n_fft * LANES] (overwritten) -> dst int32[2 * n_fft * LANES]
-    (the full 2N-value spectrum of each lane); t int32[16 * LANES] scratch."""
+    """arm_rfft_q15 (pure C) on LANES frames: x int16[n_fft * LANES] (overwritten) -> dst int16[2 * n_fft * LANES]
+    (the full 2N-value spectrum of each lane); t int16[16 * LANES] scratch (int32 arrays give the same values)."""
     L = LANES
     fft_len = n_fft >> 1
     if fft_len in (16, 64, 256, 1024, 4096):
@@ -924,8 +1009,8 @@ def _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dst, t)
             sin_v = np.int64(twiddle[2 * i + 1])
             pi = 2 * i * L
             pl = 2 * (i + n2) * L
-            _rows_in(t, 0, x, pi, 2)
-            _rows_in(t, 2, x, pl, 2)
+            _rin(t, 0, x, pi, 2)
+            _rin(t, 2, x, pl, 2)
             for l in range(L):
                 a0 = np.int64(t[l]) >> 1
                 a1 = np.int64(t[L + l]) >> 1
@@ -935,10 +1020,10 @@ def _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dst, t)
                 yt = _wrap16(a1 - b1)
                 t[8 * L + l] = _wrap16((a0 + b0) >> 1)
                 t[9 * L + l] = _wrap16((b1 + a1) >> 1)
-                t[10 * L + l] = _wrap16(_mul16(xt, cos_v) + _mul16(yt, sin_v))
-                t[11 * L + l] = _wrap16(_mul16(yt, cos_v) - _mul16(xt, sin_v))
-            _rows_out(x, pi, t, 8, 2)
-            _rows_out(x, pl, t, 10, 2)
+                t[10 * L + l] = _wrap16(_mulhi16(xt, cos_v) + _mulhi16(yt, sin_v))
+                t[11 * L + l] = _wrap16(_mulhi16(yt, cos_v) - _mulhi16(xt, sin_v))
+            _rout(x, pi, t, 8, 2)
+            _rout(x, pl, t, 10, 2)
         _radix4_q15_lanes(x, 0, n2, twiddle, 2, t)
         _radix4_q15_lanes(x, n2, n2, twiddle, 2, t)
         for i in range(2 * fft_len * L):
@@ -946,37 +1031,31 @@ def _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, dst, t)
     for i in range(fft_len):                        # bit reversal: swap rows
         j = bitrev[i]
         if i < j:
-            _rows_in(t, 0, x, 2 * i * L, 2)
-            _rows_in(t, 2, x, 2 * j * L, 2)
-            _rows_out(x, 2 * i * L, t, 2, 2)
-            _rows_out(x, 2 * j * L, t, 0, 2)
+            _rin(t, 0, x, 2 * i * L, 2)
+            _rin(t, 2, x, 2 * j * L, 2)
+            _rout(x, 2 * i * L, t, 2, 2)
+            _rout(x, 2 * j * L, t, 0, 2)
     half = fft_len
     for i in range(1, half):                        # arm_split_rfft_q15
         ar = np.int64(coef_a[2 * i * modifier])
         ai = np.int64(coef_a[2 * i * modifier + 1])
         br = np.int64(coef_b[2 * i * modifier])
         bi = np.int64(coef_b[2 * i * modifier + 1])
-        _rows_in(t, 0, x, 2 * i * L, 2)
-        _rows_in(t, 2, x, 2 * (half - i) * L, 2)
-        for l in range(L):
+        _rin(t, 0, x, 2 * i * L, 2)
+        _rin(t, 2, x, 2 * (half - i) * L, 2)
+        for l in range(L):                  # outR, outI: wrapping 32-bit sums of the four products, >> 16
             s1r = np.int64(t[l])
             s1i = np.int64(t[L + l])
             s2r = np.int64(t[2 * L + l])
             s2i = np.int64(t[3 * L + l])
-            out_r = _wrap32(s1r * ar)
-            out_r = _wrap32(out_r - s1i * ai)
-            out_r = _wrap32(out_r + s2r * br)
-            out_r = _wrap32(out_r + s2i * bi) >> 16
-            out_i = _wrap32(s2r * bi)
-            out_i = _wrap32(out_i - s2i * br)
-            out_i = _wrap32(out_i + s1i * ar)
-            out_i = _wrap32(out_i + s1r * ai)
+            out_r = _dot4_hi(s1r, ar, s1i, -ai, s2r, br, s2i, bi)
+            out_i = _dot4_hi(s2r, bi, s2i, -br, s1i, ar, s1r, ai)
             t[8 * L + l] = _wrap16(out_r)
-            t[9 * L + l] = _wrap16(out_i >> 16)
+            t[9 * L + l] = _wrap16(out_i)
             t[10 * L + l] = _wrap16(out_r)
-            t[11 * L + l] = _wrap16(-(out_i >> 16))
-        _rows_out(dst, 2 * i * L, t, 8, 2)
-        _rows_out(dst, 2 * (2 * half - i) * L, t, 10, 2)
+            t[11 * L + l] = _wrap16(-out_i)
+        _rout(dst, 2 * i * L, t, 8, 2)
+        _rout(dst, 2 * (2 * half - i) * L, t, 10, 2)
     for l in range(L):
         s0 = np.int64(x[l])
         s1 = np.int64(x[L + l])
@@ -1164,40 +1243,64 @@ TAIL_ONE_FRAME = 3     # a last block of at most this many frames runs the stage
 # (n_bins * LANES or n_mels * LANES values, one pass per Newton / Clay Turner step set) let LLVM's loop vectoriser
 # check once per pass that the arrays are apart; a LANES-long loop between two arrays runs to `acc.size` (LANES,
 # unknown to LLVM), else LLVM unrolls it fully and its SLP vectoriser, unable to prove the arrays apart, gives up.
-# Row copies are _copy_f32 (one memcpy).
+# Row copies are _copy_rows (one memcpy).
+
+
+@intrinsic
+def _mag_norm(typingctx, re, im):
+    """_cmplx_mag_q15_kernel's normalisation of one bin in 32-bit IR: number = ((u32)(re*re + im*im)) >> 1 shifted
+    left by its even shift (clz - 1 rounded down to even; 0 stays 0), returned as int64 number | (LUT index << 8 |
+    half shift) << 32 (LUT index = ((number >> 26) - 8) & 31)."""
+    if not all(isinstance(v, types.Integer) for v in (re, im)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        r, m = _i32_args(context, builder, signature, args)
+        number = builder.lshr(builder.add(builder.mul(r, r), builder.mul(m, m)), ir.Constant(i32, 1))
+        clz = builder.ctlz(number, ir.Constant(ir.IntType(1), 0))
+        even = builder.and_(builder.sub(clz, ir.Constant(i32, 1)), ir.Constant(i32, ~1))
+        number = builder.shl(number, even)
+        idx = builder.and_(builder.sub(builder.lshr(number, ir.Constant(i32, 26)), ir.Constant(i32, 8)),
+                           ir.Constant(i32, 31))
+        sh = builder.or_(builder.shl(idx, ir.Constant(i32, 8)), builder.lshr(even, ir.Constant(i32, 1)))
+        return builder.or_(builder.zext(number, i64), builder.shl(builder.zext(sh, i64), ir.Constant(i64, 32)))
+    return types.int64(re, im), codegen
 
 
 @njit(cache=True)
-def _mag_q15_lanes(X, n_bins, lut, power, mag, re_, im_, num, sh):
-    """arm_cmplx_mag_q15 (power: arm_cmplx_mag_squared_q15) of LANES spectra X (int32, _rfft_q15_lanes layout) ->
-    mag int32[n_bins * LANES] (the q15 values). The square root is _cmplx_mag_q15_kernel's: normalise to an even
-    shift (number 0 stays 0 and gives 0 whatever the start value), LUT start, three Newton steps of
-    _sqrt_q31_newton. re_, im_, num, sh: int32[n_bins * LANES] scratch (bin rows of X split into re and im rows)."""
+def _mag_q15_lanes(X, b0, b1, lut, power, mag, re_, im_, num, sh):
+    """arm_cmplx_mag_q15 (power: arm_cmplx_mag_squared_q15) of bins b0 <= i < b1 of LANES spectra X (int16,
+    _rfft_q15_lanes layout) -> mag int32[n_bins * LANES] rows b0..b1-1 (the q15 values; other rows untouched).
+    The square root is _cmplx_mag_q15_kernel's: normalise to an even shift (_mag_norm; number 0 stays 0 and gives
+    0 whatever the start value), LUT start, three Newton steps of _sqrt_q31_newton. re_, im_: int16[n_bins *
+    LANES] scratch (bin rows of X split into re and im rows); num, sh: int32[n_bins * LANES] scratch (normalised
+    number; LUT index << 8 | half shift); mag holds the LUT starts between the passes."""
     L = LANES
-    for i in range(n_bins):
-        _copy_f32(re_, i * L, X, 2 * i * L, L)
-        _copy_f32(im_, i * L, X, (2 * i + 1) * L, L)
-    n = n_bins * L
+    for i in range(b0, b1):
+        _copy_rows(re_, i * L, X, 2 * i * L, L)
+        _copy_rows(im_, i * L, X, (2 * i + 1) * L, L)
+    j0 = b0 * L                             # unsigned indices below: a runtime start would otherwise keep
+    n = b1 * L - j0                         # Numba's negative-index wraparound in the loops (no vectorising)
     if power:
-        for j in range(n):
+        for u in range(n):
+            j = np.uint64(j0 + u)
             re = np.int64(re_[j])
             im = np.int64(im_[j])
             mag[j] = np.int16((re * re + im * im) >> 17)
         return
-    for j in range(n):
-        re = np.int64(re_[j])
-        im = np.int64(im_[j])
-        number = (((re * re) + (im * im)) & 0xFFFFFFFF) >> 1          # < 2^31
-        even_shift = (_ctlz32(number) - 1) & ~np.int64(1)
-        number = number << even_shift                              # still < 2^31 (0 stays 0)
-        num[j] = number
-        sh[j] = even_shift >> 1
-        re_[j] = ((number >> 26) - 8) & 31
-    for j in range(n):
-        im_[j] = lut[np.uint64(re_[j])]
-    for j in range(n):
+    for u in range(n):
+        j = np.uint64(j0 + u)
+        packed = _mag_norm(re_[j], im_[j])                          # number < 2^31 | (index << 8 | shift) << 32
+        num[j] = packed & 0x7FFFFFFF
+        sh[j] = packed >> 32
+    for u in range(n):
+        j = np.uint64(j0 + u)
+        mag[j] = lut[np.uint64(sh[j] >> 8)]
+    for u in range(n):
+        j = np.uint64(j0 + u)
         number = np.int64(num[j])
-        var1 = np.int64(im_[j])
+        var1 = np.int64(mag[j])
         temp = np.int64(np.int32((var1 * var1) >> 28))     # Newton step 1
         temp = np.int64(np.int32((number * temp) >> 31))
         temp = np.int64(np.int32(0x30000000 - temp))
@@ -1210,7 +1313,7 @@ def _mag_q15_lanes(X, n_bins, lut, power, mag, re_, im_, num, sh):
         temp = np.int64(np.int32((number * temp) >> 31))
         temp = np.int64(np.int32(0x30000000 - temp))
         var1 = np.int64(np.int32((var1 * temp) >> 29))
-        root = np.int64(np.int32((number * var1) >> 28)) >> np.int64(sh[j])
+        root = np.int64(np.int32((number * var1) >> 28)) >> (np.int64(sh[j]) & 255)
         mag[j] = np.int16(root >> 16)
 
 
@@ -1246,8 +1349,9 @@ def _mel_lanes(mag, mel_start, mel_len, mel_coefs, bias, shift, sat16, mel, acc)
 @njit(cache=True)
 def _vlog_lanes(src, n, q15, offset, dst, xs, ys, cs):
     """arm_vlog_q31 (q15: arm_vlog_q15) of src[:n], then + offset saturated to the log word (sat32, or sat16 for
-    q15) into dst[:n]: _log_q31_scalar / _log_q15_scalar with the iteration branch as a mask, one pass over all
-    n values per iteration. xs, ys, cs int32[n] scratch (x, y and the leading-zero count)."""
+    q15) into dst[:n]: _log_q31_scalar / _log_q15_scalar with the iteration branch as a mask (q31: value by
+    value; q15: one pass over all n values per iteration). xs, ys, cs int32[n] scratch (the q15 path's x, y and
+    leading-zero count)."""
     if q15:
         for j in range(n):
             s = np.int64(src[j]) & 0xFFFF
@@ -1270,31 +1374,25 @@ def _vlog_lanes(src, n, q15, offset, dst, xs, ys, cs):
             v = np.int64(np.int16((tmp * 0x58B9) >> 15)) + offset
             dst[j] = min(max(v, np.int64(-32768)), np.int64(32767))
         return
-    for j in range(n):
-        s = np.int64(src[j]) & 0xFFFFFFFF
+    for j in range(n):                                  # one value at a time, x and y in registers: LLVM
+        s = np.int64(src[j]) & 0xFFFFFFFF               # unrolls the 31 steps and vectorises over j
         c = _ctlz32(s)
         x = (s << ((c - 1) & 31)) & 0xFFFFFFFF
-        xs[j] = (s >> 1) if c == 0 else x               # < 2^31
-        ys[j] = 0
-        cs[j] = c
-    inc = np.int64(1) << 25
-    for _ in range(31):
-        for j in range(n):
-            x = np.int64(xs[j])
-            x = ((x * x) >> 30) & 0xFFFFFFFF
-            bit = x >> 31
-            xs[j] = x >> bit
-            ys[j] = np.int64(ys[j]) + (inc & -bit)
-        inc = inc >> 1
-    for j in range(n):                                  # _log_q31_finish, then arm_offset_q31
-        tmp = np.int64(np.int32(np.int64(ys[j]) - (np.int64(cs[j]) << 26)))
+        x = (s >> 1) if c == 0 else x                   # < 2^31
+        y = np.int64(0)
+        for _ in range(31):                             # the step's bit shifted in: bit k weighs 2^(30-k) here,
+            x = ((x * x) >> 30) & 0xFFFFFFFF            # 2^(25-k) in _log_q31_step (inc = 2^25 >> k, 0 for
+            bit = x >> 31                               # k > 25), so y >> 5 is its sum (the dropped tail < 1)
+            x = x >> bit
+            y = (y << 1) | bit
+        tmp = np.int64(np.int32((y >> 5) - (np.int64(c) << 26)))     # _log_q31_finish, then arm_offset_q31
         v = np.int64(np.int32((tmp * 0x58B90BFB) >> 31)) + offset
         dst[j] = min(max(v, np.int64(-2147483648)), np.int64(2147483647))
 
 
 @njit(cache=True)
 def _lane_out(X, l, n, spec):
-    """spec[:n] = lane l of X (int32 rows of LANES) as int16."""
+    """spec[:n] = lane l of X (rows of LANES)."""
     L = LANES
     for i in range(n):
         spec[i] = X[i * L + l]
@@ -1311,52 +1409,64 @@ def _record_lanes(X, row0, n_rows, blk, nl, rec):
 
 
 def _lane_work(n_fft, n_mels, n_dct=0):
-    """Length of the lane kernels' int32 work array (_split_work's parts)."""
-    rows = max(n_fft // 2 + 1, n_mels)
-    return LANES * (n_fft + 2 * n_fft + 16 + (n_fft // 2 + 1) + 2 * n_mels + 1 + n_dct + 4 * rows)
+    """Lengths (int32, int16) of the lane kernels' two work arrays (_split_work's parts)."""
+    n_bins = n_fft // 2 + 1
+    rows = max(n_bins, n_mels)
+    return (LANES * (n_bins + 2 * n_mels + 1 + n_dct + 4 * rows),
+            LANES * (n_fft + 2 * n_fft + 16 + 2 * n_bins))
 
 
 @njit(cache=True)
-def _split_work(work, n_fft, n_mels, n_dct):
-    """The views of the int32 work array: x [n_fft rows], X [2 n_fft], t [16], mag [n_fft/2 + 1], mel [n_mels],
-    log [n_mels], scale [1], mfcc [n_dct], then 4 scratch parts of max(n_fft/2 + 1, n_mels) rows (rows of LANES)."""
+def _split_work(work, work16, n_fft, n_mels, n_dct):
+    """The views of the work arrays (rows of LANES): int16 x [n_fft rows], X [2 n_fft], t [16], re, im [n_fft/2 + 1];
+    int32 mag [n_fft/2 + 1], mel [n_mels], log [n_mels], scale [1], mfcc [n_dct], then 4 scratch parts of
+    max(n_fft/2 + 1, n_mels) rows."""
     L = LANES
-    rows = max(n_fft // 2 + 1, n_mels) * L
+    n_bins = n_fft // 2 + 1
     a = n_fft * L
     b = a + 2 * n_fft * L
     c = b + 16 * L
-    d = c + (n_fft // 2 + 1) * L
+    d = c + n_bins * L
+    x, X, t, re_, im_ = work16[:a], work16[a:b], work16[b:c], work16[c:d], work16[d:d + n_bins * L]
+    rows = max(n_bins, n_mels) * L
+    d = n_bins * L
     e = d + n_mels * L
     f = e + n_mels * L
     g = f + L
     h = g + n_dct * L
-    return (work[:a], work[a:b], work[b:c], work[c:d], work[d:e], work[e:f], work[f:g], work[g:h],
+    return (x, X, t, re_, im_, work[:d], work[d:e], work[e:f], work[f:g], work[g:h],
             work[h:h + rows], work[h + rows:h + 2 * rows], work[h + 2 * rows:h + 3 * rows],
             work[h + 3 * rows:h + 4 * rows])
 
 
 @njit(cache=True)
-def _frames_to_lanes(pcm, blk, nl, hop, win_len, pad_left, window, n_fft, normalise, x, t, sc):
-    """The block's frames (blk * LANES + l, l < nl) framed (pcm[hop*t : hop*t + win_len] at pad_left, zeros
-    elsewhere) and windowed (arm_mult_q15: sat16((v * w) >> 15)) into the lanes of x, row by row (one cache line
-    per row); lanes l >= nl repeat frame nl - 1 (their results are never read). normalise: arm_mfcc_q15's peak
-    normalisation first (_mfcc_pre: arm_absmax_q15, arm_divide_q15, arm_scale_q15; none when the peak m is 0 or
-    32767), sc[l] = m << 16 where normalised, else 0. t int32[>= 3 * LANES] scratch (frame starts, scale, shift)."""
+def _frames_to_lanes(pcm, plen, n_t, blk, nl, hop, win_len, pad_left, window, n_fft, normalise, x, tmp, starts, t, sc):
+    """The block's frames f = blk * LANES + l (l < nl; frame f is frame f % n_t of patch f // n_t, whose samples
+    start at pcm[(f // n_t) * plen]) framed (pcm[hop*t : hop*t + win_len] of the patch at pad_left, zeros
+    elsewhere) and windowed (arm_mult_q15: sat16((v * w) >> 15)) into the lanes of x (int16); lanes l >= nl get
+    whatever tmp held (int16 values whose results are never read: a short last block frames only its frames).
+    normalise: arm_mfcc_q15's peak normalisation first (_mfcc_pre: arm_absmax_q15, arm_divide_q15, arm_scale_q15;
+    none when the peak m is 0 or 32767), sc[l] = m << 16 (l < nl) where normalised, else 0. Each frame is windowed contiguously into tmp int16[>= LANES * win_len], then transposed
+    into x. starts int64[LANES], t int32[>= 2 * LANES] scratch (frame starts; scale, shift). Unsigned indices
+    where an offset is a runtime value: Numba's negative-index wraparound would keep LLVM from vectorising."""
     L = LANES
     for i in range(pad_left * L):
         x[i] = 0
-    for i in range((pad_left + win_len) * L, n_fft * L):
-        x[i] = 0
+    z0 = (pad_left + win_len) * L
+    for u in range(n_fft * L - z0):
+        x[np.uint64(z0 + u)] = 0
     for l in range(L):
-        t[l] = hop * (blk * L + min(l, nl - 1))
-        t[L + l] = 1
-        t[2 * L + l] = 0
+        f = blk * L + min(l, nl - 1)
+        pt = f // n_t
+        starts[l] = pt * plen + hop * (f - pt * n_t)
+        t[l] = 1                            # scale 1, shift 0: the plain arm_mult_q15 (the same integers)
+        t[L + l] = 0
     if normalise:
-        for l in range(L):
-            base = t[l]
+        for l in range(nl):
+            base = np.uint64(starts[l])
             m = np.int64(0)
             for i in range(win_len):            # arm_absmax_q15 over the frame (the zeros around it add nothing)
-                v = np.int64(pcm[base + i])
+                v = np.int64(pcm[base + np.uint64(i)])
                 a = v if v > 0 else (32767 if v == -32768 else -v)
                 m = max(m, a)
             if m != 0 and m != 32767:
@@ -1366,34 +1476,27 @@ def _frames_to_lanes(pcm, blk, nl, hop, win_len, pad_left, window, n_fft, normal
                     temp = temp >> shift
                 else:
                     shift = 0
-                t[L + l] = temp
-                t[2 * L + l] = 15 - shift
+                t[l] = temp
+                t[L + l] = 15 - shift
                 sc[l] = m << 16
             else:
                 sc[l] = 0
+    wp = np.uint64(pad_left)
+    for l in range(nl):                     # arm_scale_q15 (normalise) then arm_mult_q15, frame by frame
+        base = np.uint64(starts[l])
+        o = np.uint64(l * win_len)
+        k = np.int64(t[l])
+        sh = np.int64(t[L + l])
         for i in range(win_len):
-            w = np.int64(window[pad_left + i])
-            at = (pad_left + i) * L
-            for l in range(L):
-                v = (np.int64(pcm[t[l] + i]) * np.int64(t[L + l])) >> np.int64(t[2 * L + l])
-                v = min(max(v, np.int64(-32768)), np.int64(32767))
-                v = (v * w) >> 15
-                x[at + l] = min(max(v, np.int64(-32768)), np.int64(32767))
-    elif nl == L:                           # frame starts base0 + hop * l: strided loads LLVM vectorises
-        base0 = hop * blk * L
-        for i in range(win_len):
-            w = np.int64(window[pad_left + i])
-            at = (pad_left + i) * L
-            for l in range(L):
-                v = (np.int64(pcm[base0 + hop * l + i]) * w) >> 15
-                x[at + l] = min(max(v, np.int64(-32768)), np.int64(32767))
-    else:
-        for i in range(win_len):
-            w = np.int64(window[pad_left + i])
-            at = (pad_left + i) * L
-            for l in range(L):
-                v = (np.int64(pcm[t[l] + i]) * w) >> 15
-                x[at + l] = min(max(v, np.int64(-32768)), np.int64(32767))
+            ui = np.uint64(i)
+            v = (np.int64(pcm[base + ui]) * k) >> sh
+            v = min(max(v, np.int64(-32768)), np.int64(32767))
+            v = (v * np.int64(window[wp + ui])) >> 15
+            tmp[o + ui] = min(max(v, np.int64(-32768)), np.int64(32767))
+    for i in range(win_len):                # transpose into the lanes
+        at = (pad_left + i) * L
+        for l in range(L):
+            x[at + l] = tmp[l * win_len + i]
 
 
 @njit(cache=True)
@@ -1413,32 +1516,52 @@ def _quantize_lanes(src, n, q_mult, q_shift, q_zp, q_rounding, dst):
 
 
 @njit(cache=True)
-def _logmel_patch_lanes(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twiddle, bitrev, coef_a,
-                        coef_b, modifier, lut, power, mel_start, mel_len, mel_coefs, mel_bias,
-                        mel_shift, log_q15, log_offset, q_mult, q_shift, q_zp, q_rounding, record,
-                        work, acc, mag_scratch, buf, spec, rec_frames, rec_spec, rec_bins, rec_mel, rec_log, features):
-    """_logmel_patch_kernel (pure-C FFT) on LANES frames at a time: _frames_to_lanes, _rfft_q15_lanes,
-    _mag_q15_lanes, _mel_lanes, _vlog_lanes and _quantize_lanes across the lanes; a last block of at most
-    TAIL_ONE_FRAME frames runs the one-frame kernels after the rfft per frame and stores their results into the lanes.
-    work int32 (_lane_work), acc int64[LANES], mag_scratch int64[n_fft + 2], buf int16[n_fft], spec
-    int16[2 * n_fft + n_fft/2 + 1 + n_dct] scratch (a short last block's one-frame kernels); the rec_*
-    records (as _logmel_patch_kernel's) are filled only when record (else they may be empty)."""
+def _bin_range(mel_start, mel_len, n_bins, record):
+    """(b0, b1): the spectrum bins the mel runs read (every bin when record: the spectrum record holds them all)."""
+    if record:
+        return np.int64(0), np.int64(n_bins)
+    b0 = np.int64(n_bins)
+    b1 = np.int64(0)
+    for m in range(mel_start.size):
+        if mel_len[m] > 0:
+            b0 = min(b0, np.int64(mel_start[m]))
+            b1 = max(b1, np.int64(mel_start[m]) + np.int64(mel_len[m]))
+    return min(b0, b1), b1
+
+
+@njit(cache=True, nogil=True)
+def _logmel_patch_lanes(pcm, plen, n_t, n_frames, blk0, blk1, hop, win_len, pad_left, window, n_fft, twiddle, bitrev,
+                        coef_a, coef_b, modifier, lut, power, mel_start, mel_len, mel_coefs, mel_bias,
+                        mel_shift, log_q15, log_offset, q_mult, q_shift, q_zp, q_rounding, record, work, work16,
+                        acc, starts, mag_scratch, buf, spec, rec_frames, rec_spec, rec_bins, rec_mel, rec_log,
+                        features):
+    """_logmel_patch_kernel (pure-C FFT) on LANES frames at a time, over the frames f = p * n_t + t of P patches
+    (patch p at pcm[p * plen], n_frames = P * n_t in all), blocks blk0 <= blk < blk1 of LANES consecutive frames:
+    _frames_to_lanes, _rfft_q15_lanes, _mag_q15_lanes (the mel runs' bins only, unless record), _mel_lanes,
+    _vlog_lanes and _quantize_lanes across the lanes; a last block of at most TAIL_ONE_FRAME frames runs the
+    one-frame kernels after the rfft per frame and stores their results into the lanes. features int8 [P, n_mels,
+    n_t]. work int32, work16 int16 (_lane_work), acc, starts int64[LANES], mag_scratch int64[n_fft + 2], buf
+    int16[n_fft], spec int16[2 * n_fft + n_fft/2 + 1 + n_dct] scratch (a short last block's one-frame kernels); the
+    rec_* records (as _logmel_patch_kernel's, rows f) are filled only when record (else they may be empty). Blocks
+    are independent: any split gives the same values."""
     L = LANES
     n_mels = mel_start.size
     n_bins = 1 + (n_fft >> 1)
-    x, X, t, mag, mel, lg, _sc, _mf, s0, s1, s2, s3 = _split_work(work, n_fft, n_mels, 0)
-    for blk in range((n_frames + L - 1) // L):
+    x, X, t, re_, im_, mag, mel, lg, _sc, _mf, s0, s1, s2, s3 = _split_work(work, work16, n_fft, n_mels,
+                                                                            np.int64(0))
+    b0, b1 = _bin_range(mel_start, mel_len, n_bins, record)
+    no = np.bool_(False)                    # typed, not Literal[bool]: the callees compile once for both kernels
+    for blk in range(blk0, blk1):
         nl = min(L, n_frames - blk * L)
-        _frames_to_lanes(pcm, blk, nl, hop, win_len, pad_left, window, n_fft, False, x, t, s0)
+        _frames_to_lanes(pcm, plen, n_t, blk, nl, hop, win_len, pad_left, window, n_fft, no, x, X, starts, s0, s1)
         if record:
             _record_lanes(x, 0, n_fft, blk, nl, rec_frames)
+        _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
         if nl > TAIL_ONE_FRAME:
-            _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
-            _mag_q15_lanes(X, n_bins, lut, power, mag, s0, s1, s2, s3)
+            _mag_q15_lanes(X, b0, b1, lut, power, mag, re_, im_, s2, s3)
             _mel_lanes(mag, mel_start, mel_len, mel_coefs, mel_bias, mel_shift, log_q15, mel, acc)
             _vlog_lanes(mel, n_mels * L, log_q15, log_offset, lg, s0, s1, s2)
         else:                               # a short last block: the one-frame kernels after the rfft, into the lanes
-            _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
             for l in range(nl):
                 _lane_out(X, l, 2 * n_fft, spec)
                 if power:
@@ -1464,24 +1587,31 @@ def _logmel_patch_lanes(pcm, n_frames, hop, win_len, pad_left, window, n_fft, tw
             _record_lanes(mel, 0, n_mels, blk, nl, rec_mel)
             _record_lanes(lg, 0, n_mels, blk, nl, rec_log)
         _quantize_lanes(lg, n_mels * L, q_mult, q_shift, q_zp, q_rounding, s3)
-        for m in range(n_mels):
-            for l in range(nl):
-                features[m, blk * L + l] = s3[m * L + l]
+        for l in range(nl):
+            f = blk * L + l
+            pt = f // n_t
+            tt = f - pt * n_t
+            for m in range(n_mels):
+                features[pt, m, tt] = s3[m * L + l]
 
 
 @njit(cache=True)
-def _mfcc_post_lanes(X, n_bins, lut, mel_start, mel_len, mel_coefs, dct, n_dct, log_exponent, sc, mag, mel, lg, mf,
-                     t, acc, s0, s1, s2, s3):
-    """_mfcc_post across the lanes: X (_rfft_q15_lanes layout) -> mag (2.14), lg (q5.26 after the exponent
-    offset), mf (q8.7 MFCCs, rows of LANES); sc int32[LANES] the per-lane normalisation scale m << 16 (0: none);
-    mel holds the mel sums, then the q15 log values (>> 19, wrapped) the DCT reads."""
+def _mfcc_post_lanes(X, b0, b1, lut, mel_start, mel_len, mel_coefs, dct, n_dct, log_exponent, sc, mag, mel, lg, mf,
+                     re_, im_, acc, s0, s1, s2, s3):
+    """_mfcc_post across the lanes: X (_rfft_q15_lanes layout, int16) -> mag (2.14; bins b0..b1-1, as
+    _mag_q15_lanes), lg (q5.26 after the exponent offset), mf (q8.7 MFCCs, rows of LANES); sc int32[LANES] the
+    per-lane normalisation scale m << 16 (0: none); mel holds the mel sums, then the q15 log values (>> 19,
+    wrapped) the DCT reads. re_, im_ int16 and s0-s3 int32 scratch (as _mag_q15_lanes'; s3 >= 3 rows)."""
     L = LANES
     n_mels = mel_start.size
-    _mag_q15_lanes(X, n_bins, lut, False, mag, s0, s1, s2, s3)
-    _mel_lanes(mag, mel_start, mel_len, mel_coefs, MICRO_Q15, SHIFT_MELFILTER_SATURATION_Q15, False, mel, acc)
+    t = s3
+    no = np.bool_(False)                    # typed arguments (not Literal): the logmel kernel's specialisations
+    _mag_q15_lanes(X, b0, b1, lut, no, mag, re_, im_, s2, s3)
+    _mel_lanes(mag, mel_start, mel_len, mel_coefs, np.int64(MICRO_Q15), np.int64(SHIFT_MELFILTER_SATURATION_Q15), no,
+               mel, acc)
     for r in range(n_mels):                 # arm_scale_q31(tmp, m << 16, 0) where normalised
-        _copy_f32(t, 0, mel, r * L, L)
-        _copy_f32(t, L, sc, 0, L)
+        _copy_rows(t, 0, mel, r * L, L)
+        _copy_rows(t, L, sc, 0, L)
         for l in range(L):
             x = np.int64(t[l])
             scale = np.int64(t[L + l])
@@ -1489,45 +1619,47 @@ def _mfcc_post_lanes(X, n_bins, lut, mel_start, mel_len, mel_coefs, dct, n_dct, 
             o = np.int64(np.int32(v << 1))
             o = (0x7FFFFFFF ^ (v >> 31)) if v != (o >> 1) else o
             t[2 * L + l] = x if scale == 0 else o
-        _copy_f32(mel, r * L, t, 2 * L, L)
-    _vlog_lanes(mel, n_mels * L, False, log_exponent, lg, s0, s1, s2)
+        _copy_rows(mel, r * L, t, 2 * L, L)
+    _vlog_lanes(mel, n_mels * L, no, log_exponent, lg, s0, s1, s2)
     for r in range(n_mels):                 # arm_shift_q31(-19), stored to q15_t
-        _copy_f32(t, 0, lg, r * L, L)
+        _copy_rows(t, 0, lg, r * L, L)
         for l in range(L):
             t[L + l] = np.int16(np.int64(t[l]) >> 19)
-        _copy_f32(mel, r * L, t, L, L)
+        _copy_rows(mel, r * L, t, L, L)
     for r in range(n_dct):                  # arm_mat_vec_mult_q15
         _dot_lanes(mel, 0, dct, r * n_mels, n_mels, acc)
         for l in range(acc.size):
             mf[np.uint64(r * L + l)] = min(max(acc[l] >> 15, np.int64(-32768)), np.int64(32767))
 
 
-@njit(cache=True)
-def _mfcc_patch_lanes(pcm, n_frames, hop, win_len, pad_left, window, n_fft, twiddle, bitrev, coef_a,
-                      coef_b, modifier, lut, mel_start, mel_len, mel_coefs, dct, n_dct,
-                      q_mult, q_shift, q_zp, q_rounding, record, work, acc, mag_scratch, buf, spec,
+@njit(cache=True, nogil=True)
+def _mfcc_patch_lanes(pcm, plen, n_t, n_frames, blk0, blk1, hop, win_len, pad_left, window, n_fft, twiddle, bitrev,
+                      coef_a, coef_b, modifier, lut, mel_start, mel_len, mel_coefs, dct, n_dct,
+                      q_mult, q_shift, q_zp, q_rounding, record, work, work16, acc, starts, mag_scratch, buf, spec,
                       rec_frames, rec_spec, rec_bins, rec_log, rec_mfcc, features):
-    """_mfcc_patch_kernel (pure-C FFT) on LANES frames at a time: _mfcc_pre per frame, then _rfft_q15_lanes and
-    _mfcc_post_lanes (a short last block: _mfcc_post per frame); scratch and records as
-    _logmel_patch_lanes."""
+    """_mfcc_patch_kernel (pure-C FFT) on LANES frames at a time: _frames_to_lanes (with _mfcc_pre's
+    normalisation), _rfft_q15_lanes and _mfcc_post_lanes (a short last block: _mfcc_post per frame after the
+    rfft); frames, blocks, scratch and records as _logmel_patch_lanes; features int8 [n_frames, n_dct]
+    (frame-major, row f = p * n_t + t)."""
     L = LANES
     n_mels = mel_start.size
     n_bins = 1 + (n_fft >> 1)
-    x, X, t, mag, mel, lg, sc, mf, s0, s1, s2, s3 = _split_work(work, n_fft, n_mels, n_dct)
+    x, X, t, re_, im_, mag, mel, lg, sc, mf, s0, s1, s2, s3 = _split_work(work, work16, n_fft, n_mels, n_dct)
+    b0, b1 = _bin_range(mel_start, mel_len, n_bins, record)
+    yes = np.bool_(True)                    # typed, not Literal[bool] (see _logmel_patch_lanes)
     fft_shift = 31 - count_leading_zeros32(n_fft)
     log_exponent = _wrap32((fft_shift + 2 + SHIFT_MELFILTER_SATURATION_Q15) * LOG2TOLOG_Q15)
-    for blk in range((n_frames + L - 1) // L):
+    for blk in range(blk0, blk1):
         nl = min(L, n_frames - blk * L)
-        _frames_to_lanes(pcm, blk, nl, hop, win_len, pad_left, window, n_fft, True, x, t, sc)
+        _frames_to_lanes(pcm, plen, n_t, blk, nl, hop, win_len, pad_left, window, n_fft, yes, x, X, starts, s0, sc)
         if record:
             _record_lanes(x, 0, n_fft, blk, nl, rec_frames)
+        _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
         if nl > TAIL_ONE_FRAME:
-            _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
-            _mfcc_post_lanes(X, n_bins, lut, mel_start, mel_len, mel_coefs, dct, n_dct, log_exponent, sc, mag, mel,
-                             lg, mf, t, acc, s0, s1, s2, s3)
+            _mfcc_post_lanes(X, b0, b1, lut, mel_start, mel_len, mel_coefs, dct, n_dct, log_exponent, sc, mag, mel,
+                             lg, mf, re_, im_, acc, s0, s1, s2, s3)
         else:                               # a short last block: the one-frame kernels after the rfft, into the lanes
             bins, out = spec[2 * n_fft:2 * n_fft + n_bins], spec[2 * n_fft + n_bins:2 * n_fft + n_bins + n_dct]
-            _rfft_q15_lanes(x, n_fft, twiddle, bitrev, coef_a, coef_b, modifier, X, t)
             for l in range(nl):
                 _lane_out(X, l, 2 * n_fft, spec)
                 _mfcc_post(spec[:2 * n_fft], buf, np.int64(sc[l]) >> 16, n_fft, lut, mel_start, mel_len, mel_coefs,
@@ -1847,23 +1979,13 @@ def _run_patch(x, state, lanes=True, record=True):
     dsp = fft_variant_code(q.fft_variant)
     rounding = fixedpoint.rounding_code(q.quant_rounding)
     if dsp == 0 and lanes:
-        rec = _stage_buffers(state) if record else _empty_records(state)
-        work, acc, mag_scratch, buf, spec = _lane_scratch(n_fft, n_mels, q.n_mfcc if q.mode == "mfcc" else 0)
-        if q.mode == "mfcc":
-            _mfcc_patch_lanes(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
-                              n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, state.lut,
-                              state.mel_start, state.mel_len, state.mel_coefs, state.dct, q.n_mfcc,
-                              state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding, record,
-                              work, acc, mag_scratch, buf, spec, rec["windowed"], rec["fft"], rec["spectrum"], rec["log"],
-                              rec["mfcc"], rec["features"])
+        rec = _stage_buffers(state) if record else _kernel_args(state)[2]
+        feats = np.empty((t_frames, q.n_mfcc) if q.mode == "mfcc" else (1, n_mels, t_frames), np.int8)
+        if record:
+            rec["features"] = feats if q.mode == "mfcc" else feats[0]
         else:
-            _logmel_patch_lanes(x, t_frames, int(p.hop_length), int(p.win_length), state.pad_left, state.window,
-                                n_fft, tab.twiddle, tab.bitrev, tab.coef_a, tab.coef_b, tab.modifier, state.lut,
-                                p.spectrum == "power", state.mel_start, state.mel_len, state.mel_coefs,
-                                int(q.mel_bias), int(q.mel_shift), q.log_precision == "q15", state.log_offset,
-                                state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding, record,
-                                work, acc, mag_scratch, buf, spec, rec["windowed"], rec["fft"], rec["spectrum"], rec["mel"],
-                                rec["log"], rec["features"])
+            rec = dict(rec, features=feats if q.mode == "mfcc" else feats[0])
+        _lanes_call(state, x, 1, 0, (t_frames + LANES - 1) // LANES, record, rec, feats)
         return rec
     rec = _stage_buffers(state)
     buf = np.empty(n_fft, np.int16)
@@ -1890,19 +2012,60 @@ _SCRATCH = threading.local()
 
 
 def _lane_scratch(n_fft, n_mels, n_dct):
-    """The lane kernels' scratch (work int32, acc, mag_scratch int64, buf, spec int16), kept per thread and size:
-    a fresh ~0.4 MB work array per patch would cost page faults on every call. Their contents never carry over
-    (every kernel writes before it reads)."""
+    """The lane kernels' scratch (work int32, work16 int16, acc, starts, mag_scratch int64, buf, spec int16), kept per
+    thread and size: fresh work arrays per patch would cost page faults on every call. Their contents never carry
+    over (every kernel writes before it reads)."""
     key = (n_fft, n_mels, n_dct)
     cache = getattr(_SCRATCH, "bufs", None)
     if cache is None:
         cache = _SCRATCH.bufs = {}
     bufs = cache.get(key)
     if bufs is None:
-        bufs = cache[key] = (np.empty(_lane_work(n_fft, n_mels, n_dct), np.int32), np.empty(LANES, np.int64),
-                             np.empty(n_fft + 2, np.int64), np.empty(n_fft, np.int16),
+        n32, n16 = _lane_work(n_fft, n_mels, n_dct)
+        bufs = cache[key] = (np.empty(n32, np.int32), np.empty(n16, np.int16), np.empty(LANES, np.int64),
+                             np.empty(LANES, np.int64), np.empty(n_fft + 2, np.int64), np.empty(n_fft, np.int16),
                              np.empty(2 * n_fft + n_fft // 2 + 1 + n_dct, np.int16))
     return bufs
+
+
+_KERNEL_ARGS = {}
+
+
+def _kernel_args(state):
+    """(kernel, its constant arguments after the block range, _empty_records) of a prepared state, made once per
+    state (a patch call then passes them as they are: a few microseconds less per call)."""
+    hit = _KERNEL_ARGS.get(id(state))
+    if hit is not None and hit[0] is state:
+        return hit[1:]
+    p, q, tab = state.params, state.q15, state.rfft
+    rounding = fixedpoint.rounding_code(q.quant_rounding)
+    head = (int(p.hop_length), int(p.win_length), state.pad_left, state.window, tab.n_fft, tab.twiddle, tab.bitrev,
+            tab.coef_a, tab.coef_b, tab.modifier, state.lut)
+    if q.mode == "mfcc":
+        kernel = _mfcc_patch_lanes
+        head += (state.mel_start, state.mel_len, state.mel_coefs, state.dct, q.n_mfcc)
+    else:
+        kernel = _logmel_patch_lanes
+        head += (p.spectrum == "power", state.mel_start, state.mel_len, state.mel_coefs, int(q.mel_bias),
+                 int(q.mel_shift), q.log_precision == "q15", state.log_offset)
+    head += (state.quant_multiplier, state.quant_shift, state.quant_zero_point, rounding)
+    if len(_KERNEL_ARGS) >= 64:
+        _KERNEL_ARGS.clear()
+    _KERNEL_ARGS[id(state)] = (state, kernel, head, _empty_records(state))
+    return kernel, head, _KERNEL_ARGS[id(state)][3]
+
+
+def _lanes_call(state, pcm, n_pat, blk0, blk1, record, rec, features):
+    """The lane kernel of state's mode over blocks [blk0, blk1) of the frames of n_pat patches (pcm int16 [n_pat *
+    patch_length]) with this thread's scratch; rec: _stage_buffers (record) or _empty_records; features as the
+    kernel's. The kernels release the GIL: threads may run disjoint block ranges into one features array."""
+    p, q = state.params, state.q15
+    n_t = int(p.n_frames)
+    kernel, head, _ = _kernel_args(state)
+    scratch = _lane_scratch(state.rfft.n_fft, state.mel_start.size, q.n_mfcc if q.mode == "mfcc" else 0)
+    recs = ((rec["windowed"], rec["fft"], rec["spectrum"], rec["log"], rec["mfcc"]) if q.mode == "mfcc" else
+            (rec["windowed"], rec["fft"], rec["spectrum"], rec["mel"], rec["log"]))
+    kernel(pcm, int(p.patch_length), n_t, n_pat * n_t, blk0, blk1, *head, record, *scratch, *recs, features)
 
 
 def _empty_records(state):
@@ -1923,3 +2086,53 @@ def compute_patch(pcm, state, params=None):
     """int8 features of one patch, coefficient-major: logmel [n_mels, n_frames], mfcc [n_mfcc, n_frames]."""
     f = _run_patch(_patch_pcm(state, pcm, params), state, record=False)["features"]
     return np.ascontiguousarray(f.T) if state.q15.mode == "mfcc" else f
+
+
+MIN_BLOCKS_PER_THREAD = 8        # compute_patches: a thread of its own for each run of at least this many blocks
+_POOL = {}
+
+
+def _pool(n):
+    """A thread pool of n workers, made once per size (compute_patches' block runs)."""
+    pool = _POOL.get(n)
+    if pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        pool = _POOL[n] = ThreadPoolExecutor(n, thread_name_prefix="n6emu-q15")
+    return pool
+
+
+def compute_patches(pcm_patches, state, params=None):
+    """compute_patch of P patches at once (int16 [P, patch_length]) -> int8 [P, n_coefs, n_frames], bit for bit:
+    the pure-C FFT runs the frames of all patches as one sequence of LANES-frame blocks (no half-empty last block
+    per patch), in runs of blocks on numba.get_num_threads() Python threads when there are enough blocks (the
+    kernels release the GIL; blocks are independent, so the values do not depend on the thread count); dsp-ext
+    runs compute_patch patch by patch."""
+    p, q = state.params, state.q15
+    if params is not None and params != p:
+        raise _Error("compute_patches got params different from the prepared ones; call prepare(params) again")
+    a = np.asarray(pcm_patches)
+    n_t, plen = int(p.n_frames), int(p.patch_length)
+    if a.ndim != 2 or a.shape[1] != plen:
+        raise _Error(f"patches must be [P, {plen}] int16 (P patches of (n_frames-1)*hop + win samples), got shape "
+                     f"{a.shape}; stack the app's patches")
+    a = _as_int(a, np.int16, "pcm_patches")                 # contiguous int16, flat
+    n_pat = a.size // plen
+    n_coefs = q.n_mfcc if q.mode == "mfcc" else state.mel_start.size
+    if n_pat == 0:
+        return np.zeros((0, n_coefs, n_t), np.int8)
+    if fft_variant_code(q.fft_variant) != 0:
+        return np.stack([compute_patch(a[i * plen:(i + 1) * plen], state) for i in range(n_pat)])
+    n_frames = n_pat * n_t
+    n_blocks = (n_frames + LANES - 1) // LANES
+    feats = np.empty((n_frames, n_coefs) if q.mode == "mfcc" else (n_pat, n_coefs, n_t), np.int8)
+    n_groups = min(numba.get_num_threads(), n_blocks // MIN_BLOCKS_PER_THREAD)
+    empty = _kernel_args(state)[2]
+    if n_groups <= 1:
+        _lanes_call(state, a, n_pat, 0, n_blocks, False, empty, feats)
+    else:                                   # disjoint block runs on n_groups threads (the kernels release the GIL)
+        cuts = [g * n_blocks // n_groups for g in range(n_groups + 1)]
+        list(_pool(n_groups).map(lambda g: _lanes_call(state, a, n_pat, cuts[g], cuts[g + 1], False, empty, feats),
+                                 range(n_groups)))
+    if q.mode == "mfcc":
+        return np.ascontiguousarray(feats.reshape(n_pat, n_t, n_coefs).transpose(0, 2, 1))
+    return feats

@@ -179,6 +179,7 @@ class FrontEnd:
         self.has_silence_sum = self.spec.has_silence_sum
         self._layouts = self.spec.layouts(self.state)
         self._fast = self.spec.name in ("st-f16", "st-f32") and st.fast_path(self.state)
+        self._q15 = self.spec.name == "cmsis-q15"     # int8 features straight from the q15 patch / batch kernels
 
     def stages(self, pcm_patch):
         """Every stage of one patch under its canonical name (module doc), a dict of arrays."""
@@ -203,6 +204,8 @@ class FrontEnd:
         if self._fast:
             f, lg, sil = st.features_batch(st.check_patch(pcm_patch, self.params)[None], self.state)
             return (f[0] if boundary == "int8" else lg[0]), float(sil[0])
+        if self._q15 and boundary == "int8":    # compute_stages' 'features' without the stage records
+            return cmsis_q15.compute_patch(pcm_patch, self.state), float("nan")
         out = self.spec.compute_stages(pcm_patch, self.state)
         feats = out["features"] if boundary == "int8" else np.ascontiguousarray(out["log"], np.float32)
         return feats, float(out.get("silence_sum", np.nan))
@@ -210,11 +213,15 @@ class FrontEnd:
     def patches(self, pcm_patches, boundary="int8"):
         """patch() of P patches at once (int16 [P, patch_length]): (features [P, n_coefs, n_frames], silence sums
         float32 [P], NaN without a gate signal). The st-f16 Helium build computes them in one batched call over
-        Numba's threads (st.features_batch); the values are patch()'s, whatever the thread count."""
+        Numba's threads (st.features_batch), cmsis-q15 in one batched call of its lane kernels
+        (cmsis_q15.compute_patches); the values are patch()'s, whatever the thread count."""
         a = np.asarray(pcm_patches)
         if self._fast and boundary in ("int8", "float32"):
             f, lg, sil = st.features_batch(a, self.state)
             return (f if boundary == "int8" else lg), sil
+        if self._q15 and boundary == "int8" and a.size:
+            f = cmsis_q15.compute_patches(a, self.state)
+            return f, np.full(f.shape[0], np.nan, np.float32)
         out = [self.patch(x, boundary) for x in a]
         p = self.params
         if not out:
