@@ -268,31 +268,34 @@ def test_results_do_not_depend_on_thread_count():
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs NUMBA_NUM_THREADS >= 2")
 def test_block_ranges_over_threads_cover_every_block_once():
-    """_over_threads: contiguous, disjoint ranges covering [0, n), at most numba.get_num_threads() of them and at
-    least BLOCKS_PER_THREAD blocks each; an exception in any range reaches the caller."""
+    """emu.frontend.threads.over_threads: contiguous, disjoint ranges covering [0, n), at most
+    numba.get_num_threads() of them and at least min_blocks blocks each; an exception in any range reaches the
+    caller."""
     import threading
+
+    from emu.frontend.threads import over_threads
     before = numba.get_num_threads()
     try:
-        for threads, n_blocks in ((1, 37), (2, 37), (2, 7), (2, 8), (2, 1)):
+        for threads, n_blocks, min_blocks in ((1, 37, 4), (2, 37, 4), (2, 7, 4), (2, 8, 4), (2, 1, 4), (2, 15, 8),
+                                              (2, 16, 8)):
             numba.set_num_threads(threads)
             seen, lock = [], threading.Lock()
 
-            def kernel(b0, b1, tag):
+            def run(b0, b1):
                 with lock:
-                    seen.append((b0, b1, tag))
-            st._over_threads(kernel, n_blocks, "x")
-            ranges = sorted((b0, b1) for b0, b1, _ in seen)
+                    seen.append((b0, b1))
+            over_threads(run, n_blocks, min_blocks)
+            ranges = sorted(seen)
             assert ranges[0][0] == 0 and ranges[-1][1] == n_blocks
             assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
-            assert len(ranges) == max(1, min(threads, n_blocks // st.BLOCKS_PER_THREAD))
-            assert all(tag == "x" for *_, tag in seen)
+            assert len(ranges) == max(1, min(threads, n_blocks // min_blocks))
 
         def failing(b0, b1):
             if b0 > 0:
                 raise ValueError("range failed")
         numba.set_num_threads(2)
         with pytest.raises(ValueError, match="range failed"):
-            st._over_threads(failing, 40)
+            over_threads(failing, 40, 4)
     finally:
         numba.set_num_threads(before)
 

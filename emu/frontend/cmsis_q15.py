@@ -36,7 +36,6 @@ import functools
 import math
 import threading
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -45,6 +44,7 @@ from numba.extending import intrinsic
 
 from emu import fixedpoint
 from emu.errors import N6Error as _Error
+from emu.frontend.threads import over_threads
 from emu.fixedpoint import _ctlz32, count_leading_zeros32, saturate_int16, saturate_int32
 
 FFT_VARIANTS = {"pure-c": 0, "dsp-ext": 1}
@@ -2089,22 +2089,12 @@ def compute_patch(pcm, state, params=None):
 
 
 MIN_BLOCKS_PER_THREAD = 8        # compute_patches: a thread of its own for each run of at least this many blocks
-_POOL = {}
-
-
-def _pool(n):
-    """A thread pool of n workers, made once per size (compute_patches' block runs)."""
-    pool = _POOL.get(n)
-    if pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-        pool = _POOL[n] = ThreadPoolExecutor(n, thread_name_prefix="n6emu-q15")
-    return pool
 
 
 def compute_patches(pcm_patches, state, params=None):
     """compute_patch of P patches at once (int16 [P, patch_length]) -> int8 [P, n_coefs, n_frames], bit for bit:
     the pure-C FFT runs the frames of all patches as one sequence of LANES-frame blocks (no half-empty last block
-    per patch), in runs of blocks on numba.get_num_threads() Python threads when there are enough blocks (the
+    per patch), in runs of blocks on Python threads when there are enough blocks (emu.frontend.threads: the
     kernels release the GIL; blocks are independent, so the values do not depend on the thread count); dsp-ext
     runs compute_patch patch by patch."""
     p, q = state.params, state.q15
@@ -2125,14 +2115,9 @@ def compute_patches(pcm_patches, state, params=None):
     n_frames = n_pat * n_t
     n_blocks = (n_frames + LANES - 1) // LANES
     feats = np.empty((n_frames, n_coefs) if q.mode == "mfcc" else (n_pat, n_coefs, n_t), np.int8)
-    n_groups = min(numba.get_num_threads(), n_blocks // MIN_BLOCKS_PER_THREAD)
     empty = _kernel_args(state)[2]
-    if n_groups <= 1:
-        _lanes_call(state, a, n_pat, 0, n_blocks, False, empty, feats)
-    else:                                   # disjoint block runs on n_groups threads (the kernels release the GIL)
-        cuts = [g * n_blocks // n_groups for g in range(n_groups + 1)]
-        list(_pool(n_groups).map(lambda g: _lanes_call(state, a, n_pat, cuts[g], cuts[g + 1], False, empty, feats),
-                                 range(n_groups)))
+    over_threads(lambda b0, b1: _lanes_call(state, a, n_pat, b0, b1, False, empty, feats), n_blocks,
+                 MIN_BLOCKS_PER_THREAD)
     if q.mode == "mfcc":
         return np.ascontiguousarray(feats.reshape(n_pat, n_t, n_coefs).transpose(0, 2, 1))
     return feats

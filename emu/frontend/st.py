@@ -41,11 +41,11 @@ import functools
 import math
 
 import numpy as np
-import numba
 from numba import njit, prange
 
 from emu.frontend.f16 import f16_bits_fast, from_f16_bits, round_f16, round_f16_fast, round_f16_from_f64, to_f16_bits
 from emu.frontend.params import FrontendError, FrontendParams
+from emu.frontend.threads import over_threads
 from emu.frontend import helium_f16, helium_f32, tables
 
 PREC_F32 = 0
@@ -851,9 +851,8 @@ def _helium_columns(fft_out, start, stop, offs, coefs, inv_scale, zp, is_f16, sp
 # ----------------------------------------------------------------------------------------------------
 # st-f16 Helium on many frames at once (the fast path of features_batch): helium_f16's lane-batched kernels
 # (LANES frames side by side, one per SIMD lane), the blocks of LANES frames spread over the cores (ranges of
-# blocks on Python threads, the kernel without the GIL: a parallel loop (prange) costs seconds of compile on every
-# first run; blocks are independent and each writes its own frames, so the results do not depend on the thread
-# count).
+# blocks on Python threads, emu.frontend.threads; blocks are independent and each writes its own frames, so the
+# results do not depend on the thread count).
 # Same arithmetic as _helium_frames + _helium_columns, bit for bit (tests/test_frontend_fast.py).
 # ----------------------------------------------------------------------------------------------------
 
@@ -868,7 +867,7 @@ def _f16_helium_blocks(b0, b1, patches, hop, win, pad_left, window, tables, star
     mel energy are functions of its binary16 value: log_table / quant_table [65536] (_mel_tables), indexed by its
     bits. Writes feats int8 / logs float32 [P, n_mels, T] and spec_all float32 [n_blocks * n_bins * LANES] (block
     b's spectrum, lane-interleaved: the silence sums' input) of its blocks only; scratch ~100 KB per call. No GIL:
-    threads run disjoint block ranges (_over_threads)."""
+    threads run disjoint block ranges (emu.frontend.threads)."""
     L = helium_f16.LANES
     n_pat, n_mels, n_t = feats.shape[0], feats.shape[1], feats.shape[2]
     n_fft = tables[6].size
@@ -965,33 +964,7 @@ def _mel_tables(state):
     return out
 
 
-BLOCKS_PER_THREAD = 4        # fewer blocks per thread than this: not worth a thread
-
-
-def _over_threads(kernel, n_blocks, *args):
-    """kernel(b0, b1, *args) over blocks [0, n_blocks), in contiguous ranges on up to numba.get_num_threads()
-    threads (numba.set_num_threads lowers it), each range at least BLOCKS_PER_THREAD blocks."""
-    n = max(1, min(numba.get_num_threads(), n_blocks // BLOCKS_PER_THREAD))
-    if n == 1:
-        kernel(0, n_blocks, *args)
-        return
-    import threading
-    cuts = [n_blocks * i // n for i in range(n + 1)]
-    errors = []
-
-    def run(b0, b1):
-        try:
-            kernel(b0, b1, *args)
-        except BaseException as e:          # re-raised in the caller
-            errors.append(e)
-    threads = [threading.Thread(target=run, args=(cuts[i], cuts[i + 1])) for i in range(1, n)]
-    for t in threads:
-        t.start()
-    run(cuts[0], cuts[1])
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+BLOCKS_PER_THREAD = 4        # features_batch: fewer blocks per thread than this are not worth a thread
 
 
 @njit(cache=True, parallel=True)
@@ -1294,9 +1267,10 @@ def features_batch(patches, state: STState):
     n_blocks = (n_pat * p.n_frames + L - 1) // L
     spec_all = np.empty(n_blocks * p.n_bins * L, np.float32)
     log_table, quant_table = _mel_tables(state)
-    _over_threads(_f16_helium_blocks, n_blocks, a, p.hop_length, p.win_length, (p.n_fft - p.win_length) // 2,
-                  state.window, state.helium_tables, state.mel_start, state.mel_stop, state.mel_offset,
-                  state.mel_coefs, sw["spectrum_mode"], p.inplace_power, log_table, quant_table, feats, logs, spec_all)
+    args = (a, p.hop_length, p.win_length, (p.n_fft - p.win_length) // 2, state.window, state.helium_tables,
+            state.mel_start, state.mel_stop, state.mel_offset, state.mel_coefs, sw["spectrum_mode"], p.inplace_power,
+            log_table, quant_table, feats, logs, spec_all)
+    over_threads(lambda b0, b1: _f16_helium_blocks(b0, b1, *args), n_blocks, BLOCKS_PER_THREAD)
     _f16_silence(spec_all, n_pat, p.n_frames, p.n_bins, silence)
     return feats, logs, silence
 
