@@ -510,6 +510,10 @@ class Report:
                 if k != "targets":
                     self.w(f"| `{k}` | {v['median_seconds']:.2f} s | "
                            f"{', '.join(f'{x:.2f}' for x in v.get('runs', []))} |")
+            bc = (speed or {}).get("cli_bytecode")
+            if bc:
+                self.w("", f"The package's bytecode was compiled first (`{bc['compiled']}`), as `pip install .` leaves "
+                       f"an installed copy; PYTHONDONTWRITEBYTECODE={bc['PYTHONDONTWRITEBYTECODE']} on this machine.")
             self.w("")
             rp = _get(cli, "replay yes.wav", "median_seconds")
             rn = _get(cli, "run mlperf one input", "median_seconds")
