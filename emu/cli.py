@@ -92,9 +92,9 @@ def _is_tty(stream):
         return False
 
 
-# one-time compile of every Numba kernel of the bundled device chain: 127 s of CPU (148 s wall) measured on a shared
-# 2-core machine
-COMPILE_SECONDS = 30
+# one-time compile of every Numba kernel of the bundled device chain: 18 s wall measured on a shared 2-core machine
+# (the network's kernels compiled by a second process meanwhile; benchmarks/bench_speed.py --first-run)
+COMPILE_SECONDS = 20
 
 
 def _kernels_cold(network=True, frontend=True):

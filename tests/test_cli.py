@@ -242,7 +242,7 @@ def test_compile_notice_only_on_a_terminal_with_a_cold_cache(tmp_path, monkeypat
         with pytest.raises(AssertionError, match="device was built"):
             cli.main(["replay", str(CLIPS / "yes.wav")], out=io.StringIO(), err=err)
         notice = [line for line in err.getvalue().splitlines() if "compiling kernels" in line]
-        assert notice == (["n6emu: compiling kernels (first run only, about 30 s)"] if shown else [])
+        assert notice == (["n6emu: compiling kernels (first run only, about 20 s)"] if shown else [])
 
 
 def test_first_run_compiles_the_network_in_a_second_process_only_for_the_command(monkeypatch, no_device):
