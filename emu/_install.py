@@ -168,7 +168,13 @@ def skip_numba_blas_probe():
     """For the `n6emu` command's own process only: Numba probes for BLAS the first time any kernel loads
     (numba.np.arraymath imports scipy.linalg, about 0.5 s of every warm start). n6emu's kernels never call BLAS
     (no np.dot / np.linalg in @njit code), so the command tells Numba there is none. Not done on `import emu`: a
-    user's own Numba code in the same process may need BLAS."""
+    user's own Numba code in the same process may need BLAS. Done when Numba is imported (emu.jit), not before:
+    a command that runs on the C twins never imports it."""
+    from emu import jit
+    jit.after_load(_no_blas_probe)
+
+
+def _no_blas_probe():
     if "numba.np.arraymath" in sys.modules:
         return                              # too late: the probe has run
     import numba.np.linalg as nl

@@ -114,11 +114,23 @@ def _kernels_cold(network=True, frontend=True):
         return None
 
 
+def _job_backend(requested, n_items, profile, frontend_profile=None, faults=()):
+    """The kernel backend of a job of n_items patches/inputs: `requested` ("numba" | "c"), or for "auto" the one
+    emu.kernels.backends.choose_backend picks (Numba for a float profile or a device with faults)."""
+    from emu.graph.profiles import PROFILES, ArithmeticProfile
+    from emu.kernels.backends import choose_backend
+    arithmetic = profile if isinstance(profile, ArithmeticProfile) else PROFILES.get(profile)
+    fixed_point = arithmetic is not None and arithmetic.fixed_point and not faults
+    return choose_backend(requested, n_items, fixed_point, frontend_profile)
+
+
 def _first_run(args, err, what="device"):
     """Before anything is compiled, on a cold kernel cache: one line on a terminal (silence otherwise) and, for a
     device command (`what` "device": args.config is the device) run as the `n6emu` command, the network's kernels
     compiled by a second process meanwhile (emu._install.compile_network_in_background). `what`: "device",
     "frontend" or "network" (the kernels the command runs)."""
+    if getattr(args, "backend", None) == "c":
+        return                              # nothing to compile (and Numba is not even imported)
     helper = (what == "device" and getattr(args, "command_process", False)
               and getattr(args, "backend", None) in (None, "numba"))
     if not (helper or _is_tty(err)) or not _kernels_cold(network=what != "frontend", frontend=what != "network"):
@@ -213,10 +225,12 @@ def cmd_run(args, out, err=None):
         check_file_target(args.dump, "--dump")
     x = _load_npy(args.input, "input", mmap=True)    # a memory map: a batch larger than memory streams
     boundary = args.input_boundary or "int8"
-    session = ModelSession(import_model(args.model, args.io_layout), profile=args.profile, backend=args.backend,
-                           rounding=args.rounding)
-    shape = tuple(session.model.input_shape)
+    model = import_model(args.model, args.io_layout)
+    shape = tuple(model.input_shape)
     batched = x.ndim == len(shape) + 1 and tuple(x.shape[1:]) == shape
+    n_inputs = max(1, x.size // max(1, int(np.prod(shape))))     # a leading batch axis, or N in the model's own
+    args.backend = _job_backend(args.backend, n_inputs, args.profile)
+    session = ModelSession(model, profile=args.profile, backend=args.backend, rounding=args.rounding)
     if x.size == 0:
         raise N6Error(f"{args.input}: an empty array {_fmt_shape(x.shape)} (no input); give at least one input of "
                       f"shape {_fmt_shape(shape)}")
@@ -566,12 +580,13 @@ def cmd_replay(args, out, err):
             raise N6Error(f"--windows {_one_line(args.windows)}: no such window; the longest file has {most} "
                           f"window(s) (0-{most - 1}); nothing was written")
 
+    args.backend = _job_backend(args.backend or cfg.model.backend, sum(i.n_samples // new for i in infos),
+                                cfg.model.profile, cfg.frontend.profile, cfg.faults)
+    cfg = cfg.replace("model", backend=args.backend)
     from emu.device import Device
     _first_run(args, err)
     dev = Device(cfg)
     _print_warnings(dev, err)
-    if args.backend is not None:
-        dev = dev.with_(**{"model.backend": args.backend})
     threshold = dev.config.app.threshold
     progress = _Progress(err, args.progress or _is_tty(err), t0=getattr(args, "t0", None))
     results = side = None
@@ -652,12 +667,13 @@ def cmd_replay(args, out, err):
     unmatched = windows.unmatched(dumped) if windows is not None else []
     if args.json:
         _print_json(dict(windows=n, files=files, counts=counts, front_end=dev.config.frontend.build,
-                         threshold=threshold, out=args.out, dump=args.dump, traces=len(dumped),
+                         backend=dev.config.model.backend, threshold=threshold, out=args.out, dump=args.dump, traces=len(dumped),
                          windows_unmatched=unmatched, leftover_samples=leftover,
                          no_window=settings["no_window"], records=None if args.out else records), out)
         return EXIT_OK
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-    print(f"{n} windows from {len(infos) - len(no_window)} file(s), front end {dev.config.frontend.build}" +
+    print(f"{n} windows from {len(infos) - len(no_window)} file(s), front end {dev.config.frontend.build}, "
+          f"{dev.config.model.backend} kernels" +
           (f" -> {_printable(args.out)}" if args.out else "") +
           (f"; {len(dumped)} trace(s) in {_printable(args.dump)}" if args.dump else "") +
           (f"  ({summary})" if summary else ""), file=out)
@@ -736,12 +752,13 @@ def _replay_dataset(args, out, err):
     for c in clips:       # every file readable at the device's rate before anything is built
         audio.open_checked(c.path, args.rate, cfg.frontend.sample_rate)
 
+    args.backend = _job_backend(args.backend or cfg.model.backend, len(clips), cfg.model.profile,
+                                cfg.frontend.profile, cfg.faults)     # a clip is one patch or more
+    cfg = cfg.replace("model", backend=args.backend)
     from emu.device import Device
     _first_run(args, err)
     dev = Device(cfg)
     _print_warnings(dev, err)
-    if args.backend is not None:
-        dev = dev.with_(**{"model.backend": args.backend})
     other = None
     if other_cfg is not None:
         other = Device(other_cfg, _shared=dev._shared)
@@ -1093,7 +1110,7 @@ def cmd_fit(args, out):
 
 def build_parser():
     from emu.graph.profiles import CMSIS_NN, PROFILES, rounding_names
-    from emu.graph.runtime import BACKENDS
+    from emu.kernels.backends import AUTO, AUTO_C_MAX_ITEMS, BACKENDS
     p = _Parser(prog="n6emu", description="Bit-exact host emulator of an STM32N6 keyword-spotting device chain.")
     p.add_argument("--version", action="version", version=f"n6emu {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -1107,7 +1124,9 @@ def build_parser():
     s.add_argument("--rounding", default=None, metavar="ROUNDING",
                    help=f"requantization rounding, one of the profile's ({', '.join(rounding_names())}); a "
                         f"fixed-point profile also takes any requantizer `n6emu fit` names (e.g. single-floor/m16)")
-    s.add_argument("--backend", default="numba", choices=BACKENDS, help="kernel implementation (default numba)")
+    s.add_argument("--backend", default=AUTO, choices=BACKENDS + (AUTO,),
+                   help=f"kernel implementation (default auto: the C twins for up to {AUTO_C_MAX_ITEMS} inputs, Numba "
+                        f"for more; the same values)")
     s.add_argument("--io-layout", default="original", choices=("original", "channel-last"),
                    help="ST Edge AI's I/O layout: an ONNX model's buffers in its own layout (original, NCHW) or "
                         "NHWC (channel-last); TFLite models are channel-last either way")
@@ -1127,7 +1146,9 @@ def build_parser():
     s.add_argument("--dump", default=None, help="DIR: a trace per chosen window (<file>_w<k>.npz): every front-end stage, "
                    "the input buffer, every network tensor, output, probabilities, decision")
     s.add_argument("--windows", default=None, help="patches to dump: 'all' (default) or indices/ranges like 0,3-5")
-    s.add_argument("--backend", default=None, choices=BACKENDS, help="override [model].backend")
+    s.add_argument("--backend", default=None, choices=BACKENDS + (AUTO,),
+                   help=f"override [model].backend (auto: the C twins for up to {AUTO_C_MAX_ITEMS} patches, Numba "
+                        f"for more; the same values)")
     s.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     s.add_argument("--json", action="store_true", help="print one JSON document instead of the result lines and "
                    "summary: windows, per-file samples/windows/leftover samples, counts, and the records (without "

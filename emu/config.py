@@ -15,7 +15,10 @@
                  truncate, m16), e.g. "single-floor/float32"                        omitted
     elementwise  onnxruntime only: QDQ Add/Mul as "dq-float" | "qlinear"; omitted = what ORT runs for
                  the model's I/O type (uint8: qlinear, int8: dq-float)              omitted
-    backend      kernel implementation: "numba" | "c"                              "numba"
+    backend      kernel implementation of the front end and the network: "numba" | "c" | "auto" (the
+                 command picks per job: the C twins for short jobs, Numba for long ones, same values;
+                 emu.kernels.backends.choose_backend); a Device built in Python takes "auto" as "numba"
+                                                                                    "auto"
     state        recurrent layers (TFLite SVDF / LSTM with variable tensors): "keep" (tflite-micro keeps
                  them from one ai_run to the next: the windows of a recording form one stream) | "reset"
                  (every window starts from the initial state, as a stateless model on the PC); every
@@ -90,14 +93,14 @@ class ModelSection:
     path: str = BUNDLED_PREFIX + "kws/model_qdq.onnx"
     profile: str = "cmsis-nn"
     rounding: str = None
-    backend: str = "numba"
+    backend: str = "auto"
 
     elementwise: str = None
     state: str = "keep"
 
     def __post_init__(self):
         from emu.graph.profiles import ELEMENTWISE_MODES, PROFILES, ArithmeticProfile
-        from emu.graph.runtime import BACKENDS
+        from emu.kernels.backends import AUTO, BACKENDS
         if not isinstance(self.path, str) or not self.path:
             raise ConfigError("[model].path must be a model file path (.onnx or .tflite)")
         if "\0" in self.path:
@@ -119,7 +122,7 @@ class ModelSection:
                 raise ConfigError(f"[model].elementwise is an option of the onnxruntime (mlas) profiles; remove it "
                                   f"for profile {profile.name!r}")
             _choice("model", "elementwise", self.elementwise, ELEMENTWISE_MODES[profile.formulation])
-        _choice("model", "backend", self.backend, BACKENDS)
+        _choice("model", "backend", self.backend, BACKENDS + (AUTO,))
         _choice("model", "state", self.state, ("keep", "reset"))
 
     @property

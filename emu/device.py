@@ -33,6 +33,7 @@ from emu import faults as faults_mod
 from emu.config import ConfigError, DeviceConfig, load_config
 from emu.errors import N6Error
 from emu.frontend.registry import FrontEnd
+from emu.kernels.backends import AUTO, choose_backend
 
 BATCH_PATCHES = 256  # patches per front-end / network call while streaming (memory: ~BATCH_PATCHES x 130 KB)
 
@@ -87,18 +88,20 @@ class _Shared:
             self.models[(path, io_layout)] = import_model(path, io_layout)
         return self.models[(path, io_layout)]
 
-    def frontend(self, params):
+    def frontend(self, params, backend="numba"):
+        """The FrontEnd of `params` on kernel `backend` (one per pair, tables shared across app quantizations)."""
         key = self._keys.get(params) if params.q15 is None else None
         if key is None:
             key = json.dumps(params.to_dict(), sort_keys=True, default=str)
             if params.q15 is None:
                 self._keys[params] = key
+        key = (key, backend)
         if key not in self.frontends:
-            base = self.frontends.get(("tables",) + self.table_key(params))
+            base = self.frontends.get(("tables", backend) + self.table_key(params))
             if base is None:
-                fe = FrontEnd(params)
+                fe = FrontEnd(params, backend)
                 if params.profile in ("st-f16", "st-f32"):
-                    self.frontends[("tables",) + self.table_key(params)] = fe
+                    self.frontends[("tables", backend) + self.table_key(params)] = fe
             else:   # another app quantization over the same tables (faults wrong-scale, ...): share them
                 from emu.frontend import st
                 fe = copy.copy(base)
@@ -137,6 +140,8 @@ class Device:
         from emu.models import ModelSession
 
         cfg = config if isinstance(config, DeviceConfig) else load_config(config)
+        if cfg.model.backend == AUTO:          # no job size here: the batched Numba kernels (the CLI chooses per job)
+            cfg = cfg.replace("model", backend=choose_backend(AUTO))
         self.config = cfg
         self._shared = _Shared() if _shared is None else _shared
         model_path = cfg.model_path()
@@ -162,7 +167,7 @@ class Device:
                 self.warnings.append(f"fault {f.label()} changes nothing on this device: {why}")
         self.layout = self._check_layout(ctx)
         fe, m = self._faults.build(intended, cfg.model)
-        self.frontend = self._shared.frontend(fe)
+        self.frontend = self._shared.frontend(fe, m.backend)
         self._float_ref = self._shared.float_ref(fe) if self._faults.float64 else None
         self._feature_stage = "log" if self.boundary == "float32" or self._faults.float_buffer else "features"
         self.session = ModelSession(model, m.profile, m.backend, rounding=m.rounding, elementwise=m.elementwise,
@@ -185,7 +190,7 @@ class Device:
 
     def _fault_context(self, cfg, intended, model):
         """What a fault knows of the intended device (emu.faults.Context)."""
-        fe = self._shared.frontend(intended)
+        fe = self._shared.frontend(intended, cfg.model.backend)
         n_coefs = fe.n_coefs
         size = int(np.prod(self.input_shape))
         frames = size // n_coefs if size % n_coefs == 0 else None

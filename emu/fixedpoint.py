@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+
+from emu.jit import intrinsic, njit, types
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1

@@ -38,14 +38,12 @@ import threading
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from emu import fixedpoint
 from emu.errors import N6Error as _Error
 from emu.frontend.threads import over_threads
 from emu.fixedpoint import _ctlz32, count_leading_zeros32, saturate_int16, saturate_int32
+from emu.jit import cgutils, intrinsic, njit, types
 
 FFT_VARIANTS = {"pure-c": 0, "dsp-ext": 1}
 SUPPORTED_RFFT = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)

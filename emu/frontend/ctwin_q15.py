@@ -25,6 +25,11 @@ def available():
     return lib is not None
 
 
+def need():
+    """Raise the one-line error naming the build step when the C twin extension is absent."""
+    _lib()
+
+
 def _lib():
     if lib is None:
         raise _Error(c_twin_missing("emu._c_frontend_q15", _IMPORT_ERROR,

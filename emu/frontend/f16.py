@@ -17,8 +17,8 @@ import os
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+
+from emu.jit import intrinsic, njit, types
 
 
 
@@ -220,14 +220,14 @@ def _target_has_f16c():
     """True when Numba compiles for a CPU with F16C (vcvtps2ph / vcvtph2ps): the host's features, or the ones
     NUMBA_CPU_NAME / NUMBA_CPU_FEATURES name. Without it LLVM would lower a half conversion to a library call.
     N6EMU_NO_F16C=1 forces the software helpers (to test them; Numba's cache is keyed by the source and the CPU,
-    not by this switch: use it with an empty NUMBA_CACHE_DIR)."""
-    from numba.core import config
+    not by this switch: use it with an empty NUMBA_CACHE_DIR). Read from the environment as numba.core.config
+    reads it, so that importing this module does not import Numba."""
     if os.environ.get("N6EMU_NO_F16C"):
         return False
-    if config.CPU_NAME is None:
+    if not os.environ.get("NUMBA_CPU_NAME"):
         import llvmlite.binding as llb
         return bool(llb.get_host_cpu_features().get("f16c", False))
-    return "+f16c" in (config.CPU_FEATURES or "")
+    return "+f16c" in (os.environ.get("NUMBA_CPU_FEATURES") or "")
 
 
 HAS_F16C = _target_has_f16c()

@@ -37,13 +37,11 @@ import functools
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from emu.frontend import tables
 from emu.frontend.f16 import (as_f32, f16_bits_to_f32, f32_to_f16_bits, fma_f16_fast, fma_f16_finite_fast, round_f16,
                               round_f16_dn, round_f16_dn_fast, round_f16_fast, round_f16_from_f64)
+from emu.jit import cgutils, intrinsic, njit, types
 from emu.frontend.params import OPTIMIZATIONS, FrontendError
 
 RFFT_SIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)

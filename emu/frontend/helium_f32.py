@@ -57,12 +57,10 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from emu.frontend import tables as _tables
 from emu.frontend.params import OPTIMIZATIONS, FrontendError
+from emu.jit import cgutils, intrinsic, njit, types
 
 _ZERO = np.float32(0.0)
 _HALF = np.float32(0.5)

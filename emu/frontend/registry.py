@@ -165,13 +165,23 @@ def _prepared(spec, params):
     return diskcache.cached("frontends", key, object, lambda: spec.prepare(params))
 
 
-class FrontEnd:
-    """One front-end profile behind one interface: FrontEnd(params) prepares the profile's state once;
-    features are int8 [n_coefs, n_frames] (coefficient-major) for every profile."""
+BACKENDS = ("numba", "c")
 
-    def __init__(self, params):
+
+class FrontEnd:
+    """One front-end profile behind one interface: FrontEnd(params, backend) prepares the profile's state once;
+    features are int8 [n_coefs, n_frames] (coefficient-major) for every profile. backend "numba": the Numba
+    kernels (batched over lanes and threads); "c": the C twins (emu._c_frontend_st / emu._c_frontend_q15), one
+    patch per call, no Numba loaded; the same values (tests/test_frontend_backend.py)."""
+
+    def __init__(self, params, backend="numba"):
+        if backend not in BACKENDS:
+            raise FrontendError(f"unknown front-end backend {backend!r}; choose one of {list(BACKENDS)}")
         self.spec = frontend_spec(params.profile)
         self.params = params
+        self.backend = backend
+        if backend == "c":
+            _c_twin(self.spec.name).need()
         self.state = _prepared(self.spec, params)
         kind, count = self.spec.coefficients(self.state)
         self.n_coefs = count
@@ -201,6 +211,11 @@ class FrontEnd:
             floats = ", ".join(n for n, f in FRONTENDS.items() if f.float_log)
             raise FrontendError(f"the {self.spec.name} front end makes int8 features only; a {boundary} input "
                                 f"boundary needs a float log-mel front end ({floats})")
+        if self.backend == "c":
+            out = _c_twin(self.spec.name).compute_stages(pcm_patch, self.state)
+            if boundary == "int8":
+                return out["features"], float(out.get("silence_sum", np.nan))
+            return np.ascontiguousarray(out["log"], np.float32), float(out.get("silence_sum", np.nan))
         if self._fast:
             f, lg, sil = st.features_batch(st.check_patch(pcm_patch, self.params)[None], self.state)
             return (f[0] if boundary == "int8" else lg[0]), float(sil[0])
@@ -216,10 +231,10 @@ class FrontEnd:
         Numba's threads (st.features_batch), cmsis-q15 in one batched call of its lane kernels
         (cmsis_q15.compute_patches); the values are patch()'s, whatever the thread count."""
         a = np.asarray(pcm_patches)
-        if self._fast and boundary in ("int8", "float32"):
+        if self._fast and self.backend == "numba" and boundary in ("int8", "float32"):
             f, lg, sil = st.features_batch(a, self.state)
             return (f if boundary == "int8" else lg), sil
-        if self._q15 and boundary == "int8" and a.size:
+        if self._q15 and self.backend == "numba" and boundary == "int8" and a.size:
             f = cmsis_q15.compute_patches(a, self.state)
             return f, np.full(f.shape[0], np.nan, np.float32)
         out = [self.patch(x, boundary) for x in a]
@@ -228,3 +243,14 @@ class FrontEnd:
             dtype = np.int8 if boundary == "int8" else np.float32
             return np.zeros((0, self.n_coefs, p.n_frames), dtype), np.zeros(0, np.float32)
         return np.stack([f for f, _ in out]), np.asarray([s for _, s in out], np.float32)
+
+
+def _c_twin(profile):
+    """The C twin module of a profile: need() (the one-line error naming the build step when it is absent) and
+    compute_stages(pcm_patch, state) -> the canonical stages but 'pcm'."""
+    from types import SimpleNamespace
+    if profile == "cmsis-q15":
+        from emu.frontend import ctwin_q15
+        return SimpleNamespace(need=ctwin_q15.need, compute_stages=ctwin_q15.compute_stages)
+    from emu.frontend import ctwin_st
+    return SimpleNamespace(need=ctwin_st.need, compute_stages=ctwin_st.compute_stages_c)

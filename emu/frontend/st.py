@@ -41,12 +41,12 @@ import functools
 import math
 
 import numpy as np
-from numba import njit, prange
 
 from emu.frontend.f16 import f16_bits_fast, from_f16_bits, round_f16, round_f16_fast, round_f16_from_f64, to_f16_bits
 from emu.frontend.params import FrontendError, FrontendParams
 from emu.frontend.threads import over_threads
 from emu.frontend import helium_f16, helium_f32, tables
+from emu.jit import njit, prange
 
 PREC_F32 = 0
 PREC_F16_PER_OP = 1

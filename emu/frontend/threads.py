@@ -8,7 +8,7 @@ made once per size. The kernels release the GIL (nogil) and each block writes on
 values never depend on the split. An exception in any range is raised in the caller. A parallel loop (prange)
 would do the same at the cost of seconds of compile time on every first run.
 """
-import numba
+from emu import jit
 
 _POOLS = {}
 
@@ -22,7 +22,7 @@ def _pool(n):
 
 
 def over_threads(run, n_blocks, min_blocks):
-    n = max(1, min(numba.get_num_threads(), n_blocks // min_blocks))
+    n = max(1, min(jit.load().get_num_threads(), n_blocks // min_blocks))
     if n == 1:
         run(0, n_blocks)
         return

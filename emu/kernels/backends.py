@@ -2,6 +2,7 @@
 
 get_backend("numba") -> namespace of the Numba kernels (emu/kernels/*.py)
 get_backend("c")     -> emu.kernels.ctwin (C twins, module emu._c_kernels; imported lazily)
+choose_backend("auto", n_items, ...) -> "c" | "numba": the implementation a job of n_items patches/inputs runs on
 Both expose the same names with the same argument order (see emu/kernels/__init__.py): conv_s8,
 depthwise_conv_s8, fully_connected_s8, avgpool_s8, maxpool_s8, softmax_s8, add_s8, mul_s8, pad_s8,
 transpose_s8. Kernels write into the caller's `out` and return None.
@@ -12,14 +13,20 @@ uses it when present and otherwise wraps the checked kernel.
 import functools
 import types
 
-import numba
 import numpy as np
-from numba import njit
 
 from emu.errors import N6Error
 from emu.fixedpoint import FLOAT32_RNE, QP_ROWS, prepare_requantize
+from emu.jit import njit
 
 BACKENDS = ("numba", "c")
+AUTO = "auto"                 # a configuration / CLI value: choose_backend picks one of BACKENDS per job
+# "auto" runs a job of at most this many patches (or network inputs) on the C twins, a longer one on Numba. The C
+# twins are compiled at install and start at once (a one-clip replay: ~0.35 s in all) but compute one patch at a
+# time (~11 ms per bundled patch); Numba costs ~0.7 s more to start (its import, the cached kernels' load) and
+# then runs batches over lanes and threads several times faster. Both compute the same integers (the suite
+# compares them), so the choice only moves time.
+AUTO_C_MAX_ITEMS = 32
 KERNEL_NAMES = ("conv_s8", "depthwise_conv_s8", "fully_connected_s8", "avgpool_s8", "maxpool_s8",
                 "softmax_s8", "add_s8", "mul_s8", "pad_s8", "transpose_s8")
 
@@ -44,6 +51,28 @@ def get_backend(name):
             raise KernelArgumentError(f"backend 'c' is unavailable: {ctwin.missing()}")
         return ctwin
     raise KernelArgumentError(f"unknown kernel backend {name!r}; choose one of {list(BACKENDS)}")
+
+
+def choose_backend(requested, n_items=None, fixed_point=True, frontend_profile=None):
+    """The backend a job runs on: `requested` itself unless it is "auto"; "auto" -> "c" when the job's size is
+    known and small (n_items <= AUTO_C_MAX_ITEMS), the arithmetic profile is fixed-point (the C twins implement
+    no float profile) and the C twins the job needs are built (the network's, and the front end's of
+    `frontend_profile` when the job has one), else "numba"."""
+    if requested != AUTO:
+        return requested
+    if n_items is None or n_items > AUTO_C_MAX_ITEMS or not fixed_point:
+        return "numba"
+    from emu.kernels import ctwin
+    if not ctwin.available():
+        return "numba"
+    if frontend_profile is not None:
+        if frontend_profile == "cmsis-q15":
+            from emu.frontend import ctwin_q15 as twin
+        else:
+            from emu.frontend import ctwin_st as twin
+        if not twin.available():
+            return "numba"
+    return "c"
 
 
 _NUMBA = None
@@ -85,7 +114,8 @@ def compiled(kernel, *args):
     A kernel that is not a Numba dispatcher (NUMBA_DISABLE_JIT) is called as it is."""
     if not hasattr(kernel, "compile"):
         return functools.partial(kernel, *args)
-    entry = kernel.compile(tuple(numba.typeof(a) for a in args))
+    from numba import typeof
+    entry = kernel.compile(tuple(typeof(a) for a in args))
     return functools.partial(entry, *args)
 
 

@@ -6,8 +6,8 @@ sub: TFLite's left-shift-20 scheme, as add_s8 but the difference of the rescaled
 maximum / minimum: the raw int8 values (tflite-micro requires equal quantization of inputs and output).
 """
 import numpy as np
-from numba import njit
 
+from emu.jit import njit
 from emu.kernels.backends import check_array, check_no_alias, check_shape
 from emu.kernels.elementwise import _add_sub_s8, checked_add_args
 

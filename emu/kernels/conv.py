@@ -21,11 +21,11 @@ which LLVM vectorizes with vpmaddwd. General path (grouped convolution, offsets 
 int32 accumulators of all output channels live in a scratch row and the innermost loop runs over output channels
 against a transposed copy of the filter (w + filter_offset, int32). Both sum the same int32 products with wrapping additions: equal results.
 """
-import numba
 import numpy as np
-from numba import njit, prange
 
+from emu import jit
 from emu.fixedpoint import requantize_row
+from emu.jit import njit, prange
 from emu.kernels.tiles import (LANES, copy_padded, has_quad_dot, madd_tile, pack_groups, pack_pairs, padded, quad_tile,
                                tile_requantize, tile_requantize_row, wrap_int32_array)
 from emu.kernels.backends import (KernelArgumentError, check_activation, check_array, check_geometry, check_int,
@@ -280,7 +280,7 @@ SLACK = 64            # bytes after a padded sample (a pair read never passes th
 def tile_threads():
     """Threads a bound tile kernel may split a batch over: Numba's thread pool size (numba.set_num_threads may lower
     the number in use at run time)."""
-    return max(1, int(numba.config.NUMBA_NUM_THREADS))
+    return max(1, int(jit.load().config.NUMBA_NUM_THREADS))
 
 
 def tile_chunks(n, threads):
@@ -358,6 +358,7 @@ def parallel_call(fn, *args):
     """A no-argument callable running the parallel kernel fn(*args) with dynamic scheduling (chunk size 1: a thread
     takes the next range when it is done)."""
     def run():
+        numba = jit.load()
         old = numba.set_parallel_chunksize(1)
         try:
             fn(*args)

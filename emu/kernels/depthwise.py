@@ -11,9 +11,9 @@ the bias at bind time, each sample copied once into a zero-point padded buffer, 
 registers by emu/kernels/tiles.py, a batch split over Numba's threads); the general loop otherwise.
 """
 import numpy as np
-from numba import njit, prange
 
 from emu.fixedpoint import requantize_row
+from emu.jit import njit, prange
 from emu.kernels.conv import padded_extent, tile_chunks, tile_threads, tiles_call
 from emu.kernels.tiles import (LANES, copy_padded, dw_tile, padded, tile_requantize, tile_requantize_row,
                                wrap_int32_array)

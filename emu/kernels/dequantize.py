@@ -4,8 +4,8 @@ TFLite DEQUANTIZE of an int8 tensor has 256 possible results, prepared once by e
 only indexes (no float arithmetic). Allocation-free.
 """
 import numpy as np
-from numba import njit
 
+from emu.jit import njit
 from emu.kernels.backends import check_array, check_shape
 
 

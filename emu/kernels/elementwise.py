@@ -8,9 +8,9 @@ mul: acc = int32((x1 + in1_offset) * (x2 + in2_offset));
      fixedpoint.requantize_prepared on the pieces qp (derived here, or a requantizer's own with keyword qp)
 """
 import numpy as np
-from numba import njit
 
 from emu.fixedpoint import requantize_double, requantize_prepared, wrap_int32
+from emu.jit import njit
 from emu.kernels.backends import (check_activation, check_array, check_epilogue, check_int, check_no_alias,
                                   check_shape, check_shift)
 

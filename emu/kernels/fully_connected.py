@@ -6,9 +6,9 @@ out = emu.fixedpoint.requantize_channel(acc, qp, scale, o, output_offset, act_mi
 Per-tensor quantization = mult/shift arrays filled with one value.
 """
 import numpy as np
-from numba import njit
 
 from emu.fixedpoint import requantize_channel
+from emu.jit import njit
 from emu.kernels.backends import (check_activation, check_array, check_epilogue, check_int, check_no_alias, check_shape,
                                   compiled)
 

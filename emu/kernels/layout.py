@@ -4,8 +4,8 @@ pad_s8:       out[i] = inp[i - pad_before] where inside the input, else pad_valu
 transpose_s8: out[i0,i1,i2,i3] = inp[j] with j[perm[k]] = i[k]; out.shape[k] == inp.shape[perm[k]].
 """
 import numpy as np
-from numba import njit
 
+from emu.jit import njit
 from emu.kernels.backends import KernelArgumentError, check_array, check_int, check_no_alias
 
 

@@ -5,8 +5,8 @@ table the importer prepares once (emu.graph.ops.unary: the profile's float or fi
 the kernel only indexes: out[i] = table[x[i] + 128]. Integer-only, allocation-free.
 """
 import numpy as np
-from numba import njit
 
+from emu.jit import njit
 from emu.kernels.backends import check_array, check_no_alias, check_shape
 
 

@@ -8,13 +8,13 @@ to [act_min, act_max]; mode 1: MLAS MlasRequantizeOutput (float32(acc) * scale, 
 + out_offset). Integer-only except the float32 epilogue of mode 1; allocation-free.
 """
 import numpy as np
-from numba import njit, types
 
 from emu import fixedpoint as fx
+from emu.jit import njit
 from emu.kernels.backends import check_array, check_int, check_no_alias
 
 
-@njit(cache=True, locals={"acc": types.int32})
+@njit(cache=True, locals={"acc": "int32"})
 def _matmul_s8(a, b, a_index, b_index, adj_a, adj_b, a_offset, b_offset, mode, mult, shift, scale, out_offset,
                act_min, act_max, out):
     nb, m, n = out.shape

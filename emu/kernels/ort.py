@@ -13,9 +13,9 @@ zero-point shift of -128 (exact: every op here is invariant under x - zp). Kerne
 MaxPool, Transpose and Reshape are the same in both profiles: the runner uses emu.kernels.pooling.maxpool_s8.
 """
 import numpy as np
-from numba import njit
 
 from emu.fixedpoint import FLOAT32_RNE, requantize_float32
+from emu.jit import njit
 from emu.kernels.conv import conv_s8
 from emu.kernels.depthwise import depthwise_conv_s8
 from emu.kernels.fully_connected import fully_connected_s8

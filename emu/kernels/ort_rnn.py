@@ -35,10 +35,10 @@ on RnnScratch buffers allocated once per layer); rnn_ort_s8 is the int8 entry po
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from emu.f32math import fma_f32
 from emu.graph.ops.unary import LOGISTIC as _LG, TANH as _TH, mlas_logistic_fma3, mlas_tanh_fma3
+from emu.jit import njit
 
 F32 = np.float32
 

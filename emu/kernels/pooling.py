@@ -5,8 +5,8 @@ avgpool: sum raw int8 over the valid taps (int32), cnt = their number;
 maxpool: max over the valid taps (-128 for a window with no valid tap), clamp to act range.
 """
 import numpy as np
-from numba import njit
 
+from emu.jit import njit
 from emu.kernels.backends import (KernelArgumentError, check_activation, check_array, check_geometry, check_int,
                                   check_no_alias, compiled)
 

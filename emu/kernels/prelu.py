@@ -6,8 +6,8 @@ formula) and the kernel only indexes: out[i] = table[(alpha[i] + 128) * 256 + x[
 broadcast to the output length once, at bind time. Integer-only, allocation-free.
 """
 import numpy as np
-from numba import njit
 
+from emu.jit import njit
 from emu.kernels.backends import check_array, check_no_alias, check_shape
 
 

@@ -31,9 +31,9 @@ lstm_s8 (per sample, per batch row b, per step t; gates 0..3 = input, forget, ce
 All accumulators are int32 with two's-complement wrap-around; no allocation (the caller owns state and scratch).
 """
 import numpy as np
-from numba import njit
 
 from emu.fixedpoint import requantize
+from emu.jit import njit
 from emu.kernels.backends import check_array, check_int, check_no_alias, check_rounding
 
 # sigmoid(i / 24) in unsigned Q0.16, i = 0..255 (TFLite / CMSIS-NN sigmoid_table_uint16; tanh(x) = 2 sigmoid(2x) - 1)

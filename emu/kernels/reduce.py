@@ -14,9 +14,9 @@ with its M = 1 kernel (MlasSgemmKernelM1Avx: groups of four rows summed ((r0 + r
 the running sum as group + sum, then a remaining pair and a remaining row the same way; 1 * x is exact).
 """
 import numpy as np
-from numba import njit
 
 from emu.fixedpoint import requantize_double, wrap_int32
+from emu.jit import njit
 from emu.kernels.backends import check_activation, check_array, check_int, check_no_alias
 
 

@@ -6,10 +6,10 @@ sum = sum RDBP(e, 12) (Q12.19, int32), hr = clz(sum), scale = one_over_one_plus_
 out = clamp(RDBP(SRDHM(scale, e), 35 - hr) - 128, -128, 127).
 """
 import numpy as np
-from numba import njit
 
 from emu.fixedpoint import (count_leading_zeros32, exp_on_negative_values, one_over_one_plus_x_for_x_in_0_1, rdbp,
                             srdhm, wrap_int32)
+from emu.jit import njit
 from emu.kernels.backends import check_array, check_int, check_no_alias, check_shape, compiled
 
 ACCUMULATION_INTEGER_BITS = 12  # sum of exps in Q12.19

@@ -31,14 +31,10 @@ The caller guarantees every index is inside its array (no checks here: these are
 import os
 
 import numpy as np
-from llvmlite import binding as llvm_binding
 from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.core import config as numba_config
-from numba.extending import intrinsic
 
 from emu.fixedpoint import requantize_row
+from emu.jit import cgutils, intrinsic, njit, resolved, types
 
 # The batched tile kernels run a prange region per layer. Numba's OpenMP layer (GNU libgomp) busy-waits at the region's
 # end by default; when another process holds the other core, the waiting thread keeps the one the worker needs and a
@@ -112,7 +108,7 @@ def madd_tile(R, V):
     key = (R, V)
     if key not in _MADD_TILES:
         _MADD_TILES[key] = _make_madd_tile(R, V)
-    return _MADD_TILES[key]
+    return resolved(_MADD_TILES[key])
 
 
 def dw_tile(R, V):
@@ -120,7 +116,7 @@ def dw_tile(R, V):
     key = (R, V)
     if key not in _DW_TILES:
         _DW_TILES[key] = _make_dw_tile(R, V)
-    return _DW_TILES[key]
+    return resolved(_DW_TILES[key])
 
 
 def _make_madd_tile(R, V):
@@ -168,7 +164,7 @@ def quad_tile(R, V):
     key = (R, V)
     if key not in _QUAD_TILES:
         _QUAD_TILES[key] = _make_quad_tile(R, V)
-    return _QUAD_TILES[key]
+    return resolved(_QUAD_TILES[key])
 
 
 def has_quad_dot():
@@ -180,6 +176,8 @@ def has_quad_dot():
 
 def _target_features():
     """The CPU features Numba compiles for (its codegen's rule: NUMBA_CPU_FEATURES when set, else the host's)."""
+    from llvmlite import binding as llvm_binding
+    from numba.core import config as numba_config
     return numba_config.CPU_FEATURES or llvm_binding.get_host_cpu_features().flatten()
 
 
