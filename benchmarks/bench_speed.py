@@ -11,8 +11,9 @@ Timings are medians of interleaved rounds (benchmarks/machine.py): every engine 
 (one-thread engines in one group, multi-thread ones in another), so load drift on this shared 2-core machine hits
 them alike; the load average before and after is recorded. CLI: warm wall time of
 `python -m emu.cli replay emu/data/clips/yes.wav` and of `n6emu run` of the MLPerf model on one input (median of
---cli-repeats runs, after one warm-up run); --first-run adds one replay with empty kernel, model and table caches
-(N6EMU_CACHE_DIR pointing at an empty folder: every kernel it needs is compiled). Results:
+--cli-repeats runs, after one warm-up run), as typed (backend auto: a job this short runs on the C twins) and with
+`--backend numba` (what a long job starts with); --first-run adds one replay of each with empty kernel, model and
+table caches (N6EMU_CACHE_DIR pointing at an empty folder: with --backend numba every kernel it needs is compiled). Results:
 benchmarks/results/speed.json.
 Targets: MLPerf single within 2x of XNNPACK (1 thread); MLPerf batch-256 with 2 threads at most XNNPACK's 1-thread
 time per inference; bundled single within 2x of onnxruntime (1 thread) under both profiles; replay < 1.0 s; run < 0.7 s;
@@ -184,10 +185,12 @@ def cli_times(args, result):
     with tempfile.TemporaryDirectory() as tmp:
         x = os.path.join(tmp, "x.npy")
         np.save(x, np.zeros((1, 49, 10, 1), np.int8))
-        cmds = {"replay yes.wav": [sys.executable, "-m", "emu.cli", "replay", CLIP]}
+        replay = [sys.executable, "-m", "emu.cli", "replay", CLIP]
+        cmds = {"replay yes.wav": replay, "replay yes.wav --backend numba": replay + ["--backend", "numba"]}
         if os.path.isfile(MLPERF):
-            cmds["run mlperf one input"] = [sys.executable, "-m", "emu.cli", "run", MLPERF, "--input", x, "--output",
-                                            os.path.join(tmp, "y.npy")]
+            run = [sys.executable, "-m", "emu.cli", "run", MLPERF, "--input", x, "--output", os.path.join(tmp, "y.npy")]
+            cmds["run mlperf one input"] = run
+            cmds["run mlperf one input --backend numba"] = run + ["--backend", "numba"]
         times = {}
         # the package's bytecode, as `pip install .` leaves an installed copy (Python writes it itself on first
         # import unless PYTHONDONTWRITEBYTECODE is set, as on this VM: ~0.15 s of compiling sources per start)
@@ -206,15 +209,17 @@ def cli_times(args, result):
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
         times["python -c pass"] = dict(median_seconds=time.perf_counter() - t0)
-        if args.first_run:      # as after a fresh install: empty kernel, model and front-end caches (one run)
-            env = dict(os.environ, N6EMU_CACHE_DIR=os.path.join(tmp, "empty-cache"))
-            env.pop("NUMBA_CACHE_DIR", None)
-            t0 = time.perf_counter()
-            subprocess.run(cmds["replay yes.wav"], cwd=REPO, capture_output=True, check=True, env=env)
-            times["first replay yes.wav (empty caches)"] = dict(median_seconds=time.perf_counter() - t0)
+        if args.first_run:      # as after a fresh install: empty kernel, model and front-end caches (one run each)
+            for name in ("replay yes.wav", "replay yes.wav --backend numba"):   # no kernel to compile / all of them
+                env = dict(os.environ, N6EMU_CACHE_DIR=os.path.join(tmp, "empty-cache-" + name.replace(" ", "_")))
+                env.pop("NUMBA_CACHE_DIR", None)
+                t0 = time.perf_counter()
+                subprocess.run(cmds[name], cwd=REPO, capture_output=True, check=True, env=env)
+                times[f"first {name} (empty caches)"] = dict(median_seconds=time.perf_counter() - t0)
     targets = {"replay < 1.0 s": times["replay yes.wav"]["median_seconds"] < 1.0}
-    if "first replay yes.wav (empty caches)" in times:
-        targets["first run < 20 s"] = times["first replay yes.wav (empty caches)"]["median_seconds"] < 20.0
+    first = [v["median_seconds"] for k, v in times.items() if k.startswith("first ")]
+    if first:       # judged on the slower: a long replay (Numba) after a fresh install compiles every kernel
+        targets["first run < 20 s"] = max(first) < 20.0
     if "run mlperf one input" in times:
         targets["run < 0.7 s"] = times["run mlperf one input"]["median_seconds"] < 0.7
     result["cli"] = dict(times, targets=targets)

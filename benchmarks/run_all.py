@@ -522,10 +522,18 @@ class Report:
             self.target("warm `n6emu run` of the MLPerf model on one input < 0.7 s",
                         "model absent" if rn is None else f"{rn:.2f} s", None if rn is None else rn < 0.7)
         first = _get(cli or {}, "first replay yes.wav (empty caches)", "median_seconds")
-        self.target("first run after a fresh install < 20 s",
-                    "not measured (bench_speed.py --first-run)" if first is None
-                    else f"{first:.1f} s (`n6emu replay` of one clip with empty kernel, model and table caches)",
-                    None if first is None else first < 20.0)
+        first_numba = _get(cli or {}, "first replay yes.wav --backend numba (empty caches)", "median_seconds")
+        if first_numba is None:
+            self.target("first run after a fresh install < 20 s",
+                        "not measured (bench_speed.py --first-run)" if first is None
+                        else f"{first:.1f} s (`n6emu replay` of one clip with empty kernel, model and table caches)",
+                        None if first is None else first < 20.0)
+        else:       # judged on the slower: a long replay (Numba) after a fresh install compiles its kernels
+            slow = max(first_numba, first or 0.0)
+            self.target("first run after a fresh install < 20 s",
+                        f"{first_numba:.1f} s with `--backend numba` (every kernel compiled: what a long replay "
+                        f"pays once), {'-' if first is None else f'{first:.1f}'} s as typed (a one-clip replay runs "
+                        f"on the C twins: nothing to compile); empty kernel, model and table caches", slow < 20.0)
 
     def dataset_chain(self):
         self.w("## Dataset replay (bench_dataset.py)", "")

@@ -233,10 +233,10 @@ def compile_network(config_path):
     from emu.models import ModelSession, import_model
     cfg = load_config(config_path or None)
     m = cfg.model
-    if m.backend != "numba":
-        return
+    if m.backend == "c":
+        return                                   # nothing to compile ("auto": the command chose Numba)
     model = import_model(cfg.model_path(), cfg.input.io_layout)
-    session = ModelSession(model, m.profile, m.backend, rounding=m.rounding, elementwise=m.elementwise,
+    session = ModelSession(model, m.profile, "numba", rounding=m.rounding, elementwise=m.elementwise,
                            state=m.state)
     dtype = np.float32 if cfg.input.boundary == "float32" else model.io_dtype
     for batch in (1, 2):                     # one patch, and several (batches take other kernels)

@@ -318,8 +318,10 @@ def cmd_features(args, out, err=None):
     from emu.device import FrontEnd, frontend_params
     from emu.trace import frontend_trace
     params = frontend_params(cfg)
+    args.backend = _job_backend(cfg.model.backend, info.n_samples // new, cfg.model.profile, params.profile,
+                                cfg.faults)
     _first_run(args, err, "frontend")
-    fe = FrontEnd(params)
+    fe = FrontEnd(params, args.backend)
     feats = []
     written = False
     try:

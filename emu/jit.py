@@ -15,10 +15,12 @@ Nothing about what a kernel computes depends on this: the same decorator options
 """
 import importlib
 import sys
+import threading
 
 _pending = []          # placeholders made before Numba was loaded, in definition order
 _numba = None          # the numba module once loaded
 _on_load = []          # callables run right after Numba is imported (before any kernel is made)
+_lock = threading.RLock()   # one load, also when the first uses come from several threads
 
 
 def after_load(fn):
@@ -42,24 +44,27 @@ def load():
     global _numba
     if _numba is not None:
         return _numba
-    import numba
-    _numba = numba
-    for fn in _on_load:
-        fn()
-    _on_load.clear()
-    for p in _pending:
-        p._materialize()
-    for name, module in list(sys.modules.items()):
-        if module is None or not (name == "emu" or name.startswith("emu.")):
-            continue
-        namespace = getattr(module, "__dict__", None)
-        if namespace is None:
-            continue
-        for key, value in list(namespace.items()):
-            if isinstance(value, _Placeholder):
-                namespace[key] = value._materialize()
-    _pending.clear()
-    return numba
+    with _lock:
+        if _numba is not None:           # re-entered from _materialize below, or loaded by another thread
+            return _numba
+        import numba
+        for fn in _on_load:
+            fn()
+        _on_load.clear()
+        _numba = numba
+        for p in _pending:
+            p._materialize()
+        for name, module in list(sys.modules.items()):
+            if module is None or not (name == "emu" or name.startswith("emu.")):
+                continue
+            namespace = getattr(module, "__dict__", None)
+            if namespace is None:
+                continue
+            for key, value in list(namespace.items()):
+                if isinstance(value, _Placeholder):
+                    namespace[key] = value._materialize()
+        _pending.clear()
+    return _numba
 
 
 def resolved(obj):
@@ -87,15 +92,16 @@ class _Placeholder:
     def _materialize(self):
         if self._real is None:
             load()
-            if self._real is None:
-                self._real = self._make()
+            with _lock:
+                if self._real is None:
+                    self._real = self._make()
         return self._real
 
     def __call__(self, *args, **kwargs):
         return self._materialize()(*args, **kwargs)
 
     def __getattr__(self, name):
-        if name.startswith("_") and name not in ("_numba_type_", "__defaults__", "__code__", "__globals__"):
+        if name.startswith("__"):             # Python's own probes (copy, pickle, inspect) do not load Numba
             raise AttributeError(name)
         real = self._materialize()
         if name == "_numba_type_":          # Numba typing a placeholder held outside module globals

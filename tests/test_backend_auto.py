@@ -69,6 +69,18 @@ def test_st_front_end_on_the_c_twins_equals_numba(name):
         assert _same_float(sc, sn), name
         one, s1 = c_fe.patch(x[0], boundary)
         assert np.array_equal(one.view(np.uint8), fn[0].view(np.uint8)) and _same_float(s1, sn[0])
+    _same_stages(numba_fe, c_fe, x[[0, 4]])
+
+
+def _same_stages(numba_fe, c_fe, patches):
+    """Every canonical stage (the traces, `features --stages`, replay --dump): same names, dtypes, shapes, bits."""
+    for x in patches:
+        a, b = numba_fe.stages(x), c_fe.stages(x)
+        assert list(a) == list(b)
+        for k in a:
+            va, vb = np.asarray(a[k]), np.asarray(b[k])
+            assert va.dtype == vb.dtype and va.shape == vb.shape, k
+            assert np.array_equal(va.reshape(-1).view(np.uint8), vb.reshape(-1).view(np.uint8)), k
 
 
 @needs_c
@@ -81,6 +93,7 @@ def test_q15_front_end_on_the_c_twins_equals_numba(mode):
     fc, sc = c_fe.patches(x)
     assert np.array_equal(fc, fn) and fc.dtype == np.int8
     assert np.isnan(sc).all() and np.isnan(sn).all()
+    _same_stages(numba_fe, c_fe, x[[0, 4]])
 
 
 def test_unknown_front_end_backend_is_one_line():

@@ -242,24 +242,31 @@ def test_compile_notice_only_on_a_terminal_with_a_cold_cache(tmp_path, monkeypat
     for tty, cold, shown in ((True, True, True), (True, False, False), (False, True, False)):
         monkeypatch.setattr(cli, "_kernels_cold", lambda cold=cold, **what: cold)
         err = _Tty() if tty else io.StringIO()
-        with pytest.raises(AssertionError, match="device was built"):
-            cli.main(["replay", str(CLIPS / "yes.wav")], out=io.StringIO(), err=err)
-        notice = [line for line in err.getvalue().splitlines() if "compiling kernels" in line]
-        assert notice == (["n6emu: compiling kernels (first run only, about 20 s)"] if shown else [])
+        for backend in (["--backend", "numba"], []):   # a one-clip replay on "auto" runs on the C twins: no compile
+            with pytest.raises(AssertionError, match="device was built"):
+                cli.main(["replay", str(CLIPS / "yes.wav")] + backend, out=io.StringIO(), err=err)
+            notice = [line for line in err.getvalue().splitlines() if "compiling kernels" in line]
+            assert notice == (["n6emu: compiling kernels (first run only, about 20 s)"]
+                              if shown and (backend or choose_backend("auto", 1) == "numba") else [])
+            err = _Tty() if tty else io.StringIO()
 
 
 def test_first_run_compiles_the_network_in_a_second_process_only_for_the_command(monkeypatch, no_device):
     """Cold cache: the `n6emu` process (main() without argv) of a device command starts the network's compile
-    helper for its device; in-process calls (argv given), `--backend c` and a warm cache do not."""
+    helper for its device when it runs on Numba; in-process calls (argv given), `--backend c`, a short job on
+    "auto" (the C twins) and a warm cache do not."""
     import emu._install
     import emu.cli as cli
     started = []
     monkeypatch.setattr(emu._install, "compile_network_in_background", started.append)
     clip = str(CLIPS / "yes.wav")
-    for argv, cold, extra, expected in ((None, True, [], [None]),
-                                        (["replay", clip], True, [], []),
-                                        (None, False, [], []),
-                                        (None, True, ["--backend", "c"], [])):
+    numba = ["--backend", "numba"]
+    auto_numba = choose_backend("auto", 1) == "numba"        # the C twins are not built
+    for argv, cold, extra, expected in ((None, True, numba, [None]),
+                                        (["replay", clip] + numba, True, [], []),
+                                        (None, False, numba, []),
+                                        (None, True, ["--backend", "c"], []),
+                                        (None, True, [], [None] if auto_numba else [])):
         started.clear()
         monkeypatch.setattr(cli, "_kernels_cold", lambda cold=cold, **what: cold)
         monkeypatch.setattr(sys, "argv", ["n6emu", "replay", clip] + extra)

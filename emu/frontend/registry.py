@@ -193,6 +193,10 @@ class FrontEnd:
 
     def stages(self, pcm_patch):
         """Every stage of one patch under its canonical name (module doc), a dict of arrays."""
+        if self.backend == "c":
+            out = {"pcm": np.asarray(pcm_patch)}
+            out.update(_c_twin(self.spec.name).compute_stages(pcm_patch, self.state))
+            return out
         return self.spec.stages(pcm_patch, self.state)
 
     def layout(self, name):
