@@ -510,6 +510,9 @@ class Report:
                 if k != "targets":
                     self.w(f"| `{k}` | {v['median_seconds']:.2f} s | "
                            f"{', '.join(f'{x:.2f}' for x in v.get('runs', []))} |")
+            self.w("", "As typed, a job this short runs on the C twins (`--backend auto`, the default: up to 32 patches "
+                   "or inputs; nothing to compile, Numba not imported); `--backend numba` is how a longer job starts "
+                   "(Numba's import and its cached kernels' load).")
             bc = (speed or {}).get("cli_bytecode")
             if bc:
                 self.w("", f"The package's bytecode was compiled first (`{bc['compiled']}`), as `pip install .` leaves "

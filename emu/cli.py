@@ -669,7 +669,8 @@ def cmd_replay(args, out, err):
     unmatched = windows.unmatched(dumped) if windows is not None else []
     if args.json:
         _print_json(dict(windows=n, files=files, counts=counts, front_end=dev.config.frontend.build,
-                         backend=dev.config.model.backend, threshold=threshold, out=args.out, dump=args.dump, traces=len(dumped),
+                         backend=dev.config.model.backend, threshold=threshold, out=args.out, dump=args.dump,
+                         traces=len(dumped),
                          windows_unmatched=unmatched, leftover_samples=leftover,
                          no_window=settings["no_window"], records=None if args.out else records), out)
         return EXIT_OK

@@ -165,16 +165,14 @@ def _prepared(spec, params):
     return diskcache.cached("frontends", key, object, lambda: spec.prepare(params))
 
 
-BACKENDS = ("numba", "c")
-
-
 class FrontEnd:
     """One front-end profile behind one interface: FrontEnd(params, backend) prepares the profile's state once;
     features are int8 [n_coefs, n_frames] (coefficient-major) for every profile. backend "numba": the Numba
     kernels (batched over lanes and threads); "c": the C twins (emu._c_frontend_st / emu._c_frontend_q15), one
-    patch per call, no Numba loaded; the same values (tests/test_frontend_backend.py)."""
+    patch per call, no Numba loaded; the same values (tests/test_backend_auto.py)."""
 
     def __init__(self, params, backend="numba"):
+        from emu.kernels.backends import BACKENDS
         if backend not in BACKENDS:
             raise FrontendError(f"unknown front-end backend {backend!r}; choose one of {list(BACKENDS)}")
         self.spec = frontend_spec(params.profile)
