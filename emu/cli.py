@@ -114,14 +114,19 @@ def _kernels_cold(network=True, frontend=True):
         return None
 
 
-def _job_backend(requested, n_items, profile, frontend_profile=None, faults=()):
+def _job_backend(requested, n_items, profile, rounding=None, frontend_profile=None, faults=()):
     """The kernel backend of a job of n_items patches/inputs: `requested` ("numba" | "c"), or for "auto" the one
-    emu.kernels.backends.choose_backend picks (Numba for a float profile or a device with faults)."""
+    emu.kernels.backends.choose_backend picks: Numba for what the C twins do not implement (a float profile, a
+    requantizer other than TFLite's double/single rounding) and for a device with faults."""
     from emu.graph.profiles import PROFILES, ArithmeticProfile
     from emu.kernels.backends import choose_backend
     arithmetic = profile if isinstance(profile, ArithmeticProfile) else PROFILES.get(profile)
-    fixed_point = arithmetic is not None and arithmetic.fixed_point and not faults
-    return choose_backend(requested, n_items, fixed_point, frontend_profile)
+    try:
+        arithmetic = arithmetic.choose(rounding) if arithmetic is not None else None
+    except N6Error:
+        arithmetic = None                    # the session names the error
+    in_c = arithmetic is not None and arithmetic.fixed_point and arithmetic.requantizer.standard and not faults
+    return choose_backend(requested, n_items, in_c, frontend_profile)
 
 
 def _first_run(args, err, what="device"):
@@ -229,7 +234,7 @@ def cmd_run(args, out, err=None):
     shape = tuple(model.input_shape)
     batched = x.ndim == len(shape) + 1 and tuple(x.shape[1:]) == shape
     n_inputs = max(1, x.size // max(1, int(np.prod(shape))))     # a leading batch axis, or N in the model's own
-    args.backend = _job_backend(args.backend, n_inputs, args.profile)
+    args.backend = _job_backend(args.backend, n_inputs, args.profile, args.rounding)
     session = ModelSession(model, profile=args.profile, backend=args.backend, rounding=args.rounding)
     if x.size == 0:
         raise N6Error(f"{args.input}: an empty array {_fmt_shape(x.shape)} (no input); give at least one input of "
@@ -318,8 +323,8 @@ def cmd_features(args, out, err=None):
     from emu.device import FrontEnd, frontend_params
     from emu.trace import frontend_trace
     params = frontend_params(cfg)
-    args.backend = _job_backend(cfg.model.backend, info.n_samples // new, cfg.model.profile, params.profile,
-                                cfg.faults)
+    args.backend = _job_backend(cfg.model.backend, info.n_samples // new, cfg.model.profile, cfg.model.rounding,
+                                params.profile, cfg.faults)
     _first_run(args, err, "frontend")
     fe = FrontEnd(params, args.backend)
     feats = []
@@ -583,7 +588,7 @@ def cmd_replay(args, out, err):
                           f"window(s) (0-{most - 1}); nothing was written")
 
     args.backend = _job_backend(args.backend or cfg.model.backend, sum(i.n_samples // new for i in infos),
-                                cfg.model.profile, cfg.frontend.profile, cfg.faults)
+                                cfg.model.profile, cfg.model.rounding, cfg.frontend.profile, cfg.faults)
     cfg = cfg.replace("model", backend=args.backend)
     from emu.device import Device
     _first_run(args, err)
@@ -756,7 +761,7 @@ def _replay_dataset(args, out, err):
         audio.open_checked(c.path, args.rate, cfg.frontend.sample_rate)
 
     args.backend = _job_backend(args.backend or cfg.model.backend, len(clips), cfg.model.profile,
-                                cfg.frontend.profile, cfg.faults)     # a clip is one patch or more
+                                cfg.model.rounding, cfg.frontend.profile, cfg.faults)   # a clip: a patch or more
     cfg = cfg.replace("model", backend=args.backend)
     from emu.device import Device
     _first_run(args, err)

@@ -202,3 +202,26 @@ def test_numba_is_loaded_on_the_first_kernel_use_and_the_globals_rebound():
                        cwd=str(REPO))
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["False", str(2 ** 29), "True", "True"]
+
+
+@pytest.mark.parametrize("extra", [["--rounding", "single-floor"], ["--rounding", "single-half-away/m16"],
+                                   ["--profile", "onnxruntime"]])
+def test_auto_runs_numba_for_what_the_c_twins_do_not_implement(tmp_path, extra):
+    """A requantizer with another tie or derivation (what `n6emu fit` names) and the float onnxruntime profile exist
+    in the Numba kernels only: a one-input run on "auto" takes Numba and gives what --backend numba gives."""
+    import io
+
+    from emu.cli import main
+    model = str(REPO / "emu" / "data" / "kws" / "model_qdq.onnx")
+    x = np.random.default_rng(5).integers(-128, 128, (2, 1, 40, 49)).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    outs = {}
+    for backend in ("auto", "numba"):
+        out, err = io.StringIO(), io.StringIO()
+        y = tmp_path / f"y_{backend}.npy"
+        rc = main(["run", model, "--input", str(tmp_path / "x.npy"), "--output", str(y), "--backend", backend]
+                  + extra, out=out, err=err)
+        assert rc == 0, err.getvalue()
+        assert "backend numba)" in out.getvalue()
+        outs[backend] = np.load(y)
+    assert np.array_equal(outs["auto"], outs["numba"])

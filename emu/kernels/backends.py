@@ -53,14 +53,14 @@ def get_backend(name):
     raise KernelArgumentError(f"unknown kernel backend {name!r}; choose one of {list(BACKENDS)}")
 
 
-def choose_backend(requested, n_items=None, fixed_point=True, frontend_profile=None):
+def choose_backend(requested, n_items=None, in_c=True, frontend_profile=None):
     """The backend a job runs on: `requested` itself unless it is "auto"; "auto" -> "c" when the job's size is
-    known and small (n_items <= AUTO_C_MAX_ITEMS), the arithmetic profile is fixed-point (the C twins implement
-    no float profile) and the C twins the job needs are built (the network's, and the front end's of
-    `frontend_profile` when the job has one), else "numba"."""
+    known and small (n_items <= AUTO_C_MAX_ITEMS), its arithmetic is one the C twins implement (`in_c`: a
+    fixed-point profile with TFLite's double or single rounding) and the C twins the job needs are built (the
+    network's, and the front end's of `frontend_profile` when the job has one), else "numba"."""
     if requested != AUTO:
         return requested
-    if n_items is None or n_items > AUTO_C_MAX_ITEMS or not fixed_point:
+    if n_items is None or n_items > AUTO_C_MAX_ITEMS or not in_c:
         return "numba"
     from emu.kernels import ctwin
     if not ctwin.available():
