@@ -225,3 +225,18 @@ def test_auto_runs_numba_for_what_the_c_twins_do_not_implement(tmp_path, extra):
         assert "backend numba)" in out.getvalue()
         outs[backend] = np.load(y)
     assert np.array_equal(outs["auto"], outs["numba"])
+
+
+def test_user_numba_code_can_call_kernels_imported_before_numba():
+    """A kernel imported from n6emu before Numba is loaded stays a placeholder in the user's namespace (only emu.*
+    globals are rebound); the user's own @numba.njit code calling it (a dispatcher and an intrinsic) still compiles."""
+    code = ("import sys; from emu.fixedpoint import srdhm, count_leading_zeros32, _ctlz32; "
+            "before = 'numba' in sys.modules; import numba, numpy as np\n"
+            "@numba.njit\n"
+            "def f(a, b, x):\n"
+            "    return srdhm(a, b) + count_leading_zeros32(x) + _ctlz32(np.int64(x))\n"
+            "print(before, f(np.int32(2**30), np.int32(2**30), np.int32(1)))")
+    r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=600,
+                       cwd=str(REPO))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["False", str(2 ** 29 + 31 + 31)]
