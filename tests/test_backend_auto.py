@@ -147,14 +147,18 @@ def _env():
     return env
 
 
-def _cli_child(argv):
-    """Run emu.cli.main(argv) in a fresh interpreter: (exit code, Numba imported?, stdout lines)."""
-    code = ("import sys; from emu.cli import main; rc = main(%r); "
-            "print('NUMBA', rc, 'numba' in sys.modules)" % (argv,))
+def _python_child(code):
+    """The lines `python -c code` prints, in a fresh interpreter (Numba not imported yet)."""
     r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=600,
                        cwd=str(REPO))
     assert r.returncode == 0, r.stderr[-2000:]
-    lines = r.stdout.strip().splitlines()
+    return r.stdout.strip().splitlines()
+
+
+def _cli_child(argv):
+    """Run emu.cli.main(argv) in a fresh interpreter: (exit code, Numba imported?, stdout lines)."""
+    lines = _python_child("import sys; from emu.cli import main; rc = main(%r); "
+                          "print('NUMBA', rc, 'numba' in sys.modules)" % (argv,))
     _, rc, loaded = lines[-1].split()
     return int(rc), loaded == "True", lines[:-1]
 
@@ -198,10 +202,7 @@ def test_numba_is_loaded_on_the_first_kernel_use_and_the_globals_rebound():
             "r = fx.srdhm(2**30, 2**30); "
             "from numba.core.dispatcher import Dispatcher; "
             "print(before, int(r), isinstance(fx.srdhm, Dispatcher), isinstance(sm.count_leading_zeros32, Dispatcher))")
-    r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=600,
-                       cwd=str(REPO))
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split() == ["False", str(2 ** 29), "True", "True"]
+    assert _python_child(code)[-1].split() == ["False", str(2 ** 29), "True", "True"]
 
 
 @pytest.mark.parametrize("extra", [["--rounding", "single-floor"], ["--rounding", "single-half-away/m16"],
@@ -236,7 +237,4 @@ def test_user_numba_code_can_call_kernels_imported_before_numba():
             "def f(a, b, x):\n"
             "    return srdhm(a, b) + count_leading_zeros32(x) + _ctlz32(np.int64(x))\n"
             "print(before, f(np.int32(2**30), np.int32(2**30), np.int32(1)))")
-    r = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=600,
-                       cwd=str(REPO))
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split() == ["False", str(2 ** 29 + 31 + 31)]
+    assert _python_child(code)[-1].split() == ["False", str(2 ** 29 + 31 + 31)]
