@@ -21,7 +21,6 @@ from llvmlite import ir
 from emu.jit import intrinsic, njit, types
 
 
-
 @intrinsic
 def _as_u32(typingctx, x):
     """Bit pattern of a float32 as uint32 (an LLVM bitcast; numba's scalar .view allocates)."""

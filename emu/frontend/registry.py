@@ -178,8 +178,7 @@ class FrontEnd:
         self.spec = frontend_spec(params.profile)
         self.params = params
         self.backend = backend
-        if backend == "c":
-            _c_twin(self.spec.name).need()
+        self._c_stages = _c_twin_stages(self.spec.name) if backend == "c" else None
         self.state = _prepared(self.spec, params)
         kind, count = self.spec.coefficients(self.state)
         self.n_coefs = count
@@ -191,9 +190,9 @@ class FrontEnd:
 
     def stages(self, pcm_patch):
         """Every stage of one patch under its canonical name (module doc), a dict of arrays."""
-        if self.backend == "c":
+        if self._c_stages is not None:
             out = {"pcm": np.asarray(pcm_patch)}
-            out.update(_c_twin(self.spec.name).compute_stages(pcm_patch, self.state))
+            out.update(self._c_stages(pcm_patch, self.state))
             return out
         return self.spec.stages(pcm_patch, self.state)
 
@@ -213,8 +212,8 @@ class FrontEnd:
             floats = ", ".join(n for n, f in FRONTENDS.items() if f.float_log)
             raise FrontendError(f"the {self.spec.name} front end makes int8 features only; a {boundary} input "
                                 f"boundary needs a float log-mel front end ({floats})")
-        if self.backend == "c":
-            out = _c_twin(self.spec.name).compute_stages(pcm_patch, self.state)
+        if self._c_stages is not None:
+            out = self._c_stages(pcm_patch, self.state)
             if boundary == "int8":
                 return out["features"], float(out.get("silence_sum", np.nan))
             return np.ascontiguousarray(out["log"], np.float32), float(out.get("silence_sum", np.nan))
@@ -247,12 +246,13 @@ class FrontEnd:
         return np.stack([f for f, _ in out]), np.asarray([s for _, s in out], np.float32)
 
 
-def _c_twin(profile):
-    """The C twin module of a profile: need() (the one-line error naming the build step when it is absent) and
-    compute_stages(pcm_patch, state) -> the canonical stages but 'pcm'."""
-    from types import SimpleNamespace
+def _c_twin_stages(profile):
+    """compute_stages(pcm_patch, state) -> the canonical stages but 'pcm', by the profile's C twin; raises the
+    one-line error naming the build step when that twin is not built."""
     if profile == "cmsis-q15":
         from emu.frontend import ctwin_q15
-        return SimpleNamespace(need=ctwin_q15.need, compute_stages=ctwin_q15.compute_stages)
+        ctwin_q15.need()
+        return ctwin_q15.compute_stages
     from emu.frontend import ctwin_st
-    return SimpleNamespace(need=ctwin_st.need, compute_stages=ctwin_st.compute_stages_c)
+    ctwin_st.need()
+    return ctwin_st.compute_stages_c
